@@ -1,0 +1,81 @@
+// swift-tools-version:5.9
+//
+// The dependency direction is the architecture: protocol code (BraidWire) cannot reach a socket,
+// mechanism (BraidNetlink, BraidDataPlane) knows nothing of roles, and the two roles
+// (BraidGateway, BraidConcentrator) never import each other. The `braid` executable only wires.
+import PackageDescription
+
+let package = Package(
+    name: "braid",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "braid", targets: ["braid"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+    ],
+    targets: [
+        // Thin C shims. Each exists only because Swift cannot reach the C API directly.
+        .target(name: "CBraidLinux"),
+        .systemLibrary(name: "CNetlink", pkgConfig: "libmnl", providers: [.apt(["libmnl-dev"])]),
+        .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CNftables", pkgConfig: "libnftables", providers: [.apt(["libnftables-dev"])]),
+
+        .target(
+            name: "BraidCore",
+            dependencies: [.product(name: "Logging", package: "swift-log")]
+        ),
+        // Sans-I/O codecs. COpenSSL is here for HMAC-SHA256 and randomness only: pure computation.
+        .target(
+            name: "BraidWire",
+            dependencies: ["BraidCore", "COpenSSL"]
+        ),
+        .target(name: "BraidConfig", dependencies: ["BraidCore"]),
+        .target(
+            name: "BraidNetlink",
+            dependencies: ["BraidCore", "CNetlink", "CBraidLinux", .product(name: "Logging", package: "swift-log")]
+        ),
+        .target(
+            name: "BraidDataPlane",
+            dependencies: [
+                "BraidCore", "BraidWire", "CBraidLinux", "CNftables",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "BraidGateway",
+            dependencies: [
+                "BraidCore", "BraidWire", "BraidConfig", "BraidNetlink", "BraidDataPlane",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "BraidConcentrator",
+            dependencies: [
+                "BraidCore", "BraidWire", "BraidConfig", "BraidDataPlane",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "braid",
+            dependencies: [
+                "BraidCore", "BraidConfig", "BraidWire", "BraidGateway", "BraidConcentrator",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(name: "BraidWireTests", dependencies: ["BraidWire", "BraidCore"]),
+        .testTarget(name: "BraidConfigTests", dependencies: ["BraidConfig", "BraidCore"]),
+    ]
+)

@@ -1,0 +1,88 @@
+import BraidCore
+import CNftables
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The gateway's nftables table: TCP arriving on the LAN devices is handed to the transparent
+/// listener with TPROXY (original destination kept, no NAT). The daemon owns the whole table
+/// `inet braid` and nothing else, so an operator's own ruleset is never touched.
+public final class Interception {
+    public struct Settings: Equatable, Sendable {
+        public var tableName: String
+        public var lanDevices: [String]
+        public var listenerPort: UInt16
+        public var fwmark: UInt32
+
+        public init(tableName: String = "braid", lanDevices: [String], listenerPort: UInt16, fwmark: UInt32) {
+            self.tableName = tableName
+            self.lanDevices = lanDevices
+            self.listenerPort = listenerPort
+            self.fwmark = fwmark
+        }
+    }
+
+    public struct Failure: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    private let settings: Settings
+    private var installed = false
+
+    public init(_ settings: Settings) {
+        self.settings = settings
+    }
+
+    /// The ruleset, as `nft -f` would read it.
+    public static func ruleset(_ s: Settings) -> String {
+        let devices = s.lanDevices.map { "\"\($0)\"" }.joined(separator: ", ")
+        let mark = "0x" + String(s.fwmark, radix: 16)
+        // Deleting inside the same transaction makes a restart after a crash replace the old
+        // table atomically; `add table` first makes the delete valid when there was none.
+        return """
+            add table inet \(s.tableName)
+            delete table inet \(s.tableName)
+            table inet \(s.tableName) {
+                chain prerouting {
+                    type filter hook prerouting priority mangle; policy accept;
+                    iifname != { \(devices) } return
+                    meta l4proto != tcp return
+                    # Traffic for the gateway itself (management, DNS) is not intercepted.
+                    fib daddr type local return
+                    # Packets of connections already handed over: deliver to their socket.
+                    socket transparent 1 meta mark set \(mark) accept
+                    meta nfproto ipv4 tproxy ip to :\(s.listenerPort) meta mark set \(mark) accept
+                    meta nfproto ipv6 tproxy ip6 to :\(s.listenerPort) meta mark set \(mark) accept
+                }
+            }
+
+            """
+    }
+
+    public func install() throws {
+        try Self.run(Self.ruleset(settings))
+        installed = true
+    }
+
+    public func remove() throws {
+        guard installed else { return }
+        try Self.run("delete table inet \(settings.tableName)\n")
+        installed = false
+    }
+
+    /// Applies `commands` as one nftables transaction through libnftables.
+    static func run(_ commands: String) throws {
+        guard let ctx = nft_ctx_new(UInt32(NFT_CTX_DEFAULT)) else {
+            throw Failure(description: "nftables: cannot create a context")
+        }
+        defer { nft_ctx_free(ctx) }
+        nft_ctx_buffer_output(ctx)
+        nft_ctx_buffer_error(ctx)
+        let rc = nft_run_cmd_from_buffer(ctx, commands)
+        if rc != 0 {
+            let message = nft_ctx_get_error_buffer(ctx).map { String(cString: $0) } ?? "unknown error"
+            throw Failure(description: "nftables rejected the interception table: \(message)")
+        }
+    }
+}

@@ -1,0 +1,177 @@
+import BraidCore
+import CNetlink
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The one error type of BraidNetlink: which operation failed, and the kernel's errno.
+public struct NetlinkError: Error, CustomStringConvertible, Sendable {
+    public var operation: String
+    public var errno: Int32
+
+    public init(_ operation: String, errno: Int32) {
+        self.operation = operation
+        self.errno = errno
+    }
+
+    public var description: String { "\(operation): \(String(cString: strerror(errno))) (errno \(errno))" }
+}
+
+/// A netlink attribute read off a message: its type (nested flag cleared) and payload.
+struct NetlinkAttribute {
+    var type: UInt16
+    var payload: UnsafeRawBufferPointer
+
+    var u32: UInt32? { payload.count >= 4 ? payload.loadUnaligned(as: UInt32.self) : nil }
+    var bytes: [UInt8] { Array(payload) }
+}
+
+/// A libmnl socket with request/ack and dump helpers. Not thread-safe: one owner at a time.
+final class NetlinkSocket {
+    private let socket: OpaquePointer
+    private let portID: UInt32
+    private var sequence: UInt32
+    private let bus: Int32
+
+    init(bus: Int32) throws {
+        guard let s = mnl_socket_open(bus) else { throw NetlinkError("mnl_socket_open", errno: errno) }
+        guard mnl_socket_bind(s, 0, pid_t(MNL_SOCKET_AUTOPID)) == 0 else {
+            let e = errno
+            mnl_socket_close(s)
+            throw NetlinkError("mnl_socket_bind", errno: e)
+        }
+        socket = s
+        portID = mnl_socket_get_portid(s)
+        sequence = UInt32(truncatingIfNeeded: time(nil))
+        self.bus = bus
+    }
+
+    deinit {
+        mnl_socket_close(socket)
+    }
+
+    /// A message under construction in its own buffer.
+    final class Message {
+        let buffer: UnsafeMutableRawPointer
+        let header: UnsafeMutablePointer<nlmsghdr>
+        static let size = 8192  // MNL_SOCKET_BUFFER_SIZE is a macro calling getpagesize()
+
+        init(type: UInt16, flags: Int32) {
+            buffer = UnsafeMutableRawPointer.allocate(byteCount: Self.size, alignment: 8)
+            buffer.initializeMemory(as: UInt8.self, repeating: 0, count: Self.size)
+            header = mnl_nlmsg_put_header(buffer)
+            header.pointee.nlmsg_type = type
+            header.pointee.nlmsg_flags = UInt16(NLM_F_REQUEST | flags)
+        }
+
+        deinit { buffer.deallocate() }
+
+        /// Reserves and zeroes the family header (rtmsg, ifaddrmsg, genlmsghdr, ...).
+        func putExtraHeader<T>(_ type: T.Type) -> UnsafeMutablePointer<T> {
+            mnl_nlmsg_put_extra_header(header, MemoryLayout<T>.size).bindMemory(to: T.self, capacity: 1)
+        }
+
+        func put(_ type: Int, u32 v: UInt32) { mnl_attr_put_u32(header, UInt16(type), v) }
+        func put(_ type: Int, u16 v: UInt16) { mnl_attr_put_u16(header, UInt16(type), v) }
+        func put(_ type: Int, u8 v: UInt8) { mnl_attr_put_u8(header, UInt16(type), v) }
+        func put(_ type: Int, bytes: [UInt8]) {
+            bytes.withUnsafeBytes { mnl_attr_put(header, UInt16(type), bytes.count, $0.baseAddress) }
+        }
+        func put(_ type: Int, string: String) { mnl_attr_put_strz(header, UInt16(type), string) }
+        func nest(_ type: Int, _ body: () -> Void) {
+            let n = mnl_attr_nest_start(header, UInt16(type))
+            body()
+            mnl_attr_nest_end(header, n)
+        }
+    }
+
+    /// Sends `message` and waits for the kernel's acknowledgement. Throws the kernel's errno.
+    func request(_ message: Message, operation: String) throws {
+        message.header.pointee.nlmsg_flags |= UInt16(NLM_F_ACK)
+        _ = try exchange(message, operation: operation) { _ in }
+    }
+
+    /// Sends a dump request and calls `each` for every message of the reply.
+    func dump(_ message: Message, operation: String, _ each: (UnsafePointer<nlmsghdr>) -> Void) throws {
+        message.header.pointee.nlmsg_flags |= UInt16(NLM_F_DUMP)
+        _ = try exchange(message, operation: operation, each)
+    }
+
+    /// Sends a request that the kernel answers with one message (a "get"), and reads it.
+    func dumpOne(_ message: Message, operation: String, _ each: (UnsafePointer<nlmsghdr>) -> Void) throws {
+        _ = try exchange(message, operation: operation, each)
+    }
+
+    private func exchange(
+        _ message: Message, operation: String, _ each: (UnsafePointer<nlmsghdr>) -> Void
+    ) throws {
+        sequence &+= 1
+        let seq = sequence
+        message.header.pointee.nlmsg_seq = seq
+        let length = Int(message.header.pointee.nlmsg_len)
+        guard mnl_socket_sendto(socket, message.buffer, length) >= 0 else {
+            throw NetlinkError("\(operation): sendto", errno: errno)
+        }
+        let size = 32768
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 8)
+        defer { buffer.deallocate() }
+        while true {
+            let n = mnl_socket_recvfrom(socket, buffer, size)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw NetlinkError("\(operation): recvfrom", errno: errno)
+            }
+            var remaining = Int32(n)
+            var header: UnsafePointer<nlmsghdr>? = UnsafePointer(buffer.assumingMemoryBound(to: nlmsghdr.self))
+            while let h = header, mnl_nlmsg_ok(h, remaining) {
+                guard h.pointee.nlmsg_seq == seq, h.pointee.nlmsg_pid == portID else {
+                    header = UnsafePointer(mnl_nlmsg_next(h, &remaining))
+                    continue  // a late reply to an earlier request
+                }
+                switch Int32(h.pointee.nlmsg_type) {
+                case NLMSG_DONE:
+                    return
+                case NLMSG_ERROR:
+                    let err = mnl_nlmsg_get_payload(h).assumingMemoryBound(to: nlmsgerr.self).pointee
+                    if err.error == 0 { return }  // the acknowledgement
+                    throw NetlinkError(operation, errno: -err.error)
+                default:
+                    each(h)
+                    if h.pointee.nlmsg_flags & UInt16(NLM_F_MULTI) == 0 { return }
+                }
+                header = UnsafePointer(mnl_nlmsg_next(h, &remaining))
+            }
+        }
+    }
+
+    /// Attributes of `header` after a family header of `extraHeaderSize` bytes.
+    static func attributes(_ header: UnsafePointer<nlmsghdr>, extraHeaderSize: Int) -> [NetlinkAttribute] {
+        let start = mnl_nlmsg_get_payload_offset(header, extraHeaderSize)!
+        let tail = mnl_nlmsg_get_payload_tail(header)!
+        return attributes(from: start, length: tail - start)
+    }
+
+    /// Attributes inside a nested attribute.
+    static func attributes(nestedIn a: NetlinkAttribute) -> [NetlinkAttribute] {
+        guard let base = a.payload.baseAddress else { return [] }
+        return attributes(from: base, length: a.payload.count)
+    }
+
+    private static func attributes(from start: UnsafeRawPointer, length: Int) -> [NetlinkAttribute] {
+        var out: [NetlinkAttribute] = []
+        var attr = start.assumingMemoryBound(to: nlattr.self)
+        var remaining = length
+        while remaining > 0, mnl_attr_ok(attr, Int32(remaining)) {
+            let type = mnl_attr_get_type(attr)
+            let len = Int(mnl_attr_get_payload_len(attr))
+            out.append(
+                NetlinkAttribute(
+                    type: type, payload: UnsafeRawBufferPointer(start: mnl_attr_get_payload(attr), count: len)))
+            let next = UnsafeRawPointer(mnl_attr_next(attr)!)
+            remaining -= next - UnsafeRawPointer(attr)
+            attr = next.assumingMemoryBound(to: nlattr.self)
+        }
+        return out
+    }
+}

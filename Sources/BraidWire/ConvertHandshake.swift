@@ -1,0 +1,152 @@
+import BraidCore
+
+/// What a concentrator learned from a valid, authenticated request.
+public struct ConvertRequest: Equatable, Sendable {
+    public var destination: Endpoint
+    /// The client sent an Info TLV and wants a Supported TCP Extensions TLV back (§5.2.1).
+    public var wantsInfo: Bool
+    public var authentication: ConvertAuthentication
+}
+
+/// The concentrator's side of the handshake: feed bytes as they arrive; it says when to connect
+/// or what error to send. It owns no socket and no clock.
+public struct ConvertServerHandshake: Sendable {
+    public enum Action: Equatable, Sendable {
+        /// Wait for more bytes.
+        case needMore
+        /// Connect to `request.destination`; `remainder` is client data that followed the message.
+        case connect(ConvertRequest, remainder: [UInt8])
+        /// Send `ConvertServerHandshake.errorReply(error.code)` and close.
+        case reject(ConvertError)
+    }
+
+    private var buffer: [UInt8] = []
+    private let authenticator: ConvertAuthenticator
+
+    public init(authenticator: ConvertAuthenticator) {
+        self.authenticator = authenticator
+    }
+
+    /// Bytes buffered so far (bounded by `ConvertMessage.maximumSize` plus one read).
+    public var bufferedCount: Int { buffer.count }
+
+    /// Appends bytes and decides. `replay` is consulted only after the MAC is good, so forged
+    /// requests cannot fill the replay cache.
+    public mutating func feed(_ bytes: some Collection<UInt8>, nowMillis: UInt64, replay: inout ReplayGuard) -> Action {
+        buffer.append(contentsOf: bytes)
+        do {
+            switch try ConvertMessage.parse(buffer) {
+            case .incomplete:
+                return .needMore
+            case .message(let message, let length):
+                let raw = Array(buffer[0..<length])
+                let request = try Self.validate(message)
+                let auth = try authenticator.verify(raw: raw)
+                try replay.admit(auth, nowMillis: nowMillis)
+                let rest = Array(buffer[length...])
+                buffer = []
+                return .connect(
+                    ConvertRequest(destination: request.0, wantsInfo: request.1, authentication: auth), remainder: rest)
+            }
+        } catch let e as ConvertError {
+            return .reject(e)
+        } catch {
+            return .reject(ConvertError(.malformedMessage, "\(error)"))
+        }
+    }
+
+    /// A request is exactly one Connect TLV, one authentication TLV and optionally Info.
+    static func validate(_ message: ConvertMessage) throws -> (Endpoint, Bool) {
+        var destination: Endpoint?
+        var wantsInfo = false
+        var sawAuth = false
+        for tlv in message.tlvs {
+            switch tlv {
+            case .connect(let ep, let options):
+                guard destination == nil else { throw ConvertError(.malformedMessage, "two Connect TLVs") }
+                guard options.isEmpty else {
+                    throw ConvertError(.unsupportedTCPOption, "Connect TLV carries \(options.count) bytes of TCP options")
+                }
+                destination = ep
+            case .info:
+                wantsInfo = true
+            case .authentication:
+                guard !sawAuth else { throw ConvertError(.malformedMessage, "two authentication TLVs") }
+                sawAuth = true
+            default:
+                throw ConvertError(.unsupportedMessage, "TLV type \(tlv.type) is not accepted in a request")
+            }
+        }
+        guard sawAuth else { throw ConvertError(.notAuthorized, "no authentication TLV") }
+        guard let destination else { throw ConvertError(.malformedMessage, "no Connect TLV") }
+        return (destination, wantsInfo)
+    }
+
+    /// TCP option kinds the concentrator supports towards the client: MPTCP (kind 30, RFC 8684).
+    public static let supportedExtensions: [UInt8] = [30]
+
+    /// The reply sent once the destination accepted the connection (§4.2).
+    public static func successReply(wantsInfo: Bool) -> [UInt8] {
+        // Cannot fail: a fixed, small message.
+        try! ConvertMessage(wantsInfo ? [.supportedTCPExtensions(supportedExtensions)] : []).encode()
+    }
+
+    /// The reply that carries an error to the client (§5.2.6).
+    public static func errorReply(_ code: ConvertErrorCode) -> [UInt8] {
+        try! ConvertMessage([.error(code, value: [])]).encode()
+    }
+}
+
+/// The gateway's side: builds the request and reads the concentrator's reply off the stream.
+public struct ConvertClientHandshake: Sendable {
+    public enum Action: Equatable, Sendable {
+        case needMore
+        /// The destination accepted; `remainder` is the first server data, to pass to the LAN.
+        case established(supportedExtensions: [UInt8], remainder: [UInt8])
+        /// The concentrator refused or the destination failed; the LAN connection gets a reset.
+        case refused(ConvertError)
+    }
+
+    private var buffer: [UInt8] = []
+
+    public init() {}
+
+    /// The request for `destination`, authenticated with `authenticator`.
+    public static func request(
+        to destination: Endpoint, authenticator: ConvertAuthenticator, nowMillis: UInt64, nonce: [UInt8],
+        askInfo: Bool = false
+    ) throws -> [UInt8] {
+        var tlvs: [ConvertTLV] = [.connect(destination, tcpOptions: [])]
+        if askInfo { tlvs.append(.info) }
+        return try authenticator.seal(tlvs, nowMillis: nowMillis, nonce: nonce)
+    }
+
+    public mutating func feed(_ bytes: some Collection<UInt8>) -> Action {
+        buffer.append(contentsOf: bytes)
+        do {
+            switch try ConvertMessage.parse(buffer) {
+            case .incomplete:
+                return .needMore
+            case .message(let message, let length):
+                let rest = Array(buffer[length...])
+                buffer = []
+                var extensions: [UInt8] = []
+                for tlv in message.tlvs {
+                    switch tlv {
+                    case .error(let code, _):
+                        return .refused(ConvertError(code, "refused by the concentrator"))
+                    case .supportedTCPExtensions(let kinds):
+                        extensions = kinds
+                    default:
+                        continue  // Extended TCP Header and friends are informational here.
+                    }
+                }
+                return .established(supportedExtensions: extensions, remainder: rest)
+            }
+        } catch let e as ConvertError {
+            return .refused(ConvertError(e.code, "unreadable reply: \(e.reason)"))
+        } catch {
+            return .refused(ConvertError(.malformedMessage, "\(error)"))
+        }
+    }
+}

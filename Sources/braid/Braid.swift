@@ -1,0 +1,144 @@
+import ArgumentParser
+import BraidConcentrator
+import BraidConfig
+import BraidCore
+import BraidGateway
+import BraidWire
+import Dispatch
+import Logging
+import NIOCore
+import NIOPosix
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@main
+struct Braid: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "braid",
+        abstract: "Multi-WAN bonding over Multipath TCP: gateway (CPE) and concentrator.",
+        subcommands: [Gateway.self, Concentrator.self, GenKey.self, Check.self])
+}
+
+struct RoleOptions: ParsableArguments {
+    @Option(name: .long, help: "UCI package file.")
+    var config: String = "/etc/config/braid"
+
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error.")
+    var logLevel: String = "info"
+}
+
+struct Gateway: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the gateway (CPE) in the foreground.")
+    @OptionGroup var options: RoleOptions
+
+    func run() throws {
+        let logger = try makeLogger("gateway", level: options.logLevel)
+        let config = try readConfig(options.config) { try $0.gateway() }
+        try runUntilSignal(logger: logger) { group in
+            let service = GatewayService(config: config, group: group, logger: logger)
+            try service.start()
+            return service.stop
+        }
+    }
+}
+
+struct Concentrator: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the concentrator in the foreground.")
+    @OptionGroup var options: RoleOptions
+
+    func run() throws {
+        let logger = try makeLogger("concentrator", level: options.logLevel)
+        let config = try readConfig(options.config) { try $0.concentrator() }
+        try runUntilSignal(logger: logger) { group in
+            let service = ConcentratorService(config: config, group: group, logger: logger)
+            try service.start()
+            return service.stop
+        }
+    }
+}
+
+struct GenKey: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print a new random pre-shared key (32 bytes, base64).")
+
+    func run() throws {
+        print(PresharedKey.encode(SecureRandom.bytes(PresharedKey.size)))
+    }
+}
+
+struct Check: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Validate a configuration file for a role.")
+    @Option(name: .long, help: "UCI package file.")
+    var config: String = "/etc/config/braid"
+    @Argument(help: "Role to check: gateway or concentrator.")
+    var role: String
+
+    func run() throws {
+        switch role {
+        case "gateway": _ = try readConfig(config) { try $0.gateway() }
+        case "concentrator": _ = try readConfig(config) { try $0.concentrator() }
+        default: throw ValidationError("role must be gateway or concentrator (\(role))")
+        }
+        print("\(config): ok")
+    }
+}
+
+/// Reads and validates the configuration; prints every problem as `FILE:LINE: message`.
+func readConfig<T>(_ path: String, _ read: (inout BraidConfigReader) throws -> T) throws -> T {
+    do {
+        var reader = BraidConfigReader(package: try BraidConfigReader.load(path: path))
+        return try read(&reader)
+    } catch let e as ConfigErrors {
+        FileHandleStderr.write(e.description + "\n")
+        throw ExitCode(2)
+    } catch let e as ConfigError {
+        FileHandleStderr.write(e.description + "\n")
+        throw ExitCode(2)
+    }
+}
+
+func makeLogger(_ label: String, level: String) throws -> Logger {
+    guard let l = Logger.Level(rawValue: level) else {
+        throw ValidationError("unknown log level (\(level))")
+    }
+    LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+    var logger = Logger(label: "braid.\(label)")
+    logger.logLevel = l
+    return logger
+}
+
+/// Starts a role, waits for SIGTERM or SIGINT, then stops it so kernel state is removed.
+func runUntilSignal(logger: Logger, start: (EventLoopGroup) throws -> () -> Void) throws {
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+    defer { try? group.syncShutdownGracefully() }
+    let stop: () -> Void
+    do {
+        stop = try start(group)
+    } catch {
+        logger.error("cannot start: \(error)")
+        throw ExitCode(1)
+    }
+    let done = DispatchSemaphore(value: 0)
+    let queue = DispatchQueue(label: "braid.signals")
+    var sources: [DispatchSourceSignal] = []
+    for sig in [SIGTERM, SIGINT] {
+        signal(sig, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: sig, queue: queue)
+        source.setEventHandler {
+            logger.notice("signal \(sig) received, stopping")
+            done.signal()
+        }
+        source.resume()
+        sources.append(source)
+    }
+    done.wait()
+    stop()
+}
+
+enum FileHandleStderr {
+    static func write(_ s: String) {
+        fputs(s, stderr)
+    }
+}

@@ -1,0 +1,230 @@
+#!/usr/bin/env python3
+"""Traffic endpoints for braid's namespace tests and lab.
+
+serve    an origin server speaking a tiny protocol: "GET N\\n" (server sends N random bytes, then
+         half-closes), "PUT N\\n" (server reads to EOF, answers with the sha256 of what it got).
+         Every connection and every transfer's sha256 is logged, so tests compare what one end
+         sent with what the other end received.
+client   the LAN side of a GET or PUT; prints one JSON line (bytes, sha256, seconds, result).
+convert  speaks RFC 8803 Convert directly to a concentrator (independent implementation of the
+         wire format, HMAC included) to test refusals that the gateway would never send.
+"""
+import argparse, base64, hashlib, hmac, json, os, socket, struct, sys, threading, time
+
+IPPROTO_MPTCP = 262
+CHUNK = 1 << 18
+
+
+def log_line(path, record):
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def serve(args):
+    family = socket.AF_INET6 if ":" in args.listen else socket.AF_INET
+    srv = socket.socket(family, socket.SOCK_STREAM, IPPROTO_MPTCP if args.mptcp else 0)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if family == socket.AF_INET6:
+        srv.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    srv.bind((args.listen, args.port))
+    srv.listen(128)
+
+    def handle(conn, peer):
+        log_line(args.log, {"event": "connection", "peer": peer[0]})
+        try:
+            conn.settimeout(args.timeout)
+            header = b""
+            while not header.endswith(b"\n") and len(header) < 64:
+                b = conn.recv(1)
+                if not b:
+                    return
+                header += b
+            verb, n = header.decode().split()
+            n = int(n)
+            if verb == "GET":
+                h, sent = hashlib.sha256(), 0
+                while sent < n:
+                    block = os.urandom(min(CHUNK, n - sent))
+                    conn.sendall(block)
+                    h.update(block)
+                    sent += len(block)
+                log_line(args.log, {"event": "sent", "bytes": sent, "sha256": h.hexdigest()})
+                conn.shutdown(socket.SHUT_WR)
+                while conn.recv(CHUNK):
+                    pass
+            elif verb == "PUT":
+                h, got = hashlib.sha256(), 0
+                while True:
+                    b = conn.recv(CHUNK)
+                    if not b:
+                        break
+                    h.update(b)
+                    got += len(b)
+                # Only after EOF: this is what proves the half-close crossed the relay.
+                log_line(args.log, {"event": "received", "bytes": got, "sha256": h.hexdigest()})
+                conn.sendall(f"{got} {h.hexdigest()}\n".encode())
+                conn.shutdown(socket.SHUT_WR)
+        except (OSError, ValueError) as e:
+            log_line(args.log, {"event": "error", "error": str(e)})
+        finally:
+            conn.close()
+
+    deadline = time.time() + args.lifetime
+    srv.settimeout(1.0)
+    while time.time() < deadline:
+        try:
+            conn, peer = srv.accept()
+        except socket.timeout:
+            continue
+        threading.Thread(target=handle, args=(conn, peer), daemon=True).start()
+
+
+def client(args):
+    family = socket.AF_INET6 if ":" in args.connect else socket.AF_INET
+    s = socket.socket(family, socket.SOCK_STREAM, IPPROTO_MPTCP if args.mptcp else 0)
+    s.settimeout(args.timeout)
+    start = time.time()
+    result = {"result": "ok"}
+    h, count = hashlib.sha256(), 0
+    try:
+        s.connect((args.connect, args.port))
+        if args.get is not None:
+            s.sendall(f"GET {args.get}\n".encode())
+            while True:
+                b = s.recv(CHUNK)
+                if not b:
+                    break
+                h.update(b)
+                count += len(b)
+            result.update(bytes=count, sha256=h.hexdigest())
+        else:
+            s.sendall(f"PUT {args.put}\n".encode())
+            while count < args.put:
+                block = os.urandom(min(CHUNK, args.put - count))
+                s.sendall(block)
+                h.update(block)
+                count += len(block)
+            s.shutdown(socket.SHUT_WR)
+            answer = b""
+            while True:
+                b = s.recv(4096)
+                if not b:
+                    break
+                answer += b
+            result.update(bytes=count, sha256=h.hexdigest(), answer=answer.decode().strip())
+    except ConnectionResetError:
+        result["result"] = "reset"
+    except ConnectionRefusedError:
+        result["result"] = "refused"
+    except socket.timeout:
+        result["result"] = "timeout"
+    except OSError as e:
+        result["result"] = "error"
+        result["error"] = str(e)
+    result["seconds"] = round(time.time() - start, 3)
+    result.setdefault("bytes", count)
+    print(json.dumps(result))
+
+
+def convert_request(key, dest, dport, ts_ms, nonce, info=False):
+    """Connect TLV + (Info) + braid's authentication TLV (type 192), MAC over the whole message."""
+    ip = socket.inet_pton(socket.AF_INET6, dest) if ":" in dest else b"\0" * 10 + b"\xff\xff" + socket.inet_aton(dest)
+    tlvs = bytes([10, 5]) + struct.pack("!H", dport) + ip
+    if info:
+        tlvs += bytes([1, 1, 0, 0])
+    auth_wo_mac = bytes([192, 16, 0, 0]) + struct.pack("!IQ", 0, ts_ms) + nonce
+    total = 4 + len(tlvs) + len(auth_wo_mac) + 32
+    msg = bytes([1, total // 4, 0, 0]) + tlvs + auth_wo_mac + b"\0" * 32
+    mac = hmac.new(key, msg, hashlib.sha256).digest()
+    return msg[:-32] + mac
+
+
+def convert(args):
+    key = base64.b64decode(open(args.psk_file).read().strip())
+    now = int(time.time() * 1000)
+    nonce = os.urandom(16)
+    if args.mode == "stale":
+        now -= 120_000
+    msg = convert_request(key, args.dest, args.dport, now, nonce, info=True)
+    if args.mode == "badmac":
+        msg = msg[:-1] + bytes([msg[-1] ^ 1])
+    elif args.mode == "noauth":
+        msg = bytes([1, 6, 0, 0]) + msg[4:24]
+    elif args.mode == "garbage":
+        msg = b"GET / HTTP/1.1\r\n\r\n"
+    sends = [msg, msg] if args.mode == "replay" else [msg]
+    replies = []
+    for m in sends:
+        s = socket.socket(socket.AF_INET6 if ":" in args.connect else socket.AF_INET, socket.SOCK_STREAM, IPPROTO_MPTCP)
+        s.settimeout(args.timeout)
+        reply = b""
+        try:
+            s.connect((args.connect, args.port))
+            s.sendall(m)
+            while len(reply) < 1024:
+                b = s.recv(1024)
+                if not b:
+                    break
+                reply += b
+        except (ConnectionResetError, socket.timeout) as e:
+            replies.append({"reply": type(e).__name__})
+            continue
+        finally:
+            s.close()
+        replies.append(parse_reply(reply))
+    print(json.dumps(replies[-1] if args.mode != "replay" else {"first": replies[0], **replies[-1]}))
+
+
+def parse_reply(b):
+    if len(b) < 4 or b[0] != 1:
+        return {"reply": "none", "raw": b.hex()}
+    total = b[1] * 4
+    out = {"reply": "ok", "tlvs": []}
+    off = 4
+    while off + 2 <= min(total, len(b)):
+        t, l = b[off], b[off + 1] * 4
+        if l == 0:
+            break
+        out["tlvs"].append(t)
+        if t == 30:
+            out["reply"] = "error"
+            out["code"] = b[off + 2]
+        if t == 21:
+            out["extensions"] = [k for k in b[off + 4:off + l] if k]
+        off += l
+    return out
+
+
+def main():
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("serve")
+    s.add_argument("--listen", default="::")
+    s.add_argument("--port", type=int, required=True)
+    s.add_argument("--log")
+    s.add_argument("--mptcp", action="store_true")
+    s.add_argument("--timeout", type=float, default=120)
+    s.add_argument("--lifetime", type=float, default=3600)
+    c = sub.add_parser("client")
+    c.add_argument("--connect", required=True)
+    c.add_argument("--port", type=int, required=True)
+    g = c.add_mutually_exclusive_group(required=True)
+    g.add_argument("--get", type=int)
+    g.add_argument("--put", type=int)
+    c.add_argument("--mptcp", action="store_true")
+    c.add_argument("--timeout", type=float, default=120)
+    v = sub.add_parser("convert")
+    v.add_argument("--connect", required=True)
+    v.add_argument("--port", type=int, required=True)
+    v.add_argument("--psk-file", required=True)
+    v.add_argument("--dest", required=True)
+    v.add_argument("--dport", type=int, required=True)
+    v.add_argument("--mode", choices=["valid", "badmac", "noauth", "stale", "replay", "garbage"], default="valid")
+    v.add_argument("--timeout", type=float, default=10)
+    a = p.parse_args()
+    {"serve": serve, "client": client, "convert": convert}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    main()
