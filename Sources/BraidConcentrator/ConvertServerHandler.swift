@@ -67,14 +67,21 @@ final class ConvertServerHandler: ChannelInboundHandler, RemovableChannelHandler
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
-        peer = context.channel.remoteAddress?.description ?? "?"
+        peer = context.channel.remoteAddress?.braidEndpoint?.description ?? "?"
         timeout = context.eventLoop.scheduleTask(in: shared.handshakeTimeout) { [self] in
             guard case .readingRequest = state else { return }
             shared.logger.info("data connection refused", metadata: ["peer": "\(peer)", "reason": "handshake timeout"])
             state = .closing
             RelayHandler.reset(context.channel)
         }
+        if context.channel.isActive { context.read() }
+    }
+
+    /// Reading is manual until the relay takes over: one read at a time, only while the request
+    /// is incomplete, so a client cannot make the concentrator buffer more than one message.
+    func channelActive(context: ChannelHandlerContext) {
         context.read()
+        context.fireChannelActive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {

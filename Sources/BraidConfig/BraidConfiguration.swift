@@ -31,6 +31,10 @@ public struct GatewayConfig: Equatable, Sendable {
     public var tableBase: UInt32
     /// Kernel MPTCP limit of additional subflows per connection.
     public var maxSubflows: UInt32
+    /// Send the Convert message in the SYN (TCP Fast Open, no cookie). Off by default: on
+    /// Linux 6.18 an MPTCP connection opened with data in its SYN was measured at a few percent
+    /// of the throughput of one opened without (see the README's "Known limits").
+    public var fastOpen: Bool
     public var uplinks: [UplinkConfig]
 }
 
@@ -63,7 +67,9 @@ public struct BraidConfigReader {
     public mutating func gateway() throws -> GatewayConfig {
         errors = []
         let section = try single("gateway")
-        let known = ["server", "port", "psk_file", "lan_device", "tproxy_port", "fwmark", "table_base", "max_subflows"]
+        let known = [
+            "server", "port", "psk_file", "lan_device", "tproxy_port", "fwmark", "table_base", "max_subflows", "fastopen",
+        ]
         checkUnknown(section, known: known)
         let server = address(section, "server", required: true) ?? .v4(0)
         let port = uint16(section, "port", default: 4800)
@@ -75,6 +81,7 @@ public struct BraidConfigReader {
         let tableBase = uint32(section, "table_base", default: 4800)
         let maxSubflows = uint32(section, "max_subflows", default: 8)
         if maxSubflows > 8 { errors.append(err(section, "max_subflows", "the kernel allows at most 8 (\(maxSubflows))")) }
+        let fastOpen = bool(section, "fastopen", default: false)
         var uplinks: [UplinkConfig] = []
         for s in package.sections(ofType: "uplink") {
             checkUnknown(s, known: ["device", "role", "gateway", "table"])
@@ -97,7 +104,7 @@ public struct BraidConfigReader {
         try finish()
         return GatewayConfig(
             server: server, port: port, pskFile: psk, lanDevices: lan, tproxyPort: tproxyPort, fwmark: fwmark,
-            tableBase: tableBase, maxSubflows: maxSubflows, uplinks: uplinks)
+            tableBase: tableBase, maxSubflows: maxSubflows, fastOpen: fastOpen, uplinks: uplinks)
     }
 
     public mutating func concentrator() throws -> ConcentratorConfig {
@@ -189,6 +196,18 @@ public struct BraidConfigReader {
             return d
         }
         return n
+    }
+
+    /// uci booleans: 1/0, on/off, true/false, yes/no, enabled/disabled.
+    private mutating func bool(_ s: UCISection, _ name: String, default d: Bool) -> Bool {
+        guard let v = s.option(name)?.values.last else { return d }
+        switch v {
+        case "1", "on", "true", "yes", "enabled": return true
+        case "0", "off", "false", "no", "disabled": return false
+        default:
+            errors.append(err(s, name, "must be a boolean, 0 or 1 (\(v))"))
+            return d
+        }
     }
 
     private mutating func uint32(_ s: UCISection, _ name: String, default d: UInt32) -> UInt32 {

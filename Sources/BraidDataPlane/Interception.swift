@@ -52,8 +52,8 @@ public final class Interception {
                     fib daddr type local return
                     # Packets of connections already handed over: deliver to their socket.
                     socket transparent 1 meta mark set \(mark) accept
-                    meta nfproto ipv4 tproxy ip to :\(s.listenerPort) meta mark set \(mark) accept
-                    meta nfproto ipv6 tproxy ip6 to :\(s.listenerPort) meta mark set \(mark) accept
+                    meta l4proto tcp tproxy ip to :\(s.listenerPort) meta mark set \(mark) accept
+                    meta l4proto tcp tproxy ip6 to :\(s.listenerPort) meta mark set \(mark) accept
                 }
             }
 

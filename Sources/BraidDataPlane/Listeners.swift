@@ -72,15 +72,18 @@ public enum Dialer {
     /// (TCP_FASTOPEN_CONNECT: connect() returns at once and the first write rides in the SYN).
     /// `initializer` adds the handlers that read the reply.
     public static func mptcp(
-        on eventLoop: EventLoop, to server: SocketAddress, preamble: [UInt8],
+        on eventLoop: EventLoop, to server: SocketAddress, preamble: [UInt8], fastOpen: Bool,
         initializer: @escaping @Sendable (Channel) -> EventLoopFuture<Void>
     ) -> EventLoopFuture<Channel> {
-        ClientBootstrap(group: eventLoop)
+        var bootstrap = ClientBootstrap(group: eventLoop)
             .enableMPTCP(true)
             .channelOption(.allowRemoteHalfClosure, value: true)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .channelOption(BraidSocketOption.tcpFastOpenConnect, value: 1)
-            .channelOption(BraidSocketOption.tcpFastOpenNoCookie, value: 1)
+        if fastOpen {
+            bootstrap = bootstrap.channelOption(BraidSocketOption.tcpFastOpenConnect, value: 1)
+                .channelOption(BraidSocketOption.tcpFastOpenNoCookie, value: 1)
+        }
+        return bootstrap
             .connectTimeout(.seconds(10))
             .channelInitializer(initializer)
             .connect(to: server)

@@ -98,10 +98,14 @@ public final class RelayHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     public func channelInactive(context: ChannelHandlerContext) {
-        // A clean end sets `finished` before closing; anything else is an abort to pass on.
+        // A clean end (both directions ended with FIN) is not passed on: the partner ends by
+        // its own FINs. NIO closes the channel fully as soon as both halves are shut, before
+        // our output-close promise runs, so "clean" is judged on what was asked, not completed.
         if !finished {
             finished = true
-            partner?.partnerReset()
+            if !(inputClosed && outputClosing) {
+                partner?.partnerReset()
+            }
         }
         context.fireChannelInactive()
     }

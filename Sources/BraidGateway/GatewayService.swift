@@ -27,7 +27,7 @@ public final class GatewayService {
         let key = try PresharedKey.load(path: config.pskFile)
         let authenticator = ConvertAuthenticator(key: key)
         let server = try SocketAddress(Endpoint(address: config.server, port: config.port))
-        if let change = try KernelSettings.enableFastOpen(server: false) {
+        if config.fastOpen, let change = try KernelSettings.enableFastOpen(server: false) {
             logger.notice("enabled TCP Fast Open client side", metadata: ["net.ipv4.tcp_fastopen": "\(change.old) -> \(change.new)"])
         }
         do {
@@ -36,7 +36,8 @@ public final class GatewayService {
             try manager.install()
             let logger = self.logger
             listeners = try TransparentListener.bind(group: group, port: config.tproxyPort) { lan in
-                GatewayService.handle(lan: lan, server: server, authenticator: authenticator, logger: logger)
+                GatewayService.handle(
+                    lan: lan, server: server, authenticator: authenticator, fastOpen: self.config.fastOpen, logger: logger)
             }.wait()
             let table = Interception(
                 .init(lanDevices: config.lanDevices, listenerPort: config.tproxyPort, fwmark: config.fwmark))
@@ -66,7 +67,9 @@ public final class GatewayService {
     }
 
     /// One intercepted LAN connection. Runs on the LAN channel's event loop.
-    static func handle(lan: Channel, server: SocketAddress, authenticator: ConvertAuthenticator, logger: Logger) {
+    static func handle(
+        lan: Channel, server: SocketAddress, authenticator: ConvertAuthenticator, fastOpen: Bool, logger: Logger
+    ) {
         guard let destination = lan.localAddress?.braidEndpoint else {
             lan.close(promise: nil)
             return
@@ -81,7 +84,7 @@ public final class GatewayService {
             return
         }
         let client = lan.remoteAddress?.description ?? "?"
-        let upstream = Dialer.mptcp(on: lan.eventLoop, to: server, preamble: preamble) { channel in
+        let upstream = Dialer.mptcp(on: lan.eventLoop, to: server, preamble: preamble, fastOpen: fastOpen) { channel in
             let reply = ConvertReplyHandler { error in
                 logger.info(
                     "connection refused upstream",

@@ -62,6 +62,11 @@ final class UplinkManager {
                 var gateway = uplink.gateway.flatMap { $0.isIPv4 != v6 ? $0 : nil }
                 if gateway == nil { gateway = try routes.defaultGateway(ifindex: ifindex, ipv6: v6) }
                 // Without a next hop the uplink is treated as point-to-point (PPP, LTE raw IP).
+                if gateway == nil {
+                    logger.warning(
+                        "no gateway configured or learned; routing the uplink as point-to-point",
+                        metadata: ["uplink": "\(uplink.name)", "device": "\(uplink.device)"])
+                }
                 let route = RouteTables.Route(
                     table: table, destination: IPPrefix(v6 ? "::/0" : "0.0.0.0/0")!, gateway: gateway, ifindex: ifindex)
                 try routes.add(route)

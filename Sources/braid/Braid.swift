@@ -61,7 +61,7 @@ struct Concentrator: ParsableCommand {
 
 struct GenKey: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Print a new random pre-shared key (32 bytes, base64).")
+        commandName: "genkey", abstract: "Print a new random pre-shared key (32 bytes, base64).")
 
     func run() throws {
         print(PresharedKey.encode(SecureRandom.bytes(PresharedKey.size)))

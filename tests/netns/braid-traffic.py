@@ -27,6 +27,9 @@ def serve(args):
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if family == socket.AF_INET6:
         srv.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    if args.tfo:
+        srv.setsockopt(socket.IPPROTO_TCP, 23, 64)  # TCP_FASTOPEN
+        srv.setsockopt(socket.IPPROTO_TCP, 34, 1)  # TCP_FASTOPEN_NO_COOKIE
     srv.bind((args.listen, args.port))
     srv.listen(128)
 
@@ -83,6 +86,9 @@ def serve(args):
 def client(args):
     family = socket.AF_INET6 if ":" in args.connect else socket.AF_INET
     s = socket.socket(family, socket.SOCK_STREAM, IPPROTO_MPTCP if args.mptcp else 0)
+    if args.tfo:
+        s.setsockopt(socket.IPPROTO_TCP, 30, 1)  # TCP_FASTOPEN_CONNECT
+        s.setsockopt(socket.IPPROTO_TCP, 34, 1)  # TCP_FASTOPEN_NO_COOKIE
     s.settimeout(args.timeout)
     start = time.time()
     result = {"result": "ok"}
@@ -204,6 +210,7 @@ def main():
     s.add_argument("--port", type=int, required=True)
     s.add_argument("--log")
     s.add_argument("--mptcp", action="store_true")
+    s.add_argument("--tfo", action="store_true", help="accept TCP Fast Open without cookie")
     s.add_argument("--timeout", type=float, default=120)
     s.add_argument("--lifetime", type=float, default=3600)
     c = sub.add_parser("client")
@@ -213,6 +220,7 @@ def main():
     g.add_argument("--get", type=int)
     g.add_argument("--put", type=int)
     c.add_argument("--mptcp", action="store_true")
+    c.add_argument("--tfo", action="store_true", help="TCP Fast Open without cookie")
     c.add_argument("--timeout", type=float, default=120)
     v = sub.add_parser("convert")
     v.add_argument("--connect", required=True)

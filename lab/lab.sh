@@ -1,0 +1,181 @@
+# braid lab: shared helpers for the demo (lab/run.sh) and the namespace tests (tests/netns/).
+# Source this file; it defines functions only.
+#
+#                           wan1 40 Mbit/s
+#   lan ── lan0 [ gw ] ──── wan2 20 Mbit/s ──── [ inet ] ── conc0 ── [ conc ]
+#   198.18.0.2    │         wan3 10 Mbit/s         │  └──── org0 ── [ origin ]
+#   2001:db8::2   │  198.18.{1,2,3}.2/24   .1      │         198.18.20.2, 2001:db8:20::2
+#                 │                                 198.18.10.2, 2001:db8:10::2
+#         gateway daemon (TPROXY, MPTCP endpoints)   concentrator daemon (MPTCP listener)
+#
+# Only 198.18.0.0/15 and 2001:db8::/32 are used, inside namespaces this script creates.
+
+LAB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TRAFFIC="$LAB_DIR/tests/netns/braid-traffic.py"
+: "${BRAID_BIN:=$LAB_DIR/.build/release/braid}"
+LAB_SUFFIX="${LAB_SUFFIX:-$$}"
+NS_LAN="braid-lan-$LAB_SUFFIX"
+NS_GW="braid-gw-$LAB_SUFFIX"
+NS_INET="braid-inet-$LAB_SUFFIX"
+NS_CONC="braid-conc-$LAB_SUFFIX"
+NS_ORG="braid-org-$LAB_SUFFIX"
+LAB_NAMESPACES=("$NS_LAN" "$NS_GW" "$NS_INET" "$NS_CONC" "$NS_ORG")
+LAB_WORK="${LAB_WORK:-$(mktemp -d /tmp/braid-lab.XXXXXX)}"
+CONC_ADDR=198.18.10.2
+ORIGIN4=198.18.20.2
+ORIGIN6=2001:db8:20::2
+ORIGIN_DENIED=198.18.21.2
+ORIGIN_PORT=8080
+BRAID_PORT=4800
+UPLINK_RATES=(40 20 10)
+LAB_PIDS=()
+
+lab_log() { printf '[lab] %s\n' "$*" >&2; }
+
+# Runs a command in a namespace: nsx NS cmd...
+nsx() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
+
+# Polls a command every 0.1 s until it succeeds or `timeout` seconds pass.
+wait_for() {
+    local timeout=$1; shift
+    local deadline=$((SECONDS + timeout))
+    until "$@" >/dev/null 2>&1; do
+        ((SECONDS >= deadline)) && return 1
+        sleep 0.1
+    done
+}
+
+lab_veth() { # lab_veth NS_A DEV_A NS_B DEV_B
+    ip link add "$2" netns "$1" type veth peer name "$4" netns "$3"
+    nsx "$1" ip link set "$2" up
+    nsx "$3" ip link set "$4" up
+}
+
+# Builds the namespaces and links. `shaped` (default) puts tbf on every uplink, both directions.
+lab_up() {
+    local shaping=${1:-shaped}
+    for ns in "${LAB_NAMESPACES[@]}"; do
+        ip netns add "$ns"
+        nsx "$ns" ip link set lo up
+        nsx "$ns" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
+    done
+    nsx "$NS_INET" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
+
+    lab_veth "$NS_LAN" eth0 "$NS_GW" lan0
+    nsx "$NS_LAN" ip addr add 198.18.0.2/24 dev eth0
+    nsx "$NS_LAN" ip addr add 2001:db8::2/64 dev eth0 nodad
+    nsx "$NS_LAN" ip route add default via 198.18.0.1
+    nsx "$NS_LAN" ip -6 route add default via 2001:db8::1
+    nsx "$NS_GW" ip addr add 198.18.0.1/24 dev lan0
+    nsx "$NS_GW" ip addr add 2001:db8::1/64 dev lan0 nodad
+
+    local i
+    for i in 1 2 3; do
+        lab_veth "$NS_GW" "wan$i" "$NS_INET" "gw$i"
+        nsx "$NS_GW" ip addr add "198.18.$i.2/24" dev "wan$i"
+        nsx "$NS_INET" ip addr add "198.18.$i.1/24" dev "gw$i"
+        if [[ $shaping == shaped ]]; then
+            local rate=${UPLINK_RATES[$((i - 1))]}
+            nsx "$NS_GW" tc qdisc add dev "wan$i" root tbf rate "${rate}mbit" burst 32kb latency 100ms
+            nsx "$NS_INET" tc qdisc add dev "gw$i" root tbf rate "${rate}mbit" burst 32kb latency 100ms
+        fi
+    done
+    # The first subflow follows the main table: a DHCP client on wan1 would leave this route.
+    nsx "$NS_GW" ip route add default via 198.18.1.1 dev wan1
+
+    lab_veth "$NS_INET" conc0 "$NS_CONC" eth0
+    nsx "$NS_INET" ip addr add 198.18.10.1/24 dev conc0
+    nsx "$NS_INET" ip addr add 2001:db8:10::1/64 dev conc0 nodad
+    nsx "$NS_CONC" ip addr add 198.18.10.2/24 dev eth0
+    nsx "$NS_CONC" ip addr add 2001:db8:10::2/64 dev eth0 nodad
+    nsx "$NS_CONC" ip route add default via 198.18.10.1
+    nsx "$NS_CONC" ip -6 route add default via 2001:db8:10::1
+
+    lab_veth "$NS_INET" org0 "$NS_ORG" eth0
+    nsx "$NS_INET" ip addr add 198.18.20.1/24 dev org0
+    nsx "$NS_INET" ip addr add 2001:db8:20::1/64 dev org0 nodad
+    nsx "$NS_ORG" ip addr add 198.18.20.2/24 dev eth0
+    nsx "$NS_ORG" ip addr add "$ORIGIN_DENIED/24" dev eth0
+    nsx "$NS_INET" ip route add 198.18.21.0/24 via 198.18.20.2
+    nsx "$NS_ORG" ip addr add 2001:db8:20::2/64 dev eth0 nodad
+    nsx "$NS_ORG" ip route add default via 198.18.20.1
+    nsx "$NS_ORG" ip -6 route add default via 2001:db8:20::1
+}
+
+# Writes configs and a key, starts the origin server and both daemons, waits until they listen.
+lab_start() {
+    "$BRAID_BIN" genkey >"$LAB_WORK/psk"
+    chmod 600 "$LAB_WORK/psk"
+    cat >"$LAB_WORK/concentrator.conf" <<CONF
+config concentrator 'main'
+	option listen '::'
+	option port '$BRAID_PORT'
+	option psk_file '$LAB_WORK/psk'
+	list deny_dest '$ORIGIN_DENIED/32'
+CONF
+    cat >"$LAB_WORK/gateway.conf" <<CONF
+config gateway 'main'
+	option server '$CONC_ADDR'
+	option port '$BRAID_PORT'
+	option psk_file '$LAB_WORK/psk'
+	list lan_device 'lan0'
+
+config uplink 'dsl'
+	option device 'wan1'
+	option role 'active'
+
+config uplink 'lte'
+	option device 'wan2'
+	option role 'active'
+	option gateway '198.18.2.1'
+
+config uplink 'line2'
+	option device 'wan3'
+	option role 'active'
+	option gateway '198.18.3.1'
+CONF
+    nsx "$NS_ORG" python3 "$TRAFFIC" serve --port "$ORIGIN_PORT" --log "$LAB_WORK/origin.log" --lifetime 3000 &
+    LAB_PIDS+=($!)
+    nsx "$NS_CONC" "$BRAID_BIN" concentrator --config "$LAB_WORK/concentrator.conf" 2>"$LAB_WORK/concentrator.log" &
+    LAB_PIDS+=($!)
+    LAB_CONC_PID=$!
+    wait_for 10 nsx "$NS_CONC" bash -c "ss -Hltn 'sport = :$BRAID_PORT' | grep -q LISTEN" || {
+        lab_log "concentrator did not start:"; cat "$LAB_WORK/concentrator.log" >&2; return 1; }
+    nsx "$NS_GW" "$BRAID_BIN" gateway --config "$LAB_WORK/gateway.conf" 2>"$LAB_WORK/gateway.log" &
+    LAB_PIDS+=($!)
+    LAB_GW_PID=$!
+    wait_for 10 nsx "$NS_GW" nft list table inet braid || {
+        lab_log "gateway did not start:"; cat "$LAB_WORK/gateway.log" >&2; return 1; }
+    wait_for 10 nsx "$NS_ORG" bash -c "ss -Hltn 'sport = :$ORIGIN_PORT' | grep -q LISTEN"
+}
+
+# Stops daemons (SIGTERM, so they remove their kernel state) and deletes the namespaces.
+lab_down() {
+    local pid
+    for pid in "${LAB_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+    for pid in "${LAB_PIDS[@]}"; do
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null
+    done
+    LAB_PIDS=()
+    for ns in "${LAB_NAMESPACES[@]}"; do
+        ip netns pids "$ns" 2>/dev/null | xargs -r kill -KILL 2>/dev/null
+        ip netns del "$ns" 2>/dev/null
+    done
+}
+
+# Byte counters of the gateway's uplinks: "tx1 rx1 tx2 rx2 tx3 rx3".
+lab_uplink_bytes() {
+    local i out=()
+    for i in 1 2 3; do
+        out+=("$(nsx "$NS_GW" cat "/sys/class/net/wan$i/statistics/tx_bytes")")
+        out+=("$(nsx "$NS_GW" cat "/sys/class/net/wan$i/statistics/rx_bytes")")
+    done
+    echo "${out[*]}"
+}
+
+# The sha256 the origin logged for its last event of a kind ("sent" or "received").
+origin_sha() { grep "\"event\": \"$1\"" "$LAB_WORK/origin.log" | tail -1 | python3 -c 'import json,sys; print(json.loads(sys.stdin.read())["sha256"])'; }
+
+# A field of a JSON line: json_field KEY <<<"$json"
+json_field() { python3 -c 'import json,sys; v=json.loads(sys.stdin.read()).get(sys.argv[1]); print("" if v is None else v)' "$1"; }
