@@ -60,6 +60,8 @@ final class ConvertServerHandler: ChannelInboundHandler, RemovableChannelHandler
     private var state = State.readingRequest
     private var timeout: Scheduled<Void>?
     private var peer = "?"
+    private var early: [ByteBuffer] = []
+    private var earlyEOF = false
 
     init(shared: ConcentratorContext) {
         self.shared = shared
@@ -85,8 +87,18 @@ final class ConvertServerHandler: ChannelInboundHandler, RemovableChannelHandler
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard case .readingRequest = state else { return }  // discard while refusing
         let buffer = unwrapInboundIn(data)
+        switch state {
+        case .readingRequest:
+            break
+        case .connecting:
+            // One read() can deliver several reads; client data behind the request waits here
+            // for the origin connection (at most one read cycle, reading is off meanwhile).
+            early.append(buffer)
+            return
+        case .relaying, .closing:
+            return  // refusing: the client's bytes are drained and dropped
+        }
         let action = shared.replay.withLockedValue { replay in
             handshake.feed(buffer.readableBytesView, nowMillis: wallClockMillis(), replay: &replay)
         }
@@ -134,8 +146,11 @@ final class ConvertServerHandler: ChannelInboundHandler, RemovableChannelHandler
                 if !remainder.isEmpty {
                     var first = origin.allocator.buffer(capacity: remainder.count)
                     first.writeBytes(remainder)
-                    origin.writeAndFlush(first, promise: nil)
+                    origin.write(first, promise: nil)
                 }
+                for buffer in early { origin.write(buffer, promise: nil) }
+                early = []
+                origin.flush()
                 let (fromClient, fromOrigin) = RelayHandler.matchedPair()
                 do {
                     try inbound.pipeline.syncOperations.addHandler(fromClient)
@@ -145,6 +160,9 @@ final class ConvertServerHandler: ChannelInboundHandler, RemovableChannelHandler
                     RelayHandler.reset(inbound)
                     RelayHandler.reset(origin)
                     return
+                }
+                if earlyEOF {
+                    inbound.pipeline.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
                 }
                 inbound.setOption(.autoRead, value: true).whenFailure { _ in }
                 origin.setOption(.autoRead, value: true).whenFailure { _ in }
@@ -186,6 +204,21 @@ final class ConvertServerHandler: ChannelInboundHandler, RemovableChannelHandler
             channel.eventLoop.scheduleTask(in: .seconds(2)) { channel.close(promise: nil) }
             channel.setOption(.autoRead, value: true).whenFailure { _ in }  // drain so the close is clean
         }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let e = event as? ChannelEvent, e == .inputClosed {
+            switch state {
+            case .readingRequest:
+                refuse(context: context, ConvertError(.malformedMessage, "connection closed inside the request"))
+            case .connecting:
+                earlyEOF = true  // replayed to the relay once it is in place
+            case .relaying, .closing:
+                break
+            }
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 
     func channelInactive(context: ChannelHandlerContext) {

@@ -98,14 +98,19 @@ public final class RelayHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     public func channelInactive(context: ChannelHandlerContext) {
-        // A clean end (both directions ended with FIN) is not passed on: the partner ends by
-        // its own FINs. NIO closes the channel fully as soon as both halves are shut, before
-        // our output-close promise runs, so "clean" is judged on what was asked, not completed.
-        if !finished {
-            finished = true
-            if !(inputClosed && outputClosing) {
-                partner?.partnerReset()
-            }
+        guard !finished else {
+            context.fireChannelInactive()
+            return
+        }
+        finished = true
+        if outputClosed && !inputClosed {
+            // NIO reports the peer's FIN on a channel whose output is already shut as a plain
+            // close, without an inputClosed event: this is the clean end of the second direction.
+            inputClosed = true
+            partner?.partnerInputClosed()
+        } else if !(inputClosed && outputClosing) {
+            // Closed with a direction still open and no FIN: an abort, passed on as a reset.
+            partner?.partnerReset()
         }
         context.fireChannelInactive()
     }
@@ -142,11 +147,17 @@ public final class RelayHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func partnerInputClosed() {
         guard let context, !outputClosing else { return }
         outputClosing = true
-        // NIO shuts the socket's write side only after queued writes went out; the channel
-        // may be closed fully only then, or those bytes would be lost.
-        let done = context.eventLoop.makePromise(of: Void.self)
-        context.close(mode: .output, promise: done)
-        done.futureResult.whenComplete { [self] result in
+        // Shut our write side only once every byte queued before the FIN is in the kernel:
+        // an empty write completes after all earlier writes. Closing earlier would lose them
+        // (NIO turns an output close on a channel whose input already ended into a full close,
+        // which fails queued writes).
+        let written = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0)), promise: written)
+        written.futureResult.flatMap { () -> EventLoopFuture<Void> in
+            let done = context.eventLoop.makePromise(of: Void.self)
+            context.close(mode: .output, promise: done)
+            return done.futureResult
+        }.whenComplete { [self] result in
             switch result {
             case .success:
                 outputClosed = true

@@ -168,7 +168,8 @@ def convert(args):
         try:
             s.connect((args.connect, args.port))
             s.sendall(m)
-            while len(reply) < 1024:
+            # Read the reply message only: on success the relay stays open behind it.
+            while len(reply) < 4 or len(reply) < reply[1] * 4:
                 b = s.recv(1024)
                 if not b:
                     break
