@@ -109,6 +109,19 @@ test_unauthenticated_refused() {
     fi
 }
 
+test_request_in_syn() {
+    local before after out
+    before=$(nsx "$NS_CONC" nstat -az TcpExtTCPFastOpenPassive | awk '/TcpExt/ {print $2}')
+    out=$(nsx "$NS_GW" python3 "$TRAFFIC" convert --tfo --connect "$CONC_ADDR" --port "$BRAID_PORT" \
+        --psk-file "$LAB_WORK/psk" --dest "$ORIGIN4" --dport "$ORIGIN_PORT" --mode valid)
+    after=$(nsx "$NS_CONC" nstat -az TcpExtTCPFastOpenPassive | awk '/TcpExt/ {print $2}')
+    if [[ $(json_field reply <<<"$out") == ok ]] && ((after > before)); then
+        pass "a request carried in the SYN (cookieless TCP Fast Open) is accepted ($before -> $after TFO passive opens)"
+    else
+        fail "request in the SYN" "$out" "TcpExtTCPFastOpenPassive: $before -> $after"
+    fi
+}
+
 test_deny_list() {
     local before out after
     before=$(origin_connections)
@@ -165,6 +178,7 @@ download "$ORIGIN6" "IPv6 destination"
 upload "$ORIGIN6" "IPv6 destination"
 test_subflows_on_every_uplink
 test_unauthenticated_refused
+test_request_in_syn
 test_deny_list
 test_origin_refuses
 test_clean_shutdown

@@ -166,8 +166,13 @@ def convert(args):
         s.settimeout(args.timeout)
         reply = b""
         try:
-            s.connect((args.connect, args.port))
-            s.sendall(m)
+            if args.tfo:
+                # Cookieless TCP Fast Open: the whole Convert message rides in the SYN.
+                s.setsockopt(socket.IPPROTO_TCP, 34, 1)  # TCP_FASTOPEN_NO_COOKIE
+                s.sendto(m, socket.MSG_FASTOPEN, (args.connect, args.port))
+            else:
+                s.connect((args.connect, args.port))
+                s.sendall(m)
             # Read the reply message only: on success the relay stays open behind it.
             while len(reply) < 4 or len(reply) < reply[1] * 4:
                 b = s.recv(1024)
@@ -231,6 +236,7 @@ def main():
     v.add_argument("--dport", type=int, required=True)
     v.add_argument("--mode", choices=["valid", "badmac", "noauth", "stale", "replay", "garbage"], default="valid")
     v.add_argument("--timeout", type=float, default=10)
+    v.add_argument("--tfo", action="store_true", help="send the request in the SYN (TCP Fast Open)")
     a = p.parse_args()
     {"serve": serve, "client": client, "convert": convert}[a.cmd](a)
 
