@@ -5,13 +5,6 @@ import NIOCore
 import Glibc
 #endif
 
-/// Counters of one relayed connection, readable from its event loop.
-public final class RelayCounters {
-    public var bytesUp: UInt64 = 0
-    public var bytesDown: UInt64 = 0
-    public init() {}
-}
-
 /// One half of a relay: a matched pair of these joins two channels (after swift-nio-examples'
 /// GlueHandler). Reads are held back while the partner cannot take more (back-pressure, so a
 /// fast sender never fills our memory), a read EOF becomes the partner's write shutdown

@@ -1,5 +1,10 @@
+import BraidCore
 import CBraidLinux
 import NIOCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Socket options braid sets through NIO, named for what they do.
 public enum BraidSocketOption {
@@ -24,22 +29,19 @@ public enum BraidSocketOption {
 
 /// Converts between braid's address type and NIO's.
 extension SocketAddress {
-    public init(_ endpoint: BraidCoreEndpoint) throws {
+    public init(_ endpoint: BraidCore.Endpoint) throws {
         self = try SocketAddress(ipAddress: endpoint.address.description, port: Int(endpoint.port))
     }
 
-    public var braidEndpoint: BraidCoreEndpoint? {
+    public var braidEndpoint: BraidCore.Endpoint? {
         guard let ip = self.ipAddress, let port = self.port, let addr = IPAddress(ip) else { return nil }
         // An IPv4 peer of a dual-stack socket shows as ::ffff:a.b.c.d.
         if case .v6(let b) = addr, let mapped = IPAddress(mappedIPv6Bytes: b) {
-            return BraidCoreEndpoint(address: mapped, port: UInt16(port))
+            return BraidCore.Endpoint(address: mapped, port: UInt16(port))
         }
-        return BraidCoreEndpoint(address: addr, port: UInt16(port))
+        return BraidCore.Endpoint(address: addr, port: UInt16(port))
     }
 }
-
-import BraidCore
-public typealias BraidCoreEndpoint = BraidCore.Endpoint
 
 /// Wall-clock milliseconds: the authentication timestamp is compared across hosts.
 public func wallClockMillis() -> UInt64 {
@@ -47,7 +49,3 @@ public func wallClockMillis() -> UInt64 {
     clock_gettime(CLOCK_REALTIME, &ts)
     return UInt64(ts.tv_sec) * 1000 + UInt64(ts.tv_nsec) / 1_000_000
 }
-
-#if canImport(Glibc)
-import Glibc
-#endif
