@@ -9,7 +9,8 @@ let package = Package(
     name: "braid",
     platforms: [.macOS(.v13)],
     products: [
-        .executable(name: "braid", targets: ["braid"])
+        .executable(name: "braid", targets: ["braid"]),
+        .executable(name: "braid-lab", targets: ["braid-lab"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -73,6 +74,15 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        // Lab tooling, not shipped on the appliance: traffic endpoints with integrity checks and the
+        // TUN delay line that stands in for netem in tests and benchmarks.
+        .executableTarget(
+            name: "braid-lab",
+            dependencies: [
+                "CBraidLinux", "COpenSSL",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(name: "BraidWireTests", dependencies: ["BraidWire", "BraidCore"]),
