@@ -13,7 +13,6 @@ let package = Package(
         .executable(name: "braid-lab", targets: ["braid-lab"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
     ],
@@ -38,12 +37,12 @@ let package = Package(
             name: "BraidNetlink",
             dependencies: ["BraidCore", "CNetlink", "CBraidLinux", .product(name: "Logging", package: "swift-log")]
         ),
+        // The data plane is its own epoll reactor per core so the relay can splice(2) between
+        // sockets it owns; the control plane can use NIO when it comes.
         .target(
             name: "BraidDataPlane",
             dependencies: [
                 "BraidCore", "BraidWire", "CBraidLinux", "CNftables",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -51,8 +50,6 @@ let package = Package(
             name: "BraidGateway",
             dependencies: [
                 "BraidCore", "BraidWire", "BraidConfig", "BraidNetlink", "BraidDataPlane",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -60,9 +57,6 @@ let package = Package(
             name: "BraidConcentrator",
             dependencies: [
                 "BraidCore", "BraidWire", "BraidConfig", "BraidDataPlane",
-                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -72,8 +66,6 @@ let package = Package(
                 "BraidCore", "BraidConfig", "BraidWire", "BraidGateway", "BraidConcentrator",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
         // Lab tooling, not shipped on the appliance: traffic endpoints with integrity checks and the

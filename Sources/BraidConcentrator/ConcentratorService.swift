@@ -3,54 +3,81 @@ import BraidCore
 import BraidDataPlane
 import BraidWire
 import Logging
-import NIOCore
-import NIOPosix
 
 /// The concentrator role: an MPTCP listener that turns authenticated Convert requests into TCP
-/// connections to their destinations and relays them.
+/// connections to their destinations and relays them. Policy lives here (which destinations are
+/// refused); the data plane does the I/O.
 public final class ConcentratorService {
     private let config: ConcentratorConfig
-    private let group: EventLoopGroup
     private let logger: Logger
-    private var listener: Channel?
+    private var group: ReactorGroup?
+    private var forwarder: ConvertForwarder?
 
-    public init(config: ConcentratorConfig, group: EventLoopGroup, logger: Logger) {
+    public init(config: ConcentratorConfig, logger: Logger) {
         self.config = config
-        self.group = group
         self.logger = logger
     }
 
-    /// Binds the listener. Throws with a message naming what failed (key file, bind address).
+    /// Binds the listener and starts the reactors. Throws with a message naming what failed
+    /// (key file, bind address).
     public func start() throws {
         let key = try PresharedKey.load(path: config.pskFile)
         if let change = try KernelSettings.enableFastOpen(server: true) {
             logger.notice("enabled TCP Fast Open server side", metadata: ["net.ipv4.tcp_fastopen": "\(change.old) -> \(change.new)"])
         }
-        let shared = ConcentratorContext(
-            authenticator: ConvertAuthenticator(key: key),
-            denyList: DenyList(configured: config.denyDestinations),
-            handshakeTimeout: .milliseconds(Int64(config.handshakeTimeout * 1000)),
-            logger: logger)
-        do {
-            listener = try MPTCPListener.bind(group: group, address: config.listen, port: config.port) { channel in
-                do {
-                    try channel.pipeline.syncOperations.addHandler(ConvertServerHandler(shared: shared))
-                } catch {
-                    channel.close(promise: nil)
-                }
-            }.wait()
-        } catch {
-            throw ServiceError("cannot listen on \(Endpoint(address: config.listen, port: config.port)): \(error)")
+        let limit = raiseFileLimit()
+        let denyList = DenyList(configured: config.denyDestinations)
+        let localAddresses = LocalAddresses()
+        let listen = Endpoint(address: config.listen, port: config.port)
+        let forwarder = ConvertForwarder(
+            config: .init(listen: listen, handshakeTimeoutNanos: UInt64(config.handshakeTimeout * 1e9)),
+            authenticator: ConvertAuthenticator(key: key), logger: logger
+        ) { destination in
+            denyList.refusal(for: destination.address, localAddresses: localAddresses.current())
         }
+        let group = try ReactorGroup(logger: logger)
+        do {
+            try forwarder.start(group: group)
+        } catch {
+            throw ServiceError("cannot listen on \(listen): \(error)")
+        }
+        try group.start()
+        self.group = group
+        self.forwarder = forwarder
         logger.notice(
             "concentrator listening",
-            metadata: ["address": "\(Endpoint(address: config.listen, port: config.port))", "protocol": "MPTCP"])
+            metadata: [
+                "address": "\(listen)", "protocol": "MPTCP", "reactors": "\(group.reactors.count)",
+                "nofile": "\(limit.new)",
+            ])
     }
 
     public func stop() {
-        try? listener?.close().wait()
-        listener = nil
+        group?.stop()
+        forwarder?.stop()
+        group = nil
+        forwarder = nil
         logger.notice("concentrator stopped")
+    }
+}
+
+/// The host's own addresses (always refused as destinations), refreshed at most once a second:
+/// addresses change rarely, and getifaddrs per connection would cost more than the rest of the
+/// handshake.
+final class LocalAddresses {
+    private let lock = Mutex()
+    private var at: UInt64 = 0
+    private var set: Set<IPAddress> = []
+
+    func current() -> Set<IPAddress> {
+        let now = wallClockMillis()
+        return lock.withLock {
+            if now &- at > 1000 {
+                set = DenyList.localAddresses()
+                at = now
+            }
+            return set
+        }
     }
 }
 

@@ -6,8 +6,6 @@ import BraidGateway
 import BraidWire
 import Dispatch
 import Logging
-import NIOCore
-import NIOPosix
 
 #if canImport(Glibc)
 import Glibc
@@ -36,8 +34,8 @@ struct Gateway: ParsableCommand {
     func run() throws {
         let logger = try makeLogger("gateway", level: options.logLevel)
         let config = try readConfig(options.config) { try $0.gateway() }
-        try runUntilSignal(logger: logger) { group in
-            let service = GatewayService(config: config, group: group, logger: logger)
+        try runUntilSignal(logger: logger) {
+            let service = GatewayService(config: config, logger: logger)
             try service.start()
             return service.stop
         }
@@ -51,8 +49,8 @@ struct Concentrator: ParsableCommand {
     func run() throws {
         let logger = try makeLogger("concentrator", level: options.logLevel)
         let config = try readConfig(options.config) { try $0.concentrator() }
-        try runUntilSignal(logger: logger) { group in
-            let service = ConcentratorService(config: config, group: group, logger: logger)
+        try runUntilSignal(logger: logger) {
+            let service = ConcentratorService(config: config, logger: logger)
             try service.start()
             return service.stop
         }
@@ -110,12 +108,10 @@ func makeLogger(_ label: String, level: String) throws -> Logger {
 }
 
 /// Starts a role, waits for SIGTERM or SIGINT, then stops it so kernel state is removed.
-func runUntilSignal(logger: Logger, start: (EventLoopGroup) throws -> () -> Void) throws {
-    let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
-    defer { try? group.syncShutdownGracefully() }
+func runUntilSignal(logger: Logger, start: () throws -> () -> Void) throws {
     let stop: () -> Void
     do {
-        stop = try start(group)
+        stop = try start()
     } catch {
         logger.error("cannot start: \(error)")
         throw ExitCode(1)

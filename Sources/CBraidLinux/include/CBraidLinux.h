@@ -1,10 +1,13 @@
 // CBraidLinux: Linux socket constants and tiny helpers that Glibc's Swift overlay does not export
 // (transparent proxying, TCP Fast Open on connect, MPTCP's protocol number and its info
-// getsockopt). Everything here is a constant or a one-line wrapper; policy lives in Swift.
+// getsockopt, splice, epoll and eventfd). Everything here is a constant or a one-line wrapper; policy lives in Swift.
 #ifndef CBRAIDLINUX_H
 #define CBRAIDLINUX_H
 
 #include <stdint.h>
+// Glibc's Swift module map leaves these out; the data plane's reactor needs them.
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 
 /// IPPROTO_MPTCP (262) from <linux/in.h>; older libcs do not define it.
 extern const int braid_IPPROTO_MPTCP;
@@ -23,5 +26,27 @@ int braid_set_linger_reset(int fd);
 
 /// Number of subflows of an MPTCP socket (MPTCP_INFO, mptcpi_subflows), or -1 with errno set.
 int braid_mptcp_subflows(int fd);
+
+/// splice(2) between a socket and a pipe, non-blocking, pages moved rather than copied: the relay's
+/// zero-copy hot path. Glibc's Swift overlay does not export splice (it needs _GNU_SOURCE).
+/// Returns bytes moved, 0 at end of input, or -1 with errno set.
+long braid_splice(int fd_in, int fd_out, unsigned long len, int more);
+
+/// A non-blocking, close-on-exec pipe whose capacity is set to `size` bytes if possible (F_SETPIPE_SZ;
+/// the kernel rounds up to pages and caps at /proc/sys/fs/pipe-max-size). Returns 0 or -1 with errno.
+/// fds[0] is the read end, fds[1] the write end; *capacity gets the resulting capacity.
+int braid_pipe(int fds[2], int size, int *capacity);
+
+/// accept4 with SOCK_NONBLOCK | SOCK_CLOEXEC. Returns the fd or -1 with errno set.
+int braid_accept(int fd, void *addr, unsigned int *len);
+
+/// epoll flags as plain integers (Swift imports them as an enum type that does not combine).
+extern const unsigned int braid_EPOLLIN;
+extern const unsigned int braid_EPOLLOUT;
+extern const unsigned int braid_EPOLLRDHUP;
+extern const unsigned int braid_EPOLLERR;
+extern const unsigned int braid_EPOLLHUP;
+extern const unsigned int braid_EPOLLET;
+extern const unsigned int braid_EPOLLEXCLUSIVE;
 
 #endif

@@ -1,0 +1,287 @@
+import CBraidLinux
+import Logging
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Owns one or more file descriptors registered with a reactor and is told when they are ready.
+/// Registrations use edge triggering for connections (the handler works until EAGAIN) and level
+/// triggering for listeners.
+public protocol ReactorHandler: AnyObject {
+    func ready(fd: Int32, events: UInt32)
+}
+
+/// One event loop on one thread: epoll, a timer heap, a queue for work from other threads, a pipe
+/// pool and a scratch buffer. The data plane runs one reactor per core; a connection lives on the
+/// reactor that accepted it for its whole life, so nothing in the hot path takes a lock.
+public final class Reactor {
+    public let index: Int
+    let epfd: Int32
+    let wakefd: Int32
+    /// Handlers indexed by fd: the table owns the handler objects, so a handler lives exactly as
+    /// long as one of its descriptors is registered.
+    private var handlers: [ReactorHandler?] = []
+    private var timers = TimerHeap()
+    private var running = true
+    private let lock = Mutex()
+    private var tasks: [() -> Void] = []
+    let pipes: PipePool
+    /// Scratch space for the few bytes read in user space (Convert messages) and for the copy
+    /// fallback when a socket cannot splice. Shared by every connection of this reactor.
+    let scratch: UnsafeMutableRawBufferPointer
+    let logger: Logger
+
+    init(index: Int, logger: Logger) throws {
+        self.index = index
+        self.logger = logger
+        epfd = try syscall("epoll_create1") { epoll_create1(Int32(EPOLL_CLOEXEC)) }
+        wakefd = try syscall("eventfd") { eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC)) }
+        pipes = PipePool()
+        scratch = .allocate(byteCount: 1 << 16, alignment: 16)
+        var ev = epoll_event()
+        ev.events = braid_EPOLLIN
+        ev.data.fd = wakefd
+        try syscall("epoll_ctl(ADD, eventfd)") { epoll_ctl(epfd, EPOLL_CTL_ADD, wakefd, &ev) }
+    }
+
+    deinit {
+        pipes.drain()
+        scratch.deallocate()
+        close(wakefd)
+        close(epfd)
+    }
+
+    // MARK: registrations (reactor thread only)
+
+    /// Adds `fd` to this reactor with `events`, owned by `handler`.
+    func register(_ fd: Int32, events: UInt32, handler: ReactorHandler) throws {
+        var ev = epoll_event()
+        ev.events = events
+        ev.data.fd = fd
+        try syscall("epoll_ctl(ADD, \(fd))") { epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) }
+        setHandler(fd, handler)
+    }
+
+    /// Changes the events of a registered fd.
+    func modify(_ fd: Int32, events: UInt32) throws {
+        var ev = epoll_event()
+        ev.events = events
+        ev.data.fd = fd
+        try syscall("epoll_ctl(MOD, \(fd))") { epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &ev) }
+    }
+
+    /// Hands a registered fd to another handler (a connection moving from handshake to relay).
+    func setHandler(_ fd: Int32, _ handler: ReactorHandler?) {
+        let i = Int(fd)
+        if i >= handlers.count {
+            guard handler != nil else { return }
+            handlers.append(contentsOf: repeatElement(nil, count: max(i + 1 - handlers.count, handlers.count)))
+        }
+        handlers[i] = handler
+    }
+
+    func isRegistered(_ fd: Int32) -> Bool {
+        Int(fd) < handlers.count && handlers[Int(fd)] != nil
+    }
+
+    /// Removes `fd` from epoll and the table, without closing it.
+    func deregister(_ fd: Int32) {
+        var ev = epoll_event()
+        _ = epoll_ctl(epfd, EPOLL_CTL_DEL, fd, &ev)
+        setHandler(fd, nil)
+    }
+
+    /// Drops `fd` from the table and closes it (closing removes it from epoll).
+    func close(_ fd: Int32) {
+        setHandler(fd, nil)
+        _ = Glibc.close(fd)
+    }
+
+    /// Runs `action` on this reactor after `nanos`. Timers are not cancelled: the action checks
+    /// whether it still applies (captures its owner weakly), which keeps the hot path free of
+    /// timer bookkeeping.
+    func schedule(afterNanos nanos: UInt64, _ action: @escaping () -> Void) {
+        timers.push(deadline: monotonicNanos() &+ nanos, action)
+    }
+
+    private var copyFallbackLogged = false
+
+    /// A relay found a socket that cannot splice (EINVAL) and copies instead; said once per
+    /// reactor, since it costs throughput and points at a kernel without splice for that socket.
+    func noteCopyFallback() {
+        guard !copyFallbackLogged else { return }
+        copyFallbackLogged = true
+        logger.notice("splice(2) refused by a socket (EINVAL); relaying through user space for such sockets")
+    }
+
+    // MARK: cross-thread
+
+    /// Runs `task` on the reactor thread. Safe from any thread.
+    public func execute(_ task: @escaping () -> Void) {
+        lock.withLock { tasks.append(task) }
+        var one: UInt64 = 1
+        _ = write(wakefd, &one, 8)
+    }
+
+    func stop() {
+        execute { [self] in running = false }
+    }
+
+    // MARK: the loop
+
+    func run() {
+        let capacity = 256
+        let events = UnsafeMutablePointer<epoll_event>.allocate(capacity: capacity)
+        defer { events.deallocate() }
+        while running {
+            let timeout = timers.millisUntilNext(now: monotonicNanos())
+            let n = epoll_wait(epfd, events, Int32(capacity), timeout)
+            if n < 0 {
+                if errno == EINTR { continue }
+                logger.critical("epoll_wait failed; reactor \(index) stops", metadata: ["error": "\(errno)"])
+                return
+            }
+            for i in 0..<Int(n) {
+                let fd = events[i].data.fd
+                if fd == wakefd {
+                    runTasks()
+                    continue
+                }
+                let index = Int(fd)
+                guard index < handlers.count, let handler = handlers[index] else { continue }
+                handler.ready(fd: fd, events: events[i].events)
+            }
+            if !timers.isEmpty { timers.fire(now: monotonicNanos()) }
+        }
+    }
+
+    private func runTasks() {
+        var counter: UInt64 = 0
+        _ = read(wakefd, &counter, 8)
+        let pending = lock.withLock { () -> [() -> Void] in
+            let t = tasks
+            tasks = []
+            return t
+        }
+        for task in pending { task() }
+    }
+}
+
+/// A min-heap of deadlines. Each reactor has one; only its thread touches it.
+struct TimerHeap {
+    private var items: [(deadline: UInt64, seq: UInt64, action: () -> Void)] = []
+    private var seq: UInt64 = 0
+
+    var isEmpty: Bool { items.isEmpty }
+
+    mutating func push(deadline: UInt64, _ action: @escaping () -> Void) {
+        seq &+= 1
+        items.append((deadline, seq, action))
+        var i = items.count - 1
+        while i > 0 {
+            let parent = (i - 1) / 2
+            guard less(i, parent) else { break }
+            items.swapAt(i, parent)
+            i = parent
+        }
+    }
+
+    /// epoll_wait's timeout: -1 without timers, else milliseconds rounded up.
+    func millisUntilNext(now: UInt64) -> Int32 {
+        guard let first = items.first else { return -1 }
+        if first.deadline <= now { return 0 }
+        return Int32(min((first.deadline - now + 999_999) / 1_000_000, 60_000))
+    }
+
+    mutating func fire(now: UInt64) {
+        while let first = items.first, first.deadline <= now {
+            let action = popFirst()
+            action()
+        }
+    }
+
+    private func less(_ a: Int, _ b: Int) -> Bool {
+        (items[a].deadline, items[a].seq) < (items[b].deadline, items[b].seq)
+    }
+
+    private mutating func popFirst() -> () -> Void {
+        let action = items[0].action
+        let last = items.removeLast()
+        if !items.isEmpty {
+            items[0] = last
+            var i = 0
+            while true {
+                let l = 2 * i + 1
+                let r = l + 1
+                var m = i
+                if l < items.count && less(l, m) { m = l }
+                if r < items.count && less(r, m) { m = r }
+                if m == i { break }
+                items.swapAt(i, m)
+                i = m
+            }
+        }
+        return action
+    }
+}
+
+/// A pthread mutex, for the few places threads meet (task queues, the replay cache).
+public final class Mutex {
+    private let m: UnsafeMutablePointer<pthread_mutex_t>
+
+    public init() {
+        m = .allocate(capacity: 1)
+        pthread_mutex_init(m, nil)
+    }
+
+    deinit {
+        pthread_mutex_destroy(m)
+        m.deallocate()
+    }
+
+    @inline(__always)
+    public func withLock<T>(_ body: () throws -> T) rethrows -> T {
+        pthread_mutex_lock(m)
+        defer { pthread_mutex_unlock(m) }
+        return try body()
+    }
+}
+
+/// The data plane's threads: one reactor per core.
+public final class ReactorGroup {
+    public let reactors: [Reactor]
+    private var threads: [pthread_t] = []
+
+    /// `count` reactors; 0 means one per online CPU.
+    public init(count: Int = 0, logger: Logger) throws {
+        let n = count > 0 ? count : max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+        reactors = try (0..<n).map { try Reactor(index: $0, logger: logger) }
+    }
+
+    /// Starts one thread per reactor.
+    public func start() throws {
+        for reactor in reactors {
+            let box = Unmanaged.passRetained(reactor).toOpaque()
+            var thread = pthread_t()
+            let rc = pthread_create(&thread, nil, { arg in
+                let reactor = Unmanaged<Reactor>.fromOpaque(arg!).takeRetainedValue()
+                reactor.run()
+                return nil
+            }, box)
+            guard rc == 0 else {
+                Unmanaged<Reactor>.fromOpaque(box).release()
+                throw SystemError("pthread_create", errno: rc)
+            }
+            threads.append(thread)
+        }
+    }
+
+    /// Stops every reactor and waits for its thread. Connections still open are closed with the
+    /// process; braid does not drain sessions on stop (a restart of the gateway ends them anyway).
+    public func stop() {
+        for reactor in reactors { reactor.stop() }
+        for thread in threads { pthread_join(thread, nil) }
+        threads = []
+    }
+}

@@ -1,0 +1,268 @@
+import CBraidLinux
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// How a relay ended, for logs and counters.
+public enum RelayEnd: CustomStringConvertible {
+    /// Both directions saw end of input and carried it as a FIN.
+    case finished
+    /// A side failed (reset, broken pipe, connect failure); the other side got a reset.
+    case aborted(String)
+
+    public var description: String {
+        switch self {
+        case .finished: return "finished"
+        case .aborted(let why): return "aborted: \(why)"
+        }
+    }
+}
+
+/// What a preface reader decided about the bytes it has seen so far.
+enum PrefaceAction {
+    case needMore
+    /// The preface is complete; `remainder` is payload that followed it.
+    case done(remainder: [UInt8])
+    case refuse(String)
+}
+
+/// One direction of a relay: pending user-space bytes first (a Convert reply, data that came in
+/// with a request), then zero-copy through a pipe taken from the reactor's pool only while bytes
+/// are in flight.
+struct Flow {
+    var pending: [UInt8] = []
+    var pendingSent = 0
+    var pipe: Pipe?
+    var inPipe = 0
+    var sourceEnded = false
+    var sinkShut = false
+    /// splice() is refused by this source (EINVAL): copy through the reactor's scratch buffer.
+    var copy = false
+    var bytes: UInt64 = 0
+
+    var done: Bool { sinkShut }
+}
+
+/// Relays bytes between two connected sockets until both directions end: splice(2) through a
+/// pipe, half-close carried as shutdown(SHUT_WR), a reset or error on either side carried to the
+/// other as a reset. Side `a` is the accepting side (LAN or concentrator inbound), `b` the side
+/// braid dialled; `b` may still be connecting, and its first bytes may be a preface to read in
+/// user space first (the gateway's Convert reply).
+///
+/// Edge-triggered: any event on either socket runs both directions until each would block, so
+/// no readiness is ever lost and an idle relay costs no system calls.
+final class SpliceRelay: ReactorHandler {
+    static let events = braid_EPOLLIN | braid_EPOLLOUT | braid_EPOLLRDHUP | braid_EPOLLET
+
+    private let reactor: Reactor
+    let a: Int32
+    let b: Int32
+    private var toB = Flow()
+    private var toA = Flow()
+    private var connecting: Bool
+    private var preface: ((UnsafeRawBufferPointer) -> PrefaceAction)?
+    private var ended = false
+    var onEnd: ((SpliceRelay, RelayEnd) -> Void)?
+
+    /// Takes ownership of `a` and `b` (already registered or not: `start` registers them).
+    init(
+        reactor: Reactor, a: Int32, b: Int32, connecting: Bool, toB: [UInt8] = [], toA: [UInt8] = [],
+        preface: ((UnsafeRawBufferPointer) -> PrefaceAction)? = nil
+    ) {
+        self.reactor = reactor
+        self.a = a
+        self.b = b
+        self.connecting = connecting
+        self.toB.pending = toB
+        self.toA.pending = toA
+        self.preface = preface
+    }
+
+    /// False while `b` is still connecting.
+    var isConnected: Bool { !connecting }
+    var bytesToB: UInt64 { toB.bytes }
+    var bytesToA: UInt64 { toA.bytes }
+
+    /// Registers both sockets (or takes them over from another handler) and moves what can move.
+    func start(registered: Bool) {
+        do {
+            if registered {
+                reactor.setHandler(a, self)
+                reactor.setHandler(b, self)
+                try reactor.modify(a, events: Self.events)
+                try reactor.modify(b, events: Self.events)
+            } else {
+                try reactor.register(a, events: Self.events, handler: self)
+                try reactor.register(b, events: Self.events, handler: self)
+            }
+        } catch {
+            abort("\(error)")
+            return
+        }
+        pump()
+    }
+
+    /// Fails a relay whose `b` did not connect in time.
+    func connectTimedOut() {
+        guard connecting, !ended else { return }
+        abort("connect: timed out")
+    }
+
+    func ready(fd: Int32, events: UInt32) {
+        if connecting {
+            guard fd == b else { return }  // `a`'s bytes wait; the first pump after connect reads them
+            let err = Sockets.socketError(b)
+            if err == EINPROGRESS || err == EALREADY { return }
+            if err != 0 {
+                abort("connect: \(String(cString: strerror(err)))")
+                return
+            }
+            connecting = false
+        }
+        pump()
+    }
+
+    private func pump() {
+        guard !ended, !connecting else { return }
+        if !toB.done, let failure = move(&toB, from: a, to: b, preface: nil) {
+            abort(failure)
+            return
+        }
+        if !toA.done, let failure = move(&toA, from: b, to: a, preface: preface) {
+            abort(failure)
+            return
+        }
+        if toB.done && toA.done { finish() }
+    }
+
+    /// Moves bytes one way until something would block. Returns why the relay must be aborted, or nil.
+    private func move(
+        _ flow: inout Flow, from src: Int32, to dst: Int32, preface: ((UnsafeRawBufferPointer) -> PrefaceAction)?
+    ) -> String? {
+        while true {
+            // 1. User-space bytes owed to `dst`.
+            while flow.pendingSent < flow.pending.count {
+                let sent = flow.pendingSent
+                let r = flow.pending.withUnsafeBytes { p in
+                    transfer { send(dst, p.baseAddress! + sent, p.count - sent, Int32(MSG_NOSIGNAL)) }
+                }
+                switch r {
+                case .moved(let n):
+                    flow.pendingSent += n
+                    flow.bytes &+= UInt64(n)
+                case .wouldBlock: return nil
+                case .end: return nil
+                case .failed(let e): return "send: \(String(cString: strerror(e)))"
+                }
+            }
+            if !flow.pending.isEmpty {
+                flow.pending = []
+                flow.pendingSent = 0
+            }
+            // 2. Bytes parked in the pipe.
+            while flow.inPipe > 0, let pipe = flow.pipe {
+                switch transfer({ braid_splice(pipe.read, dst, UInt(flow.inPipe), 0) }) {
+                case .moved(let n):
+                    flow.inPipe -= n
+                    flow.bytes &+= UInt64(n)
+                case .wouldBlock, .end: return nil
+                case .failed(let e): return "splice to socket: \(String(cString: strerror(e)))"
+                }
+            }
+            // 3. End of input, carried as a FIN once everything before it is out.
+            if flow.sourceEnded {
+                releasePipe(&flow)
+                if shutdown(dst, Int32(SHUT_WR)) < 0 && errno != ENOTCONN {
+                    return "shutdown: \(String(cString: strerror(errno)))"
+                }
+                flow.sinkShut = true
+                return nil
+            }
+            // 4. Read more: the preface in user space, else splice, else copy.
+            if self.preface != nil, let preface {
+                let r = transfer { recv(src, reactor.scratch.baseAddress!, 4096, 0) }
+                switch r {
+                case .moved(let n):
+                    switch preface(UnsafeRawBufferPointer(rebasing: reactor.scratch[0..<n])) {
+                    case .needMore: continue
+                    case .done(let remainder):
+                        self.preface = nil
+                        flow.pending = remainder
+                        continue
+                    case .refuse(let why): return why
+                    }
+                case .wouldBlock: return nil
+                case .end: return "closed before its reply"
+                case .failed(let e): return "recv: \(String(cString: strerror(e)))"
+                }
+            }
+            if flow.copy {
+                switch transfer({ recv(src, reactor.scratch.baseAddress!, reactor.scratch.count, 0) }) {
+                case .moved(let n):
+                    flow.pending = Array(UnsafeRawBufferPointer(rebasing: reactor.scratch[0..<n]))
+                    continue
+                case .wouldBlock: return nil
+                case .end: flow.sourceEnded = true
+                case .failed(let e): return "recv: \(String(cString: strerror(e)))"
+                }
+                continue
+            }
+            if flow.pipe == nil {
+                do { flow.pipe = try reactor.pipes.take() } catch { return "\(error)" }
+            }
+            let pipe = flow.pipe!
+            switch transfer({ braid_splice(src, pipe.write, UInt(pipe.capacity), 0) }) {
+            case .moved(let n):
+                flow.inPipe += n
+            case .end:
+                flow.sourceEnded = true
+            case .wouldBlock:
+                releasePipe(&flow)  // empty here: idle flows hold no pipe
+                return nil
+            case .failed(EINVAL):
+                flow.copy = true  // this socket type cannot splice_read; fall back to copying
+                reactor.noteCopyFallback()
+            case .failed(let e):
+                return "splice from socket: \(String(cString: strerror(e)))"
+            }
+        }
+    }
+
+    private func releasePipe(_ flow: inout Flow) {
+        guard let pipe = flow.pipe else { return }
+        flow.pipe = nil
+        if flow.inPipe == 0 {
+            reactor.pipes.give(pipe)
+        } else {
+            reactor.pipes.discard(pipe)
+            flow.inPipe = 0
+        }
+    }
+
+    private func finish() {
+        guard !ended else { return }
+        ended = true
+        releasePipe(&toB)
+        releasePipe(&toA)
+        reactor.close(a)
+        reactor.close(b)
+        onEnd?(self, .finished)
+        onEnd = nil
+    }
+
+    /// Ends both sides with a reset: a failure on one side must not look like a clean end on
+    /// the other (a truncated download would pass for a complete one).
+    func abort(_ why: String) {
+        guard !ended else { return }
+        ended = true
+        releasePipe(&toB)
+        releasePipe(&toA)
+        reactor.setHandler(a, nil)
+        reactor.setHandler(b, nil)
+        Sockets.closeWithReset(a)
+        Sockets.closeWithReset(b)
+        onEnd?(self, .aborted(why))
+        onEnd = nil
+    }
+}

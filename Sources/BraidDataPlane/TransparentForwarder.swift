@@ -1,0 +1,173 @@
+import BraidCore
+import BraidWire
+import CBraidLinux
+import Logging
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Carries intercepted TCP connections over MPTCP: accepts what nftables TPROXY hands to the
+/// transparent listeners, opens an MPTCP connection to the server whose first bytes are the
+/// Convert request for the original destination, and relays.
+///
+/// The LAN client's data follows the request at once, without waiting for the reply: a
+/// connection through the gateway costs the same round trips as a direct one (the MPTCP handshake
+/// stands in for the LAN client's own). The reply is read off the stream before any server byte
+/// reaches the client; a refusal resets the LAN connection.
+public final class TransparentForwarder {
+    public struct Configuration {
+        public var server: Endpoint
+        public var listenerPort: UInt16
+        /// TCP_FASTOPEN_CONNECT: the request rides in the SYN. See the gateway's `fastopen` option.
+        public var fastOpen: Bool
+        public var connectTimeoutNanos: UInt64
+
+        public init(server: Endpoint, listenerPort: UInt16, fastOpen: Bool, connectTimeoutNanos: UInt64 = 10_000_000_000) {
+            self.server = server
+            self.listenerPort = listenerPort
+            self.fastOpen = fastOpen
+            self.connectTimeoutNanos = connectTimeoutNanos
+        }
+    }
+
+    /// Builds the authenticated Convert request for a destination.
+    public typealias RequestBuilder = (Endpoint) throws -> [UInt8]
+
+    private let config: Configuration
+    private let makeRequest: RequestBuilder
+    private let logger: Logger
+    private var listeners: [Listener] = []
+    public let counters = SessionCounters()
+
+    public init(config: Configuration, logger: Logger, makeRequest: @escaping RequestBuilder) {
+        self.config = config
+        self.logger = logger
+        self.makeRequest = makeRequest
+    }
+
+    /// Binds the IPv4 and IPv6 transparent listeners and starts accepting on every reactor.
+    public func start(group: ReactorGroup) throws {
+        let v4 = try Sockets.listener(on: Endpoint(address: .v4(0), port: config.listenerPort), mptcp: false, backlog: 4096) {
+            try Sockets.setInt($0, braid_SOL_IP, braid_IP_TRANSPARENT, 1, "IP_TRANSPARENT")
+        }
+        listeners.append(Listener(fd: v4, endpoint: Endpoint(address: .v4(0), port: config.listenerPort)))
+        let any6 = Endpoint(address: .v6([UInt8](repeating: 0, count: 16)), port: config.listenerPort)
+        let v6 = try Sockets.listener(on: any6, mptcp: false, backlog: 4096) {
+            try Sockets.setInt($0, braid_SOL_IPV6, braid_IPV6_TRANSPARENT, 1, "IPV6_TRANSPARENT")
+            try Sockets.setInt($0, braid_SOL_IPV6, IPV6_V6ONLY, 1, "IPV6_V6ONLY")
+        }
+        listeners.append(Listener(fd: v6, endpoint: any6))
+        for l in listeners {
+            l.attach(to: group) { [self] reactor, fd in accept(reactor: reactor, lan: fd) }
+        }
+    }
+
+    /// Closes the listeners. Call after the reactor group stopped.
+    public func stop() {
+        for l in listeners { l.close() }
+        listeners = []
+    }
+
+    private func accept(reactor: Reactor, lan: Int32) {
+        guard let destination = Sockets.localEndpoint(lan) else {
+            Sockets.closeWithReset(lan)
+            return
+        }
+        let client = Sockets.remoteEndpoint(lan).map { "\($0)" } ?? "?"
+        let request: [UInt8]
+        let upstream: Int32
+        let connected: Bool
+        do {
+            request = try makeRequest(destination)
+            upstream = try Sockets.stream(family: config.server.address.isIPv4 ? AF_INET : AF_INET6, mptcp: true)
+        } catch {
+            logger.warning("cannot open a data connection", metadata: ["client": "\(client)", "error": "\(error)"])
+            Sockets.closeWithReset(lan)
+            return
+        }
+        do {
+            try Sockets.setInt(lan, Int32(IPPROTO_TCP), TCP_NODELAY, 1, "TCP_NODELAY")
+            try Sockets.setInt(upstream, Int32(IPPROTO_TCP), TCP_NODELAY, 1, "TCP_NODELAY")
+            if config.fastOpen {
+                try Sockets.setInt(upstream, braid_SOL_TCP, braid_TCP_FASTOPEN_CONNECT, 1, "TCP_FASTOPEN_CONNECT")
+                try Sockets.setInt(upstream, braid_SOL_TCP, braid_TCP_FASTOPEN_NO_COOKIE, 1, "TCP_FASTOPEN_NO_COOKIE")
+            }
+            connected = try Sockets.connect(upstream, to: config.server)
+        } catch {
+            logger.warning(
+                "cannot reach the concentrator",
+                metadata: ["client": "\(client)", "destination": "\(destination)", "error": "\(error)"])
+            Sockets.closeWithReset(lan)
+            Glibc.close(upstream)
+            return
+        }
+
+        var reply = ConvertClientHandshake()
+        let logger = self.logger
+        let relay = SpliceRelay(reactor: reactor, a: lan, b: upstream, connecting: !connected, toB: request) { bytes in
+            switch reply.feed(bytes) {
+            case .needMore:
+                return .needMore
+            case .established(_, let remainder):
+                return .done(remainder: remainder)
+            case .refused(let error):
+                logger.info(
+                    "connection refused upstream",
+                    metadata: ["client": "\(client)", "destination": "\(destination)", "reason": "\(error)"])
+                return .refuse("refused upstream: \(error)")
+            }
+        }
+        counters.opened()
+        relay.onEnd = { [counters] relay, end in
+            counters.closed(up: relay.bytesToB, down: relay.bytesToA)
+            if case .aborted(let why) = end, !relay.isConnected {
+                logger.warning(
+                    "cannot reach the concentrator",
+                    metadata: ["client": "\(client)", "destination": "\(destination)", "error": "\(why)"])
+            } else {
+                logger.debug(
+                    "session ended",
+                    metadata: [
+                        "client": "\(client)", "destination": "\(destination)", "end": "\(end)",
+                        "up": "\(relay.bytesToB)", "down": "\(relay.bytesToA)",
+                    ])
+            }
+        }
+        relay.start(registered: false)
+        if !connected {
+            reactor.schedule(afterNanos: config.connectTimeoutNanos) { [weak relay] in relay?.connectTimedOut() }
+        }
+    }
+}
+
+/// Session and byte counts of a forwarder, shared by its reactors.
+public final class SessionCounters {
+    private let lock = Mutex()
+    private var _active = 0
+    private var _total = 0
+    private var _bytesUp: UInt64 = 0
+    private var _bytesDown: UInt64 = 0
+
+    public init() {}
+
+    func opened() {
+        lock.withLock {
+            _active += 1
+            _total += 1
+        }
+    }
+
+    func closed(up: UInt64, down: UInt64) {
+        lock.withLock {
+            _active -= 1
+            _bytesUp &+= up
+            _bytesDown &+= down
+        }
+    }
+
+    /// Sessions open now, sessions since start, and bytes of finished sessions each way.
+    public var snapshot: (active: Int, total: Int, bytesUp: UInt64, bytesDown: UInt64) {
+        lock.withLock { (_active, _total, _bytesUp, _bytesDown) }
+    }
+}
