@@ -13,6 +13,7 @@
 LAB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TRAFFIC="$LAB_DIR/tests/netns/braid-traffic.py"
 : "${BRAID_BIN:=$LAB_DIR/.build/release/braid}"
+: "${LAB_TOOL:=$LAB_DIR/.build/release/braid-lab}"
 LAB_SUFFIX="${LAB_SUFFIX:-$$}"
 NS_LAN="braid-lan-$LAB_SUFFIX"
 NS_GW="braid-gw-$LAB_SUFFIX"
@@ -180,3 +181,41 @@ origin_sha() { grep "\"event\": \"$1\"" "$LAB_WORK/origin.log" | tail -1 | pytho
 
 # A field of a JSON line: json_field KEY <<<"$json"
 json_field() { python3 -c 'import json,sys; v=json.loads(sys.stdin.read()).get(sys.argv[1]); print("" if v is None else v)' "$1"; }
+
+# Adds MS milliseconds of one-way delay to every uplink, in both directions (RTT + 2*MS), with
+# braid-lab's TUN delay line: this kernel has no sch_netem. Call after lab_up; lab_down stops it.
+#
+# In the inet namespace each uplink i gets a TUN device dl$i. Policy rules send everything the
+# gateway sends in on gw$i, and everything from conc0/org0 towards 198.18.$i.0/24, into dl$i;
+# braid-lab writes each packet back MS ms later and it re-enters the stack with iif dl$i, which
+# matches no rule, so the main table routes it on as if nothing had happened:
+#
+#   [gw] wan1 ──► gw1 ─(iif gw1: table 101, default dev dl1)─► dl1 ═► +MS ═► dl1 ─(main)─► conc0/org0
+#   [gw] wan1 ◄── gw1 ◄─(main)─ dl1 ◄═ +MS ◄═ dl1 ◄─(iif conc0|org0 to 198.18.1.0/24: table 111)─ conc0/org0
+#
+# Traffic to or from the inet namespace's own addresses (198.18.i.1) is delivered by the local
+# table before these rules and is not delayed. Uplinks are IPv4 only, so there are no IPv6 rules.
+# The delay lines' pids are also in LAB_DELAY_PIDS; each prints its counters as JSON in
+# $LAB_WORK/delay$i.log when it stops.
+LAB_DELAY_PIDS=()
+lab_delay() {
+    local ms=$1 i
+    [[ -x $LAB_TOOL ]] || { lab_log "lab_delay: $LAB_TOOL is not built"; return 1; }
+    # Packets come back in on dl$i from sources routed via gw$i: reverse-path filtering would drop them.
+    nsx "$NS_INET" sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
+    for i in 1 2 3; do
+        ip netns exec "$NS_INET" "$LAB_TOOL" delay --dev "dl$i" --ms "$ms" \
+            >"$LAB_WORK/delay$i.log" 2>&1 &
+        LAB_PIDS+=($!)
+        LAB_DELAY_PIDS+=($!)
+        wait_for 10 grep -q '"ready"' "$LAB_WORK/delay$i.log" || {
+            lab_log "delay line dl$i did not start:"; cat "$LAB_WORK/delay$i.log" >&2; return 1; }
+        nsx "$NS_INET" sysctl -qw "net.ipv4.conf.dl$i.rp_filter=0" "net.ipv4.conf.dl$i.forwarding=1"
+        nsx "$NS_INET" ip link set "dl$i" up
+        nsx "$NS_INET" ip route add default dev "dl$i" table $((100 + i))
+        nsx "$NS_INET" ip route add "198.18.$i.0/24" dev "dl$i" table $((110 + i))
+        nsx "$NS_INET" ip rule add iif "gw$i" lookup $((100 + i))
+        nsx "$NS_INET" ip rule add iif conc0 to "198.18.$i.0/24" lookup $((110 + i))
+        nsx "$NS_INET" ip rule add iif org0 to "198.18.$i.0/24" lookup $((110 + i))
+    done
+}

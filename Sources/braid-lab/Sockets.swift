@@ -94,7 +94,7 @@ enum Sockets {
     }
 
     static func bind(_ fd: Int32, to address: SocketAddress) throws {
-        try address.withSockaddr { pointer, length in
+        _ = try address.withSockaddr { pointer, length in
             try sys("bind \(address)") { Glibc.bind(fd, pointer, length) }
         }
     }
