@@ -1,7 +1,7 @@
 # braid: `make lab` runs the demo lab, `make test` runs every test (needs root, Linux with MPTCP).
 SWIFT ?= swift
 
-.PHONY: build release test unit netns lab lab-unshaped clean
+.PHONY: build release test unit netns lab lab-unshaped bench clean
 
 build:
 	$(SWIFT) build
@@ -22,6 +22,10 @@ lab: release
 
 lab-unshaped: release
 	bash lab/run.sh --unshaped
+
+# Benchmark against redsocks+dante, shadowsocks and direct paths (not a test; see bench/bench.sh).
+bench: release
+	bash bench/bench.sh
 
 clean:
 	rm -rf .build
