@@ -63,7 +63,7 @@ let package = Package(
         .executableTarget(
             name: "braid",
             dependencies: [
-                "BraidCore", "BraidConfig", "BraidWire", "BraidGateway", "BraidConcentrator",
+                "BraidCore", "BraidConfig", "BraidWire", "BraidDataPlane", "BraidGateway", "BraidConcentrator",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -36,6 +36,14 @@ public struct GatewayConfig: Equatable, Sendable {
     /// of the throughput of one opened without (see the README's "Known limits").
     public var fastOpen: Bool
     public var uplinks: [UplinkConfig]
+    /// Milliseconds between two end-to-end probes of each uplink (ICMP echo to the concentrator).
+    public var probeInterval: UInt32 = 200
+    /// An uplink with no probe answered for this many milliseconds is down.
+    public var downAfter: UInt32 = 1000
+    /// A down uplink is up again after this many answered probes in a row.
+    public var upAfter: UInt32 = 3
+    /// Unix socket where `braid status` asks the running gateway.
+    public var statusSocket: String = "/run/braid/gateway.sock"
 }
 
 /// `config concentrator` section.
@@ -69,6 +77,7 @@ public struct BraidConfigReader {
         let section = try single("gateway")
         let known = [
             "server", "port", "psk_file", "lan_device", "tproxy_port", "fwmark", "table_base", "max_subflows", "fastopen",
+            "probe_interval", "down_after", "up_after", "status_socket",
         ]
         checkUnknown(section, known: known)
         let server = address(section, "server", required: true) ?? .v4(0)
@@ -82,6 +91,21 @@ public struct BraidConfigReader {
         let maxSubflows = uint32(section, "max_subflows", default: 8)
         if maxSubflows > 8 { errors.append(err(section, "max_subflows", "the kernel allows at most 8 (\(maxSubflows))")) }
         let fastOpen = bool(section, "fastopen", default: false)
+        let probeInterval = uint32(section, "probe_interval", default: 200)
+        if probeInterval < 20 || probeInterval > 60_000 {
+            errors.append(err(section, "probe_interval", "must be milliseconds between 20 and 60000 (\(probeInterval))"))
+        }
+        let downAfter = uint32(section, "down_after", default: 1000)
+        if downAfter < 2 * probeInterval || downAfter > 600_000 {
+            errors.append(
+                err(section, "down_after", "must be milliseconds, at least two probe intervals and at most 600000 (\(downAfter))"))
+        }
+        let upAfter = uint32(section, "up_after", default: 3)
+        if upAfter < 1 || upAfter > 100 { errors.append(err(section, "up_after", "must be a count of probes from 1 to 100 (\(upAfter))")) }
+        let statusSocket = string(section, "status_socket", default: "/run/braid/gateway.sock") ?? ""
+        if !statusSocket.hasPrefix("/") || statusSocket.utf8.count > 107 {
+            errors.append(err(section, "status_socket", "must be an absolute path of at most 107 bytes (\(statusSocket))"))
+        }
         var uplinks: [UplinkConfig] = []
         for s in package.sections(ofType: "uplink") {
             checkUnknown(s, known: ["device", "role", "gateway", "table"])
@@ -104,7 +128,8 @@ public struct BraidConfigReader {
         try finish()
         return GatewayConfig(
             server: server, port: port, pskFile: psk, lanDevices: lan, tproxyPort: tproxyPort, fwmark: fwmark,
-            tableBase: tableBase, maxSubflows: maxSubflows, fastOpen: fastOpen, uplinks: uplinks)
+            tableBase: tableBase, maxSubflows: maxSubflows, fastOpen: fastOpen, uplinks: uplinks,
+            probeInterval: probeInterval, downAfter: downAfter, upAfter: upAfter, statusSocket: statusSocket)
     }
 
     public mutating func concentrator() throws -> ConcentratorConfig {

@@ -16,6 +16,9 @@ public protocol ReactorHandler: AnyObject {
 /// pool and a scratch buffer. The data plane runs one reactor per core; a connection lives on the
 /// reactor that accepted it for its whole life, so nothing in the hot path takes a lock.
 public final class Reactor {
+    /// Level-triggered readability, for control-plane descriptors registered from other modules.
+    public static let readable: UInt32 = braid_EPOLLIN
+
     public let index: Int
     let epfd: Int32
     let wakefd: Int32
@@ -55,7 +58,7 @@ public final class Reactor {
     // MARK: registrations (reactor thread only)
 
     /// Adds `fd` to this reactor with `events`, owned by `handler`.
-    func register(_ fd: Int32, events: UInt32, handler: ReactorHandler) throws {
+    public func register(_ fd: Int32, events: UInt32, handler: ReactorHandler) throws {
         var ev = epoll_event()
         ev.events = events
         ev.data.fd = fd
@@ -64,7 +67,7 @@ public final class Reactor {
     }
 
     /// Changes the events of a registered fd.
-    func modify(_ fd: Int32, events: UInt32) throws {
+    public func modify(_ fd: Int32, events: UInt32) throws {
         var ev = epoll_event()
         ev.events = events
         ev.data.fd = fd
@@ -72,7 +75,7 @@ public final class Reactor {
     }
 
     /// Hands a registered fd to another handler (a connection moving from handshake to relay).
-    func setHandler(_ fd: Int32, _ handler: ReactorHandler?) {
+    public func setHandler(_ fd: Int32, _ handler: ReactorHandler?) {
         let i = Int(fd)
         if i >= handlers.count {
             guard handler != nil else { return }
@@ -81,19 +84,19 @@ public final class Reactor {
         handlers[i] = handler
     }
 
-    func isRegistered(_ fd: Int32) -> Bool {
+    public func isRegistered(_ fd: Int32) -> Bool {
         Int(fd) < handlers.count && handlers[Int(fd)] != nil
     }
 
     /// Removes `fd` from epoll and the table, without closing it.
-    func deregister(_ fd: Int32) {
+    public func deregister(_ fd: Int32) {
         var ev = epoll_event()
         _ = epoll_ctl(epfd, EPOLL_CTL_DEL, fd, &ev)
         setHandler(fd, nil)
     }
 
     /// Drops `fd` from the table and closes it (closing removes it from epoll).
-    func close(_ fd: Int32) {
+    public func close(_ fd: Int32) {
         setHandler(fd, nil)
         _ = Glibc.close(fd)
     }
@@ -101,7 +104,7 @@ public final class Reactor {
     /// Runs `action` on this reactor after `nanos`. Timers are not cancelled: the action checks
     /// whether it still applies (captures its owner weakly), which keeps the hot path free of
     /// timer bookkeeping.
-    func schedule(afterNanos nanos: UInt64, _ action: @escaping () -> Void) {
+    public func schedule(afterNanos nanos: UInt64, _ action: @escaping () -> Void) {
         timers.push(deadline: monotonicNanos() &+ nanos, action)
     }
 
@@ -152,7 +155,10 @@ public final class Reactor {
                 guard index < handlers.count, let handler = handlers[index] else { continue }
                 handler.ready(fd: fd, events: events[i].events)
             }
-            if !timers.isEmpty { timers.fire(now: monotonicNanos()) }
+            if !timers.isEmpty {
+                // Taken out first: an action may schedule another timer.
+                for action in timers.popDue(now: monotonicNanos()) { action() }
+            }
         }
     }
 
@@ -194,11 +200,12 @@ struct TimerHeap {
         return Int32(min((first.deadline - now + 999_999) / 1_000_000, 60_000))
     }
 
-    mutating func fire(now: UInt64) {
+    mutating func popDue(now: UInt64) -> [() -> Void] {
+        var due: [() -> Void] = []
         while let first = items.first, first.deadline <= now {
-            let action = popFirst()
-            action()
+            due.append(popFirst())
         }
+        return due
     }
 
     private func less(_ a: Int, _ b: Int) -> Bool {
@@ -283,5 +290,19 @@ public final class ReactorGroup {
         for reactor in reactors { reactor.stop() }
         for thread in threads { pthread_join(thread, nil) }
         threads = []
+    }
+}
+
+/// A handler made of a closure, for the control plane's few descriptors (netlink, probes, the
+/// status socket), where a class per descriptor would add nothing.
+public final class ReactorCallback: ReactorHandler {
+    private let body: (Int32, UInt32) -> Void
+
+    public init(_ body: @escaping (_ fd: Int32, _ events: UInt32) -> Void) {
+        self.body = body
+    }
+
+    public func ready(fd: Int32, events: UInt32) {
+        body(fd, events)
     }
 }

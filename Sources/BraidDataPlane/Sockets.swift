@@ -100,7 +100,7 @@ public enum Sockets {
             try configure(fd)
             var (ss, len) = storage(for: endpoint)
             let rc = withUnsafePointer(to: &ss) { p in
-                p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in bind(fd, sa, len) }
+                p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in Glibc.bind(fd, sa, len) }
             }
             if rc < 0 { throw SystemError("bind(\(endpoint))", errno: errno) }
             try syscall("listen(\(endpoint))") { listen(fd, backlog) }
@@ -109,6 +109,15 @@ public enum Sockets {
             throw error
         }
         return fd
+    }
+
+    /// Binds `fd` to a local endpoint; false (errno set) when the kernel refuses.
+    static func bind(_ fd: Int32, to endpoint: Endpoint) -> Bool {
+        var (ss, len) = storage(for: endpoint)
+        let rc = withUnsafePointer(to: &ss) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in Glibc.bind(fd, sa, len) }
+        }
+        return rc == 0
     }
 
     /// Starts a non-blocking connect. Returns true when already connected (a Fast Open socket

@@ -55,7 +55,7 @@ func transfer(_ body: () -> Int) -> IOResult {
 }
 
 /// Monotonic nanoseconds, for timers.
-func monotonicNanos() -> UInt64 {
+public func monotonicNanos() -> UInt64 {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)

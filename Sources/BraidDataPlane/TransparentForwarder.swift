@@ -34,15 +34,24 @@ public final class TransparentForwarder {
     /// Builds the authenticated Convert request for a destination.
     public typealias RequestBuilder = (Endpoint) throws -> [UInt8]
 
+    /// The local address for a new connection's first subflow (the uplink it starts on), or nil
+    /// to let the routing table choose.
+    public typealias SourceSelector = () -> IPAddress?
+
     private let config: Configuration
     private let makeRequest: RequestBuilder
+    private let selectSource: SourceSelector
     private let logger: Logger
     private var listeners: [Listener] = []
     public let counters = SessionCounters()
 
-    public init(config: Configuration, logger: Logger, makeRequest: @escaping RequestBuilder) {
+    public init(
+        config: Configuration, logger: Logger, selectSource: @escaping SourceSelector = { nil },
+        makeRequest: @escaping RequestBuilder
+    ) {
         self.config = config
         self.logger = logger
+        self.selectSource = selectSource
         self.makeRequest = makeRequest
     }
 
@@ -92,6 +101,10 @@ public final class TransparentForwarder {
             if config.fastOpen {
                 try Sockets.setInt(upstream, braid_SOL_TCP, braid_TCP_FASTOPEN_CONNECT, 1, "TCP_FASTOPEN_CONNECT")
                 try Sockets.setInt(upstream, braid_SOL_TCP, braid_TCP_FASTOPEN_NO_COOKIE, 1, "TCP_FASTOPEN_NO_COOKIE")
+            }
+            if let source = selectSource(), source.isIPv4 == config.server.address.isIPv4 {
+                // A failed bind (the address just went away) leaves the choice to the routing table.
+                _ = Sockets.bind(upstream, to: Endpoint(address: source, port: 0))
             }
             connected = try Sockets.connect(upstream, to: config.server)
         } catch {

@@ -5,13 +5,17 @@ import BraidWire
 import Logging
 
 /// The gateway role: intercepts LAN TCP, carries each connection over MPTCP to the
-/// concentrator behind an authenticated Convert message, and relays.
+/// concentrator behind an authenticated Convert message, and relays. A control reactor watches
+/// and probes the uplinks; the data reactors (one per core) relay.
 public final class GatewayService {
     private let config: GatewayConfig
     private let logger: Logger
-    private var group: ReactorGroup?
+    private var data: ReactorGroup?
+    private var control: ReactorGroup?
     private var forwarder: TransparentForwarder?
     private var uplinks: UplinkManager?
+    private var supervisor: UplinkSupervisor?
+    private var statusServer: LocalQueryServer?
     private var interception: Interception?
 
     public init(config: GatewayConfig, logger: Logger) {
@@ -31,20 +35,35 @@ public final class GatewayService {
         do {
             let manager = try UplinkManager(config: config, logger: logger)
             uplinks = manager
-            try manager.install()
-            let group = try ReactorGroup(logger: logger)
-            self.group = group
+            try manager.installBase()
+            let control = try ReactorGroup(count: 1, logger: logger)
+            self.control = control
+            let supervisor = try UplinkSupervisor(
+                config: config, manager: manager, reactor: control.reactors[0], logger: logger)
+            self.supervisor = supervisor
+            // The first pass runs here, before the threads start, so the uplinks are in place
+            // before the first LAN connection is accepted.
+            try supervisor.start()
+
+            let data = try ReactorGroup(logger: logger)
+            self.data = data
+            let source = supervisor.preferredSource
             let forwarder = TransparentForwarder(
                 config: .init(server: server, listenerPort: config.tproxyPort, fastOpen: config.fastOpen),
-                logger: logger
+                logger: logger, selectSource: { source.get() }
             ) { destination in
                 try ConvertClientHandshake.request(
                     to: destination, authenticator: authenticator, nowMillis: wallClockMillis(),
                     nonce: SecureRandom.bytes(ConvertAuthentication.nonceSize))
             }
             self.forwarder = forwarder
-            try forwarder.start(group: group)
-            try group.start()
+            try forwarder.start(group: data)
+            let counters = forwarder.counters
+            statusServer = try LocalQueryServer(reactor: control.reactors[0], path: config.statusSocket) { [weak supervisor] _ in
+                supervisor?.status(sessions: counters) ?? "{}"
+            }
+            try control.start()
+            try data.start()
             let table = Interception(
                 .init(lanDevices: config.lanDevices, listenerPort: config.tproxyPort, fwmark: config.fwmark))
             try table.install()
@@ -53,7 +72,8 @@ public final class GatewayService {
                 "gateway running",
                 metadata: [
                     "concentrator": "\(server)", "lan": "\(config.lanDevices.joined(separator: ","))",
-                    "tproxy_port": "\(config.tproxyPort)", "reactors": "\(group.reactors.count)", "nofile": "\(limit.new)",
+                    "tproxy_port": "\(config.tproxyPort)", "reactors": "\(data.reactors.count)", "nofile": "\(limit.new)",
+                    "status": "\(config.statusSocket)",
                 ])
         } catch {
             stop()
@@ -65,10 +85,16 @@ public final class GatewayService {
     public func stop() {
         do { try interception?.remove() } catch { logger.warning("\(error)") }
         interception = nil
-        group?.stop()
-        group = nil
+        data?.stop()
+        data = nil
         forwarder?.stop()
         forwarder = nil
+        control?.stop()
+        control = nil
+        supervisor?.stop()
+        supervisor = nil
+        statusServer?.close()
+        statusServer = nil
         uplinks?.remove()
         uplinks = nil
         logger.notice("gateway stopped; kernel state removed")

@@ -8,7 +8,7 @@ import Glibc
 /// rtnetlink mechanism: routes, policy rules and address/route queries. It takes orders; which
 /// uplink gets which table is decided by the gateway's policy.
 public final class RouteTables {
-    private let socket: NetlinkSocket
+    let socket: NetlinkSocket
 
     public init() throws {
         socket = try NetlinkSocket(bus: NETLINK_ROUTE)

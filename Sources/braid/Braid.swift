@@ -1,6 +1,7 @@
 import ArgumentParser
 import BraidConcentrator
 import BraidConfig
+import BraidDataPlane
 import BraidCore
 import BraidGateway
 import BraidWire
@@ -16,7 +17,7 @@ struct Braid: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "braid",
         abstract: "Multi-WAN bonding over Multipath TCP: gateway (CPE) and concentrator.",
-        subcommands: [Gateway.self, Concentrator.self, GenKey.self, Check.self])
+        subcommands: [Gateway.self, Concentrator.self, Status.self, GenKey.self, Check.self])
 }
 
 struct RoleOptions: ParsableArguments {
@@ -53,6 +54,38 @@ struct Concentrator: ParsableCommand {
             let service = ConcentratorService(config: config, logger: logger)
             try service.start()
             return service.stop
+        }
+    }
+}
+
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show the running gateway's uplinks and sessions.")
+    @Option(name: .long, help: "The gateway's status socket (default: the config's status_socket).")
+    var socket: String?
+    @Option(name: .long, help: "UCI package file, to find the status socket.")
+    var config: String = "/etc/config/braid"
+    @Flag(name: .long, help: "Print the gateway's JSON answer as it is, for scripts.")
+    var json = false
+
+    func run() throws {
+        var path = socket ?? "/run/braid/gateway.sock"
+        if socket == nil, let text = try? BraidConfigReader.load(path: config),
+            let section = text.sections(ofType: "gateway").first, let configured = section.option("status_socket")?.values.last
+        {
+            path = configured
+        }
+        let answer: String
+        do {
+            answer = try LocalQueryServer.ask(path: path, question: "status")
+        } catch {
+            FileHandleStderr.write("braid status: \(error)\n")
+            throw ExitCode(1)
+        }
+        if json {
+            print(answer, terminator: answer.hasSuffix("\n") ? "" : "\n")
+        } else {
+            print(StatusTable.render(answer))
         }
     }
 }

@@ -1,0 +1,118 @@
+import CBraidLinux
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A Unix stream socket where local tools ask a running daemon one question per connection
+/// (`braid status`): the client writes one line, the daemon answers and closes. Root-only by
+/// file mode; the answer is computed on the daemon's control reactor.
+public final class LocalQueryServer {
+    private let reactor: Reactor
+    private let path: String
+    private let fd: Int32
+    private let answer: (String) -> String
+
+    public init(reactor: Reactor, path: String, answer: @escaping (String) -> String) throws {
+        self.reactor = reactor
+        self.path = path
+        self.answer = answer
+        let dir = path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
+        if !dir.isEmpty { _ = mkdir(dir, 0o755) }
+        unlink(path)  // a stale socket of a previous run
+        fd = try syscall("socket(AF_UNIX)") {
+            socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        }
+        do {
+            var addr = try Self.address(path)
+            let rc = withUnsafePointer(to: &addr) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            }
+            if rc < 0 { throw SystemError("bind(\(path))", errno: errno) }
+            chmod(path, 0o600)
+            try syscall("listen(\(path))") { listen(fd, 16) }
+            try reactor.register(fd, events: braid_EPOLLIN, handler: ReactorCallback { [weak self] _, _ in self?.accept() })
+        } catch {
+            Glibc.close(fd)
+            throw error
+        }
+    }
+
+    static func address(_ path: String) throws -> sockaddr_un {
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else {
+            throw SystemError("socket path too long (\(path))", errno: ENAMETOOLONG)
+        }
+        withUnsafeMutableBytes(of: &addr.sun_path) { $0.copyBytes(from: bytes) }
+        return addr
+    }
+
+    private func accept() {
+        while true {
+            let conn = braid_accept(fd, nil, nil)
+            if conn < 0 { return }
+            // The question is one short line; wait for it at most 1 s, on this connection only.
+            var tv = timeval(tv_sec: 1, tv_usec: 0)
+            _ = setsockopt(conn, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+            let flags = fcntl(conn, F_GETFL)
+            _ = fcntl(conn, F_SETFL, flags & ~O_NONBLOCK)
+            var buffer = [UInt8](repeating: 0, count: 256)
+            let n = recv(conn, &buffer, buffer.count, 0)
+            if n > 0 {
+                let question = String(decoding: buffer[0..<n], as: UTF8.self).trimmingCharacters(in: "\r\n ")
+                let reply = Array((answer(question) + "\n").utf8)
+                var sent = 0
+                while sent < reply.count {
+                    let w = reply.withUnsafeBytes { send(conn, $0.baseAddress! + sent, reply.count - sent, Int32(MSG_NOSIGNAL)) }
+                    if w <= 0 { break }
+                    sent += w
+                }
+            }
+            Glibc.close(conn)
+        }
+    }
+
+    public func close() {
+        reactor.close(fd)
+        unlink(path)
+    }
+
+    /// Asks the daemon at `path`; throws when nothing answers within `timeoutSeconds`.
+    public static func ask(path: String, question: String, timeoutSeconds: Int = 5) throws -> String {
+        let fd = try syscall("socket(AF_UNIX)") { socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
+        defer { Glibc.close(fd) }
+        var tv = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
+        _ = setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var addr = try address(path)
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        if rc < 0 { throw SystemError("connect(\(path)): is the daemon running?", errno: errno) }
+        let q = Array((question + "\n").utf8)
+        _ = q.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        var out: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = recv(fd, &buffer, buffer.count, 0)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw SystemError("read(\(path))", errno: errno)
+            }
+            if n == 0 { break }
+            out += buffer[0..<n]
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}
+
+extension String {
+    func trimmingCharacters(in set: String) -> String {
+        let chars = Set(set)
+        var s = Substring(self)
+        while let f = s.first, chars.contains(f) { s = s.dropFirst() }
+        while let l = s.last, chars.contains(l) { s = s.dropLast() }
+        return String(s)
+    }
+}

@@ -1,0 +1,303 @@
+import BraidConfig
+import BraidCore
+import BraidDataPlane
+import BraidNetlink
+import Logging
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The gateway's control loop, on its own reactor thread: watches rtnetlink, probes every uplink
+/// end to end, decides which uplinks are up, and has the UplinkManager make the kernel follow.
+/// Publishes the preferred source address for new connections' first subflow.
+final class UplinkSupervisor {
+    private let config: GatewayConfig
+    private let logger: Logger
+    private let manager: UplinkManager
+    private let reactor: Reactor
+    private let monitor: LinkMonitor
+    private var health: [UplinkHealth]
+    private var probes: [EchoProbe?]
+    private var probeSource: [IPAddress?]
+    private var sequence: UInt16 = 0
+    private var pendingRefresh: Set<Int> = []
+    private var refreshScheduled = false
+    private var stopped = false
+    let preferredSource = PreferredSource()
+
+    init(config: GatewayConfig, manager: UplinkManager, reactor: Reactor, logger: Logger) throws {
+        self.config = config
+        self.manager = manager
+        self.reactor = reactor
+        self.logger = logger
+        monitor = try LinkMonitor()
+        let now = monotonicNanos()
+        health = config.uplinks.map { _ in
+            UplinkHealth(downAfterNanos: UInt64(config.downAfter) * 1_000_000, upAfter: Int(config.upAfter), now: now)
+        }
+        probes = Array(repeating: nil, count: config.uplinks.count)
+        probeSource = Array(repeating: nil, count: config.uplinks.count)
+    }
+
+    /// Subscribes first, then reads the state, so no change between the two is missed. Runs on
+    /// the reactor thread.
+    func start() throws {
+        try reactor.register(monitor.fd, events: Reactor.readable, handler: ReactorCallback { [weak self] _, _ in self?.netlinkReadable() })
+        for i in manager.uplinks.indices { update(i, reason: "start") }
+        publishSource()
+        scheduleProbeTick()
+        scheduleSweep()
+    }
+
+    func stop() {
+        stopped = true
+        for p in probes { p?.close() }
+        probes = probes.map { _ in nil }
+        reactor.close(monitor.fd)
+    }
+
+    // MARK: events
+
+    private func netlinkReadable() {
+        let events = monitor.drain()
+        for e in events {
+            switch e {
+            case .overrun:
+                logger.warning("netlink events lost; re-reading every uplink")
+                pendingRefresh.formUnion(manager.uplinks.indices)
+            case .link(let ifindex, _, _, _), .address(let ifindex, _):
+                pendingRefresh.formUnion(indices(of: ifindex))
+            case .route(let ifindex, let table, _):
+                // Main-table default routes carry learned next hops; our own tables get flushed.
+                if let ifindex { pendingRefresh.formUnion(indices(of: ifindex)) }
+                if let i = manager.uplinks.firstIndex(where: { $0.table == table }) { pendingRefresh.insert(i) }
+            }
+        }
+        // Coalesce a burst (a link going down sends its routes and addresses one by one).
+        if !pendingRefresh.isEmpty && !refreshScheduled {
+            refreshScheduled = true
+            reactor.schedule(afterNanos: 20_000_000) { [weak self] in
+                guard let self, !self.stopped else { return }
+                self.refreshScheduled = false
+                let todo = self.pendingRefresh
+                self.pendingRefresh = []
+                for i in todo.sorted() { self.update(i, reason: "netlink") }
+                self.publishSource()
+            }
+        }
+    }
+
+    private func indices(of ifindex: UInt32) -> [Int] {
+        // An unknown ifindex may be an uplink device that was just created: match by name too.
+        var out = manager.uplinks.indices.filter { manager.uplinks[$0].ifindex == ifindex }
+        if out.isEmpty {
+            out = manager.uplinks.indices.filter { RouteTables.interfaceIndex(manager.uplinks[$0].config.device) == ifindex }
+        }
+        return out
+    }
+
+    /// Re-reads an uplink, adjusts health for carrier and address, keeps its probe socket
+    /// matching its address, and applies.
+    private func update(_ i: Int, reason: String) {
+        manager.refresh(i)
+        let u = manager.uplinks[i]
+        let now = monotonicNanos()
+        if u.config.role != .off && !u.usable {
+            let why = u.ifindex == nil ? "device missing" : (!u.carrier ? "no carrier" : "no address")
+            if let t = health[i].force(down: why, now: now) { transition(i, t) }
+        }
+        let source = u.usable ? u.addresses.first(where: { $0.address.isIPv4 == config.server.isIPv4 })?.address : nil
+        if source != probeSource[i] {
+            probes[i]?.close()
+            probes[i] = nil
+            probeSource[i] = source
+            if let source {
+                let identifier = UInt16(truncatingIfNeeded: (Int(getpid()) << 4) + i)
+                do {
+                    probes[i] = try EchoProbe(
+                        reactor: reactor, source: source, device: u.config.device, target: config.server,
+                        identifier: identifier
+                    ) { [weak self] seq, rtt in self?.replied(i, seq: seq, rtt: rtt) }
+                } catch {
+                    logger.warning("cannot probe uplink", metadata: ["uplink": "\(u.name)", "error": "\(error)"])
+                }
+            }
+        }
+        manager.setHealthy(i, health[i].state == .up && u.usable)
+        manager.apply(i)
+    }
+
+    private func replied(_ i: Int, seq: UInt16, rtt: UInt64) {
+        if let t = health[i].replied(seq: seq, rttNanos: rtt, at: monotonicNanos()) { transition(i, t) }
+    }
+
+    private func transition(_ i: Int, _ t: UplinkHealth.Transition) {
+        let u = manager.uplinks[i]
+        switch t {
+        case .wentDown(let reason):
+            logger.notice("uplink down", metadata: ["uplink": "\(u.name)", "device": "\(u.config.device)", "reason": "\(reason)"])
+        case .cameUp:
+            logger.notice(
+                "uplink up",
+                metadata: [
+                    "uplink": "\(u.name)", "device": "\(u.config.device)",
+                    "rtt_ms": "\(fixed(Double(health[i].rttNanos ?? 0) / 1e6, 2))",
+                ])
+        }
+        manager.setHealthy(i, health[i].state == .up && u.usable)
+        manager.apply(i)
+        publishSource()
+    }
+
+    // MARK: timers
+
+    private func scheduleProbeTick() {
+        reactor.schedule(afterNanos: UInt64(config.probeInterval) * 1_000_000) { [weak self] in
+            guard let self, !self.stopped else { return }
+            self.probeTick()
+            self.scheduleProbeTick()
+        }
+    }
+
+    private func probeTick() {
+        let now = monotonicNanos()
+        sequence &+= 1
+        for i in probes.indices {
+            guard manager.uplinks[i].config.role != .off, manager.uplinks[i].usable else { continue }
+            if let probe = probes[i] {
+                probe.send(sequence: sequence)
+                health[i].sent(seq: sequence, at: now)
+            }
+            if let t = health[i].tick(now: now) { transition(i, t) }
+        }
+    }
+
+    /// Every 5 s, a full pass: whatever an event did not tell us (a route flushed by someone
+    /// else, a rule deleted by hand) is put back.
+    private func scheduleSweep() {
+        reactor.schedule(afterNanos: 5_000_000_000) { [weak self] in
+            guard let self, !self.stopped else { return }
+            for i in self.manager.uplinks.indices { self.update(i, reason: "sweep") }
+            self.publishSource()
+            self.scheduleSweep()
+        }
+    }
+
+    /// New connections start on the first healthy active uplink, else the first healthy backup.
+    private func publishSource() {
+        var choice: IPAddress?
+        for role in [UplinkRole.active, .backup] where choice == nil {
+            for (i, u) in manager.uplinks.enumerated() where u.config.role == role && u.usable && health[i].state == .up {
+                if let a = u.addresses.first(where: { $0.address.isIPv4 == config.server.isIPv4 }) {
+                    choice = a.address
+                    break
+                }
+            }
+        }
+        preferredSource.set(choice)
+    }
+
+    // MARK: status
+
+    /// One uplink's line in `braid status`.
+    func status(sessions: SessionCounters) -> String {
+        let now = monotonicNanos()
+        let wall = Double(wallClockMillis()) / 1000
+        var lines: [String] = []
+        let subflows = SubflowCount.read(port: config.port, server: config.server)
+        for (i, u) in manager.uplinks.enumerated() {
+            let h = health[i]
+            let state = u.config.role == .off ? "off" : h.state.rawValue
+            let since = wall - Double(now &- h.since) / 1e9
+            let addresses = u.addresses.map { "\"\($0.address)\"" }.joined(separator: ",")
+            let rtt = h.smoothedRTTNanos.map { fixed(Double($0) / 1e6, 2) } ?? "null"
+            let loss = h.loss.map { fixed($0, 3) } ?? "null"
+            let count = u.addresses.reduce(0) { $0 + (subflows[$1.address] ?? 0) }
+            let tx = Self.counter(u.config.device, "tx_bytes")
+            let rx = Self.counter(u.config.device, "rx_bytes")
+            lines.append(
+                """
+                {"name":"\(u.name)","device":"\(u.config.device)","role":"\(u.config.role)","state":"\(state)",\
+                "since":\(fixed(since, 3)),"carrier":\(u.carrier),"addresses":[\(addresses)],\
+                "rtt_ms":\(rtt),"loss":\(loss),"subflows":\(count),"endpoints":\(u.endpoints.count),\
+                "tx_bytes":\(tx),"rx_bytes":\(rx)}
+                """)
+        }
+        let s = sessions.snapshot
+        return """
+            {"role":"gateway","concentrator":"\(Endpoint(address: config.server, port: config.port))",\
+            "sessions":{"active":\(s.active),"total":\(s.total)},"uplinks":[\(lines.joined(separator: ","))]}
+            """
+    }
+
+    static func counter(_ device: String, _ name: String) -> UInt64 {
+        guard let f = fopen("/sys/class/net/\(device)/statistics/\(name)", "r") else { return 0 }
+        defer { fclose(f) }
+        var buffer = [CChar](repeating: 0, count: 32)
+        guard fgets(&buffer, 32, f) != nil else { return 0 }
+        return UInt64(String(cString: buffer).filter(\.isNumber)) ?? 0
+    }
+}
+
+/// The source address for new connections' first subflow, written by the control loop and read
+/// by every data reactor at each accept.
+public final class PreferredSource {
+    private let lock = Mutex()
+    private var address: IPAddress?
+
+    func set(_ a: IPAddress?) { lock.withLock { address = a } }
+    public func get() -> IPAddress? { lock.withLock { address } }
+}
+
+/// Established TCP subflows towards the concentrator, by local address, from /proc/net/tcp and
+/// tcp6 (MPTCP subflows are ordinary TCP sockets there). Read only when `braid status` asks.
+enum SubflowCount {
+    static func read(port: UInt16, server: IPAddress) -> [IPAddress: Int] {
+        var out: [IPAddress: Int] = [:]
+        let hex = String(port, radix: 16, uppercase: true)
+        let portHex = String(repeating: "0", count: 4 - hex.count) + hex
+        for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
+            guard let f = fopen(file, "r") else { continue }
+            defer { fclose(f) }
+            var line = [CChar](repeating: 0, count: 512)
+            while fgets(&line, 512, f) != nil {
+                let fields = String(cString: line).split(separator: " ")
+                guard fields.count > 3, fields[3] == "01" else { continue }  // ESTABLISHED
+                let local = fields[1].split(separator: ":")
+                let remote = fields[2].split(separator: ":")
+                guard local.count == 2, remote.count == 2, remote[1] == portHex else { continue }
+                guard let l = procAddress(local[0]), let r = procAddress(remote[0]), r == server else { continue }
+                out[l, default: 0] += 1
+            }
+        }
+        return out
+    }
+
+    /// /proc/net/tcp prints addresses as the in-memory words in hex (little-endian 32-bit groups).
+    static func procAddress(_ hex: Substring) -> IPAddress? {
+        var bytes: [UInt8] = []
+        var i = hex.startIndex
+        while i < hex.endIndex {
+            let j = hex.index(i, offsetBy: 8, limitedBy: hex.endIndex) ?? hex.endIndex
+            guard let word = UInt32(hex[i..<j], radix: 16) else { return nil }
+            bytes += [UInt8(word & 0xff), UInt8((word >> 8) & 0xff), UInt8((word >> 16) & 0xff), UInt8(word >> 24)]
+            i = j
+        }
+        guard let a = IPAddress(bytes: bytes) else { return nil }
+        if case .v6(let b) = a, let mapped = IPAddress(mappedIPv6Bytes: b) { return mapped }
+        return a
+    }
+}
+
+/// `x` with `digits` decimals, without Foundation.
+func fixed(_ x: Double, _ digits: Int) -> String {
+    guard x.isFinite else { return "null" }
+    var scale = 1.0
+    for _ in 0..<digits { scale *= 10 }
+    let n = Int64((abs(x) * scale).rounded())
+    let whole = n / Int64(scale)
+    var frac = String(n % Int64(scale))
+    frac = String(repeating: "0", count: max(0, digits - frac.count)) + frac
+    return (x < 0 && n != 0 ? "-" : "") + "\(whole)" + (digits > 0 ? "." + frac : "")
+}
