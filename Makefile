@@ -12,8 +12,15 @@ release:
 unit:
 	$(SWIFT) test
 
+# Every namespace suite runs even when an earlier one fails; the target fails if any did.
+NETNS_ENV = BRAID_BIN=$(CURDIR)/.build/debug/braid LAB_TOOL=$(CURDIR)/.build/debug/braid-lab
 netns: build
-	BRAID_BIN=$(CURDIR)/.build/debug/braid bash tests/netns/bonded-path.sh
+	@status=0; \
+	for t in bonded-path delay-line failover; do \
+		echo "== tests/netns/$$t.sh"; \
+		$(NETNS_ENV) bash tests/netns/$$t.sh || status=1; \
+	done; \
+	exit $$status
 
 test: unit netns
 

@@ -29,9 +29,24 @@ public final class Interception {
 
     private let settings: Settings
     private var installed = false
+    /// One libnftables context for the table's lifetime, made at start while descriptor numbers
+    /// are low: libnftables waits on its netlink socket with select(), which aborts the process
+    /// (FD_SETSIZE) when the socket's number is above 1023, as it is when a busy gateway stops
+    /// with thousands of sessions open and makes a new context then.
+    private let ctx: OpaquePointer
 
-    public init(_ settings: Settings) {
+    public init(_ settings: Settings) throws {
         self.settings = settings
+        guard let ctx = nft_ctx_new(UInt32(NFT_CTX_DEFAULT)) else {
+            throw Failure(description: "nftables: cannot create a context")
+        }
+        nft_ctx_buffer_output(ctx)
+        nft_ctx_buffer_error(ctx)
+        self.ctx = ctx
+    }
+
+    deinit {
+        nft_ctx_free(ctx)
     }
 
     /// The ruleset, as `nft -f` would read it.
@@ -61,24 +76,18 @@ public final class Interception {
     }
 
     public func install() throws {
-        try Self.run(Self.ruleset(settings))
+        try run(Self.ruleset(settings))
         installed = true
     }
 
     public func remove() throws {
         guard installed else { return }
-        try Self.run("delete table inet \(settings.tableName)\n")
+        try run("delete table inet \(settings.tableName)\n")
         installed = false
     }
 
     /// Applies `commands` as one nftables transaction through libnftables.
-    static func run(_ commands: String) throws {
-        guard let ctx = nft_ctx_new(UInt32(NFT_CTX_DEFAULT)) else {
-            throw Failure(description: "nftables: cannot create a context")
-        }
-        defer { nft_ctx_free(ctx) }
-        nft_ctx_buffer_output(ctx)
-        nft_ctx_buffer_error(ctx)
+    func run(_ commands: String) throws {
         let rc = nft_run_cmd_from_buffer(ctx, commands)
         if rc != 0 {
             let message = nft_ctx_get_error_buffer(ctx).map { String(cString: $0) } ?? "unknown error"

@@ -33,6 +33,9 @@ public final class GatewayService {
         }
         let limit = raiseFileLimit()
         do {
+            // First, while descriptor numbers are low (see Interception).
+            let table = try Interception(
+                .init(lanDevices: config.lanDevices, listenerPort: config.tproxyPort, fwmark: config.fwmark))
             let manager = try UplinkManager(config: config, logger: logger)
             uplinks = manager
             try manager.installBase()
@@ -64,8 +67,6 @@ public final class GatewayService {
             }
             try control.start()
             try data.start()
-            let table = Interception(
-                .init(lanDevices: config.lanDevices, listenerPort: config.tproxyPort, fwmark: config.fwmark))
             try table.install()
             interception = table
             logger.notice(

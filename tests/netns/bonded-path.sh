@@ -10,27 +10,14 @@ set -u
 cd "$(dirname "$0")/../.."
 export LAB_SUFFIX="t$$"
 source lab/lab.sh
+source tests/netns/harness.sh
 SIZE=${BRAID_TEST_BYTES:-100000000}
-PASSED=0
-FAILED=0
-
-cleanup() { lab_down; rm -rf "$LAB_WORK"; }
-trap cleanup EXIT INT TERM
-
-pass() { PASSED=$((PASSED + 1)); printf 'ok   %s\n' "$1"; }
-fail() { FAILED=$((FAILED + 1)); printf 'FAIL %s\n' "$1"; [[ $# -gt 1 ]] && printf '     %s\n' "${@:2}"; }
 
 require() {
-    local missing=()
-    [[ $(id -u) == 0 ]] || missing+=("root")
-    for t in ip tc nft ss nstat python3; do command -v "$t" >/dev/null || missing+=("$t"); done
-    [[ -x $BRAID_BIN ]] || missing+=("$BRAID_BIN (build it first)")
-    [[ $(cat /proc/sys/net/mptcp/enabled 2>/dev/null) == 1 ]] || missing+=("kernel MPTCP")
-    if ((${#missing[@]})); then
-        echo "missing prerequisites: ${missing[*]}" >&2
-        echo "0 passed, 1 failed"
-        exit 1
-    fi
+    need_cmd ip tc nft ss nstat python3
+    need "$BRAID_BIN (build it first)" test -x "$BRAID_BIN"
+    need "kernel MPTCP" grep -qx 1 /proc/sys/net/mptcp/enabled
+    check_prerequisites
 }
 
 # download DEST LABEL: GET through the gateway, compare with what the origin logged as sent.
@@ -169,7 +156,7 @@ require
 lab_up shaped
 if ! lab_start; then
     fail "lab start"
-    echo "$PASSED passed, $FAILED failed"
+    finish
     exit 1
 fi
 download "$ORIGIN4" "IPv4 destination"
@@ -187,5 +174,4 @@ if ((FAILED)); then
     echo "--- gateway log" >&2; tail -20 "$LAB_WORK/gateway.log" >&2
     echo "--- concentrator log" >&2; tail -20 "$LAB_WORK/concentrator.log" >&2
 fi
-echo "$PASSED passed, $FAILED failed"
-((FAILED == 0))
+finish

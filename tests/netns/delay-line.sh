@@ -14,28 +14,15 @@ export LAB_SUFFIX="d$$"
 : "${LAB_TOOL:=${BRAID_LAB_TOOL:-$PWD/.build/release/braid-lab}}"
 export LAB_TOOL
 source lab/lab.sh
+source tests/netns/harness.sh
 MS=${BRAID_TEST_DELAY_MS:-20}
 SIZE=20000000
-PASSED=0
-FAILED=0
-
-cleanup() { lab_down; rm -rf "$LAB_WORK"; }
-trap cleanup EXIT INT TERM
-
-pass() { PASSED=$((PASSED + 1)); printf 'ok   %s\n' "$1"; }
-fail() { FAILED=$((FAILED + 1)); printf 'FAIL %s\n' "$1"; [[ $# -gt 1 ]] && printf '     %s\n' "${@:2}"; }
 
 require() {
-    local missing=()
-    [[ $(id -u) == 0 ]] || missing+=("root")
-    for t in ip ping ss python3; do command -v "$t" >/dev/null || missing+=("$t"); done
-    [[ -x $LAB_TOOL ]] || missing+=("$LAB_TOOL (swift build -c release --product braid-lab)")
-    [[ -c /dev/net/tun ]] || missing+=("/dev/net/tun")
-    if ((${#missing[@]})); then
-        echo "missing prerequisites: ${missing[*]}" >&2
-        echo "0 passed, 1 failed"
-        exit 1
-    fi
+    need_cmd ip ping ss python3
+    need "$LAB_TOOL (swift build -c release --product braid-lab)" test -x "$LAB_TOOL"
+    need "/dev/net/tun" test -c /dev/net/tun
+    check_prerequisites
 }
 
 # ms_at_least VALUE MIN and ms_below VALUE MAX: float comparisons of milliseconds.
@@ -117,7 +104,7 @@ ip netns exec "$NS_ORG" "$LAB_TOOL" serve --listen :: --port "$ORIGIN_PORT" --lo
 LAB_PIDS+=($!)
 if ! lab_delay "$MS" || ! wait_for 10 nsx "$NS_ORG" bash -c "ss -Hltn 'sport = :$ORIGIN_PORT' | grep -q LISTEN"; then
     fail "lab start" "$(cat "$LAB_WORK"/*.log 2>/dev/null)"
-    echo "$PASSED passed, $FAILED failed"
+    finish
     exit 1
 fi
 test_ping_rtt
@@ -126,5 +113,4 @@ test_upload
 test_ttfb
 test_no_drops
 
-echo "$PASSED passed, $FAILED failed"
-((FAILED == 0))
+finish

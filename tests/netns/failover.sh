@@ -1,0 +1,202 @@
+#!/usr/bin/env bash
+# braid namespace tests: uplinks that fail and come back (topology in lab/lab.sh).
+#
+#   lan ── [gw: braid gateway] ══ wan1/wan2/wan3 (40/20/10 Mbit/s) ══ [inet] ── [conc] ── [origin]
+#                                   ▲ outages are made here: nft drop in inet (silent, carrier
+#                                     up), `ip link set down` on the gateway side, or an address
+#                                     change on the gateway side
+#
+# Every transfer is checked by sha256 against what the origin logged. The stall the LAN client
+# sees is read off the LAN interface's byte counter, sampled every 50 ms.
+# Prints "N passed, N failed" last; exits non-zero on any failure or missing prerequisite.
+set -u
+cd "$(dirname "$0")/../.."
+export LAB_SUFFIX="f$$"
+source lab/lab.sh
+source tests/netns/harness.sh
+SIZE=${BRAID_FAILOVER_BYTES:-200000000}
+OUTAGE=${BRAID_OUTAGE_SECONDS:-10}
+STATUS_SOCK=""
+
+require() {
+    need_cmd ip tc nft ss python3
+    need "$BRAID_BIN (build it first)" test -x "$BRAID_BIN"
+    need "kernel MPTCP" grep -qx 1 /proc/sys/net/mptcp/enabled
+    check_prerequisites
+}
+
+now() { date +%s.%N; }
+elapsed() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.2f}')" "$1" "$2"; }
+
+# The state of an uplink as the running gateway reports it (braid status --json).
+uplink_state() {
+    nsx "$NS_GW" "$BRAID_BIN" status --json --socket "$STATUS_SOCK" 2>/dev/null |
+        python3 -c 'import json,sys; d=json.load(sys.stdin); print([u["state"] for u in d["uplinks"] if u["device"]==sys.argv[1]][0])' "$1"
+}
+
+# Starts the lab with the gateway's status socket in the lab directory.
+start_lab() {
+    lab_up shaped
+    lab_start || return 1
+    STATUS_SOCK="$LAB_WORK/gateway.sock"
+    kill -TERM "$LAB_GW_PID"
+    wait_for 10 bash -c "! kill -0 $LAB_GW_PID"
+    sed -i "s|^config gateway 'main'|config gateway 'main'\n\toption status_socket '$STATUS_SOCK'|" "$LAB_WORK/gateway.conf"
+    ip netns exec "$NS_GW" "$BRAID_BIN" gateway --config "$LAB_WORK/gateway.conf" 2>>"$LAB_WORK/gateway.log" &
+    LAB_PIDS+=($!)
+    LAB_GW_PID=$!
+    wait_for 10 test -S "$STATUS_SOCK"
+}
+
+# Samples the LAN client's received bytes every 50 ms into FILE until killed.
+sample_lan_rx() {
+    while :; do
+        printf '%s %s\n' "$(now)" "$(nsx "$NS_LAN" cat /sys/class/net/eth0/statistics/rx_bytes)"
+        sleep 0.05
+    done >"$1"
+}
+
+# The longest time (s) the LAN client's byte counter did not move by more than 3 kB (ACKs and
+# probes aside), from a sample_lan_rx file.
+longest_stall() {
+    python3 - "$1" <<'EOF'
+import sys
+rows = [tuple(map(float, l.split())) for l in open(sys.argv[1]) if len(l.split()) == 2]
+longest, start, base = 0.0, None, None
+for t, b in rows:
+    if base is None or b - base > 3000:
+        if start is not None:
+            longest = max(longest, t - start)
+        start, base = t, b
+if start is not None and rows:
+    longest = max(longest, rows[-1][0] - start)
+print(f"{longest:.2f}")
+EOF
+}
+
+# Starts a download in the background; its JSON goes to FILE.
+download_bg() {
+    nsx "$NS_LAN" python3 "$TRAFFIC" client --connect "$ORIGIN4" --port "$ORIGIN_PORT" --get "$SIZE" --timeout 300 >"$1" &
+    DL_PID=$!
+}
+
+check_download() { # check_download FILE LABEL EXTRA
+    local out sha
+    out=$(cat "$1")
+    sha=$(json_field sha256 <<<"$out")
+    if [[ $(json_field result <<<"$out") == ok && $(json_field bytes <<<"$out") == "$SIZE" && $sha == "$(origin_sha sent)" ]]; then
+        pass "$2: $((SIZE / 1000000)) MB intact in $(json_field seconds <<<"$out") s$3"
+        return 0
+    fi
+    fail "$2" "client: $out" "origin sent: $(origin_sha sent)"
+    return 1
+}
+
+silent_cut() { # silent_cut on|off I: drops everything at the far side of uplink I, carrier stays up
+    if [[ $1 == on ]]; then
+        nsx "$NS_INET" nft -f - <<NFT
+table inet braid_test_cut$2 {
+    chain forward { type filter hook forward priority -10; iifname "gw$2" drop; oifname "gw$2" drop; }
+    chain input { type filter hook input priority -10; iifname "gw$2" drop; }
+    chain output { type filter hook output priority -10; oifname "gw$2" drop; }
+}
+NFT
+    else
+        nsx "$NS_INET" nft delete table inet "braid_test_cut$2"
+    fi
+}
+
+# Waits until the gateway reports `state` for DEV; prints the seconds it took, or fails after LIMIT.
+time_to_state() { # time_to_state DEV STATE LIMIT
+    local t0 deadline
+    t0=$(now)
+    deadline=$((SECONDS + $3))
+    while ((SECONDS < deadline)); do
+        if [[ $(uplink_state "$1") == "$2" ]]; then elapsed "$t0" "$(now)"; return 0; fi
+        sleep 0.05
+    done
+    return 1
+}
+
+# Subflows of established sessions from ADDRESS to the concentrator.
+subflows_from() { nsx "$NS_GW" ss -Htn state established "( dport = :$BRAID_PORT )" | awk '{print $3}' | grep -c "^$1[:%]"; }
+
+require
+start_lab || { fail "lab start"; finish; exit 1; }
+
+# Baseline: the same download with no outage.
+download_bg "$LAB_WORK/base.json"
+wait "$DL_PID"
+check_download "$LAB_WORK/base.json" "baseline, no outage" "" && BASE=$(json_field seconds <"$LAB_WORK/base.json")
+BASE=${BASE:-0}
+
+# 1. Silent outage of the primary uplink in the middle of a download.
+download_bg "$LAB_WORK/silent.json"
+sample_lan_rx "$LAB_WORK/silent.rx" & SAMPLER=$!
+sleep 4
+silent_cut on 1
+detect=$(time_to_state wan1 down 5) || detect=""
+# New connections during the outage: a short request must succeed within 2 s.
+t0=$(now)
+short=$(nsx "$NS_LAN" python3 "$TRAFFIC" client --connect "$ORIGIN4" --port "$ORIGIN_PORT" --get 100000 --timeout 10)
+took=$(elapsed "$t0" "$(now)")
+if [[ $(json_field result <<<"$short") == ok ]] && python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) < 2 else 1)" "$took"; then
+    pass "new connection during the outage of wan1 served in $took s"
+else
+    fail "new connection during the outage of wan1" "took $took s: $short"
+fi
+sleep $((OUTAGE - 1))
+silent_cut off 1
+back=$(time_to_state wan1 up 10) || back=""
+wait "$DL_PID"
+kill "$SAMPLER" 2>/dev/null; wait "$SAMPLER" 2>/dev/null
+if [[ -n $detect ]]; then
+    pass "silent outage of wan1 detected in $detect s (down_after 1 s), back up $back s after repair"
+else
+    fail "silent outage of wan1 not detected within 5 s"
+fi
+check_download "$LAB_WORK/silent.json" "download across a ${OUTAGE} s silent outage of wan1" \
+    " (no outage: $BASE s; longest LAN stall $(longest_stall "$LAB_WORK/silent.rx") s)"
+
+# 2. Carrier loss on the gateway's side of wan2, and the session's subflow coming back.
+download_bg "$LAB_WORK/carrier.json"
+sample_lan_rx "$LAB_WORK/carrier.rx" & SAMPLER=$!
+sleep 4
+nsx "$NS_GW" ip link set wan2 down
+detect=$(time_to_state wan2 down 5) || detect=""
+sleep "$OUTAGE"
+nsx "$NS_GW" ip link set wan2 up
+t0=$(now)
+regained=""
+for _ in $(seq 100); do
+    if (($(subflows_from 198.18.2.2) >= 1)); then regained=$(elapsed "$t0" "$(now)"); break; fi
+    sleep 0.1
+done
+if [[ -n $regained ]] && python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) <= 5 else 1)" "$regained"; then
+    pass "after carrier returns on wan2 the running session has a subflow on it again in $regained s"
+else
+    fail "subflow on wan2 after carrier returns" "regained: '${regained:-never within 10 s}'"
+fi
+wait "$DL_PID"
+kill "$SAMPLER" 2>/dev/null; wait "$SAMPLER" 2>/dev/null
+[[ -n $detect ]] && pass "carrier loss on wan2 seen in $detect s" || fail "carrier loss on wan2 not seen within 5 s"
+check_download "$LAB_WORK/carrier.json" "download across a ${OUTAGE} s carrier loss on wan2" \
+    " (longest LAN stall $(longest_stall "$LAB_WORK/carrier.rx") s)"
+
+# 3. An address change on wan3 (a new DHCP lease or PPP session) during a download.
+download_bg "$LAB_WORK/renumber.json"
+sleep 4
+nsx "$NS_GW" ip addr del 198.18.3.2/24 dev wan3
+nsx "$NS_GW" ip addr add 198.18.3.7/24 dev wan3
+t0=$(now)
+moved=""
+for _ in $(seq 100); do
+    if (($(subflows_from 198.18.3.7) >= 1)); then moved=$(elapsed "$t0" "$(now)"); break; fi
+    sleep 0.1
+done
+[[ -n $moved ]] && pass "after wan3 is renumbered the session has a subflow from the new address in $moved s" ||
+    fail "subflow from wan3's new address" "endpoints: $(nsx "$NS_GW" ip mptcp endpoint | tr '\n' ';')"
+wait "$DL_PID"
+check_download "$LAB_WORK/renumber.json" "download across an address change on wan3" ""
+
+finish

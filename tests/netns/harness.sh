@@ -1,0 +1,33 @@
+# braid namespace tests: what every suite shares. Source after lab/lab.sh.
+#
+# Results: `pass LABEL`, `fail LABEL [DETAIL...]`, and `finish` prints "N passed, N failed" and
+# returns non-zero on any failure. Prerequisites: `need_cmd TOOL...` and `need WHAT CHECK...`
+# collect what is missing, `check_prerequisites` fails the suite (never skips it) if anything is.
+# The lab is torn down on exit, whatever happens.
+
+PASSED=0
+FAILED=0
+MISSING=()
+
+cleanup() { lab_down; rm -rf "$LAB_WORK"; }
+trap cleanup EXIT INT TERM
+
+pass() { PASSED=$((PASSED + 1)); printf 'ok   %s\n' "$1"; }
+fail() { FAILED=$((FAILED + 1)); printf 'FAIL %s\n' "$1"; [[ $# -gt 1 ]] && printf '     %s\n' "${@:2}"; }
+
+need_cmd() { local t; for t; do command -v "$t" >/dev/null || MISSING+=("$t"); done; }
+need() { local what=$1; shift; "$@" >/dev/null 2>&1 || MISSING+=("$what"); }
+
+check_prerequisites() {
+    [[ $(id -u) == 0 ]] || MISSING+=("root")
+    if ((${#MISSING[@]})); then
+        echo "missing prerequisites: ${MISSING[*]}" >&2
+        echo "0 passed, 1 failed"
+        exit 1
+    fi
+}
+
+finish() {
+    echo "$PASSED passed, $FAILED failed"
+    ((FAILED == 0))
+}
