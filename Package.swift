@@ -79,5 +79,6 @@ let package = Package(
         ),
         .testTarget(name: "BraidWireTests", dependencies: ["BraidWire", "BraidCore"]),
         .testTarget(name: "BraidConfigTests", dependencies: ["BraidConfig", "BraidCore"]),
+        .testTarget(name: "BraidGatewayTests", dependencies: ["BraidGateway"]),
     ]
 )

@@ -21,7 +21,7 @@
 #   bash bench/bench.sh           (make bench)      BENCH_RUNS=3, full sizes, < 15 min
 #   BENCH_QUICK=1 bash bench/bench.sh               small sizes, 1 run, < 4 min
 #
-# Environment: BRAID_BIN, LAB_TOOL (braid-lab; bench/lab-tool.py stands in while it is missing),
+# Environment: BRAID_BIN, LAB_TOOL (braid-lab),
 # BENCH_RUNS, BENCH_RELAY_BYTES, BENCH_AGG_BYTES, BENCH_TTFB_COUNT, BENCH_RATE_SECONDS,
 # BENCH_RATE_CONCURRENCY, BENCH_HOLD_COUNT, BENCH_DELAY_MS, BENCH_CHAINS (subset, e.g. "braid tcp"),
 # BENCH_KEEP=1 (keep the logs in the lab directory).
@@ -91,14 +91,11 @@ bench_prereqs() {
         bash "$ROOT/bench/install-deps.sh" || return 1
     fi
     [[ -x $BRAID_BIN ]] || { bench_log "no braid at $BRAID_BIN: make release"; return 1; }
-    # The native traffic tool when it is there and complete, the Python stand-in otherwise.
-    if [[ -x $LAB_TOOL ]] && "$LAB_TOOL" hold --help >/dev/null 2>&1; then
-        TOOL=("$LAB_TOOL")
-        TOOL_NAME="braid-lab ($LAB_TOOL)"
-    else
-        TOOL=(python3 "$ROOT/bench/lab-tool.py")
-        TOOL_NAME="bench/lab-tool.py (Python stand-in: braid-lab missing)"
-    fi
+    # The native traffic tool: a Python one would measure itself, not the chains (it caps near
+    # 3 Gbit/s), so there is no fallback.
+    [[ -x $LAB_TOOL ]] || { bench_log "no braid-lab at $LAB_TOOL: make release"; return 1; }
+    TOOL=("$LAB_TOOL")
+    TOOL_NAME="braid-lab ($LAB_TOOL)"
     bench_log "traffic tool: $TOOL_NAME"
     # Held sessions take a descriptor each in the client and the origin and two in each relay.
     # Without CAP_SYS_RESOURCE (containers) the hard limit stays: fewer sessions then.
