@@ -63,10 +63,12 @@ PORT_SHA=8080
 PORT_RAW=8081
 PORT_MPTCP_SHA=8090
 PORT_MPTCP_RAW=8091
-REDSOCKS_PORT=12345
-SSREDIR_PORT=12346
-DANTE_PORT=1080
-SS_PORT=8388
+# Below 1024: the namespaces' ephemeral range is widened to 1024-65000 for the idle-session hold,
+# and a proxy port inside it can be taken by a relay's outgoing connection of an earlier chain.
+REDSOCKS_PORT=901
+SSREDIR_PORT=902
+DANTE_PORT=903
+SS_PORT=904
 SS_PASSWORD=braid-bench-password
 SS_CIPHER=chacha20-ietf-poly1305
 CLK_TCK=$(getconf CLK_TCK)
