@@ -73,7 +73,7 @@ let package = Package(
         .executableTarget(
             name: "braid-lab",
             dependencies: [
-                "CBraidLinux", "COpenSSL",
+                "BraidCore", "CBraidLinux", "COpenSSL",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

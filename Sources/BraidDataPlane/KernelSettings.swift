@@ -1,3 +1,5 @@
+import BraidCore
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -12,7 +14,7 @@ public enum KernelSettings {
     /// multipath. Returns the old and new values when it changed anything.
     @discardableResult
     public static func enableFastOpen(server: Bool) throws -> (old: Int, new: Int)? {
-        guard let current = read(fastOpenPath).flatMap({ Int($0.filter { !$0.isWhitespace }) }) else {
+        guard let current = readFirstLine(fastOpenPath).flatMap({ Int($0.filter { !$0.isWhitespace }) }) else {
             throw SettingsError(description: "cannot read \(fastOpenPath)")
         }
         let wanted = current | (server ? 0x2 : 0x1)
@@ -25,14 +27,6 @@ public enum KernelSettings {
 
     public struct SettingsError: Error, CustomStringConvertible {
         public var description: String
-    }
-
-    static func read(_ path: String) -> String? {
-        guard let f = fopen(path, "r") else { return nil }
-        defer { fclose(f) }
-        var buf = [CChar](repeating: 0, count: 256)
-        guard fgets(&buf, Int32(buf.count), f) != nil else { return nil }
-        return String(cString: buf)
     }
 
     static func write(_ path: String, _ value: String) -> Bool {

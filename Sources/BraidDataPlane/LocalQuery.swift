@@ -1,3 +1,4 @@
+import BraidCore
 import CBraidLinux
 
 #if canImport(Glibc)

@@ -232,11 +232,7 @@ final class UplinkSupervisor {
     }
 
     static func counter(_ device: String, _ name: String) -> UInt64 {
-        guard let f = fopen("/sys/class/net/\(device)/statistics/\(name)", "r") else { return 0 }
-        defer { fclose(f) }
-        var buffer = [CChar](repeating: 0, count: 32)
-        guard fgets(&buffer, 32, f) != nil else { return 0 }
-        return UInt64(String(cString: buffer).filter(\.isNumber)) ?? 0
+        readFirstLine("/sys/class/net/\(device)/statistics/\(name)").flatMap { UInt64($0) } ?? 0
     }
 }
 

@@ -5,18 +5,8 @@ import CNetlink
 import Glibc
 #endif
 
-/// The one error type of BraidNetlink: which operation failed, and the kernel's errno.
-public struct NetlinkError: Error, CustomStringConvertible, Sendable {
-    public var operation: String
-    public var errno: Int32
-
-    public init(_ operation: String, errno: Int32) {
-        self.operation = operation
-        self.errno = errno
-    }
-
-    public var description: String { "\(operation): \(String(cString: strerror(errno))) (errno \(errno))" }
-}
+/// BraidNetlink's errors are the project's system-call errors: the operation and the kernel's errno.
+public typealias NetlinkError = SystemError
 
 /// A netlink attribute read off a message: its type (nested flag cleared) and payload.
 struct NetlinkAttribute {

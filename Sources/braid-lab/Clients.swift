@@ -1,4 +1,5 @@
 import ArgumentParser
+import BraidCore
 import Glibc
 
 /// Options shared by the single-transfer clients (`get` and `put`).
@@ -62,7 +63,7 @@ struct Get: ParsableCommand {
         var received = 0
         var firstByte: UInt64?
         var failure: String?
-        let start = MonotonicClock.nanoseconds()
+        let start = monotonicNanos()
         do {
             let socket = try options.dial()
             defer { close(socket.fd) }
@@ -70,7 +71,7 @@ struct Get: ParsableCommand {
             while true {
                 let count = try socket.read(into: buffer.bytes)
                 if count == 0 { break }
-                if firstByte == nil { firstByte = MonotonicClock.nanoseconds() }
+                if firstByte == nil { firstByte = monotonicNanos() }
                 checksum.update(UnsafeRawBufferPointer(buffer.prefix(count)))
                 received += count
             }
@@ -80,7 +81,7 @@ struct Get: ParsableCommand {
         } catch {
             failure = "\(error)"
         }
-        let end = MonotonicClock.nanoseconds()
+        let end = monotonicNanos()
         let seconds = MonotonicClock.seconds(from: start, to: end)
         var result: JSONObject = [
             "result": .string(failure == nil ? "ok" : "error"),
@@ -115,7 +116,7 @@ struct Put: ParsableCommand {
         var sent = 0
         var answer = ""
         var failure: String?
-        let start = MonotonicClock.nanoseconds()
+        let start = monotonicNanos()
         do {
             let socket = try options.dial()
             defer { close(socket.fd) }
@@ -132,7 +133,7 @@ struct Put: ParsableCommand {
         } catch {
             failure = "\(error)"
         }
-        let end = MonotonicClock.nanoseconds()
+        let end = monotonicNanos()
         let digest = checksum.finish()
         if failure == nil {
             let matches = options.verify == .sha256
@@ -226,10 +227,10 @@ struct TimeToFirstByte: ParsableCommand {
 
     /// One request: (connect ms, first byte ms), both from the start of connect().
     private func sample(_ address: SocketAddress, _ buffer: ChunkBuffer) throws -> (Double, Double) {
-        let start = MonotonicClock.nanoseconds()
+        let start = monotonicNanos()
         let fd = try Sockets.dial(address, mptcp: target.mptcp, timeout: timeout)
         defer { close(fd) }
-        let connected = MonotonicClock.nanoseconds()
+        let connected = monotonicNanos()
         let socket = TimedSocket(fd: fd, timeout: timeout)
         try socket.writeAll("GET \(bytes)\n")
         var received = 0
@@ -237,7 +238,7 @@ struct TimeToFirstByte: ParsableCommand {
         while true {
             let count = try socket.read(into: buffer.bytes)
             if count == 0 { break }
-            if firstByte == nil { firstByte = MonotonicClock.nanoseconds() }
+            if firstByte == nil { firstByte = monotonicNanos() }
             received += count
         }
         guard received == bytes, let firstByte else {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import BraidCore
 import COpenSSL
 import Glibc
 
@@ -73,7 +74,7 @@ final class TunDevice {
     private static let nameSize = 16
 
     init(name: String) throws {
-        let fd = try sys("open /dev/net/tun") { open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC) }
+        let fd = try syscall("open /dev/net/tun") { open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC) }
         // struct ifreq: the name (16 bytes, NUL-terminated), then a union whose first member for
         // TUNSETIFF is the short ifr_flags.
         var request = [UInt8](repeating: 0, count: Self.ifreqSize)
@@ -82,7 +83,7 @@ final class TunDevice {
         request.withUnsafeMutableBytes { $0.storeBytes(of: flags, toByteOffset: 16, as: Int16.self) }
         do {
             _ = try request.withUnsafeMutableBytes { raw in
-                try sys("ioctl TUNSETIFF \(name)") { ioctl(fd, Self.TUNSETIFF, raw.baseAddress!) }
+                try syscall("ioctl TUNSETIFF \(name)") { ioctl(fd, Self.TUNSETIFF, raw.baseAddress!) }
             }
         } catch {
             close(fd)
@@ -99,7 +100,7 @@ final class TunDevice {
     /// becomes 44 packets here) and the kernel drops silently (tx_dropped); it should hold as many
     /// packets as the delay line does.
     func setTransmitQueueLength(_ length: Int) throws {
-        let control = try sys("socket(AF_INET, SOCK_DGRAM)") {
+        let control = try syscall("socket(AF_INET, SOCK_DGRAM)") {
             socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         }
         defer { close(control) }
@@ -107,7 +108,7 @@ final class TunDevice {
         request.replaceSubrange(0..<name.utf8.count, with: name.utf8)
         request.withUnsafeMutableBytes { $0.storeBytes(of: Int32(clamping: length), toByteOffset: 16, as: Int32.self) }
         _ = try request.withUnsafeMutableBytes { raw in
-            try sys("ioctl SIOCSIFTXQLEN \(name) \(length)") { ioctl(control, Self.SIOCSIFTXQLEN, raw.baseAddress!) }
+            try syscall("ioctl SIOCSIFTXQLEN \(name) \(length)") { ioctl(control, Self.SIOCSIFTXQLEN, raw.baseAddress!) }
         }
     }
 }
@@ -210,7 +211,7 @@ final class DelayLine {
             pollfd(fd: signals.fd, events: Int16(POLLIN), revents: 0),
         ]
         while true {
-            var now = MonotonicClock.nanoseconds()
+            var now = monotonicNanos()
             sendDuePackets(now: now)
             // Sleep until the head is due (rounded up to the next millisecond, so never early), or at
             // most a second when nothing is queued.
@@ -220,14 +221,14 @@ final class DelayLine {
             }
             watched[0].revents = 0
             watched[1].revents = 0
-            try sys("poll \(tun.name)") { poll(&watched, 2, timeoutMs) }
+            try syscall("poll \(tun.name)") { poll(&watched, 2, timeoutMs) }
             if watched[1].revents != 0 && signals.received() { return }
             if watched[0].revents & Int16(POLLIN) != 0 {
                 for _ in 0..<Self.readBatch {
                     guard let length = try sysNonblocking("read \(tun.name)", {
                         read(tun.fd, buffer.bytes.baseAddress, buffer.bytes.count)
                     }) else { break }
-                    now = MonotonicClock.nanoseconds()
+                    now = monotonicNanos()
                     if !queue.push(UnsafeRawBufferPointer(buffer.prefix(length)), due: dueTime(arrival: now)) {
                         dropped += 1
                     }

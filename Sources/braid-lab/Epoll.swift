@@ -1,3 +1,4 @@
+import BraidCore
 import CBraidLinux
 import Glibc
 
@@ -33,7 +34,7 @@ final class Epoll {
     private var events: [epoll_event]
 
     init(capacity: Int = 512) throws {
-        fd = try sys("epoll_create1") { epoll_create1(Int32(EPOLL_CLOEXEC)) }
+        fd = try syscall("epoll_create1") { epoll_create1(Int32(EPOLL_CLOEXEC)) }
         events = Array(repeating: epoll_event(), count: max(1, capacity))
     }
 
@@ -59,7 +60,7 @@ final class Epoll {
         if count < 0 {
             let code = errno
             if code == EINTR { return }
-            throw SystemError(call: "epoll_wait", code: code)
+            throw SystemError("epoll_wait", errno: code)
         }
         for index in 0..<Int(count) {
             try body(EpollEvents(rawValue: events[index].events), events[index].data.u64)
@@ -71,7 +72,7 @@ final class Epoll {
         var entry = epoll_event()
         entry.events = interest.rawValue
         entry.data.u64 = token
-        try sys(call()) { epoll_ctl(fd, op, target, &entry) }
+        try syscall(call()) { epoll_ctl(fd, op, target, &entry) }
     }
 }
 
@@ -86,7 +87,7 @@ final class TerminationSignals {
     let fd: Int32
 
     init() throws {
-        fd = try sys("eventfd") { eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC)) }
+        fd = try syscall("eventfd") { eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC)) }
         terminationEventFD = fd
         let handler: @convention(c) (Int32) -> Void = { _ in
             var one: UInt64 = 1
@@ -104,10 +105,10 @@ final class TerminationSignals {
 
     /// Waits up to `seconds` for SIGTERM or SIGINT; true if one came.
     func wait(seconds: Double) -> Bool {
-        let deadline = MonotonicClock.nanoseconds() &+ UInt64(max(0, seconds) * 1e9)
+        let deadline = monotonicNanos() &+ UInt64(max(0, seconds) * 1e9)
         while true {
             if received() { return true }
-            let now = MonotonicClock.nanoseconds()
+            let now = monotonicNanos()
             if now >= deadline { return false }
             // Bounded slices: a poll never outlives the deadline by more than a millisecond.
             let slice = Int32(min(1000, (deadline - now + 999_999) / 1_000_000))

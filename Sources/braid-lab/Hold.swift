@@ -1,4 +1,5 @@
 import ArgumentParser
+import BraidCore
 import Glibc
 
 /// `braid-lab hold`: opens many idle connections and keeps them, to measure what idle connections
@@ -35,18 +36,18 @@ struct Hold: ParsableCommand {
     }
 
     func run() throws {
-        let limit = raiseFileLimit()
+        let limit = raiseFileLimit().new
         // Besides one descriptor per connection: stdio, epoll and signalfd.
         if UInt64(count) + 8 > limit {
             printError("hold: --count \(count) needs more descriptors than the limit (\(limit)); some connects will fail")
         }
         let signals = try TerminationSignals()
         let address = try target.address()
-        let start = MonotonicClock.nanoseconds()
+        let start = monotonicNanos()
         let opener = try ConnectionOpener(
             address: address, mptcp: target.mptcp, count: count, inFlight: rate, timeoutNanos: UInt64(timeout * 1e9))
         let interrupted = try opener.run(stopping: signals)
-        let elapsed = MonotonicClock.seconds(from: start, to: MonotonicClock.nanoseconds())
+        let elapsed = MonotonicClock.seconds(from: start, to: monotonicNanos())
 
         var result: JSONObject = [
             "result": .string(opener.open.count == count ? "ok" : "error"),
@@ -127,7 +128,7 @@ final class ConnectionOpener {
                     open.append(fd)
                 } else {
                     try epoll.add(fd, .output, token: UInt64(fd))
-                    pending[fd] = MonotonicClock.nanoseconds()
+                    pending[fd] = monotonicNanos()
                 }
             } catch {
                 if descriptor >= 0 { close(descriptor) }
@@ -140,7 +141,7 @@ final class ConnectionOpener {
         guard pending.removeValue(forKey: fd) != nil else { return }
         do {
             let code = try Sockets.pendingError(fd)
-            if code != 0 { throw SystemError(call: "connect \(address)", code: code) }
+            if code != 0 { throw SystemError("connect \(address)", errno: code) }
             try epoll.remove(fd)
             open.append(fd)
         } catch {
@@ -150,7 +151,7 @@ final class ConnectionOpener {
     }
 
     private func expireSlowConnects() {
-        let now = MonotonicClock.nanoseconds()
+        let now = monotonicNanos()
         for (fd, started) in pending where now &- started > timeoutNanos {
             pending[fd] = nil
             close(fd)

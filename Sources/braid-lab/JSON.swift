@@ -1,3 +1,4 @@
+import BraidCore
 import Glibc
 
 /// A JSON value as this tool emits them: results and log events are flat objects.
@@ -84,7 +85,7 @@ final class EventLog {
     private let fd: Int32
 
     init(path: String) throws {
-        fd = try sys("open \(path)") { open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644) }
+        fd = try syscall("open \(path)") { open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644) }
     }
 
     deinit { close(fd) }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import BraidCore
 import Glibc
 
 /// `braid-lab rate`: how many short connections per second the path sustains, and their latency.
@@ -40,7 +41,7 @@ struct Rate: ParsableCommand {
         signal(SIGPIPE, SIG_IGN)
         raiseFileLimit()
         let address = try target.address()
-        let start = MonotonicClock.nanoseconds()
+        let start = monotonicNanos()
         let deadline = start &+ UInt64(seconds * 1e9)
         let loopCount = min(threads, concurrency)
         var loops = [RateLoop]()
@@ -54,7 +55,7 @@ struct Rate: ParsableCommand {
             workers.append(try WorkerThread { loop.run() })
         }
         workers.forEach { $0.join() }
-        let elapsed = MonotonicClock.seconds(from: start, to: MonotonicClock.nanoseconds())
+        let elapsed = MonotonicClock.seconds(from: start, to: monotonicNanos())
 
         let latencies = loops.flatMap { $0.latenciesMicros }.map { Double($0) / 1000 }.sorted()
         let failures = loops.reduce(0) { $0 + $1.failures }
@@ -108,7 +109,7 @@ final class RateLoop {
     private var slots: [Slot]
     private let epoll: Epoll
     private let scratch = ChunkBuffer(size: 64 * 1024)
-    private var now = MonotonicClock.nanoseconds()
+    private var now = monotonicNanos()
     /// Slots whose socket could not even be created or connected (e.g. no ephemeral port left). They
     /// retry on the next turn, after a short wait, instead of spinning.
     private var stalled: [Int] = []
@@ -135,14 +136,14 @@ final class RateLoop {
         while slots.contains(where: { $0.phase != .idle }) || (!stalled.isEmpty && now < deadline) {
             do {
                 try epoll.wait(timeoutMs: stalled.isEmpty ? 100 : 10) { ready, token in
-                    now = MonotonicClock.nanoseconds()
+                    now = monotonicNanos()
                     advance(Int(token), ready)
                 }
             } catch {
                 printError("rate: \(error)")
                 Glibc.exit(1)
             }
-            now = MonotonicClock.nanoseconds()
+            now = monotonicNanos()
             if !stalled.isEmpty {
                 let retry = stalled
                 stalled = []
@@ -177,7 +178,7 @@ final class RateLoop {
             case .connecting:
                 if !ready.isDisjoint(with: [.error, .hangup]) {
                     let code = try Sockets.pendingError(slots[index].fd)
-                    throw SystemError(call: "connect \(address)", code: code != 0 ? code : ECONNRESET)
+                    throw SystemError("connect \(address)", errno: code != 0 ? code : ECONNRESET)
                 }
                 let sent = try request.withUnsafeBytes { try Sockets.send(slots[index].fd, $0) }
                 guard sent == request.count else { throw LabError("request line not sent in one piece") }

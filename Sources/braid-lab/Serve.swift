@@ -1,4 +1,5 @@
 import ArgumentParser
+import BraidCore
 import Glibc
 
 /// `braid-lab serve`: the origin server, speaking braid-traffic.py's protocol. The client sends one
@@ -130,7 +131,7 @@ final class ServerLoop {
     private var connections: [ServerConnection?] = []
     /// Where reads land: request lines, PUT payloads and drained bytes are consumed before the next read.
     private let scratch = ChunkBuffer()
-    private var now = MonotonicClock.nanoseconds()
+    private var now = monotonicNanos()
     private var acceptPausedUntil: UInt64?
     /// Running out of descriptors is reported at most every 10 s, not on every retry.
     private var nextAcceptWarning: UInt64 = 0
@@ -159,7 +160,7 @@ final class ServerLoop {
 
     private func turn() throws {
         try epoll.wait(timeoutMs: 1000) { ready, token in
-            now = MonotonicClock.nanoseconds()
+            now = monotonicNanos()
             let fd = Int32(truncatingIfNeeded: token)
             if fd == listener {
                 try acceptConnections()
@@ -167,7 +168,7 @@ final class ServerLoop {
                 service(connection)
             }
         }
-        now = MonotonicClock.nanoseconds()
+        now = monotonicNanos()
         if let until = acceptPausedUntil, now >= until {
             try epoll.add(listener, [.input, .exclusive], token: UInt64(listener))
             acceptPausedUntil = nil
@@ -186,7 +187,7 @@ final class ServerLoop {
                 guard let accepted = try acceptNonblocking(listener, peer: &peer) else { return }
                 fd = accepted
             } catch let error as SystemError {
-                switch error.code {
+                switch error.errno {
                 case EMFILE, ENFILE, ENOBUFS, ENOMEM:
                     // Out of descriptors or memory: stop accepting for a moment instead of spinning on
                     // a listener that stays readable. Connections wait in the backlog meanwhile.

@@ -1,3 +1,4 @@
+import BraidCore
 import CBraidLinux
 import Glibc
 
@@ -81,21 +82,21 @@ enum Sockets {
     static func stream(family: Int32, mptcp: Bool) throws -> Int32 {
         let type = Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
         let proto = mptcp ? braid_IPPROTO_MPTCP : 0
-        return try sys("socket(\(family == AF_INET6 ? "AF_INET6" : "AF_INET")\(mptcp ? ", IPPROTO_MPTCP" : ""))") {
+        return try syscall("socket(\(family == AF_INET6 ? "AF_INET6" : "AF_INET")\(mptcp ? ", IPPROTO_MPTCP" : ""))") {
             socket(family, type, proto)
         }
     }
 
     static func setOption(_ fd: Int32, _ level: Int32, _ name: Int32, _ value: Int32, _ label: String) throws {
         var value = value
-        try sys("setsockopt \(label)") {
+        try syscall("setsockopt \(label)") {
             setsockopt(fd, level, name, &value, socklen_t(MemoryLayout<Int32>.size))
         }
     }
 
     static func bind(_ fd: Int32, to address: SocketAddress) throws {
         _ = try address.withSockaddr { pointer, length in
-            try sys("bind \(address)") { Glibc.bind(fd, pointer, length) }
+            try syscall("bind \(address)") { Glibc.bind(fd, pointer, length) }
         }
     }
 
@@ -109,7 +110,7 @@ enum Sockets {
                 try setOption(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, 0, "IPV6_V6ONLY")
             }
             try bind(fd, to: address)
-            try sys("listen \(address)") { Glibc.listen(fd, backlog) }
+            try syscall("listen \(address)") { Glibc.listen(fd, backlog) }
             return fd
         } catch {
             close(fd)
@@ -126,7 +127,7 @@ enum Sockets {
                 let code = errno
                 if code == EINTR { continue }
                 if code == EINPROGRESS { return false }
-                throw SystemError(call: "connect \(address)", code: code)
+                throw SystemError("connect \(address)", errno: code)
             }
         }
     }
@@ -135,7 +136,7 @@ enum Sockets {
     static func pendingError(_ fd: Int32) throws -> Int32 {
         var code: Int32 = 0
         var length = socklen_t(MemoryLayout<Int32>.size)
-        try sys("getsockopt SO_ERROR") { getsockopt(fd, SOL_SOCKET, SO_ERROR, &code, &length) }
+        try syscall("getsockopt SO_ERROR") { getsockopt(fd, SOL_SOCKET, SO_ERROR, &code, &length) }
         return code
     }
 
@@ -151,7 +152,7 @@ enum Sockets {
                     throw LabError("connect \(address): no answer within \(timeout) s")
                 }
                 let code = try pendingError(fd)
-                if code != 0 { throw SystemError(call: "connect \(address)", code: code) }
+                if code != 0 { throw SystemError("connect \(address)", errno: code) }
             }
             return fd
         } catch {
@@ -163,13 +164,13 @@ enum Sockets {
     /// poll(2) on one descriptor: true when ready (or in error, which the next call reports), false
     /// after `timeout` seconds.
     static func waitUntil(_ fd: Int32, _ events: Int16, timeout: Double) throws -> Bool {
-        let deadline = MonotonicClock.nanoseconds() &+ UInt64(max(0, timeout) * 1e9)
+        let deadline = monotonicNanos() &+ UInt64(max(0, timeout) * 1e9)
         while true {
-            let now = MonotonicClock.nanoseconds()
+            let now = monotonicNanos()
             if now >= deadline { return false }
             var entry = pollfd(fd: fd, events: events, revents: 0)
             let slice = Int32(min(UInt64(Int32.max), (deadline - now + 999_999) / 1_000_000))
-            if try sys("poll fd \(fd)", { poll(&entry, 1, slice) }) > 0 { return true }
+            if try syscall("poll fd \(fd)", { poll(&entry, 1, slice) }) > 0 { return true }
         }
     }
 
@@ -182,7 +183,7 @@ enum Sockets {
     }
 
     static func shutdownWrite(_ fd: Int32) throws {
-        try sys("shutdown SHUT_WR") { shutdown(fd, Int32(SHUT_WR)) }
+        try syscall("shutdown SHUT_WR") { shutdown(fd, Int32(SHUT_WR)) }
     }
 }
 

@@ -1,3 +1,4 @@
+import BraidCore
 import Glibc
 
 /// A joinable POSIX thread running one closure. The tool's threads are few and long-lived (one per
@@ -18,7 +19,7 @@ final class WorkerThread {
         }, body)
         if rc != 0 {
             Unmanaged<Body>.fromOpaque(body).release()
-            throw SystemError(call: "pthread_create", code: rc)
+            throw SystemError("pthread_create", errno: rc)
         }
     }
 

@@ -2,8 +2,8 @@
 import Glibc
 #endif
 
-/// A failed system call: which call, on what, and errno. The data plane's one error type for
-/// kernel failures, so a log line always names the call that failed.
+/// A failed system call: which call, on what, and errno. The project's one error type for kernel
+/// failures (sockets, netlink, epoll, threads), so a log line always names the call that failed.
 public struct SystemError: Error, CustomStringConvertible {
     public var call: String
     public var errno: Int32
@@ -17,9 +17,10 @@ public struct SystemError: Error, CustomStringConvertible {
 }
 
 /// Runs a system call, retrying on EINTR; returns its result or throws `SystemError` naming `call`.
+/// `call` is an autoclosure so the message is only built when something failed.
 @inline(__always)
 @discardableResult
-func syscall<T: FixedWidthInteger>(_ call: @autoclosure () -> String, _ body: () -> T) throws -> T {
+public func syscall<T: FixedWidthInteger>(_ call: @autoclosure () -> String, _ body: () -> T) throws -> T {
     while true {
         let r = body()
         if r >= 0 { return r }
@@ -29,47 +30,43 @@ func syscall<T: FixedWidthInteger>(_ call: @autoclosure () -> String, _ body: ()
     }
 }
 
-/// The outcome of a non-blocking read, write or splice: bytes moved, would block, end of input,
-/// or the errno that ended the connection. Not thrown: these are the hot path's normal results.
-enum IOResult: Equatable {
-    case moved(Int)
-    case wouldBlock
-    case end
-    case failed(Int32)
-}
-
-/// Runs a non-blocking transfer call, retrying EINTR, and classifies its result.
-@inline(__always)
-func transfer(_ body: () -> Int) -> IOResult {
-    while true {
-        let r = body()
-        if r > 0 { return .moved(r) }
-        if r == 0 { return .end }
-        let e = Glibc.errno
-        switch e {
-        case EINTR: continue
-        case EAGAIN, EWOULDBLOCK: return .wouldBlock
-        default: return .failed(e)
-        }
-    }
-}
-
-/// Monotonic nanoseconds, for timers.
+/// CLOCK_MONOTONIC in nanoseconds, for timers and intervals: wall-clock steps never show up as
+/// latency or expire a timer early.
 public func monotonicNanos() -> UInt64 {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
 }
 
+/// Wall-clock milliseconds: the authentication timestamp is compared across hosts.
+public func wallClockMillis() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return UInt64(ts.tv_sec) * 1000 + UInt64(ts.tv_nsec) / 1_000_000
+}
+
+/// The first line of a small kernel file (/proc/sys, /sys), without its newline; nil when it
+/// cannot be read.
+public func readFirstLine(_ path: String) -> String? {
+    guard let f = fopen(path, "r") else { return nil }
+    defer { fclose(f) }
+    var buf = [CChar](repeating: 0, count: 256)
+    guard fgets(&buf, Int32(buf.count), f) != nil else { return nil }
+    var line = String(cString: buf)
+    while line.last == "\n" { line.removeLast() }
+    return line
+}
+
 /// Raises RLIMIT_NOFILE as far as allowed: every relayed session holds two sockets, and a
 /// default soft limit of 1024 would cap a gateway at about 500 sessions. With CAP_SYS_RESOURCE
-/// (the daemons run as root) the hard limit goes up to the kernel's fs.nr_open; without it, the
-/// soft limit goes up to the hard one.
+/// the hard limit goes up to the kernel's fs.nr_open; without it, the soft limit goes up to the
+/// hard one.
+@discardableResult
 public func raiseFileLimit() -> (old: UInt64, new: UInt64) {
     var limit = rlimit()
     guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return (0, 0) }
     let old = UInt64(limit.rlim_cur)
-    if let text = KernelSettings.read("/proc/sys/fs/nr_open"),
+    if let text = readFirstLine("/proc/sys/fs/nr_open"),
         let nrOpen = rlim_t(text.filter { !$0.isWhitespace }), nrOpen > limit.rlim_max
     {
         var wanted = rlimit(rlim_cur: nrOpen, rlim_max: nrOpen)
@@ -80,11 +77,4 @@ public func raiseFileLimit() -> (old: UInt64, new: UInt64) {
         _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
     }
     return (old, UInt64(limit.rlim_cur))
-}
-
-/// Wall-clock milliseconds: the authentication timestamp is compared across hosts.
-public func wallClockMillis() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_REALTIME, &ts)
-    return UInt64(ts.tv_sec) * 1000 + UInt64(ts.tv_nsec) / 1_000_000
 }
