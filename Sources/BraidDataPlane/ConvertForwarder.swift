@@ -118,8 +118,7 @@ final class ConvertAcceptor: ReactorHandler {
             readRequest()
         case .connecting(let origin, let request, let remainder):
             guard fd == origin else { return }  // the client's bytes wait for the relay
-            let err = Sockets.socketError(origin)
-            if err == EINPROGRESS || err == EALREADY { return }
+            guard let err = Sockets.pendingConnectError(origin) else { return }
             if err != 0 {
                 reactor.close(origin)
                 refuse(ConvertError(Self.code(for: err), "connect \(request.destination): \(String(cString: strerror(err)))"))
@@ -199,25 +198,12 @@ final class ConvertAcceptor: ReactorHandler {
     /// Hands both sockets to a relay that first sends the success reply and the client's early data.
     private func relay(origin: Int32, request: ConvertRequest, remainder: [UInt8]) {
         state = .done
-        let registeredOrigin = reactor.isRegistered(origin)
-        if !registeredOrigin {
-            do {
-                try reactor.register(origin, events: SpliceRelay.events, handler: self)
-            } catch {
-                Glibc.close(origin)
-                refuse(ConvertError(.networkFailure, "\(error)"))
-                return
-            }
-        }
         let relay = SpliceRelay(
-            reactor: reactor, a: client, b: origin, connecting: false, toB: remainder,
+            reactor: reactor, a: client, b: origin, connecting: false, counters: forwarder.counters, toB: remainder,
             toA: ConvertServerHandshake.successReply(wantsInfo: request.wantsInfo))
-        let counters = forwarder.counters
         let logger = forwarder.logger
         let peer = self.peer
-        counters.opened()
         relay.onEnd = { relay, end in
-            counters.closed(up: relay.bytesToB, down: relay.bytesToA)
             logger.debug(
                 "session ended",
                 metadata: [
@@ -226,7 +212,7 @@ final class ConvertAcceptor: ReactorHandler {
                 ])
         }
         logger.debug("relaying", metadata: ["peer": "\(peer)", "destination": "\(request.destination)"])
-        relay.start(registered: true)
+        relay.start(connectTimeoutNanos: forwarder.config.connectTimeoutNanos)
     }
 
     /// RFC 8803 §5.2.6 codes for a failed connect to the destination.

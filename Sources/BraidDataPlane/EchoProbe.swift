@@ -37,11 +37,7 @@ public final class EchoProbe {
                 setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, $0, socklen_t(strlen($0) + 1))
             }
             if rc < 0 { throw SystemError("setsockopt(SO_BINDTODEVICE, \(device))", errno: errno) }
-            var (ss, len) = Sockets.storage(for: Endpoint(address: source, port: 0))
-            let brc = withUnsafePointer(to: &ss) { p in
-                p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) }
-            }
-            if brc < 0 { throw SystemError("bind(\(source))", errno: errno) }
+            try Sockets.bind(fd, to: Endpoint(address: source, port: 0))
             try reactor.register(fd, events: braid_EPOLLIN, handler: ReactorCallback { [weak self] _, _ in self?.receive() })
         } catch {
             Glibc.close(fd)

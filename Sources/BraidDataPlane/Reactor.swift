@@ -58,24 +58,28 @@ public final class Reactor {
 
     // MARK: registrations (reactor thread only)
 
-    /// Adds `fd` to this reactor with `events`, owned by `handler`.
-    public func register(_ fd: Int32, events: UInt32, handler: ReactorHandler) throws {
+    private func control(_ op: Int32, _ name: String, _ fd: Int32, events: UInt32) throws {
         var ev = epoll_event()
         ev.events = events
         ev.data.fd = fd
-        try syscall("epoll_ctl(ADD, \(fd))") { epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) }
+        try syscall("epoll_ctl(\(name), \(fd))") { epoll_ctl(epfd, op, fd, &ev) }
+    }
+
+    /// Adds `fd` to this reactor with `events`, owned by `handler`.
+    public func register(_ fd: Int32, events: UInt32, handler: ReactorHandler) throws {
+        try control(EPOLL_CTL_ADD, "ADD", fd, events: events)
         setHandler(fd, handler)
     }
 
-    /// Changes the events of a registered fd.
-    public func modify(_ fd: Int32, events: UInt32) throws {
-        var ev = epoll_event()
-        ev.events = events
-        ev.data.fd = fd
-        try syscall("epoll_ctl(MOD, \(fd))") { epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &ev) }
+    /// Registers `fd`, or, when another handler has it already (a connection moving from its
+    /// handshake to the relay), hands it to `handler` with `events`.
+    func take(_ fd: Int32, events: UInt32, handler: ReactorHandler) throws {
+        guard isRegistered(fd) else { return try register(fd, events: events, handler: handler) }
+        try control(EPOLL_CTL_MOD, "MOD", fd, events: events)
+        setHandler(fd, handler)
     }
 
-    /// Hands a registered fd to another handler (a connection moving from handshake to relay).
+    /// Sets or clears the handler of a registered fd.
     public func setHandler(_ fd: Int32, _ handler: ReactorHandler?) {
         let i = Int(fd)
         if i >= handlers.count {
@@ -91,8 +95,7 @@ public final class Reactor {
 
     /// Removes `fd` from epoll and the table, without closing it.
     public func deregister(_ fd: Int32) {
-        var ev = epoll_event()
-        _ = epoll_ctl(epfd, EPOLL_CTL_DEL, fd, &ev)
+        try? control(EPOLL_CTL_DEL, "DEL", fd, events: 0)
         setHandler(fd, nil)
     }
 

@@ -75,11 +75,13 @@ public enum Sockets {
         try syscall("setsockopt(\(what))") { setsockopt(fd, level, name, &v, socklen_t(MemoryLayout<Int32>.size)) }
     }
 
-    static func socketError(_ fd: Int32) -> Int32 {
+    /// The outcome of a non-blocking connect once its socket reports an event: nil while it is
+    /// still in progress, 0 when connected, else the errno it failed with.
+    static func pendingConnectError(_ fd: Int32) -> Int32? {
         var err: Int32 = 0
         var len = socklen_t(MemoryLayout<Int32>.size)
         if getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 { return errno }
-        return err
+        return err == EINPROGRESS || err == EALREADY ? nil : err
     }
 
     /// A new non-blocking stream socket for `family`, TCP or MPTCP.
@@ -98,11 +100,7 @@ public enum Sockets {
         do {
             try setInt(fd, SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR")
             try configure(fd)
-            var (ss, len) = storage(for: endpoint)
-            let rc = withUnsafePointer(to: &ss) { p in
-                p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in Glibc.bind(fd, sa, len) }
-            }
-            if rc < 0 { throw SystemError("bind(\(endpoint))", errno: errno) }
+            try bind(fd, to: endpoint)
             try syscall("listen(\(endpoint))") { listen(fd, backlog) }
         } catch {
             Glibc.close(fd)
@@ -111,13 +109,13 @@ public enum Sockets {
         return fd
     }
 
-    /// Binds `fd` to a local endpoint; false (errno set) when the kernel refuses.
-    static func bind(_ fd: Int32, to endpoint: Endpoint) -> Bool {
+    /// Binds `fd` to a local endpoint.
+    static func bind(_ fd: Int32, to endpoint: Endpoint) throws {
         var (ss, len) = storage(for: endpoint)
         let rc = withUnsafePointer(to: &ss) { p in
             p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in Glibc.bind(fd, sa, len) }
         }
-        return rc == 0
+        if rc < 0 { throw SystemError("bind(\(endpoint))", errno: errno) }
     }
 
     /// Starts a non-blocking connect. Returns true when already connected (a Fast Open socket

@@ -63,17 +63,19 @@ final class SpliceRelay: ReactorHandler {
     private var connecting: Bool
     private var preface: ((UnsafeRawBufferPointer) -> PrefaceAction)?
     private var ended = false
+    private let counters: SessionCounters
     var onEnd: ((SpliceRelay, RelayEnd) -> Void)?
 
-    /// Takes ownership of `a` and `b` (already registered or not: `start` registers them).
+    /// Takes ownership of `a` and `b`. The relay counts itself in `counters` from `start` to its end.
     init(
-        reactor: Reactor, a: Int32, b: Int32, connecting: Bool, toB: [UInt8] = [], toA: [UInt8] = [],
-        preface: ((UnsafeRawBufferPointer) -> PrefaceAction)? = nil
+        reactor: Reactor, a: Int32, b: Int32, connecting: Bool, counters: SessionCounters, toB: [UInt8] = [],
+        toA: [UInt8] = [], preface: ((UnsafeRawBufferPointer) -> PrefaceAction)? = nil
     ) {
         self.reactor = reactor
         self.a = a
         self.b = b
         self.connecting = connecting
+        self.counters = counters
         self.toB.pending = toB
         self.toA.pending = toA
         self.preface = preface
@@ -84,36 +86,30 @@ final class SpliceRelay: ReactorHandler {
     var bytesToB: UInt64 { toB.bytes }
     var bytesToA: UInt64 { toA.bytes }
 
-    /// Registers both sockets (or takes them over from another handler) and moves what can move.
-    func start(registered: Bool) {
+    /// Registers both sockets, taking over any already registered by a handshake handler, and
+    /// moves what can move. A `b` still connecting fails after `connectTimeoutNanos`.
+    func start(connectTimeoutNanos: UInt64) {
+        counters.opened()
         do {
-            if registered {
-                reactor.setHandler(a, self)
-                reactor.setHandler(b, self)
-                try reactor.modify(a, events: Self.events)
-                try reactor.modify(b, events: Self.events)
-            } else {
-                try reactor.register(a, events: Self.events, handler: self)
-                try reactor.register(b, events: Self.events, handler: self)
-            }
+            try reactor.take(a, events: Self.events, handler: self)
+            try reactor.take(b, events: Self.events, handler: self)
         } catch {
             abort("\(error)")
             return
         }
+        if connecting {
+            reactor.schedule(afterNanos: connectTimeoutNanos) { [weak self] in
+                guard let self, self.connecting, !self.ended else { return }
+                self.abort("connect: timed out")
+            }
+        }
         pump()
-    }
-
-    /// Fails a relay whose `b` did not connect in time.
-    func connectTimedOut() {
-        guard connecting, !ended else { return }
-        abort("connect: timed out")
     }
 
     func ready(fd: Int32, events: UInt32) {
         if connecting {
             guard fd == b else { return }  // `a`'s bytes wait; the first pump after connect reads them
-            let err = Sockets.socketError(b)
-            if err == EINPROGRESS || err == EALREADY { return }
+            guard let err = Sockets.pendingConnectError(b) else { return }
             if err != 0 {
                 abort("connect: \(String(cString: strerror(err)))")
                 return
@@ -125,21 +121,20 @@ final class SpliceRelay: ReactorHandler {
 
     private func pump() {
         guard !ended, !connecting else { return }
-        if !toB.done, let failure = move(&toB, from: a, to: b, preface: nil) {
+        if !toB.done, let failure = move(&toB, from: a, to: b, prefaced: false) {
             abort(failure)
             return
         }
-        if !toA.done, let failure = move(&toA, from: b, to: a, preface: preface) {
+        if !toA.done, let failure = move(&toA, from: b, to: a, prefaced: true) {
             abort(failure)
             return
         }
         if toB.done && toA.done { finish() }
     }
 
-    /// Moves bytes one way until something would block. Returns why the relay must be aborted, or nil.
-    private func move(
-        _ flow: inout Flow, from src: Int32, to dst: Int32, preface: ((UnsafeRawBufferPointer) -> PrefaceAction)?
-    ) -> String? {
+    /// Moves bytes one way until something would block. Returns why the relay must be aborted, or
+    /// nil. `prefaced`: this direction (b → a) starts with the preface, while there is one.
+    private func move(_ flow: inout Flow, from src: Int32, to dst: Int32, prefaced: Bool) -> String? {
         while true {
             // 1. User-space bytes owed to `dst`.
             while flow.pendingSent < flow.pending.count {
@@ -180,7 +175,7 @@ final class SpliceRelay: ReactorHandler {
                 return nil
             }
             // 4. Read more: the preface in user space, else splice, else copy.
-            if self.preface != nil, let preface {
+            if prefaced, let preface {
                 let r = transfer { recv(src, reactor.scratch.baseAddress!, 4096, 0) }
                 switch r {
                 case .moved(let n):
@@ -247,6 +242,7 @@ final class SpliceRelay: ReactorHandler {
         releasePipe(&toA)
         reactor.close(a)
         reactor.close(b)
+        counters.closed()
         onEnd?(self, .finished)
         onEnd = nil
     }
@@ -262,6 +258,7 @@ final class SpliceRelay: ReactorHandler {
         reactor.setHandler(b, nil)
         Sockets.closeWithReset(a)
         Sockets.closeWithReset(b)
+        counters.closed()
         onEnd?(self, .aborted(why))
         onEnd = nil
     }

@@ -104,7 +104,7 @@ public final class TransparentForwarder {
             }
             if let source = selectSource(), source.isIPv4 == config.server.address.isIPv4 {
                 // A failed bind (the address just went away) leaves the choice to the routing table.
-                _ = Sockets.bind(upstream, to: Endpoint(address: source, port: 0))
+                try? Sockets.bind(upstream, to: Endpoint(address: source, port: 0))
             }
             connected = try Sockets.connect(upstream, to: config.server)
         } catch {
@@ -118,7 +118,9 @@ public final class TransparentForwarder {
 
         var reply = ConvertClientHandshake()
         let logger = self.logger
-        let relay = SpliceRelay(reactor: reactor, a: lan, b: upstream, connecting: !connected, toB: request) { bytes in
+        let relay = SpliceRelay(
+            reactor: reactor, a: lan, b: upstream, connecting: !connected, counters: counters, toB: request
+        ) { bytes in
             switch reply.feed(bytes) {
             case .needMore:
                 return .needMore
@@ -131,9 +133,7 @@ public final class TransparentForwarder {
                 return .refuse("refused upstream: \(error)")
             }
         }
-        counters.opened()
-        relay.onEnd = { [counters] relay, end in
-            counters.closed(up: relay.bytesToB, down: relay.bytesToA)
+        relay.onEnd = { relay, end in
             if case .aborted(let why) = end, !relay.isConnected {
                 logger.warning(
                     "cannot reach the concentrator",
@@ -147,10 +147,7 @@ public final class TransparentForwarder {
                     ])
             }
         }
-        relay.start(registered: false)
-        if !connected {
-            reactor.schedule(afterNanos: config.connectTimeoutNanos) { [weak relay] in relay?.connectTimedOut() }
-        }
+        relay.start(connectTimeoutNanos: config.connectTimeoutNanos)
     }
 }
 
@@ -159,8 +156,6 @@ public final class SessionCounters {
     private let lock = Mutex()
     private var _active = 0
     private var _total = 0
-    private var _bytesUp: UInt64 = 0
-    private var _bytesDown: UInt64 = 0
 
     public init() {}
 
@@ -171,16 +166,12 @@ public final class SessionCounters {
         }
     }
 
-    func closed(up: UInt64, down: UInt64) {
-        lock.withLock {
-            _active -= 1
-            _bytesUp &+= up
-            _bytesDown &+= down
-        }
+    func closed() {
+        lock.withLock { _active -= 1 }
     }
 
-    /// Sessions open now, sessions since start, and bytes of finished sessions each way.
-    public var snapshot: (active: Int, total: Int, bytesUp: UInt64, bytesDown: UInt64) {
-        lock.withLock { (_active, _total, _bytesUp, _bytesDown) }
+    /// Sessions open now and sessions since start.
+    public var snapshot: (active: Int, total: Int) {
+        lock.withLock { (_active, _total) }
     }
 }
