@@ -18,19 +18,23 @@ final class UplinkManager {
         let config: UplinkConfig
         let table: UInt32
         var ifindex: UInt32?
-        var adminUp = false
+        /// Administratively up with carrier.
         var carrier = false
         var addresses: [IPPrefix] = []
         var learnedGateway4: IPAddress?
         var learnedGateway6: IPAddress?
-        /// Set by the supervisor from the probes.
-        var healthy = true
         var routes: Set<RouteTables.Route> = []
         var rules: Set<RouteTables.Rule> = []
         var endpoints: [IPAddress: UInt8] = [:]
 
         var usable: Bool { config.role != .off && ifindex != nil && carrier && !addresses.isEmpty }
         var name: String { config.name }
+
+        /// The uplink's first address of `other`'s family: the source of its probes and of
+        /// connections that start on it.
+        func address(sameFamilyAs other: IPAddress) -> IPAddress? {
+            addresses.first(where: { $0.address.isIPv4 == other.isIPv4 })?.address
+        }
     }
 
     private let config: GatewayConfig
@@ -83,16 +87,13 @@ final class UplinkManager {
         logger.notice("MPTCP limits set", metadata: ["subflows": "\(subflows)"])
     }
 
-    /// Reads the link's state, addresses and learned next hops. Returns whether anything changed.
-    @discardableResult
-    func refresh(_ i: Int) -> Bool {
+    /// Reads the link's state, addresses and learned next hops.
+    func refresh(_ i: Int) {
         var u = uplinks[i]
-        let before = (u.ifindex, u.adminUp, u.carrier, u.addresses, u.learnedGateway4, u.learnedGateway6)
         u.ifindex = RouteTables.interfaceIndex(u.config.device)
         if let ifindex = u.ifindex {
             do {
                 let state = try routes.linkState(ifindex: ifindex)
-                u.adminUp = state?.up ?? false
                 u.carrier = (state?.up ?? false) && (state?.carrier ?? false)
                 u.addresses = try routes.addresses(ifindex: ifindex)
                 u.learnedGateway4 = try routes.defaultGateway(ifindex: ifindex, ipv6: false)
@@ -101,23 +102,15 @@ final class UplinkManager {
                 logger.warning("cannot read uplink state", metadata: ["uplink": "\(u.name)", "error": "\(error)"])
             }
         } else {
-            u.adminUp = false
             u.carrier = false
             u.addresses = []
         }
         uplinks[i] = u
-        let after = (u.ifindex, u.adminUp, u.carrier, u.addresses, u.learnedGateway4, u.learnedGateway6)
-        return before != after
     }
 
-    func setHealthy(_ i: Int, _ healthy: Bool) {
-        uplinks[i].healthy = healthy
-    }
-
-    /// Makes the kernel match the uplink's desired state.
-    func apply(_ i: Int) {
-        var u = uplinks[i]
-        defer { uplinks[i] = u }
+    /// Makes the kernel match the uplink's desired state; `healthy` is what its probes say.
+    func apply(_ i: Int, healthy: Bool) {
+        let u = uplinks[i]
         var wantRoutes: Set<RouteTables.Route> = []
         var wantRules: Set<RouteTables.Rule> = []
         var wantEndpoints: Set<IPAddress> = []
@@ -136,10 +129,20 @@ final class UplinkManager {
                         RouteTables.Rule(
                             ipv6: v6, priority: Self.sourceRulePriority, table: u.table,
                             source: IPPrefix(address: p.address, length: v6 ? 128 : 32)!))
-                    if u.healthy { wantEndpoints.insert(p.address) }
+                    if healthy { wantEndpoints.insert(p.address) }
                 }
             }
         }
+        converge(i, routes: wantRoutes, rules: wantRules, endpoints: wantEndpoints)
+    }
+
+    /// Adds and removes what differs between what is installed for the uplink and what is wanted.
+    private func converge(
+        _ i: Int, routes wantRoutes: Set<RouteTables.Route>, rules wantRules: Set<RouteTables.Rule>,
+        endpoints wantEndpoints: Set<IPAddress>
+    ) {
+        var u = uplinks[i]
+        defer { uplinks[i] = u }
         // Endpoints first when withdrawing, so no subflow is left on a route about to vanish.
         for (address, id) in u.endpoints where !wantEndpoints.contains(address) {
             do {
@@ -197,13 +200,7 @@ final class UplinkManager {
 
     /// Removes everything installed, endpoints first; keeps going past failures.
     func remove() {
-        for i in uplinks.indices {
-            uplinks[i].healthy = false
-            let ifindex = uplinks[i].ifindex
-            uplinks[i].ifindex = nil  // not usable: apply withdraws all
-            apply(i)
-            uplinks[i].ifindex = ifindex
-        }
+        for i in uplinks.indices { converge(i, routes: [], rules: [], endpoints: []) }
         for rule in baseRules.reversed() {
             do { try routes.delete(rule) } catch { logger.warning("\(error)") }
         }

@@ -44,7 +44,7 @@ final class UplinkSupervisor {
     /// the reactor thread.
     func start() throws {
         try reactor.register(monitor.fd, events: Reactor.readable, handler: ReactorCallback { [weak self] _, _ in self?.netlinkReadable() })
-        for i in manager.uplinks.indices { update(i, reason: "start") }
+        for i in manager.uplinks.indices { update(i) }
         publishSource()
         scheduleProbeTick()
         scheduleSweep()
@@ -82,7 +82,7 @@ final class UplinkSupervisor {
                 self.refreshScheduled = false
                 let todo = self.pendingRefresh
                 self.pendingRefresh = []
-                for i in todo.sorted() { self.update(i, reason: "netlink") }
+                for i in todo.sorted() { self.update(i) }
                 self.publishSource()
             }
         }
@@ -99,7 +99,7 @@ final class UplinkSupervisor {
 
     /// Re-reads an uplink, adjusts health for carrier and address, keeps its probe socket
     /// matching its address, and applies.
-    private func update(_ i: Int, reason: String) {
+    private func update(_ i: Int) {
         manager.refresh(i)
         let u = manager.uplinks[i]
         let now = monotonicNanos()
@@ -107,7 +107,7 @@ final class UplinkSupervisor {
             let why = u.ifindex == nil ? "device missing" : (!u.carrier ? "no carrier" : "no address")
             if let t = health[i].force(down: why, now: now) { transition(i, t) }
         }
-        let source = u.usable ? u.addresses.first(where: { $0.address.isIPv4 == config.server.isIPv4 })?.address : nil
+        let source = u.usable ? u.address(sameFamilyAs: config.server) : nil
         if source != probeSource[i] {
             probes[i]?.close()
             probes[i] = nil
@@ -124,8 +124,7 @@ final class UplinkSupervisor {
                 }
             }
         }
-        manager.setHealthy(i, health[i].state == .up && u.usable)
-        manager.apply(i)
+        manager.apply(i, healthy: health[i].state == .up)
     }
 
     private func replied(_ i: Int, seq: UInt16, rtt: UInt64) {
@@ -145,8 +144,7 @@ final class UplinkSupervisor {
                     "rtt_ms": "\(fixed(Double(health[i].rttNanos ?? 0) / 1e6, 2))",
                 ])
         }
-        manager.setHealthy(i, health[i].state == .up && u.usable)
-        manager.apply(i)
+        manager.apply(i, healthy: health[i].state == .up)
         publishSource()
     }
 
@@ -178,7 +176,7 @@ final class UplinkSupervisor {
     private func scheduleSweep() {
         reactor.schedule(afterNanos: 5_000_000_000) { [weak self] in
             guard let self, !self.stopped else { return }
-            for i in self.manager.uplinks.indices { self.update(i, reason: "sweep") }
+            for i in self.manager.uplinks.indices { self.update(i) }
             self.publishSource()
             self.scheduleSweep()
         }
@@ -189,8 +187,8 @@ final class UplinkSupervisor {
         var choice: IPAddress?
         for role in [UplinkRole.active, .backup] where choice == nil {
             for (i, u) in manager.uplinks.enumerated() where u.config.role == role && u.usable && health[i].state == .up {
-                if let a = u.addresses.first(where: { $0.address.isIPv4 == config.server.isIPv4 }) {
-                    choice = a.address
+                if let a = u.address(sameFamilyAs: config.server) {
+                    choice = a
                     break
                 }
             }
