@@ -54,24 +54,7 @@ public final class LocalQueryServer {
         while true {
             let conn = braid_accept(fd, nil, nil)
             if conn < 0 { return }
-            // The question is one short line; wait for it at most 1 s, on this connection only.
-            var tv = timeval(tv_sec: 1, tv_usec: 0)
-            _ = setsockopt(conn, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-            let flags = fcntl(conn, F_GETFL)
-            _ = fcntl(conn, F_SETFL, flags & ~O_NONBLOCK)
-            var buffer = [UInt8](repeating: 0, count: 256)
-            let n = recv(conn, &buffer, buffer.count, 0)
-            if n > 0 {
-                let question = String(decoding: buffer[0..<n], as: UTF8.self).trimmingCharacters(in: "\r\n ")
-                let reply = Array((answer(question) + "\n").utf8)
-                var sent = 0
-                while sent < reply.count {
-                    let w = reply.withUnsafeBytes { send(conn, $0.baseAddress! + sent, reply.count - sent, Int32(MSG_NOSIGNAL)) }
-                    if w <= 0 { break }
-                    sent += w
-                }
-            }
-            Glibc.close(conn)
+            QueryConnection(reactor: reactor, fd: conn, answer: answer).start()
         }
     }
 
@@ -105,6 +88,55 @@ public final class LocalQueryServer {
             out += buffer[0..<n]
         }
         return String(decoding: out, as: UTF8.self)
+    }
+}
+
+/// One question on the status socket, answered without blocking the reactor (which also runs the
+/// gateway's probes): the client has 1 s to send its line, the answer goes out with the socket's
+/// buffer (ample for a status answer), then the connection closes.
+final class QueryConnection: ReactorHandler {
+    private let reactor: Reactor
+    private let fd: Int32
+    private let answer: (String) -> String
+    private var open = true
+
+    init(reactor: Reactor, fd: Int32, answer: @escaping (String) -> String) {
+        self.reactor = reactor
+        self.fd = fd
+        self.answer = answer
+    }
+
+    func start() {
+        do {
+            try reactor.register(fd, events: braid_EPOLLIN, handler: self)
+        } catch {
+            Glibc.close(fd)
+            return
+        }
+        reactor.schedule(afterNanos: 1_000_000_000) { [weak self] in self?.finish() }
+    }
+
+    func ready(fd: Int32, events: UInt32) {
+        var buffer = [UInt8](repeating: 0, count: 256)
+        let n = recv(fd, &buffer, buffer.count, 0)
+        if n < 0 && (errno == EAGAIN || errno == EINTR) { return }
+        if n > 0 {
+            let question = String(decoding: buffer[0..<n], as: UTF8.self).trimmingCharacters(in: "\r\n ")
+            let reply = Array((answer(question) + "\n").utf8)
+            var sent = 0
+            while sent < reply.count {
+                let w = reply.withUnsafeBytes { send(fd, $0.baseAddress! + sent, reply.count - sent, Int32(MSG_NOSIGNAL)) }
+                if w <= 0 { break }
+                sent += w
+            }
+        }
+        finish()
+    }
+
+    private func finish() {
+        guard open else { return }
+        open = false
+        reactor.close(fd)
     }
 }
 
