@@ -56,7 +56,7 @@ let package = Package(
         .target(
             name: "BraidConcentrator",
             dependencies: [
-                "BraidCore", "BraidWire", "BraidConfig", "BraidDataPlane",
+                "BraidCore", "BraidWire", "BraidConfig", "BraidNetlink", "BraidDataPlane",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

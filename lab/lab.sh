@@ -138,12 +138,12 @@ CONF
     ip netns exec "$NS_ORG" python3 "$TRAFFIC" serve --port "$ORIGIN_PORT" --log "$LAB_WORK/origin.log" --lifetime 3000 &
     LAB_PIDS+=($!)
     # `ip netns exec` execs the daemon, so $! is the daemon itself (signals reach it).
-    ip netns exec "$NS_CONC" "$BRAID_BIN" concentrator --config "$LAB_WORK/concentrator.conf" 2>"$LAB_WORK/concentrator.log" &
+    ip netns exec "$NS_CONC" "$BRAID_BIN" concentrator --config "$LAB_WORK/concentrator.conf" --log-level "${BRAID_LOG_LEVEL:-info}" 2>"$LAB_WORK/concentrator.log" &
     LAB_PIDS+=($!)
     LAB_CONC_PID=$!
     wait_for 10 nsx "$NS_CONC" bash -c "ss -Hltn 'sport = :$BRAID_PORT' | grep -q LISTEN" || {
         lab_log "concentrator did not start:"; cat "$LAB_WORK/concentrator.log" >&2; return 1; }
-    ip netns exec "$NS_GW" "$BRAID_BIN" gateway --config "$LAB_WORK/gateway.conf" 2>"$LAB_WORK/gateway.log" &
+    ip netns exec "$NS_GW" "$BRAID_BIN" gateway --config "$LAB_WORK/gateway.conf" --log-level "${BRAID_LOG_LEVEL:-info}" 2>"$LAB_WORK/gateway.log" &
     LAB_PIDS+=($!)
     LAB_GW_PID=$!
     wait_for 10 nsx "$NS_GW" nft list table inet braid || {

@@ -1,6 +1,7 @@
 import BraidConfig
 import BraidCore
 import BraidDataPlane
+import BraidNetlink
 import BraidWire
 import Logging
 
@@ -12,6 +13,7 @@ public final class ConcentratorService {
     private let logger: Logger
     private var group: ReactorGroup?
     private var forwarder: ConvertForwarder?
+    private var previousLimits: (subflows: UInt32, addAddrAccepted: UInt32)?
 
     public init(config: ConcentratorConfig, logger: Logger) {
         self.config = config
@@ -26,6 +28,7 @@ public final class ConcentratorService {
             logger.notice("enabled TCP Fast Open server side", metadata: ["net.ipv4.tcp_fastopen": "\(change.old) -> \(change.new)"])
         }
         let limit = raiseFileLimit()
+        try acceptSubflows()
         let denyList = DenyList(configured: config.denyDestinations)
         let localAddresses = LocalAddresses()
         let listen = Endpoint(address: config.listen, port: config.port)
@@ -52,7 +55,23 @@ public final class ConcentratorService {
             ])
     }
 
+    /// Lets every connection have the kernel's maximum of joined subflows (8). The default, 2,
+    /// is one short of a three-uplink CPE, and a subflow whose gateway address vanished can
+    /// linger here until its RM_ADDR arrives.
+    private func acceptSubflows() throws {
+        let pm = try MPTCPPathManager()
+        let old = try pm.limits()
+        guard old.subflows < 8 else { return }
+        try pm.setLimits(subflows: 8, addAddrAccepted: old.addAddrAccepted)
+        previousLimits = old
+        logger.notice("MPTCP limits set", metadata: ["subflows": "\(old.subflows) -> 8"])
+    }
+
     public func stop() {
+        if let old = previousLimits, let pm = try? MPTCPPathManager() {
+            try? pm.setLimits(subflows: old.subflows, addAddrAccepted: old.addAddrAccepted)
+            previousLimits = nil
+        }
         group?.stop()
         forwarder?.stop()
         group = nil

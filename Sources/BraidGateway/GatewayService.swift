@@ -82,7 +82,7 @@ public final class GatewayService {
         }
     }
 
-    /// Removes the nftables table, listeners, routes, rules and endpoints.
+    /// Removes the nftables table, listeners, routes and rules, and gives MPTCP back its previous path manager.
     public func stop() {
         do { try interception?.remove() } catch { logger.warning("\(error)") }
         interception = nil

@@ -8,11 +8,11 @@ import Glibc
 #endif
 
 /// Keeps the kernel in step with each uplink: a routing table with its default route and a
-/// source rule whenever the link has carrier and an address (so probes can leave through it),
-/// and an MPTCP endpoint only while the uplink is healthy (so the path manager never puts data on
-/// a dead link). `refresh` reads what the kernel says about the link, `apply` makes the kernel
+/// source rule whenever the link has carrier and an address, so probes and subflows can leave
+/// through it. `refresh` reads what the kernel says about the link, `apply` makes the kernel
 /// match; both are idempotent, so a lost netlink event or a route the kernel flushed with a link
-/// is mended by the next pass. Also installs the fwmark rule and local route TPROXY needs.
+/// is mended by the next pass. Also installs the fwmark rule and local route TPROXY needs, and
+/// hands MPTCP subflows to the userspace path manager (SubflowPlanner decides them per connection).
 final class UplinkManager {
     struct Uplink {
         let config: UplinkConfig
@@ -25,7 +25,6 @@ final class UplinkManager {
         var learnedGateway6: IPAddress?
         var routes: Set<RouteTables.Route> = []
         var rules: Set<RouteTables.Rule> = []
-        var endpoints: [IPAddress: UInt8] = [:]
 
         var usable: Bool { config.role != .off && ifindex != nil && carrier && !addresses.isEmpty }
         var name: String { config.name }
@@ -40,11 +39,10 @@ final class UplinkManager {
     private let config: GatewayConfig
     private let logger: Logger
     private let routes: RouteTables
-    private let pathManager: MPTCPPathManager
     private(set) var uplinks: [Uplink]
     private var baseRoutes: [RouteTables.Route] = []
     private var baseRules: [RouteTables.Rule] = []
-    private var previousLimits: (subflows: UInt32, addAddrAccepted: UInt32)?
+    private var previousPathManager: String?
 
     /// Rule priorities: uplink source rules, then the TPROXY mark rule, both ahead of `main` (32766).
     static let sourceRulePriority: UInt32 = 4800
@@ -54,13 +52,12 @@ final class UplinkManager {
         self.config = config
         self.logger = logger
         routes = try RouteTables()
-        pathManager = try MPTCPPathManager()
         uplinks = config.uplinks.enumerated().map { i, u in
             Uplink(config: u, table: u.table ?? config.tableBase + 1 + UInt32(i))
         }
     }
 
-    /// TPROXY's mark rule and local routes, and the path manager's limits.
+    /// TPROXY's mark rule and local routes, and the userspace path manager.
     func installBase() throws {
         let lo = RouteTables.interfaceIndex("lo") ?? 1
         for v6 in [false, true] {
@@ -75,16 +72,10 @@ final class UplinkManager {
             try routes.add(rule)
             baseRules.append(rule)
         }
-        // Endpoints a crashed run left for our uplinks' addresses would shadow ours.
-        let mine = Set(config.uplinks.compactMap { RouteTables.interfaceIndex($0.device) })
-        for stale in try pathManager.endpoints() where mine.contains(stale.ifindex) {
-            try? pathManager.delete(id: stale.id)
-        }
-        previousLimits = try pathManager.limits()
-        let configured = UInt32(config.uplinks.filter { $0.role != .off }.count)
-        let subflows = min(config.maxSubflows, max(configured, 1))
-        try pathManager.setLimits(subflows: subflows, addAddrAccepted: previousLimits?.addAddrAccepted ?? 0)
-        logger.notice("MPTCP limits set", metadata: ["subflows": "\(subflows)"])
+        // Per namespace, for sockets created from now on: set before the first connection.
+        let previous = try MPTCPPathManager.selectPathManager("userspace")
+        previousPathManager = previous
+        logger.notice("MPTCP path manager: userspace (subflows opened by the gateway)", metadata: ["previous": "\(previous)"])
     }
 
     /// Reads the link's state, addresses and learned next hops.
@@ -108,12 +99,11 @@ final class UplinkManager {
         uplinks[i] = u
     }
 
-    /// Makes the kernel match the uplink's desired state; `healthy` is what its probes say.
-    func apply(_ i: Int, healthy: Bool) {
+    /// Makes the kernel match the uplink's desired state.
+    func apply(_ i: Int) {
         let u = uplinks[i]
         var wantRoutes: Set<RouteTables.Route> = []
         var wantRules: Set<RouteTables.Rule> = []
-        var wantEndpoints: Set<IPAddress> = []
         if u.usable, let ifindex = u.ifindex {
             for v6 in [false, true] {
                 let mine = u.addresses.filter { $0.address.isIPv4 != v6 }
@@ -129,31 +119,16 @@ final class UplinkManager {
                         RouteTables.Rule(
                             ipv6: v6, priority: Self.sourceRulePriority, table: u.table,
                             source: IPPrefix(address: p.address, length: v6 ? 128 : 32)!))
-                    if healthy { wantEndpoints.insert(p.address) }
                 }
             }
         }
-        converge(i, routes: wantRoutes, rules: wantRules, endpoints: wantEndpoints)
+        converge(i, routes: wantRoutes, rules: wantRules)
     }
 
     /// Adds and removes what differs between what is installed for the uplink and what is wanted.
-    private func converge(
-        _ i: Int, routes wantRoutes: Set<RouteTables.Route>, rules wantRules: Set<RouteTables.Rule>,
-        endpoints wantEndpoints: Set<IPAddress>
-    ) {
+    private func converge(_ i: Int, routes wantRoutes: Set<RouteTables.Route>, rules wantRules: Set<RouteTables.Rule>) {
         var u = uplinks[i]
         defer { uplinks[i] = u }
-        // Endpoints first when withdrawing, so no subflow is left on a route about to vanish.
-        for (address, id) in u.endpoints where !wantEndpoints.contains(address) {
-            do {
-                try pathManager.delete(id: id)
-                logger.notice("endpoint withdrawn", metadata: ["uplink": "\(u.name)", "address": "\(address)", "endpoint": "\(id)"])
-            } catch let e as NetlinkError where e.errno == ENOENT || e.errno == EINVAL {
-            } catch {
-                logger.warning("\(error)")
-            }
-            u.endpoints[address] = nil
-        }
         for rule in u.rules.subtracting(wantRules) {
             try? routes.delete(rule)
             u.rules.remove(rule)
@@ -180,27 +155,11 @@ final class UplinkManager {
                 logger.warning("cannot install uplink rule", metadata: ["uplink": "\(u.name)", "error": "\(error)"])
             }
         }
-        for address in wantEndpoints where u.endpoints[address] == nil {
-            var flags: MPTCPPathManager.Flags = [.subflow]
-            if u.config.role == .backup { flags.insert(.backup) }
-            do {
-                let id = try pathManager.add(address: address, flags: flags, ifindex: u.ifindex ?? 0)
-                u.endpoints[address] = id
-                logger.notice(
-                    "endpoint installed",
-                    metadata: [
-                        "uplink": "\(u.name)", "device": "\(u.config.device)", "address": "\(address)",
-                        "table": "\(u.table)", "endpoint": "\(id)", "role": "\(u.config.role)",
-                    ])
-            } catch {
-                logger.warning("cannot install MPTCP endpoint", metadata: ["uplink": "\(u.name)", "error": "\(error)"])
-            }
-        }
     }
 
-    /// Removes everything installed, endpoints first; keeps going past failures.
+    /// Removes everything installed; keeps going past failures.
     func remove() {
-        for i in uplinks.indices { converge(i, routes: [], rules: [], endpoints: []) }
+        for i in uplinks.indices { converge(i, routes: [], rules: []) }
         for rule in baseRules.reversed() {
             do { try routes.delete(rule) } catch { logger.warning("\(error)") }
         }
@@ -209,9 +168,9 @@ final class UplinkManager {
             do { try routes.delete(route) } catch { logger.warning("\(error)") }
         }
         baseRoutes = []
-        if let l = previousLimits {
-            try? pathManager.setLimits(subflows: l.subflows, addAddrAccepted: l.addAddrAccepted)
-            previousLimits = nil
+        if let previous = previousPathManager {
+            do { _ = try MPTCPPathManager.selectPathManager(previous) } catch { logger.warning("\(error)") }
+            previousPathManager = nil
         }
     }
 }

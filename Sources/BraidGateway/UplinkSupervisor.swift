@@ -10,13 +10,19 @@ import Glibc
 
 /// The gateway's control loop, on its own reactor thread: watches rtnetlink, probes every uplink
 /// end to end, decides which uplinks are up, and has the UplinkManager make the kernel follow.
-/// Publishes the preferred source address for new connections' first subflow.
+/// Publishes the preferred source address for new connections' first subflow, and is the
+/// userspace MPTCP path manager: follows the kernel's connection events and opens, closes and
+/// prioritises each connection's subflows as SubflowPlanner decides.
 final class UplinkSupervisor {
     private let config: GatewayConfig
     private let logger: Logger
     private let manager: UplinkManager
     private let reactor: Reactor
     private let monitor: LinkMonitor
+    private let mptcpEvents: MPTCPEventMonitor
+    private let pathManager: MPTCPPathManager
+    private var planner: SubflowPlanner
+    private var replanScheduled = false
     private var health: [UplinkHealth]
     private var probes: [EchoProbe?]
     private var probeSource: [IPAddress?]
@@ -32,6 +38,9 @@ final class UplinkSupervisor {
         self.reactor = reactor
         self.logger = logger
         monitor = try LinkMonitor()
+        mptcpEvents = try MPTCPEventMonitor()
+        pathManager = try MPTCPPathManager()
+        planner = SubflowPlanner(server: config.server, maxSubflows: Int(config.maxSubflows) + 1)
         let now = monotonicNanos()
         health = config.uplinks.map { _ in
             UplinkHealth(downAfterNanos: UInt64(config.downAfter) * 1_000_000, upAfter: Int(config.upAfter), now: now)
@@ -44,17 +53,22 @@ final class UplinkSupervisor {
     /// the reactor thread.
     func start() throws {
         try reactor.register(monitor.fd, events: Reactor.readable, handler: ReactorCallback { [weak self] _, _ in self?.netlinkReadable() })
+        try reactor.register(
+            mptcpEvents.fd, events: Reactor.readable, handler: ReactorCallback { [weak self] _, _ in self?.mptcpReadable() })
         for i in manager.uplinks.indices { update(i) }
         publishSource()
         scheduleProbeTick()
         scheduleSweep()
+        scheduleSubflowTick()
     }
 
     func stop() {
         stopped = true
         for p in probes { p?.close() }
         probes = probes.map { _ in nil }
-        reactor.close(monitor.fd)
+        // The netlink sockets close their descriptors themselves.
+        reactor.deregister(monitor.fd)
+        reactor.deregister(mptcpEvents.fd)
     }
 
     // MARK: events
@@ -124,7 +138,8 @@ final class UplinkSupervisor {
                 }
             }
         }
-        manager.apply(i, healthy: health[i].state == .up)
+        manager.apply(i)
+        replan()
     }
 
     private func replied(_ i: Int, seq: UInt16, rtt: UInt64) {
@@ -144,8 +159,78 @@ final class UplinkSupervisor {
                     "rtt_ms": "\(fixed(Double(health[i].rttNanos ?? 0) / 1e6, 2))",
                 ])
         }
-        manager.apply(i, healthy: health[i].state == .up)
+        manager.apply(i)
         publishSource()
+        replan()
+    }
+
+    // MARK: subflows
+
+    private func mptcpReadable() {
+        for e in mptcpEvents.drain() {
+            switch e {
+            case .overrun:
+                logger.warning("MPTCP events lost; asking again for every missing subflow")
+                planner.forgetAttempts()
+            case .mptcp(let event):
+                logger.trace("mptcp event", metadata: ["event": "\(event)"])
+                if event.kind == .subflowClosed, let error = event.error, error != 0 {
+                    logger.debug("subflow closed", metadata: ["event": "\(event)"])
+                }
+                planner.handle(event)
+            }
+        }
+        replan()
+    }
+
+    /// The uplink addresses that can carry subflows to the concentrator, healthy or not.
+    private func paths() -> [SubflowPlanner.Path] {
+        manager.uplinks.enumerated().compactMap { i, u in
+            guard u.config.role != .off, u.usable, let address = u.address(sameFamilyAs: config.server) else { return nil }
+            return SubflowPlanner.Path(
+                address: address, ifindex: u.ifindex ?? 0, backup: u.config.role == .backup,
+                healthy: health[i].state == .up)
+        }
+    }
+
+    private func replan() {
+        let actions = planner.plan(paths: paths(), now: monotonicNanos())
+        for action in actions {
+            do {
+                switch action {
+                case .create(let token, let local, let id, let backup, let ifindex, let remote):
+                    try pathManager.createSubflow(
+                        token: token, local: local, localID: id, backup: backup, ifindex: ifindex, remote: remote)
+                    logger.debug("subflow requested", metadata: ["token": "\(token)", "local": "\(local)", "id": "\(id)"])
+                case .remove(let token, let id, let s):
+                    do {
+                        try pathManager.removeAddress(token: token, localID: id)
+                    } catch let e as NetlinkError where e.errno == EINVAL || e.errno == ENOENT {
+                        // The kernel does not know the id for this address (a subflow it opened
+                        // itself): close just the subflow.
+                        try pathManager.destroySubflow(token: token, local: s.local, remote: s.remote)
+                    }
+                    logger.info(
+                        "subflow closed on a down uplink", metadata: ["token": "\(token)", "local": "\(s.local)", "id": "\(id)"])
+                case .setBackup(let token, let s, let backup):
+                    try pathManager.setBackup(token: token, local: s.local, remote: s.remote, backup: backup)
+                }
+            } catch let e as NetlinkError where e.errno == ENOENT || e.errno == EINVAL || e.errno == ESRCH {
+                // The connection or subflow is already gone; its event is on its way.
+                logger.debug("\(e)")
+            } catch {
+                logger.info("\(error)")
+            }
+        }
+    }
+
+    /// Retries subflows that failed or were never answered, once a second.
+    private func scheduleSubflowTick() {
+        reactor.schedule(afterNanos: planner.retryNanos) { [weak self] in
+            guard let self, !self.stopped else { return }
+            self.replan()
+            self.scheduleSubflowTick()
+        }
     }
 
     // MARK: timers
@@ -203,7 +288,7 @@ final class UplinkSupervisor {
         let now = monotonicNanos()
         let wall = Double(wallClockMillis()) / 1000
         var lines: [String] = []
-        let subflows = SubflowCount.read(port: config.port, server: config.server)
+        let subflows = planner.subflowsByAddress
         for (i, u) in manager.uplinks.enumerated() {
             let h = health[i]
             let state = u.config.role == .off ? "off" : h.state.rawValue
@@ -218,7 +303,7 @@ final class UplinkSupervisor {
                 """
                 {"name":"\(u.name)","device":"\(u.config.device)","role":"\(u.config.role)","state":"\(state)",\
                 "since":\(fixed(since, 3)),"carrier":\(u.carrier),"addresses":[\(addresses)],\
-                "rtt_ms":\(rtt),"loss":\(loss),"subflows":\(count),"endpoints":\(u.endpoints.count),\
+                "rtt_ms":\(rtt),"loss":\(loss),"subflows":\(count),\
                 "tx_bytes":\(tx),"rx_bytes":\(rx)}
                 """)
         }
@@ -242,46 +327,6 @@ public final class PreferredSource {
 
     func set(_ a: IPAddress?) { lock.withLock { address = a } }
     public func get() -> IPAddress? { lock.withLock { address } }
-}
-
-/// Established TCP subflows towards the concentrator, by local address, from /proc/net/tcp and
-/// tcp6 (MPTCP subflows are ordinary TCP sockets there). Read only when `braid status` asks.
-enum SubflowCount {
-    static func read(port: UInt16, server: IPAddress) -> [IPAddress: Int] {
-        var out: [IPAddress: Int] = [:]
-        let hex = String(port, radix: 16, uppercase: true)
-        let portHex = String(repeating: "0", count: 4 - hex.count) + hex
-        for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
-            guard let f = fopen(file, "r") else { continue }
-            defer { fclose(f) }
-            var line = [CChar](repeating: 0, count: 512)
-            while fgets(&line, 512, f) != nil {
-                let fields = String(cString: line).split(separator: " ")
-                guard fields.count > 3, fields[3] == "01" else { continue }  // ESTABLISHED
-                let local = fields[1].split(separator: ":")
-                let remote = fields[2].split(separator: ":")
-                guard local.count == 2, remote.count == 2, remote[1] == portHex else { continue }
-                guard let l = procAddress(local[0]), let r = procAddress(remote[0]), r == server else { continue }
-                out[l, default: 0] += 1
-            }
-        }
-        return out
-    }
-
-    /// /proc/net/tcp prints addresses as the in-memory words in hex (little-endian 32-bit groups).
-    static func procAddress(_ hex: Substring) -> IPAddress? {
-        var bytes: [UInt8] = []
-        var i = hex.startIndex
-        while i < hex.endIndex {
-            let j = hex.index(i, offsetBy: 8, limitedBy: hex.endIndex) ?? hex.endIndex
-            guard let word = UInt32(hex[i..<j], radix: 16) else { return nil }
-            bytes += [UInt8(word & 0xff), UInt8((word >> 8) & 0xff), UInt8((word >> 16) & 0xff), UInt8(word >> 24)]
-            i = j
-        }
-        guard let a = IPAddress(bytes: bytes) else { return nil }
-        if case .v6(let b) = a, let mapped = IPAddress(mappedIPv6Bytes: b) { return mapped }
-        return a
-    }
 }
 
 /// `x` with `digits` decimals, without Foundation.

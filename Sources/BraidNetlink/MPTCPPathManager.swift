@@ -35,22 +35,7 @@ public final class MPTCPPathManager {
     }
 
     private static func resolveFamily(_ socket: NetlinkSocket, name: String) throws -> UInt16 {
-        let m = NetlinkSocket.Message(type: UInt16(GENL_ID_CTRL), flags: 0)
-        let g = m.putExtraHeader(genlmsghdr.self)
-        g.pointee.cmd = UInt8(CTRL_CMD_GETFAMILY)
-        g.pointee.version = 1
-        m.put(Int(CTRL_ATTR_FAMILY_NAME), string: name)
-        var id: UInt16? = nil
-        do {
-            try socket.dumpOne(m, operation: "resolve generic netlink family \(name)") { h in
-                for a in NetlinkSocket.attributes(h, extraHeaderSize: MemoryLayout<genlmsghdr>.size)
-                where a.type == UInt16(CTRL_ATTR_FAMILY_ID) {
-                    id = a.payload.loadUnaligned(as: UInt16.self)
-                }
-            }
-        }
-        guard let id else { throw NetlinkError("resolve \(name): kernel without MPTCP", errno: ENOENT) }
-        return id
+        try socket.genericFamily(name).id
     }
 
     private func message(_ cmd: Int) -> NetlinkSocket.Message {
@@ -133,4 +118,96 @@ public final class MPTCPPathManager {
         }
         return result
     }
+
+    // MARK: - userspace path manager (per connection, by token)
+
+    /// Opens a subflow of connection `token` from `local` (with the per-connection address id
+    /// `localID`, never 0) to `remote`. The kernel starts the TCP handshake and returns;
+    /// MPTCP_EVENT_SUB_ESTABLISHED or SUB_CLOSED tells how it ended.
+    public func createSubflow(
+        token: UInt32, local: IPAddress, localID: UInt8, backup: Bool, ifindex: UInt32, remote: BraidCore.Endpoint
+    ) throws {
+        let m = message(Int(MPTCP_PM_CMD_SUBFLOW_CREATE))
+        m.put(Int(MPTCP_PM_ATTR_TOKEN), u32: token)
+        m.nest(Int(MPTCP_PM_ATTR_ADDR)) {
+            Self.putAddress(m, local, port: nil)
+            m.put(Int(MPTCP_PM_ADDR_ATTR_ID), u8: localID)
+            m.put(Int(MPTCP_PM_ADDR_ATTR_FLAGS), u32: backup ? Flags.backup.rawValue : 0)
+            if ifindex != 0 { m.put(Int(MPTCP_PM_ADDR_ATTR_IF_IDX), u32: ifindex) }
+        }
+        m.nest(Int(MPTCP_PM_ATTR_ADDR_REMOTE)) { Self.putAddress(m, remote.address, port: remote.port) }
+        try socket.request(m, operation: "create subflow \(local) -> \(remote) of MPTCP connection \(hex(token))")
+    }
+
+    /// Closes one subflow of connection `token`; its unacknowledged data is sent again on the others.
+    public func destroySubflow(token: UInt32, local: BraidCore.Endpoint, remote: BraidCore.Endpoint) throws {
+        let m = message(Int(MPTCP_PM_CMD_SUBFLOW_DESTROY))
+        m.put(Int(MPTCP_PM_ATTR_TOKEN), u32: token)
+        m.nest(Int(MPTCP_PM_ATTR_ADDR)) { Self.putAddress(m, local.address, port: local.port) }
+        m.nest(Int(MPTCP_PM_ATTR_ADDR_REMOTE)) { Self.putAddress(m, remote.address, port: remote.port) }
+        try socket.request(m, operation: "destroy subflow \(local) -> \(remote) of MPTCP connection \(hex(token))")
+    }
+
+    /// Withdraws local address `localID` from connection `token`: the kernel closes every
+    /// subflow using it and tells the peer (RM_ADDR, RFC 8684 section 3.4.2), so the peer closes
+    /// its side too even when the address is gone and no packet can leave from it any more.
+    public func removeAddress(token: UInt32, localID: UInt8) throws {
+        let m = message(Int(MPTCP_PM_CMD_REMOVE))
+        m.put(Int(MPTCP_PM_ATTR_TOKEN), u32: token)
+        m.put(Int(MPTCP_PM_ATTR_LOC_ID), u8: localID)
+        try socket.request(m, operation: "remove address id \(localID) from MPTCP connection \(hex(token))")
+    }
+
+    /// Marks one subflow of connection `token` as backup or not (MP_PRIO, RFC 8684 section 3.3.8):
+    /// both ends then send on it only while no non-backup subflow can.
+    public func setBackup(token: UInt32, local: BraidCore.Endpoint, remote: BraidCore.Endpoint, backup: Bool) throws {
+        let m = message(Int(MPTCP_PM_CMD_SET_FLAGS))
+        m.put(Int(MPTCP_PM_ATTR_TOKEN), u32: token)
+        m.nest(Int(MPTCP_PM_ATTR_ADDR)) {
+            Self.putAddress(m, local.address, port: local.port)
+            m.put(Int(MPTCP_PM_ADDR_ATTR_FLAGS), u32: backup ? Flags.backup.rawValue : 0)
+        }
+        m.nest(Int(MPTCP_PM_ATTR_ADDR_REMOTE)) { Self.putAddress(m, remote.address, port: remote.port) }
+        try socket.request(
+            m, operation: "set subflow \(local) -> \(remote) of MPTCP connection \(hex(token)) \(backup ? "backup" : "active")")
+    }
+
+    /// Family, address and (host-order, as the kernel expects it here) port of an address nest.
+    private static func putAddress(_ m: NetlinkSocket.Message, _ address: IPAddress, port: UInt16?) {
+        m.put(Int(MPTCP_PM_ADDR_ATTR_FAMILY), u16: UInt16(address.isIPv4 ? AF_INET : AF_INET6))
+        m.put(Int(address.isIPv4 ? MPTCP_PM_ADDR_ATTR_ADDR4 : MPTCP_PM_ADDR_ATTR_ADDR6), bytes: address.bytes)
+        if let port { m.put(Int(MPTCP_PM_ADDR_ATTR_PORT), u16: port) }
+    }
+
+    /// Chooses the network namespace's path manager for MPTCP sockets created from now on:
+    /// `userspace` (this daemon opens and closes subflows per connection) or `kernel`. Returns
+    /// the previous choice, to put back at exit. Linux 6.15 renamed `pm_type` (0/1) to
+    /// `path_manager`; both are tried.
+    public static func selectPathManager(_ name: String) throws -> String {
+        let path = "/proc/sys/net/mptcp/path_manager"
+        if let old = readFirstLine(path) {
+            if old != name { try writeSysctl(path, name) }
+            return old
+        }
+        let legacy = "/proc/sys/net/mptcp/pm_type"
+        guard let old = readFirstLine(legacy) else {
+            throw NetlinkError("select MPTCP path manager \(name): neither \(path) nor \(legacy)", errno: ENOENT)
+        }
+        let wanted = name == "userspace" ? "1" : "0"
+        if old != wanted { try writeSysctl(legacy, wanted) }
+        return old == "1" ? "userspace" : "kernel"
+    }
+
+    private static func writeSysctl(_ path: String, _ value: String) throws {
+        let fd = open(path, O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw NetlinkError("open \(path)", errno: errno) }
+        defer { close(fd) }
+        let bytes = Array((value + "\n").utf8)
+        guard write(fd, bytes, bytes.count) == bytes.count else { throw NetlinkError("write \(value) to \(path)", errno: errno) }
+    }
+}
+
+func hex(_ token: UInt32) -> String {
+    let s = String(token, radix: 16)
+    return String(repeating: "0", count: 8 - s.count) + s
 }

@@ -135,6 +135,49 @@ final class NetlinkSocket {
         }
     }
 
+    /// Joins a multicast group and returns the socket's descriptor, to read its events from.
+    func join(group: UInt32, operation: String) throws -> Int32 {
+        var g = group
+        guard mnl_socket_setsockopt(socket, NETLINK_ADD_MEMBERSHIP, &g, socklen_t(MemoryLayout<UInt32>.size)) == 0 else {
+            throw NetlinkError(operation, errno: errno)
+        }
+        return mnl_socket_get_fd(socket)
+    }
+
+    /// A generic netlink family's id and its multicast groups by name (CTRL_CMD_GETFAMILY).
+    func genericFamily(_ name: String) throws -> (id: UInt16, groups: [String: UInt32]) {
+        let m = Message(type: UInt16(GENL_ID_CTRL), flags: 0)
+        let g = m.putExtraHeader(genlmsghdr.self)
+        g.pointee.cmd = UInt8(CTRL_CMD_GETFAMILY)
+        g.pointee.version = 1
+        m.put(Int(CTRL_ATTR_FAMILY_NAME), string: name)
+        var id: UInt16?
+        var groups: [String: UInt32] = [:]
+        try dumpOne(m, operation: "resolve generic netlink family \(name)") { h in
+            for a in Self.attributes(h, extraHeaderSize: MemoryLayout<genlmsghdr>.size) {
+                switch Int32(a.type) {
+                case Int32(CTRL_ATTR_FAMILY_ID):
+                    id = a.payload.loadUnaligned(as: UInt16.self)
+                case Int32(CTRL_ATTR_MCAST_GROUPS):
+                    for group in Self.attributes(nestedIn: a) {
+                        var groupName: String?
+                        var groupID: UInt32?
+                        for field in Self.attributes(nestedIn: group) {
+                            if field.type == UInt16(CTRL_ATTR_MCAST_GRP_NAME) {
+                                groupName = String(decoding: field.bytes.prefix { $0 != 0 }, as: UTF8.self)
+                            }
+                            if field.type == UInt16(CTRL_ATTR_MCAST_GRP_ID) { groupID = field.u32 }
+                        }
+                        if let groupName, let groupID { groups[groupName] = groupID }
+                    }
+                default: break
+                }
+            }
+        }
+        guard let id else { throw NetlinkError("resolve \(name): kernel without it", errno: ENOENT) }
+        return (id, groups)
+    }
+
     /// Attributes of `header` after a family header of `extraHeaderSize` bytes.
     static func attributes(_ header: UnsafePointer<nlmsghdr>, extraHeaderSize: Int) -> [NetlinkAttribute] {
         let start = mnl_nlmsg_get_payload_offset(header, extraHeaderSize)!

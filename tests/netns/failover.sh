@@ -42,7 +42,7 @@ start_lab() {
     kill -TERM "$LAB_GW_PID"
     wait_for 10 bash -c "! kill -0 $LAB_GW_PID"
     sed -i "s|^config gateway 'main'|config gateway 'main'\n\toption status_socket '$STATUS_SOCK'|" "$LAB_WORK/gateway.conf"
-    ip netns exec "$NS_GW" "$BRAID_BIN" gateway --config "$LAB_WORK/gateway.conf" 2>>"$LAB_WORK/gateway.log" &
+    ip netns exec "$NS_GW" "$BRAID_BIN" gateway --config "$LAB_WORK/gateway.conf" --log-level "${BRAID_LOG_LEVEL:-info}" 2>>"$LAB_WORK/gateway.log" &
     LAB_PIDS+=($!)
     LAB_GW_PID=$!
     wait_for 10 test -S "$STATUS_SOCK"

@@ -3,13 +3,18 @@
 # Results: `pass LABEL`, `fail LABEL [DETAIL...]`, and `finish` prints "N passed, N failed" and
 # returns non-zero on any failure. Prerequisites: `need_cmd TOOL...` and `need WHAT CHECK...`
 # collect what is missing, `check_prerequisites` fails the suite (never skips it) if anything is.
-# The lab is torn down on exit, whatever happens.
+# The lab is torn down on exit, whatever happens. BRAID_TEST_LOGS=DIR keeps the daemons' logs
+# there (BRAID_LOG_LEVEL=debug makes them say more).
 
 PASSED=0
 FAILED=0
 MISSING=()
 
-cleanup() { lab_down; rm -rf "$LAB_WORK"; }
+cleanup() {
+    lab_down
+    if [[ -n ${BRAID_TEST_LOGS:-} ]]; then mkdir -p "$BRAID_TEST_LOGS" && cp "$LAB_WORK"/*.log "$BRAID_TEST_LOGS"/ 2>/dev/null; fi
+    rm -rf "$LAB_WORK"
+}
 trap cleanup EXIT INT TERM
 
 pass() { PASSED=$((PASSED + 1)); printf 'ok   %s\n' "$1"; }
