@@ -268,6 +268,12 @@ extension ConfigSchema {
             }
             guard schema.role == role else { continue }
             var validated = ValidatedSection(schema: schema, section: section)
+            if schema.count == .one, result.sections.contains(where: { $0.schema.type == schema.type }) {
+                result.errors.append(
+                    ConfigError(
+                        file: package.file, line: section.line, section: section.label,
+                        "more than one 'config \(schema.type)' section"))
+            }
             if schema.named && section.name == nil {
                 result.errors.append(
                     ConfigError(
@@ -292,12 +298,6 @@ extension ConfigSchema {
                 if found.isEmpty {
                     result.errors.append(ConfigError(file: package.file, line: 0, "no 'config \(schema.type)' section"))
                 }
-                for extra in found.dropFirst() {
-                    result.errors.append(
-                        ConfigError(
-                            file: package.file, line: extra.section.line, section: extra.label,
-                            "more than one 'config \(schema.type)' section"))
-                }
             case .many:
                 var seen: Set<String> = []
                 for s in found {
@@ -321,8 +321,12 @@ extension ConfigSchema {
                         file: file, line: s.section.line, section: s.label, option: option.name,
                         option.kind == .list ? "required list is not set" : "required option is not set"))
             } else if let d = option.defaultValue {
-                // The schema's own defaults are checked by a unit test, so they always parse.
-                if let v = try? Self.parse(d, as: option.type) { s.set(option.name, [v]) }
+                // A unit test parses every default; one that does not is a bug in the schema, not in the file.
+                do {
+                    s.set(option.name, [try Self.parse(d, as: option.type)])
+                } catch {
+                    preconditionFailure("default of \(s.schema.type).\(option.name) (\(d)): \(error.message)")
+                }
             }
             return
         }
@@ -391,7 +395,12 @@ extension ConfigSchema {
             }
             return .number(n)
         case .seconds(let range, let whole):
-            let s = whole ? decimal(text).map(Double.init) : decimalFraction(text)
+            let s: Double?
+            if whole {
+                s = decimal(text).map { Double($0) }
+            } else {
+                s = decimalFraction(text)
+            }
             guard let s, range.contains(s) else {
                 throw bad("must be \(whole ? "whole " : "")seconds from \(show(range.lowerBound)) to \(show(range.upperBound))")
             }
