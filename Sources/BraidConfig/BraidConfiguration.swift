@@ -211,7 +211,8 @@ public struct BraidConfigReader {
         for u in p.sections(ofType: "uplink") {
             config.uplinks.append(
                 UplinkConfig(
-                    name: u.label, device: u.text("device") ?? "", role: u.text("role").flatMap(UplinkRole.init) ?? .off,
+                    name: u.label, device: u.text("device") ?? "",
+                    role: u.text("role").flatMap(UplinkRole.init) ?? .off,
                     gateway: u.address("gateway"), table: u.number("table").map { UInt32(truncatingIfNeeded: $0) }))
         }
         checkUplinks(p.sections(ofType: "uplink"), tableBase: g.number("table_base"), &p)
@@ -234,7 +235,8 @@ public struct BraidConfigReader {
                 continue
             }
             if (253...255).contains(table) {
-                p.error(u, "table", "is one of the kernel's tables (253 default, 254 main, 255 local)", value: "\(table)")
+                p.error(
+                    u, "table", "is one of the kernel's tables (253 default, 254 main, 255 local)", value: "\(table)")
             } else if table == tableBase {
                 p.error(u, "table", "is table_base, the TPROXY table", value: "\(table)")
             } else if table > UInt32.max {

@@ -44,7 +44,8 @@ extension ConfigSchema {
                     doc: "Additional MPTCP subflows per connection (the kernel allows at most 8)."),
                 OptionSchema(
                     "fastopen", .boolean, default: "0",
-                    doc: "Send the Convert message in the SYN (TCP Fast Open); off: see the README's \"Known limits\"."),
+                    doc: "Send the Convert message in the SYN (TCP Fast Open); off: see the README's "
+                        + "\"Known limits\"."),
                 OptionSchema(
                     "probe_interval", .milliseconds(20...60_000), default: "200",
                     doc: "Milliseconds between two end-to-end probes of each uplink (ICMP echo to the concentrator)."),
@@ -133,7 +134,8 @@ extension ConfigSchema {
                     "class", .reference("class"), required: true, example: "standard",
                     doc: "Service class: the name of a `config class` section."),
                 OptionSchema(
-                    "enabled", .boolean, default: "1", doc: "0 refuses this subscriber's control and data connections."),
+                    "enabled", .boolean, default: "1",
+                    doc: "0 refuses this subscriber's control and data connections."),
             ]),
     ])
 }

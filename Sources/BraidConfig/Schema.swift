@@ -228,8 +228,9 @@ public struct ValidatedSection: Sendable {
 
 extension ConfigError {
     /// An error about a section or one of its options: `FILE:LINE: section.option: message (value)`.
-    public init(file: String, line: Int, section: String, option: String? = nil, _ message: String, value: String? = nil)
-    {
+    public init(
+        file: String, line: Int, section: String, option: String? = nil, _ message: String, value: String? = nil
+    ) {
         let place = option.map { "\(section).\($0)" } ?? section
         let shown = value.map { " (\($0))" } ?? ""
         self.init(file: file, line: line, "\(place): \(message)\(shown)")
@@ -308,12 +309,15 @@ extension ConfigSchema {
             }
         }
         checkReferences(&result)
-        result.errors = result.errors.enumerated().sorted { ($0.element.line, $0.offset) < ($1.element.line, $1.offset) }
-            .map(\.element)
+        result.errors = result.errors.enumerated().sorted {
+            ($0.element.line, $0.offset) < ($1.element.line, $1.offset)
+        }
+        .map(\.element)
         return result
     }
 
-    private func check(_ option: OptionSchema, in s: inout ValidatedSection, errors: inout [ConfigError], file: String) {
+    private func check(_ option: OptionSchema, in s: inout ValidatedSection, errors: inout [ConfigError], file: String)
+    {
         guard let written = s.section.option(option.name) else {
             if option.required {
                 errors.append(
@@ -402,7 +406,10 @@ extension ConfigSchema {
                 s = decimalFraction(text)
             }
             guard let s, range.contains(s) else {
-                throw bad("must be \(whole ? "whole " : "")seconds from \(show(range.lowerBound)) to \(show(range.upperBound))")
+                throw bad(
+                    "must be \(whole ? "whole " : "")seconds from \(show(range.lowerBound)) to "
+                        + show(range.upperBound)
+                )
             }
             return .seconds(s)
         case .boolean:

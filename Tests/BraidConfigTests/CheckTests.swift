@@ -69,7 +69,8 @@ final class CheckTests: XCTestCase {
                 ["braid.conf:3: @tunnel[0]: unknown section type (tunnel)"]
             ),
             (
-                "missing required option", gateway.replacingOccurrences(of: "\toption server '198.18.10.2'\n", with: ""),
+                "missing required option",
+                gateway.replacingOccurrences(of: "\toption server '198.18.10.2'\n", with: ""),
                 ["braid.conf:1: main.server: required option is not set"]
             ),
             (
@@ -135,7 +136,8 @@ final class CheckTests: XCTestCase {
                 ["braid.conf:7: @uplink[0].role: must be active, backup or off (primary)"]
             ),
             (
-                "uplink in a kernel table", gateway + "config uplink 'dsl'\n\toption device 'wan0'\n\toption table '254'\n",
+                "uplink in a kernel table",
+                gateway + "config uplink 'dsl'\n\toption device 'wan0'\n\toption table '254'\n",
                 ["braid.conf:7: dsl.table: is one of the kernel's tables (253 default, 254 main, 255 local) (254)"]
             ),
             (
@@ -162,7 +164,8 @@ final class CheckTests: XCTestCase {
                 ["braid.conf:5: main.fwmark: must be a 32-bit mark, decimal or 0x hexadecimal (0xbraid)"]
             ),
             (
-                "status socket too long", gateway + "\toption status_socket '/run/" + String(repeating: "s", count: 103) + "'\n",
+                "status socket too long",
+                gateway + "\toption status_socket '/run/" + String(repeating: "s", count: 103) + "'\n",
                 [
                     "braid.conf:5: main.status_socket: must be an absolute path of at most 107 bytes (/run/"
                         + String(repeating: "s", count: 103) + ")"
@@ -253,8 +256,9 @@ final class CheckTests: XCTestCase {
     }
 
     func testRates() throws {
-        for (text, bits) in [("0", 0), ("64000", 64_000), ("1500k", 1_500_000), ("50M", 50_000_000), ("2G", 2_000_000_000)]
-        {
+        for (text, bits) in [
+            ("0", 0), ("64000", 64_000), ("1500k", 1_500_000), ("50M", 50_000_000), ("2G", 2_000_000_000),
+        ] {
             XCTAssertEqual(try ConfigSchema.parse(text, as: .rate), .number(UInt64(bits)), text)
         }
         for text in ["", "M", "50m", "1.5M", "-1", "50 M", "50T"] {
