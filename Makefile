@@ -1,7 +1,7 @@
 # braid: `make lab` runs the demo lab, `make test` runs every test (needs root, Linux with MPTCP).
 SWIFT ?= swift
 
-.PHONY: build release test unit netns lab lab-unshaped bench clean
+.PHONY: build release test unit netns lab lab-unshaped bench clean config
 
 build:
 	$(SWIFT) build
@@ -23,6 +23,13 @@ netns: build
 	exit $$status
 
 test: unit netns
+
+# Config/ and docs/configuration.md are rendered from the configuration schema; a unit test fails when
+# they are not current.
+config: build
+	.build/debug/braid config defaults gateway > Config/gateway.conf
+	.build/debug/braid config defaults concentrator > Config/concentrator.conf
+	mkdir -p docs && .build/debug/braid config docs > docs/configuration.md
 
 lab: release
 	bash lab/run.sh

@@ -17,6 +17,59 @@ public struct UplinkConfig: Equatable, Sendable {
     public var table: UInt32?
 }
 
+/// Certificate files of the TLS control channel (PEM). Either all of ca, cert and key are configured or none.
+public struct TLSFiles: Equatable, Sendable {
+    /// CA certificates the peer's certificate must chain to.
+    public var ca: String
+    /// This end's certificate.
+    public var cert: String
+    /// This end's private key.
+    public var key: String
+    /// Certificate revocation list checked for the peer; the concentrator's only.
+    public var crl: String?
+
+    public init(ca: String, cert: String, key: String, crl: String? = nil) {
+        self.ca = ca
+        self.cert = cert
+        self.key = key
+        self.crl = crl
+    }
+}
+
+/// `config class NAME`: an operator's plan, limits applied to each subscriber in it.
+public struct ServiceClass: Equatable, Sendable {
+    public var name: String
+    /// Bits per second towards the subscriber; 0 is unlimited.
+    public var rateDown: UInt64
+    /// Bits per second from the subscriber; 0 is unlimited.
+    public var rateUp: UInt64
+    /// Open data connections per subscriber; 0 is unlimited.
+    public var maxSessions: UInt32
+
+    public init(name: String, rateDown: UInt64 = 0, rateUp: UInt64 = 0, maxSessions: UInt32 = 0) {
+        self.name = name
+        self.rateDown = rateDown
+        self.rateUp = rateUp
+        self.maxSessions = maxSessions
+    }
+}
+
+/// `config subscriber NAME`: a gateway known by its certificate's subject common name.
+public struct Subscriber: Equatable, Sendable {
+    /// The certificate's subject common name (the section name).
+    public var name: String
+    /// Name of a `ServiceClass`; the reader checks that it exists.
+    public var serviceClass: String
+    /// false refuses the subscriber's control and data connections.
+    public var enabled: Bool
+
+    public init(name: String, serviceClass: String, enabled: Bool = true) {
+        self.name = name
+        self.serviceClass = serviceClass
+        self.enabled = enabled
+    }
+}
+
 /// `config gateway` section.
 public struct GatewayConfig: Equatable, Sendable {
     public var server: IPAddress
@@ -44,9 +97,15 @@ public struct GatewayConfig: Equatable, Sendable {
     public var upAfter: UInt32 = 3
     /// Unix socket where `braid status` asks the running gateway.
     public var statusSocket: String = "/run/braid/gateway.sock"
+    /// The concentrator's TLS control port.
+    public var controlPort: UInt16 = 4803
+    /// Certificate files of the control channel; nil when not configured.
+    public var tls: TLSFiles? = nil
+    /// Name the concentrator's certificate must carry; the reader fills in the server address text when unset.
+    public var serverName: String = ""
 }
 
-/// `config concentrator` section.
+/// `config concentrator` section, with the service classes and subscribers it enforces.
 public struct ConcentratorConfig: Equatable, Sendable {
     public var listen: IPAddress
     public var port: UInt16
@@ -54,15 +113,24 @@ public struct ConcentratorConfig: Equatable, Sendable {
     public var denyDestinations: [IPPrefix]
     /// Seconds a client may take to send its whole Convert message.
     public var handshakeTimeout: Double
+    /// TLS control port.
+    public var controlPort: UInt16 = 4803
+    /// Certificate files of the control channel, with an optional revocation list; nil when not configured.
+    public var tls: TLSFiles? = nil
+    /// Seconds a session key handed out over the control channel stays valid.
+    public var sessionLifetime: UInt32 = 3600
+    public var classes: [ServiceClass] = []
+    public var subscribers: [Subscriber] = []
 }
 
-/// Reads typed role configurations from a UCI package, collecting every error.
+/// Reads typed role configurations from a UCI package through `ConfigSchema.braid`, collecting every error.
 public struct BraidConfigReader {
     public let package: UCIPackage
-    private var errors: [ConfigError] = []
+    public let schema: ConfigSchema
 
-    public init(package: UCIPackage) {
+    public init(package: UCIPackage, schema: ConfigSchema = .braid) {
         self.package = package
+        self.schema = schema
     }
 
     public static func load(path: String) throws -> UCIPackage {
@@ -72,177 +140,171 @@ public struct BraidConfigReader {
         return try UCIParser.parse(text, file: path)
     }
 
+    /// The roles whose main section (`config gateway`, `config concentrator`) the package holds.
+    public var roles: [ConfigRole] {
+        ConfigRole.allCases.filter { !package.sections(ofType: $0.rawValue).isEmpty }
+    }
+
+    /// Every problem of the package for a role, in file order; empty when the role can run with it.
+    public func problems(for role: ConfigRole) -> [ConfigError] {
+        switch role {
+        case .gateway: readGateway().errors
+        case .concentrator: readConcentrator().errors
+        }
+    }
+
+    /// What `braid check` reports: the roles checked (the one given, else those the file holds) and every
+    /// problem for them in file order. A file with neither role's section is a problem itself.
+    public func check(role: ConfigRole? = nil) -> (roles: [ConfigRole], problems: [ConfigError]) {
+        let checked = role.map { [$0] } ?? roles
+        guard !checked.isEmpty else {
+            let message = "no 'config gateway' or 'config concentrator' section"
+            return ([], [ConfigError(file: package.file, line: 0, message)])
+        }
+        var problems: [ConfigError] = []
+        // Both roles report an unknown section type; a file holding both roles shows it once.
+        for e in checked.flatMap(problems(for:)) where !problems.contains(e) { problems.append(e) }
+        return (checked, sortedByLine(problems))
+    }
+
     public mutating func gateway() throws -> GatewayConfig {
-        errors = []
-        let section = try single("gateway")
-        let known = [
-            "server", "port", "psk_file", "lan_device", "tproxy_port", "fwmark", "table_base", "max_subflows", "fastopen",
-            "probe_interval", "down_after", "up_after", "status_socket",
-        ]
-        checkUnknown(section, known: known)
-        let server = address(section, "server", required: true) ?? .v4(0)
-        let port = uint16(section, "port", default: 4800)
-        let psk = string(section, "psk_file", default: nil) ?? ""
-        let lan = list(section, "lan_device")
-        if lan.isEmpty { errors.append(err(section, nil, "at least one 'list lan_device' is required")) }
-        let tproxyPort = uint16(section, "tproxy_port", default: 4801)
-        let fwmark = uint32(section, "fwmark", default: 0x6272)  // "br"
-        let tableBase = uint32(section, "table_base", default: 4800)
-        let maxSubflows = uint32(section, "max_subflows", default: 8)
-        if maxSubflows > 8 { errors.append(err(section, "max_subflows", "the kernel allows at most 8 (\(maxSubflows))")) }
-        let fastOpen = bool(section, "fastopen", default: false)
-        let probeInterval = uint32(section, "probe_interval", default: 200)
-        if probeInterval < 20 || probeInterval > 60_000 {
-            errors.append(err(section, "probe_interval", "must be milliseconds between 20 and 60000 (\(probeInterval))"))
-        }
-        let downAfter = uint32(section, "down_after", default: 1000)
-        if downAfter < 2 * probeInterval || downAfter > 600_000 {
-            errors.append(
-                err(section, "down_after", "must be milliseconds, at least two probe intervals and at most 600000 (\(downAfter))"))
-        }
-        let upAfter = uint32(section, "up_after", default: 3)
-        if upAfter < 1 || upAfter > 100 { errors.append(err(section, "up_after", "must be a count of probes from 1 to 100 (\(upAfter))")) }
-        let statusSocket = string(section, "status_socket", default: "/run/braid/gateway.sock") ?? ""
-        if !statusSocket.hasPrefix("/") || statusSocket.utf8.count > 107 {
-            errors.append(err(section, "status_socket", "must be an absolute path of at most 107 bytes (\(statusSocket))"))
-        }
-        var uplinks: [UplinkConfig] = []
-        for s in package.sections(ofType: "uplink") {
-            checkUnknown(s, known: ["device", "role", "gateway", "table"])
-            let device = string(s, "device", default: nil) ?? ""
-            let roleText = string(s, "role", default: "active") ?? "active"
-            let role = UplinkRole(rawValue: roleText)
-            if role == nil {
-                errors.append(err(s, "role", "must be active, backup or off (\(roleText))"))
-            }
-            let gw = address(s, "gateway", required: false)
-            let table = s.option("table") != nil ? uint32(s, "table", default: 0) : nil
-            if device.count >= 16 { errors.append(err(s, "device", "interface names are at most 15 bytes (\(device))")) }
-            uplinks.append(
-                UplinkConfig(name: s.label, device: device, role: role ?? .off, gateway: gw, table: table))
-        }
-        var seen: Set<String> = []
-        for u in uplinks where !seen.insert(u.device).inserted {
-            errors.append(ConfigError(file: package.file, line: 0, "uplink \(u.name).device: used twice (\(u.device))"))
-        }
-        try finish()
-        return GatewayConfig(
-            server: server, port: port, pskFile: psk, lanDevices: lan, tproxyPort: tproxyPort, fwmark: fwmark,
-            tableBase: tableBase, maxSubflows: maxSubflows, fastOpen: fastOpen, uplinks: uplinks,
-            probeInterval: probeInterval, downAfter: downAfter, upAfter: upAfter, statusSocket: statusSocket)
+        let (config, errors) = readGateway()
+        guard let config, errors.isEmpty else { throw ConfigErrors(errors: errors) }
+        return config
     }
 
     public mutating func concentrator() throws -> ConcentratorConfig {
-        errors = []
-        let section = try single("concentrator")
-        checkUnknown(section, known: ["listen", "port", "psk_file", "deny_dest", "handshake_timeout"])
-        let listen = address(section, "listen", required: false) ?? IPAddress("::")!
-        let port = uint16(section, "port", default: 4800)
-        let psk = string(section, "psk_file", default: nil) ?? ""
-        var deny: [IPPrefix] = []
-        if let opt = section.option("deny_dest") {
-            for v in opt.values {
-                if let p = IPPrefix(v) {
-                    deny.append(p)
+        let (config, errors) = readConcentrator()
+        guard let config, errors.isEmpty else { throw ConfigErrors(errors: errors) }
+        return config
+    }
+
+    // MARK: - gateway
+
+    func readGateway() -> (config: GatewayConfig?, errors: [ConfigError]) {
+        var p = schema.validate(package, role: .gateway)
+        guard let g = p.sections(ofType: "gateway").first else { return (nil, p.errors) }
+        let server = g.address("server") ?? .v4(0)
+        var config = GatewayConfig(
+            server: server,
+            port: UInt16(truncatingIfNeeded: g.number("port") ?? 0),
+            pskFile: g.text("psk_file") ?? "",
+            lanDevices: g.texts("lan_device"),
+            tproxyPort: UInt16(truncatingIfNeeded: g.number("tproxy_port") ?? 0),
+            fwmark: UInt32(truncatingIfNeeded: g.number("fwmark") ?? 0),
+            tableBase: UInt32(truncatingIfNeeded: g.number("table_base") ?? 0),
+            maxSubflows: UInt32(truncatingIfNeeded: g.number("max_subflows") ?? 0),
+            fastOpen: g.flag("fastopen") ?? false,
+            uplinks: [],
+            probeInterval: UInt32(truncatingIfNeeded: g.number("probe_interval") ?? 0),
+            downAfter: UInt32(truncatingIfNeeded: g.number("down_after") ?? 0),
+            upAfter: UInt32(truncatingIfNeeded: g.number("up_after") ?? 0),
+            statusSocket: g.text("status_socket") ?? "",
+            controlPort: UInt16(truncatingIfNeeded: g.number("control_port") ?? 0),
+            tls: tlsFiles(g, &p),
+            serverName: g.text("server_name") ?? server.description)
+        checkDistinctPorts(g, &p)
+        if let interval = g.number("probe_interval"), let down = g.number("down_after"), down < 2 * interval {
+            // Fewer than two probes per down_after would declare an uplink down on a single lost echo.
+            p.error(g, "down_after", "must be at least twice probe_interval, \(2 * interval)", value: "\(down)")
+        }
+        for u in p.sections(ofType: "uplink") {
+            config.uplinks.append(
+                UplinkConfig(
+                    name: u.label, device: u.text("device") ?? "",
+                    role: u.text("role").flatMap(UplinkRole.init) ?? .off,
+                    gateway: u.address("gateway"), table: u.number("table").map { UInt32(truncatingIfNeeded: $0) }))
+        }
+        checkUplinks(p.sections(ofType: "uplink"), tableBase: g.number("table_base"), &p)
+        return (config, sortedByLine(p.errors))
+    }
+
+    /// One device carries one uplink, and each uplink's routing table is its own.
+    private func checkUplinks(_ uplinks: [ValidatedSection], tableBase: UInt64?, _ p: inout ValidatedPackage) {
+        var devices: [String: String] = [:]
+        var tables: [UInt64: String] = [:]
+        for (i, u) in uplinks.enumerated() {
+            if let device = u.text("device") {
+                if let other = devices[device] {
+                    p.error(u, "device", "already used by uplink \(other)", value: device)
                 } else {
-                    errors.append(err(section, "deny_dest", "not an address or CIDR prefix (\(v))", line: opt.line))
+                    devices[device] = u.label
                 }
             }
-        }
-        let timeoutText = string(section, "handshake_timeout", default: "5") ?? "5"
-        let timeout = Double(timeoutText) ?? -1
-        if !(timeout > 0 && timeout <= 300) {
-            errors.append(err(section, "handshake_timeout", "must be seconds between 0 and 300 (\(timeoutText))"))
-        }
-        try finish()
-        return ConcentratorConfig(
-            listen: listen, port: port, pskFile: psk, denyDestinations: deny, handshakeTimeout: timeout)
-    }
-
-    // MARK: - helpers
-
-    private mutating func single(_ type: String) throws -> UCISection {
-        let found = package.sections(ofType: type)
-        guard found.count == 1 else {
-            throw ConfigErrors(errors: [
-                ConfigError(
-                    file: package.file, line: found.dropFirst().first?.line ?? 0,
-                    found.isEmpty ? "no 'config \(type)' section" : "more than one 'config \(type)' section")
-            ])
-        }
-        return found[0]
-    }
-
-    private func finish() throws {
-        if !errors.isEmpty { throw ConfigErrors(errors: errors) }
-    }
-
-    private func err(_ s: UCISection, _ option: String?, _ message: String, line: Int? = nil) -> ConfigError {
-        let where_ = option.map { "\(s.label).\($0)" } ?? s.label
-        let l = line ?? option.flatMap { s.option($0)?.line } ?? s.line
-        return ConfigError(file: package.file, line: l, "\(where_): \(message)")
-    }
-
-    private mutating func checkUnknown(_ s: UCISection, known: [String]) {
-        for o in s.options where !known.contains(o.name) {
-            errors.append(err(s, o.name, "unknown option (\(o.values.joined(separator: " ")))", line: o.line))
+            guard let tableBase, let table = u.isSet("table") ? u.number("table") : tableBase + 1 + UInt64(i) else {
+                continue
+            }
+            if (253...255).contains(table) {
+                p.error(
+                    u, "table", "is one of the kernel's tables (253 default, 254 main, 255 local)", value: "\(table)")
+            } else if table == tableBase {
+                p.error(u, "table", "is table_base, the TPROXY table", value: "\(table)")
+            } else if table > UInt32.max {
+                p.error(u, "table", "table_base + position is beyond 4294967295", value: "\(table)")
+            } else if let other = tables[table] {
+                p.error(u, "table", "already used by uplink \(other)", value: "\(table)")
+            } else {
+                tables[table] = u.label
+            }
         }
     }
 
-    private mutating func string(_ s: UCISection, _ name: String, default d: String?) -> String? {
-        guard let o = s.option(name) else {
-            if d == nil { errors.append(err(s, nil, "option '\(name)' is required")) }
-            return d
+    // MARK: - concentrator
+
+    func readConcentrator() -> (config: ConcentratorConfig?, errors: [ConfigError]) {
+        var p = schema.validate(package, role: .concentrator)
+        guard let c = p.sections(ofType: "concentrator").first else { return (nil, p.errors) }
+        var tls = tlsFiles(c, &p)
+        if let crl = c.text("crl") {
+            if tls == nil {
+                p.error(c, "crl", "needs ca, cert and key", value: crl)
+            }
+            tls?.crl = crl
         }
-        if o.isList { errors.append(err(s, name, "must be an option, not a list")) }
-        return o.values.last
+        checkDistinctPorts(c, &p)
+        let config = ConcentratorConfig(
+            listen: c.address("listen") ?? .v4(0),
+            port: UInt16(truncatingIfNeeded: c.number("port") ?? 0),
+            pskFile: c.text("psk_file") ?? "",
+            denyDestinations: c.prefixes("deny_dest"),
+            handshakeTimeout: c.seconds("handshake_timeout") ?? 0,
+            controlPort: UInt16(truncatingIfNeeded: c.number("control_port") ?? 0),
+            tls: tls,
+            sessionLifetime: UInt32(c.seconds("session_lifetime") ?? 0),
+            classes: p.sections(ofType: "class").map {
+                ServiceClass(
+                    name: $0.label, rateDown: $0.number("rate_down") ?? 0, rateUp: $0.number("rate_up") ?? 0,
+                    maxSessions: UInt32(truncatingIfNeeded: $0.number("max_sessions") ?? 0))
+            },
+            subscribers: p.sections(ofType: "subscriber").map {
+                Subscriber(name: $0.label, serviceClass: $0.text("class") ?? "", enabled: $0.flag("enabled") ?? true)
+            })
+        return (config, sortedByLine(p.errors))
     }
 
-    private func list(_ s: UCISection, _ name: String) -> [String] {
-        s.option(name)?.values ?? []
+    // MARK: - shared checks
+
+    /// ca, cert and key together or not at all: half a TLS setup would fail only when the first gateway calls.
+    private func tlsFiles(_ s: ValidatedSection, _ p: inout ValidatedPackage) -> TLSFiles? {
+        let names = ["ca", "cert", "key"]
+        let set = names.filter { s.isSet($0) }
+        guard !set.isEmpty else { return nil }
+        for missing in names where !set.contains(missing) {
+            p.error(s, missing, "required with \(ConfigSchema.sentence(set, "and"))")
+        }
+        guard let ca = s.text("ca"), let cert = s.text("cert"), let key = s.text("key") else { return nil }
+        return TLSFiles(ca: ca, cert: cert, key: key)
     }
 
-    private mutating func address(_ s: UCISection, _ name: String, required: Bool) -> IPAddress? {
-        guard let o = s.option(name), let v = o.values.last else {
-            if required { errors.append(err(s, nil, "option '\(name)' is required")) }
-            return nil
-        }
-        guard let a = IPAddress(v) else {
-            errors.append(err(s, name, "not an IP address (\(v))"))
-            return nil
-        }
-        return a
-    }
-
-    private mutating func uint16(_ s: UCISection, _ name: String, default d: UInt16) -> UInt16 {
-        guard let v = s.option(name)?.values.last else { return d }
-        guard let n = UInt16(v), n > 0 else {
-            errors.append(err(s, name, "must be a port number 1-65535 (\(v))"))
-            return d
-        }
-        return n
-    }
-
-    /// uci booleans: 1/0, on/off, true/false, yes/no, enabled/disabled.
-    private mutating func bool(_ s: UCISection, _ name: String, default d: Bool) -> Bool {
-        guard let v = s.option(name)?.values.last else { return d }
-        switch v {
-        case "1", "on", "true", "yes", "enabled": return true
-        case "0", "off", "false", "no", "disabled": return false
-        default:
-            errors.append(err(s, name, "must be a boolean, 0 or 1 (\(v))"))
-            return d
+    /// The MPTCP data listener and the TLS control listener are both TCP: one port cannot serve both.
+    private func checkDistinctPorts(_ s: ValidatedSection, _ p: inout ValidatedPackage) {
+        if let port = s.number("port"), port == s.number("control_port") {
+            p.error(s, "control_port", "must differ from port", value: "\(port)")
         }
     }
 
-    private mutating func uint32(_ s: UCISection, _ name: String, default d: UInt32) -> UInt32 {
-        guard let v = s.option(name)?.values.last else { return d }
-        let n = v.hasPrefix("0x") ? UInt32(v.dropFirst(2), radix: 16) : UInt32(v)
-        guard let n else {
-            errors.append(err(s, name, "must be an unsigned 32-bit number (\(v))"))
-            return d
-        }
-        return n
+    private func sortedByLine(_ errors: [ConfigError]) -> [ConfigError] {
+        errors.enumerated().sorted { ($0.element.line, $0.offset) < ($1.element.line, $1.offset) }.map(\.element)
     }
 }
 

@@ -17,7 +17,7 @@ struct Braid: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "braid",
         abstract: "Multi-WAN bonding over Multipath TCP: gateway (CPE) and concentrator.",
-        subcommands: [Gateway.self, Concentrator.self, Status.self, GenKey.self, Check.self])
+        subcommands: [Gateway.self, Concentrator.self, Status.self, GenKey.self, Check.self, ConfigCommand.self])
 }
 
 struct RoleOptions: ParsableArguments {
@@ -100,19 +100,34 @@ struct GenKey: ParsableCommand {
 }
 
 struct Check: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Validate a configuration file for a role.")
+    static let configuration = CommandConfiguration(
+        abstract: "Validate a configuration file; prints every problem as FILE:LINE: section.option: message (value).")
     @Option(name: .long, help: "UCI package file.")
     var config: String = "/etc/config/braid"
-    @Argument(help: "Role to check: gateway or concentrator.")
-    var role: String
+    @Argument(help: "Role to check: gateway or concentrator (default: the role of the file's sections).")
+    var role: String?
 
     func run() throws {
-        switch role {
-        case "gateway": _ = try readConfig(config) { try $0.gateway() }
-        case "concentrator": _ = try readConfig(config) { try $0.concentrator() }
-        default: throw ValidationError("role must be gateway or concentrator (\(role))")
+        var role: ConfigRole? = nil
+        if let text = self.role {
+            guard let r = ConfigRole(rawValue: text) else {
+                throw ValidationError("role must be gateway or concentrator (\(text))")
+            }
+            role = r
         }
-        print("\(config): ok")
+        let package: UCIPackage
+        do {
+            package = try BraidConfigReader.load(path: config)
+        } catch let e as ConfigError {
+            FileHandleStderr.write(e.description + "\n")
+            throw ExitCode(1)
+        }
+        let (roles, problems) = BraidConfigReader(package: package).check(role: role)
+        guard problems.isEmpty else {
+            FileHandleStderr.write(problems.map { $0.description + "\n" }.joined())
+            throw ExitCode(1)
+        }
+        print("\(config): ok (\(roles.map(\.rawValue).joined(separator: ", ")))")
     }
 }
 

@@ -1,0 +1,179 @@
+/// braid's configuration: the one table that validation, defaults, `Config/` and
+/// `docs/configuration.md` are made from. Add an option here and everything else follows.
+extension ConfigSchema {
+    public static let braid = ConfigSchema(sections: [
+        SectionSchema(
+            "gateway", role: .gateway, count: .one,
+            doc: "The gateway (CPE): where the concentrator is and which LAN traffic is bonded.",
+            options: [
+                OptionSchema(
+                    "server", .address, required: true, example: "198.18.10.2",
+                    doc: "Concentrator address, IPv4 or IPv6."),
+                OptionSchema("port", .port, default: "4800", doc: "Concentrator's MPTCP data port."),
+                OptionSchema(
+                    "control_port", .port, default: "4803", doc: "Concentrator's TLS control port."),
+                OptionSchema(
+                    "psk_file", .path(maxBytes: nil), required: true, example: "/etc/braid/psk",
+                    doc: "Pre-shared key from `braid genkey` (32 bytes, base64), the same file as the concentrator's."),
+                OptionSchema(
+                    "ca", .path(maxBytes: nil), example: "/etc/braid/ca.pem",
+                    doc: "TLS control channel: CA certificates (PEM) the concentrator's certificate must chain to; "
+                        + "ca, cert and key are set together or not at all."),
+                OptionSchema(
+                    "cert", .path(maxBytes: nil), example: "/etc/braid/gateway.pem",
+                    doc: "This gateway's certificate (PEM); its subject common name is its subscriber name."),
+                OptionSchema(
+                    "key", .path(maxBytes: nil), example: "/etc/braid/gateway.key",
+                    doc: "Private key of `cert` (PEM), readable by root only."),
+                OptionSchema(
+                    "server_name", .hostName, defaultNote: "the server address", example: "concentrator.example.net",
+                    doc: "Name the concentrator's certificate must carry (subjectAltName DNS name or IP address)."),
+                OptionSchema(
+                    "lan_device", .list, .device, required: true, example: "br-lan",
+                    doc: "LAN devices whose TCP is intercepted (nftables TPROXY, IPv4 and IPv6)."),
+                OptionSchema(
+                    "tproxy_port", .port, default: "4801", doc: "Local port of the transparent listener."),
+                OptionSchema(
+                    "fwmark", .mark, default: "0x6272",
+                    doc: "Mark of intercepted packets, routed to the local stack by table table_base."),
+                OptionSchema(
+                    "table_base", .uint(1...4_294_967_039), default: "4800",
+                    doc: "Routing table of the TPROXY `local` route; uplink tables count up from the next one."),
+                OptionSchema(
+                    "max_subflows", .uint(0...8), default: "8",
+                    doc: "Additional MPTCP subflows per connection (the kernel allows at most 8)."),
+                OptionSchema(
+                    "fastopen", .boolean, default: "0",
+                    doc: "Send the Convert message in the SYN (TCP Fast Open); off: see the README's "
+                        + "\"Known limits\"."),
+                OptionSchema(
+                    "probe_interval", .milliseconds(20...60_000), default: "200",
+                    doc: "Milliseconds between two end-to-end probes of each uplink (ICMP echo to the concentrator)."),
+                OptionSchema(
+                    "down_after", .milliseconds(40...600_000), default: "1000",
+                    doc: "Milliseconds without an answered probe before an uplink is down; at least two probe "
+                        + "intervals."),
+                OptionSchema(
+                    "up_after", .uint(1...100), default: "3",
+                    doc: "Answered probes in a row before a down uplink is up again."),
+                OptionSchema(
+                    "status_socket", .path(maxBytes: 107), default: "/run/braid/gateway.sock",
+                    doc: "Unix socket where `braid status` asks the running gateway."),
+            ]),
+        SectionSchema(
+            "uplink", role: .gateway, count: .many,
+            doc: "One section per uplink (xDSL, LTE, Ethernet); its name is how logs and `braid status` call it.",
+            options: [
+                OptionSchema(
+                    "device", .device, required: true, example: "pppoe-wan",
+                    doc: "Network device of the uplink."),
+                OptionSchema(
+                    "role", .choice(UplinkRole.allCases.map(\.rawValue)), default: "active",
+                    doc: "active carries traffic, backup only when no active uplink is up, off is not used."),
+                OptionSchema(
+                    "gateway", .address, defaultNote: "learned from the device's default route", example: "198.18.5.1",
+                    doc: "Next hop; none learned either means the link is point-to-point (PPP)."),
+                OptionSchema(
+                    "table", .uint(1...4_294_967_295), defaultNote: "table_base + position", example: "4811",
+                    doc: "Routing table of the uplink's source rule; 253 to 255 are the kernel's own."),
+            ]),
+        SectionSchema(
+            "concentrator", role: .concentrator, count: .one,
+            doc: "The concentrator: where gateways connect and what they may reach.",
+            options: [
+                OptionSchema("listen", .address, default: "::", doc: "MPTCP listen address; :: is dual stack."),
+                OptionSchema("port", .port, default: "4800", doc: "MPTCP data port."),
+                OptionSchema("control_port", .port, default: "4803", doc: "TLS control port."),
+                OptionSchema(
+                    "psk_file", .path(maxBytes: nil), required: true, example: "/etc/braid/psk",
+                    doc: "Pre-shared key from `braid genkey`, the same file as the gateways'."),
+                OptionSchema(
+                    "ca", .path(maxBytes: nil), example: "/etc/braid/ca.pem",
+                    doc: "TLS control channel: CA certificates (PEM) gateway certificates must chain to; "
+                        + "ca, cert and key are set together or not at all."),
+                OptionSchema(
+                    "cert", .path(maxBytes: nil), example: "/etc/braid/concentrator.pem",
+                    doc: "The concentrator's certificate (PEM)."),
+                OptionSchema(
+                    "key", .path(maxBytes: nil), example: "/etc/braid/concentrator.key",
+                    doc: "Private key of `cert` (PEM), readable by root only."),
+                OptionSchema(
+                    "crl", .path(maxBytes: nil), example: "/etc/braid/crl.pem",
+                    doc: "Certificate revocation list (PEM) checked for gateway certificates; needs ca, cert and key."),
+                OptionSchema(
+                    "session_lifetime", .seconds(60...86_400, whole: true), default: "3600",
+                    doc: "Seconds a session key handed out over the control channel stays valid."),
+                OptionSchema(
+                    "deny_dest", .list, .prefix, example: "10.0.0.0/8",
+                    doc: "Destinations never connected to, on top of the built-in list (loopback, link-local, "
+                        + "multicast, own addresses)."),
+                OptionSchema(
+                    "handshake_timeout", .seconds(0.1...300, whole: false), default: "5",
+                    doc: "Seconds a gateway may take to send its whole Convert message."),
+            ]),
+        SectionSchema(
+            "class", role: .concentrator, count: .many, named: true,
+            doc: "A service class (an operator's plan): limits that apply to each subscriber in it.",
+            options: [
+                OptionSchema(
+                    "rate_down", .rate, default: "0", example: "50M",
+                    doc: "Bits per second towards the subscriber (k, M, G are 1000-based); 0 is unlimited."),
+                OptionSchema(
+                    "rate_up", .rate, default: "0", example: "10M",
+                    doc: "Bits per second from the subscriber; 0 is unlimited."),
+                OptionSchema(
+                    "max_sessions", .uint(0...4_294_967_295), default: "0",
+                    doc: "Open data connections per subscriber; 0 is unlimited."),
+            ]),
+        SectionSchema(
+            "subscriber", role: .concentrator, count: .many, named: true,
+            doc: "A gateway known by its certificate: the section name is the certificate's subject common name "
+                + "(so letters, digits and '_' only, as uci names are).",
+            options: [
+                OptionSchema(
+                    "class", .reference("class"), required: true, example: "standard",
+                    doc: "Service class: the name of a `config class` section."),
+                OptionSchema(
+                    "enabled", .boolean, default: "1",
+                    doc: "0 refuses this subscriber's control and data connections."),
+            ]),
+    ])
+}
+
+extension ConfigTemplate {
+    /// `Config/gateway.conf`: every gateway option with a practical value or its default.
+    public static let gateway = ConfigTemplate(
+        role: .gateway,
+        header: [
+            "braid gateway (CPE): /etc/config/braid on the box.",
+            "Every option, with its default or a practical value; `braid check --config FILE` validates a copy.",
+            "Rendered from the schema by `braid config defaults gateway` (make config).",
+        ],
+        sections: [
+            .init("gateway", "main"),
+            .init("uplink", "dsl", ["device": "pppoe-wan", "role": "active"]),
+            .init("uplink", "lte", ["device": "wwan0", "role": "backup"], documented: false),
+        ])
+
+    /// `Config/concentrator.conf`: every concentrator option with a practical value or its default.
+    public static let concentrator = ConfigTemplate(
+        role: .concentrator,
+        header: [
+            "braid concentrator: /etc/config/braid in the data centre.",
+            "Every option, with its default or a practical value; `braid check --config FILE` validates a copy.",
+            "Rendered from the schema by `braid config defaults concentrator` (make config).",
+        ],
+        sections: [
+            .init("concentrator", "main", ["deny_dest": "10.0.0.0/8"]),
+            .init("class", "standard"),
+            // Commented out: a listed subscriber is an operator's decision, not a default.
+            .init("subscriber", "cpe_0001", commentedOut: true),
+        ])
+
+    public static func forRole(_ role: ConfigRole) -> ConfigTemplate {
+        switch role {
+        case .gateway: gateway
+        case .concentrator: concentrator
+        }
+    }
+}
