@@ -4,6 +4,12 @@ public struct UCIParseError: Error, Equatable, Sendable, CustomStringConvertible
     public var reason: String
     public var line: Int
     public var byte: Int
+    /// The word at fault (a command, a name, a type), for messages that quote it; uci's own
+    /// message does not.
+    public var word: String?
+    /// The line of the file the error is on, counting a last line without a line break (which
+    /// uci's count leaves out).
+    public var fileLine: Int
 
     public var description: String { "Parse error (\(reason)) at line \(line), byte \(byte)" }
 }
@@ -58,6 +64,8 @@ struct UCITextParser {
     var pos = 0
     var next = 0
     var line = 0
+    /// The last line read had no line break (the end of a file without one): uci does not count it.
+    var lastLineUnterminated = false
 
     // The current section, and what the current chunk of text (one buffer) produced.
     var current: Int?
@@ -96,6 +104,7 @@ struct UCITextParser {
         guard next < source.count else { return }
         var end = next
         while end < source.count && source[end] != 0x0a { end += 1 }
+        lastLineUnterminated = end == source.count
         if end < source.count {
             end += 1
             line += 1
@@ -104,8 +113,9 @@ struct UCITextParser {
         next = end
     }
 
-    func fail(_ reason: String) -> Failure {
-        .parse(UCIParseError(reason: reason, line: line, byte: pos))
+    func fail(_ reason: String, _ word: String? = nil) -> Failure {
+        let physical = line + (lastLineUnterminated ? 1 : 0)
+        return .parse(UCIParseError(reason: reason, line: line, byte: pos, word: word, fileLine: max(physical, 1)))
     }
 
     static func isSpace(_ c: UInt8) -> Bool { c == 0x20 || (c >= 0x09 && c <= 0x0d) }
@@ -171,7 +181,8 @@ struct UCITextParser {
             }
         } while cur != 0 && !Self.isSpace(cur)
         if cur != 0 && advance { pos += 1 }
-        if target < buf.count { buf[target] = 0 } else { buf.append(0) }
+        // The end of the buffer is its own terminator, as in C.
+        if target < buf.count { buf[target] = 0 }
     }
 
     func string(at i: Int) -> String {
@@ -196,7 +207,7 @@ struct UCITextParser {
             return value
         }
         if name && !UCINames.isValid(value, name: true, package: package) {
-            throw fail("invalid character in name field")
+            throw fail("invalid character in name field", value)
         }
         return value
     }
@@ -267,7 +278,7 @@ struct UCITextParser {
             case "c", "config": try configCommand()
             case "o", "option": try optionCommand(list: false)
             case "l", "list": try optionCommand(list: true)
-            default: throw fail("invalid command")
+            default: throw fail("invalid command", word)
             }
         }
     }
@@ -288,7 +299,7 @@ struct UCITextParser {
         if documents.isEmpty { throw fail("attempting to import a file without a package name") }
         try skipCommand("config")
         let type = try argument(required: true)
-        if !UCINames.isValidType(type) { throw fail("invalid character in type field") }
+        if !UCINames.isValidType(type) { throw fail("invalid character in type field", type) }
         let name = try argument(required: false, name: true)
         try endOfCommand()
         let d = documents.count - 1
@@ -333,7 +344,7 @@ struct UCITextParser {
 
     mutating func optionCommand(list: Bool) throws {
         guard let index = current, !documents.isEmpty else {
-            throw fail("option/list command found before the first section")
+            throw fail("option/list command found before the first section", list ? "list" : "option")
         }
         try skipCommand("option")
         let name = try argument(required: true, name: true)
@@ -416,7 +427,6 @@ struct UCITextParser {
             }
             doc.originals[id] = original
         }
-        if doc.sections.isEmpty && !importing { doc.header = "" }
         doc.startedEmpty = importing || source.isEmpty
         documents[d] = doc
     }

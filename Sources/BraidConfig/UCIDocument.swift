@@ -96,7 +96,7 @@ struct OriginalSection: Equatable, Sendable {
 extension UCIDocument {
     /// The file text: untouched sections verbatim, changed ones rewritten in uci's style.
     public func render() -> String {
-        if startedEmpty { return export(header: false, nameAnonymous: false) }
+        if startedEmpty { return sections.isEmpty ? "" : export(header: false, nameAnonymous: false) }
         var out = header
         for section in sections {
             if let id = section.origin, let original = originals[id] {
