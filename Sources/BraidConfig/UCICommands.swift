@@ -12,7 +12,7 @@ public struct UCIResult: Equatable, Sendable {
 /// Everything here is computation over `UCIFileSystem`; the file system is the only I/O.
 public struct UCICommandLine {
     public static let usage = """
-        Usage: uci [<options>] <command> [<arguments>]
+        Usage: braid uci [<options>] <command> [<arguments>]
 
         Commands:
         \texport     [<config>]
