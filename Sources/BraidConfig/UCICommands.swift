@@ -231,7 +231,7 @@ public struct UCICommandLine {
     mutating func packageCommand(_ command: String, target: String) -> Int32 {
         do {
             let path = try UCIPath.parse(target)
-            var loaded = try load(path.package)
+            let loaded = try load(path.package)
             let found = try loaded.document.lookup(path)
             let document = loaded.document
             switch command {
@@ -254,7 +254,6 @@ public struct UCICommandLine {
                     show(document)
                 }
             }
-            loaded.staged = []
             return 0
         } catch {
             report(error)
@@ -320,8 +319,8 @@ public struct UCICommandLine {
     mutating func sectionCommand(_ command: String, _ args: [String]) -> Int32 {
         guard args.count == 2 else { return 255 }
         let path: UCIPath
-        var loaded: Loaded
-        var found: UCILookup
+        let loaded: Loaded
+        let found: UCILookup
         do {
             path = try UCIPath.parse(args[1])
             loaded = try load(path.package)
@@ -358,7 +357,8 @@ public struct UCICommandLine {
                 }
             case "add_list":
                 try document.addList(found, path)
-                delta = UCIDelta(.listAdd, package: path.package, section: section, option: path.option, value: path.value)
+                delta = UCIDelta(
+                    .listAdd, package: path.package, section: section, option: path.option, value: path.value)
             case "del_list":
                 if try document.deleteFromList(found, path) {
                     delta = UCIDelta(
@@ -384,7 +384,8 @@ public struct UCICommandLine {
                 }
             default:
                 try document.rename(found, path)
-                delta = UCIDelta(.rename, package: path.package, section: section, option: path.option, value: path.value)
+                delta = UCIDelta(
+                    .rename, package: path.package, section: section, option: path.option, value: path.value)
             }
             if let delta { try files.append(savePath(path.package), delta.line + "\n") }
             return 0
@@ -454,7 +455,8 @@ public struct UCICommandLine {
             for w in warnings { result.errors += w.description + "\n" }
             // Imported packages replace the files whole, written the way uci writes them.
             for document in documents {
-                try files.replaceAtomically(configPath(document.package), document.export(header: false, nameAnonymous: false))
+                try files.replaceAtomically(
+                    configPath(document.package), document.export(header: false, nameAnonymous: false))
             }
             return 0
         } catch {
@@ -489,7 +491,8 @@ public struct UCICommandLine {
             for option in section.options {
                 switch option.value {
                 case .string(let v):
-                    let path = UCIPath(package: package, section: name, option: option.name, value: v, isExtended: false)
+                    let path = UCIPath(
+                        package: package, section: name, option: option.name, value: v, isExtended: false)
                     if try document.set(document.lookup(path), path) {
                         deltas.append(UCIDelta(.change, package: package, section: name, option: option.name, value: v))
                     }
@@ -498,7 +501,8 @@ public struct UCICommandLine {
                         let path = UCIPath(
                             package: package, section: name, option: option.name, value: item, isExtended: false)
                         try document.addList(document.lookup(path), path)
-                        deltas.append(UCIDelta(.listAdd, package: package, section: name, option: option.name, value: item))
+                        deltas.append(
+                            UCIDelta(.listAdd, package: package, section: name, option: option.name, value: item))
                     }
                 }
             }

@@ -67,15 +67,21 @@ struct UCITextParser {
     /// The last line read had no line break (the end of a file without one): uci does not count it.
     var lastLineUnterminated = false
 
-    // The current section, and what the current chunk of text (one buffer) produced.
+    /// The section that `option` and `list` statements go to.
     var current: Int?
+    /// What the current chunk (one buffer: a line, or more when a quote or a backslash joins
+    /// lines) produced: the sections it touched and one entry per statement.
     var chunkSections = Set<Int>()
     var chunkPieces: [PieceRef] = []
+    /// Comments, blank lines and statements without effect since the last statement, and where
+    /// they start in the source (below zero: see `configCommand`).
     var pending = ""
     var pendingStart: Int?
+    /// Each parsed section's extent in the source, and the sections that can be cut out whole.
     var ranges: [Int: (start: Int, end: Int)] = [:]
     var whole = Set<Int>()
     var nextOrigin = 0
+    /// The file line the current chunk starts on.
     var statementLine = 0
 
     enum PieceRef {
@@ -371,7 +377,11 @@ struct UCITextParser {
     /// lines above those go with the section, what comes before is the header.
     static func splitHeader(_ text: String) -> (header: String, leading: String) {
         var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { $0 + "\n" }
-        if text.hasSuffix("\n") { lines.removeLast() } else if let last = lines.popLast() { lines.append(last.dropLast()) }
+        if text.hasSuffix("\n") {
+            lines.removeLast()
+        } else if let last = lines.popLast() {
+            lines.append(last.dropLast())
+        }
         func isBlank(_ l: Substring) -> Bool { l.allSatisfy { $0.isWhitespace } }
         func isComment(_ l: Substring) -> Bool { l.drop { $0 == " " || $0 == "\t" }.hasPrefix("#") }
         var cut = lines.count
@@ -395,10 +405,8 @@ struct UCITextParser {
         if counted.isEmpty {
             if pendingStart == nil { pendingStart = start }
             pending += text
-            for id in chunkSections { ranges[id]?.end = end }
             return
         }
-        if chunkSections.count > 1 { whole.subtract(chunkSections) }
         if chunkPieces.count == 1 {
             switch chunkPieces[0] {
             case .config(let id):

@@ -64,7 +64,8 @@ final class GoldenTests: XCTestCase {
             try transcript.write(to: expectedTranscript, atomically: true, encoding: .utf8)
             try? fm.removeItem(at: dir.appendingPathComponent("after"))
         } else {
-            XCTAssertEqual(transcript, try String(contentsOf: expectedTranscript, encoding: .utf8), "\(name): transcript")
+            XCTAssertEqual(
+                transcript, try String(contentsOf: expectedTranscript, encoding: .utf8), "\(name): transcript")
         }
         // Every directory the commands used (config, save, and any `-P $WORK/...` one) is compared.
         let used = try fm.contentsOfDirectory(atPath: work.path)

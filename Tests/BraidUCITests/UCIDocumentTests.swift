@@ -5,7 +5,8 @@ import XCTest
 final class UCIDocumentTests: XCTestCase {
     /// Names OpenWrt's uci gives anonymous sections on real systems: counter, then type hash.
     func testGeneratedNamesMatchUci() throws {
-        let dhcp = try UCIDocument.parse("\nconfig dnsmasq\n\toption domainneeded '1'\n\nconfig dhcp 'lan'\n", package: "dhcp")
+        let dhcp = try UCIDocument.parse(
+            "\nconfig dnsmasq\n\toption domainneeded '1'\n\nconfig dhcp 'lan'\n", package: "dhcp")
         XCTAssertEqual(dhcp.sections.map(\.name), ["cfg01411c", "lan"])
         let network = try UCIDocument.parse(
             "config interface 'loopback'\nconfig globals 'globals'\nconfig device\n", package: "network")
@@ -29,7 +30,8 @@ final class UCIDocumentTests: XCTestCase {
 
     func testChangingOneOptionLeavesTheRestOfItsSectionAlone() throws {
         var doc = try UCIDocument.parse(
-            "config uplink 'dsl'\n\t# the line\n\toption device \"pppoe-wan\"\n\toption role active # now\n", package: "braid")
+            "config uplink 'dsl'\n\t# the line\n\toption device \"pppoe-wan\"\n\toption role active # now\n",
+            package: "braid")
         let path = try UCIPath.parse("braid.dsl.role=backup")
         XCTAssertTrue(try doc.set(doc.lookup(path), path))
         XCTAssertEqual(
