@@ -2,7 +2,7 @@ import ArgumentParser
 import BraidConfig
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// `braid uci`: takes uci's own argument syntax (`[-c DIR] [-P DIR] [-q] [-X] COMMAND [ARGS]`), so the
