@@ -314,9 +314,11 @@ struct UCITextParser {
                 throw fail("section of different type overwrites prior section with same name")
             }
             documents[d].sections[existing].type = type
+            // Declared again right below itself it still reads as one piece of text; with another
+            // section in between it no longer does.
+            if current != existing, let id = documents[d].sections[existing].origin { whole.remove(id) }
             current = existing
             if let id = documents[d].sections[existing].origin {
-                whole.remove(id)
                 chunkSections.insert(id)
                 documents[d].originals[id]?.type = type
             }
@@ -407,16 +409,19 @@ struct UCITextParser {
             pending += text
             return
         }
+        // A section starting on this chunk starts where the chunk (or its leading text) does.
+        // Negative: the section's leading text is that many bytes (plus one) before its line.
+        if case .config(let id) = chunkPieces[0], let s = ranges[id]?.start, s < 0 {
+            ranges[id]?.start = start + s + 1
+        }
         if chunkPieces.count == 1 {
             switch chunkPieces[0] {
-            case .config(let id):
-                documents[d].originals[id]?.configText = text
-                // Negative: the section's leading text is that many bytes (plus one) before its line.
-                if let s = ranges[id]?.start, s < 0 { ranges[id]?.start = start + s + 1 }
+            case .config(let id): documents[d].originals[id]?.configText = text
             case .piece(let id, let i): documents[d].originals[id]?.pieces[i].text = text
             case .ignored, .dropped: break
             }
-        } else {
+        } else if chunkSections.count > 1 {
+            // Statements of two sections on one line: neither can be copied out on its own.
             whole.subtract(chunkSections)
         }
         for id in chunkSections { ranges[id]?.end = end }
