@@ -1,5 +1,4 @@
-/// A UCI package file as OpenWrt's uci reads it: `package`, `config TYPE ['NAME']`,
-/// `option NAME 'VALUE'`, `list NAME 'VALUE'`, `#` comments; words bare, single- or double-quoted.
+/// A UCI package file as the daemons read it: sections in file order with their options.
 /// Every entry keeps its line so that validation errors can point at it.
 public struct UCIPackage: Equatable, Sendable {
     public var file: String
@@ -38,122 +37,49 @@ public struct UCIOption: Equatable, Sendable {
     public var line: Int
 }
 
-/// Reads UCI text. Errors carry file and line, as uci's own parser does.
+/// Reads UCI text with the same parser as `braid uci` (`UCIDocument`). Errors carry file and line.
 public enum UCIParser {
     public static func parse(_ text: String, file: String) throws -> UCIPackage {
-        var sections: [UCISection] = []
-        var anonymousCount: [String: Int] = [:]
-        var lineNumber = 0
-        for rawLine in text.split(separator: "\n", omittingEmptySubsequences: false) {
-            lineNumber += 1
-            let words = try tokenize(String(rawLine), file: file, line: lineNumber)
-            guard let keyword = words.first else { continue }
-            switch keyword {
-            case "package":
-                guard words.count == 2 else {
-                    throw ConfigError(file: file, line: lineNumber, "'package' takes one name")
+        let document: UCIDocument
+        do {
+            document = try UCIDocument.parse(text, package: "braid")
+        } catch let e as UCIParseError {
+            throw ConfigError(file: file, line: e.fileLine, message(for: e))
+        }
+        var seen: [String: Int] = [:]
+        let sections = document.sections.map { s -> UCISection in
+            let index = seen[s.type, default: 0]
+            seen[s.type] = index + 1
+            let options = s.options.map { o -> UCIOption in
+                switch o.value {
+                case .string(let v): return UCIOption(name: o.name, values: [v], isList: false, line: o.line)
+                case .list(let items): return UCIOption(name: o.name, values: items, isList: true, line: o.line)
                 }
-            case "config":
-                guard words.count == 2 || words.count == 3 else {
-                    throw ConfigError(file: file, line: lineNumber, "'config' takes a type and an optional name")
-                }
-                let type = words[1]
-                guard isValidName(type) else {
-                    throw ConfigError(file: file, line: lineNumber, "invalid section type (\(type))")
-                }
-                let index = anonymousCount[type, default: 0]
-                anonymousCount[type] = index + 1
-                var name: String? = nil
-                if words.count == 3 {
-                    guard isValidName(words[2]) else {
-                        throw ConfigError(file: file, line: lineNumber, "invalid section name (\(words[2]))")
-                    }
-                    name = words[2]
-                }
-                sections.append(
-                    UCISection(type: type, name: name, line: lineNumber, options: [], label: name ?? "@\(type)[\(index)]"))
-            case "option", "list":
-                guard !sections.isEmpty else {
-                    throw ConfigError(file: file, line: lineNumber, "'\(keyword)' outside of a 'config' section")
-                }
-                guard words.count == 3 else {
-                    throw ConfigError(file: file, line: lineNumber, "'\(keyword)' takes a name and one value")
-                }
-                let name = words[1]
-                guard isValidName(name) else {
-                    throw ConfigError(file: file, line: lineNumber, "invalid option name (\(name))")
-                }
-                var section = sections.removeLast()
-                if keyword == "list", let i = section.options.lastIndex(where: { $0.name == name && $0.isList }) {
-                    section.options[i].values.append(words[2])
-                } else {
-                    section.options.removeAll { $0.name == name }
-                    section.options.append(
-                        UCIOption(name: name, values: [words[2]], isList: keyword == "list", line: lineNumber))
-                }
-                sections.append(section)
-            default:
-                throw ConfigError(file: file, line: lineNumber, "unknown keyword (\(keyword))")
             }
+            let name = s.isAnonymous ? nil : s.name
+            return UCISection(
+                type: s.type, name: name, line: s.line, options: options, label: name ?? "@\(s.type)[\(index)]")
         }
         return UCIPackage(file: file, sections: sections)
     }
 
-    /// uci names: letters, digits and underscore.
-    static func isValidName(_ s: String) -> Bool {
-        !s.isEmpty && s.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5a) || ($0 >= 0x61 && $0 <= 0x7a) || $0 == 0x5f }
+    /// The parser's reasons, worded for `FILE:LINE: message (value)`.
+    static func message(for e: UCIParseError) -> String {
+        let word = e.word ?? ""
+        switch e.reason {
+        case "EOF with unterminated '", "EOF with unterminated \"": return "unterminated quote"
+        case "option/list command found before the first section": return "'\(word)' outside of a 'config' section"
+        case "invalid command": return "unknown keyword (\(word))"
+        case "invalid character in name field": return "invalid name (\(word))"
+        case "invalid character in type field": return "invalid section type (\(word))"
+        case "section of different type overwrites prior section with same name":
+            return "section declared again with another type"
+        default: return e.reason
+        }
     }
 
-    /// Splits a line into words the way uci does: quotes group, backslash escapes outside single
-    /// quotes, `#` starts a comment outside quotes.
-    static func tokenize(_ line: String, file: String, line number: Int) throws -> [String] {
-        var words: [String] = []
-        var current = ""
-        var inWord = false
-        var quote: Character? = nil
-        var escape = false
-        for ch in line {
-            if escape {
-                current.append(ch)
-                escape = false
-                continue
-            }
-            if let q = quote {
-                if ch == q {
-                    quote = nil
-                } else if ch == "\\" && q == "\"" {
-                    escape = true
-                } else {
-                    current.append(ch)
-                }
-                continue
-            }
-            switch ch {
-            case "'", "\"":
-                quote = ch
-                inWord = true
-            case "\\":
-                escape = true
-                inWord = true
-            case "#":
-                if inWord { words.append(current) }
-                return words
-            case " ", "\t", "\r":
-                if inWord {
-                    words.append(current)
-                    current = ""
-                    inWord = false
-                }
-            default:
-                current.append(ch)
-                inWord = true
-            }
-        }
-        if quote != nil { throw ConfigError(file: file, line: number, "unterminated quote") }
-        if escape { throw ConfigError(file: file, line: number, "backslash at end of line") }
-        if inWord { words.append(current) }
-        return words
-    }
+    /// uci names: letters, digits and underscore.
+    static func isValidName(_ s: String) -> Bool { UCINames.isValidName(s) }
 }
 
 /// The one error type of BraidConfig: `FILE:LINE: section.option: message (value)`.

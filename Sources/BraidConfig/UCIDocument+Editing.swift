@@ -1,0 +1,121 @@
+/// The edits uci's commands make, with uci's rules: which ones need the entry to exist, which are
+/// no-ops, and where a changed entry ends up. Each returns whether there is a change to record.
+extension UCIDocument {
+    /// `set`: an option's value (a new option goes last, and so does a changed one, as in uci),
+    /// a section's type, or a new named section. An empty value deletes.
+    public mutating func set(_ found: UCILookup, _ path: UCIPath) throws -> Bool {
+        guard let value = path.value else { throw UCIError.invalidArgument }
+        guard found.sectionIndex != nil || (path.option == nil && path.section != nil) else {
+            throw UCIError.invalidArgument
+        }
+        if path.option == nil && !value.isEmpty && !UCINames.isValidType(value) { throw UCIError.invalidArgument }
+        if value.isEmpty {
+            // Setting what does not exist to nothing is not an error, and not a change.
+            guard found.isComplete else { return false }
+            return try delete(found, path)
+        }
+        if let s = found.sectionIndex, let option = path.option {
+            if let o = found.optionIndex {
+                if sections[s].options[o].value == .string(value) { return false }
+                sections[s].options.remove(at: o)
+            }
+            sections[s].options.append(Option(name: option, value: .string(value), line: 0))
+        } else if let s = found.sectionIndex {
+            sections[s].type = value
+        } else {
+            // A new section needs a real name; uci would create one called `@type[9]`.
+            guard let name = path.section, !path.isExtended else { throw UCIError.invalidArgument }
+            allocateSection(type: value, name: name)
+        }
+        return true
+    }
+
+    /// `add_list`: appends an item; an option holding a string becomes a list of it and the item.
+    public mutating func addList(_ found: UCILookup, _ path: UCIPath) throws {
+        guard let s = found.sectionIndex, let option = path.option, let value = path.value else {
+            throw UCIError.invalidArgument
+        }
+        if let o = found.optionIndex {
+            switch sections[s].options[o].value {
+            case .list(let items):
+                sections[s].options[o].value = .list(items + [value])
+                return
+            case .string(let old):
+                sections[s].options.remove(at: o)
+                sections[s].options.append(Option(name: option, value: .list([old, value]), line: 0))
+            }
+        } else {
+            sections[s].options.append(Option(name: option, value: .list([value]), line: 0))
+        }
+    }
+
+    /// `del_list`: removes every item equal to the value; nothing to do unless the option is a list.
+    public mutating func deleteFromList(_ found: UCILookup, _ path: UCIPath) throws -> Bool {
+        guard let s = found.sectionIndex, let value = path.value else { throw UCIError.invalidArgument }
+        guard let o = found.optionIndex, case .list(let items) = sections[s].options[o].value else { return false }
+        sections[s].options[o].value = .list(items.filter { $0 != value })
+        return true
+    }
+
+    /// `delete`: a section, an option, or (with `=INDEX`) one item of a list.
+    public mutating func delete(_ found: UCILookup, _ path: UCIPath) throws -> Bool {
+        guard found.isComplete else { throw UCIError.notFound }
+        guard let s = found.sectionIndex else { throw UCIError.invalidArgument }
+        if let o = found.optionIndex {
+            if case .list(var items) = sections[s].options[o].value, let v = path.value, !v.isEmpty {
+                guard let index = Self.leadingInteger(v) else { return false }
+                guard items.indices.contains(index) else { return false }
+                items.remove(at: index)
+                sections[s].options[o].value = .list(items)
+                return true
+            }
+            sections[s].options.remove(at: o)
+        } else {
+            sections.remove(at: s)
+        }
+        return true
+    }
+
+    /// `rename`: a section (which stops being anonymous) or an option.
+    public mutating func rename(_ found: UCILookup, _ path: UCIPath) throws {
+        guard found.isComplete else { throw UCIError.notFound }
+        guard let s = found.sectionIndex, let value = path.value else { throw UCIError.invalidArgument }
+        // uci would write the rename and then refuse to read it back; refuse it here.
+        guard UCINames.isValidName(value) else { throw UCIError.invalidArgument }
+        if let o = found.optionIndex {
+            sections[s].options[o].name = value
+        } else {
+            sections[s].name = value
+            sections[s].isAnonymous = false
+        }
+    }
+
+    /// `reorder`: moves a section to a position (past the end means last). Returns the position as
+    /// uci records it.
+    public mutating func reorder(section s: Int, to position: String) -> String {
+        let digits = position.drop { $0 == " " }.prefix { $0.isASCII && $0.isNumber }
+        let wanted = UInt64(digits) ?? (digits.isEmpty ? 0 : UInt64.max)
+        let moved = sections.remove(at: s)
+        sections.insert(moved, at: Int(min(wanted, UInt64(sections.count))))
+        return String(Int32(truncatingIfNeeded: wanted))
+    }
+
+    /// `add`: a new anonymous section at the end; returns its generated name.
+    public mutating func addSection(type: String) throws -> String {
+        guard UCINames.isValidType(type) else { throw UCIError.invalidArgument }
+        let index = allocateSection(type: type, name: nil)
+        return sections[index].name
+    }
+
+    /// sscanf("%d"): the integer at the start of the text, if any.
+    static func leadingInteger(_ s: String) -> Int? {
+        let t = s.drop { $0 == " " || $0 == "\t" }
+        var digits = t.prefix { $0 == "-" || $0 == "+" || ($0.isASCII && $0.isNumber) }
+        if let first = digits.first, first == "-" || first == "+" {
+            digits = digits.prefix(1) + digits.dropFirst().prefix { $0.isASCII && $0.isNumber }
+        } else {
+            digits = digits.prefix { $0.isASCII && $0.isNumber }
+        }
+        return Int(digits)
+    }
+}
