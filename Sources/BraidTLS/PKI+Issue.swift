@@ -48,7 +48,7 @@ extension PKI {
         let keyPath = keyPath(for: name)
         if !force {
             for path in [certPath, keyPath] where access(path, F_OK) == 0 {
-                throw TLSError(.pki, "\(path) already exists: NAME \(name) was issued before (force replaces it)")
+                throw TLSError(.pki, "\(path) already exists: \(name) was issued before (--force replaces it)")
             }
         }
         let caCert = try readCertificate(caCertificatePath, reason: .pki)

@@ -17,7 +17,7 @@ struct Braid: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "braid",
         abstract: "Multi-WAN bonding over Multipath TCP: gateway (CPE) and concentrator.",
-        subcommands: [Gateway.self, Concentrator.self, Status.self, GenKey.self, Check.self])
+        subcommands: [Gateway.self, Concentrator.self, Status.self, GenKey.self, Check.self, PKICommand.self])
 }
 
 struct RoleOptions: ParsableArguments {
