@@ -44,6 +44,14 @@ extension PKI {
         guard notAfter > notBefore else {
             throw TLSError(.pki, "notAfter (\(notAfter)) must be after notBefore (\(notBefore))")
         }
+        return try locked {
+            try issueLocked(name: name, usage: usage, notBefore: notBefore, notAfter: notAfter, force: force)
+        }
+    }
+
+    private func issueLocked(name: String, usage: Usage, notBefore: time_t, notAfter: time_t, force: Bool) throws
+        -> Issued
+    {
         let certPath = certificatePath(for: name)
         let keyPath = keyPath(for: name)
         if !force {

@@ -10,6 +10,10 @@ extension PKI {
     @discardableResult
     public func revoke(name: String, crlDays: Int = PKI.defaultCRLDays) throws -> [String] {
         try PKI.validate(name: name)
+        return try locked { try revokeLocked(name: name, crlDays: crlDays) }
+    }
+
+    private func revokeLocked(name: String, crlDays: Int) throws -> [String] {
         var index = try readIndex()
         guard index.contains(where: { $0.name == name }) else {
             throw TLSError(.pki, "no certificate was issued to \(name) (see \(indexPath))")
@@ -31,7 +35,7 @@ extension PKI {
     /// refuses every peer once the CRL it holds is past its nextUpdate, so run this (or
     /// `braid pki crl`) well before.
     public func writeCRL(days: Int = PKI.defaultCRLDays) throws {
-        try writeCRL(days: days, entries: try readIndex())
+        try locked { try writeCRL(days: days, entries: try readIndex()) }
     }
 
     func writeCRL(days: Int, entries: [IndexEntry]) throws {

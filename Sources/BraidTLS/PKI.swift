@@ -158,6 +158,31 @@ func writeFile(_ path: String, _ bytes: [UInt8], mode: mode_t, replace: Bool) th
     }
 }
 
+/// A UTC date for messages: 2027-02-20 01:41:09 UTC.
+func utcDate(_ seconds: Int64) -> String {
+    var t = time_t(seconds)
+    var parts = tm()
+    gmtime_r(&t, &parts)
+    var buf = [CChar](repeating: 0, count: 32)
+    strftime(&buf, buf.count, "%Y-%m-%d %H:%M:%S UTC", &parts)
+    return String(cString: buf)
+}
+
+extension PKI {
+    /// Holds DIR/.lock (flock) while `body` reads and rewrites the index, so two `braid pki`
+    /// runs at once cannot lose a certificate from the index or a revocation from the CRL.
+    func locked<T>(_ body: () throws -> T) throws -> T {
+        let path = directory + "/.lock"
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw TLSError(.pki, "cannot open \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        while flock(fd, LOCK_EX) != 0 {
+            if errno != EINTR { throw TLSError(.pki, "cannot lock \(path): \(String(cString: strerror(errno)))") }
+        }
+        return try body()
+    }
+}
+
 func readTextFile(_ path: String, missingOK: Bool) throws -> String? {
     guard let f = fopen(path, "r") else {
         if missingOK && errno == ENOENT { return nil }

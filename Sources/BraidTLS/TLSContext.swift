@@ -65,6 +65,7 @@ public final class TLSContext: @unchecked Sendable {
         if let crl {
             let list = try readCRL(crl, reason: .configuration)
             defer { X509_CRL_free(list) }
+            try Self.checkUsable(crl: list, path: crl, caPath: ca)
             guard X509_STORE_add_crl(store, list) == 1 else {
                 throw TLSError.openSSL(.configuration, "\(crl): cannot add the CRL")
             }
@@ -74,7 +75,11 @@ public final class TLSContext: @unchecked Sendable {
             }
         }
         if case .client(let serverName) = role {
-            try PKI.validate(name: serverName)
+            do {
+                try PKI.validate(name: serverName)
+            } catch let error as TLSError {
+                throw TLSError(.configuration, "server name: \(error.detail)")
+            }
             let param = SSL_CTX_get0_param(ctx)
             X509_VERIFY_PARAM_set_hostflags(param, UInt32(X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS))
             guard X509_VERIFY_PARAM_set1_host(param, serverName, 0) == 1 else {
@@ -86,5 +91,21 @@ public final class TLSContext: @unchecked Sendable {
 
     deinit {
         SSL_CTX_free(ctx)
+    }
+
+    /// A CRL that is not signed by the CA, or past its nextUpdate, would make OpenSSL refuse
+    /// every peer (no usable CRL for the issuer); say so once at start, naming the file and the
+    /// date, rather than in every refused handshake.
+    static func checkUsable(crl: OpaquePointer, path: String, caPath: String) throws {
+        let ca = try readCertificate(caPath, reason: .configuration)
+        defer { X509_free(ca) }
+        guard X509_CRL_verify(crl, X509_get0_pubkey(ca)) == 1 else {
+            throw TLSError.openSSL(.crlUnusable, "\(path) is not signed by the CA in \(caPath)")
+        }
+        if let next = unixTime(X509_CRL_get0_nextUpdate(crl)), next <= Int64(time(nil)) {
+            throw TLSError(
+                .crlUnusable,
+                "\(path) expired at \(utcDate(next)): re-sign it with `braid pki crl` and copy it again")
+        }
     }
 }

@@ -17,7 +17,8 @@ public final class TLSEngine {
     public enum State: Equatable {
         case handshaking
         case established
-        /// A close_notify was sent or received.
+        /// Both directions are closed (close_notify sent and received), or the engine was closed
+        /// during the handshake.
         case closed
         case failed(TLSError)
     }
@@ -33,6 +34,11 @@ public final class TLSEngine {
     }
 
     public private(set) var state: State = .handshaking
+    /// Our close_notify has been queued: nothing more can be sent, but the peer's remaining data
+    /// is still read (TLS 1.3 closes each direction on its own, RFC 8446 §6.1).
+    public private(set) var outputClosed = false
+    /// The peer's close_notify has arrived: nothing more will be read, but we may still send.
+    public private(set) var inputClosed = false
     public let context: TLSContext
     private let ssl: OpaquePointer
     private let inbound: OpaquePointer
@@ -95,6 +101,7 @@ public final class TLSEngine {
         switch state {
         case .failed(let error): throw error
         case .closed: return result
+        case _ where inputClosed: return result
         case .handshaking, .established: break
         }
         if !checkedRecordHeader && !ciphertext.isEmpty {
@@ -126,6 +133,7 @@ public final class TLSEngine {
         switch state {
         case .failed(let error): throw error
         case .closed: throw TLSError(.protocolFailure, "cannot send on a closed connection")
+        case _ where outputClosed: throw TLSError(.protocolFailure, "cannot send after close_notify")
         case .handshaking: pendingPlaintext.append(contentsOf: plaintext)
         case .established: try write(plaintext)
         }
@@ -147,15 +155,22 @@ public final class TLSEngine {
         return n > 0 ? Array(bytes[0..<Int(n)]) : []
     }
 
-    /// Sends close_notify (taken with `takeOutbound`); nothing more can be sent.
+    /// Queues close_notify (taken with `takeOutbound`); nothing more can be sent, what the peer
+    /// still sends is read. During the handshake there is nothing to close politely: the engine
+    /// is simply closed.
     public func close() {
-        guard state == .established || state == .handshaking else { return }
-        if state == .established {
+        switch state {
+        case .handshaking:
+            state = .closed
+        case .established where !outputClosed:
+            outputClosed = true
             drainOpenSSLErrors()
             _ = SSL_shutdown(ssl)
             drainOpenSSLErrors()
+            if inputClosed { state = .closed }
+        default:
+            break
         }
-        state = .closed
     }
 
     /// Marks the engine failed with a reason found outside it (a timeout, a lost connection).
@@ -202,7 +217,8 @@ public final class TLSEngine {
             if code == SSL_ERROR_WANT_READ || code == SSL_ERROR_WANT_WRITE { return }
             if code == SSL_ERROR_ZERO_RETURN {
                 result.closedByPeer = true
-                state = .closed
+                inputClosed = true
+                if outputClosed { state = .closed }
                 return
             }
             throw fail(classify(code))

@@ -160,7 +160,7 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     public func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
-        if mode != .input && engine.state == .established {
+        if mode != .input && engine.state == .established && !engine.outputClosed {
             engine.close()  // close_notify, so the peer can tell an end from a cut
             writeOutbound(context, promise: nil)
             context.flush()

@@ -21,9 +21,19 @@ final class TLSEngineTests: XCTestCase {
         let reply = try client.receive(server.takeOutbound())
         XCTAssertEqual(String(decoding: reply.plaintext, as: UTF8.self), "hello, sub-42")
 
+        // The client closes its direction; the server's last words still arrive, then it closes.
         client.close()
+        XCTAssertThrowsError(try client.send([1]), "nothing is sent after close_notify")
         let closing = try server.receive(client.takeOutbound())
         XCTAssertTrue(closing.closedByPeer)
+        XCTAssertTrue(server.inputClosed)
+        XCTAssertEqual(server.state, .established, "half closed: the server may still send")
+        try server.send(Array("bye".utf8))
+        server.close()
+        let last = try client.receive(server.takeOutbound())
+        XCTAssertEqual(String(decoding: last.plaintext, as: UTF8.self), "bye")
+        XCTAssertTrue(last.closedByPeer)
+        XCTAssertEqual(client.state, .closed)
         XCTAssertEqual(server.state, .closed)
     }
 
@@ -106,6 +116,20 @@ final class TLSEngineTests: XCTestCase {
                 key: f.pki.keyPath(for: TLSFixture.clientName))
         ) { error in
             XCTAssertTrue("\(error)".contains("is not the key of"), "\(error)")
+        }
+    }
+
+    func testCRLFromAnotherCAIsRefusedWhenTheContextIsBuilt() throws {
+        let f = try TLSFixture()
+        let other = try PKI.initialize(directory: f.root + "/other-ca")
+        XCTAssertThrowsError(
+            try TLSContext(
+                role: .server, ca: f.pki.caCertificatePath,
+                certificate: f.pki.certificatePath(for: TLSFixture.serverName),
+                key: f.pki.keyPath(for: TLSFixture.serverName), crl: other.crlPath)
+        ) { error in
+            XCTAssertEqual((error as? TLSError)?.reason, .crlUnusable)
+            XCTAssertTrue("\(error)".contains(other.crlPath), "\(error)")
         }
     }
 
