@@ -38,7 +38,8 @@ public struct PKI: Sendable {
     public init(directory: String) throws {
         self.directory = directory
         guard access(caCertificatePath, F_OK) == 0, access(caKeyPath, F_OK) == 0 else {
-            throw TLSError(.pki, "\(directory) holds no CA (no ca.crt and ca.key): run `braid pki init \(directory)` first")
+            throw TLSError(
+                .pki, "\(directory) holds no CA (no ca.crt and ca.key): run `braid pki init \(directory)` first")
         }
     }
 
@@ -88,8 +89,11 @@ extension PKI {
         public var revokedAt: Int64?
     }
 
-    static let indexHeader =
-        "# braid pki index: status (V valid, R revoked), serial (hex), notAfter, revokedAt (seconds since 1970 UTC), name\n"
+    static let indexHeader = """
+        # braid pki index: status (V valid, R revoked), serial (hex), notAfter, revokedAt (seconds \
+        since 1970 UTC), name
+
+        """
 
     /// Every certificate this CA issued, oldest first.
     public func readIndex() throws -> [IndexEntry] {

@@ -274,7 +274,8 @@ public final class TLSEngine {
             switch entry.reason {
             case SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE:
                 return TLSError(.noPeerCertificate, "the peer sent no certificate")
-            case SSL_R_WRONG_VERSION_NUMBER, SSL_R_HTTP_REQUEST, SSL_R_HTTPS_PROXY_REQUEST, SSL_R_PACKET_LENGTH_TOO_LONG:
+            case SSL_R_WRONG_VERSION_NUMBER, SSL_R_HTTP_REQUEST, SSL_R_HTTPS_PROXY_REQUEST,
+                SSL_R_PACKET_LENGTH_TOO_LONG:
                 return TLSError(.notTLS, entry.text)
             case SSL_R_UNSUPPORTED_PROTOCOL, SSL_R_NO_PROTOCOLS_AVAILABLE:
                 return TLSError(.protocolVersion, entry.text)

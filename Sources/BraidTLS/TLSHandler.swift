@@ -68,7 +68,8 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let limit = handshakeTimeout
         timer = context.eventLoop.scheduleTask(in: limit) {
             let (handler, context) = loopBound.value
-            handler.fail(context, TLSError(.handshakeTimeout, "no finished handshake after \(limit.nanoseconds / 1_000_000) ms"))
+            handler.fail(
+                context, TLSError(.handshakeTimeout, "no finished handshake after \(limit.nanoseconds / 1_000_000) ms"))
         }
         do {
             try engine.start()

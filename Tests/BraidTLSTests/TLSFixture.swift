@@ -60,11 +60,15 @@ func shuttle(client: TLSEngine, server: TLSEngine) -> Exchange {
     for _ in 0..<20 {
         let toServer = client.takeOutbound()
         if !toServer.isEmpty && x.serverError == nil {
-            do { x.serverReceived += try server.receive(toServer).plaintext } catch { x.serverError = error as? TLSError }
+            do { x.serverReceived += try server.receive(toServer).plaintext } catch {
+                x.serverError = error as? TLSError
+            }
         }
         let toClient = server.takeOutbound()
         if !toClient.isEmpty && x.clientError == nil {
-            do { x.clientReceived += try client.receive(toClient).plaintext } catch { x.clientError = error as? TLSError }
+            do { x.clientReceived += try client.receive(toClient).plaintext } catch {
+                x.clientError = error as? TLSError
+            }
         }
         if toServer.isEmpty && toClient.isEmpty && !client.hasOutbound { break }
     }

@@ -22,7 +22,8 @@ final class TLSHandlerTests: XCTestCase {
         let f = try TLSFixture()
         let log = LogRecorder()
         let serverEvents = Recorder()
-        let server = try startServer(try f.serverContext(crl: true), logger: log.logger("server"), recorder: serverEvents)
+        let server = try startServer(
+            try f.serverContext(crl: true), logger: log.logger("server"), recorder: serverEvents)
         defer { try? server.close().wait() }
 
         let answer = bounded(group.next().makePromise(of: String.self))
@@ -30,7 +31,8 @@ final class TLSHandlerTests: XCTestCase {
         let client = try ClientBootstrap(group: group)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    let tls = try TLSHandler(context: clientContext, handshakeTimeout: .seconds(5), logger: log.logger("client"))
+                    let tls = try TLSHandler(
+                        context: clientContext, handshakeTimeout: .seconds(5), logger: log.logger("client"))
                     try channel.pipeline.syncOperations.addHandlers(tls, PingClient(answer: answer))
                 }
             }
@@ -39,7 +41,8 @@ final class TLSHandlerTests: XCTestCase {
 
         XCTAssertEqual(try answer.futureResult.wait(), "sub-42 said: ping from conc.example's client")
         XCTAssertEqual(serverEvents.names, [TLSFixture.clientName])
-        XCTAssertTrue(log.messages.contains { $0.contains("TLS handshake complete") && $0.contains("sub-42") }, "\(log.messages)")
+        XCTAssertTrue(
+            log.messages.contains { $0.contains("TLS handshake complete") && $0.contains("sub-42") }, "\(log.messages)")
     }
 
     func testServerClosesAHandshakeThatNeverFinishesWithHandshakeTimeout() throws {
@@ -98,7 +101,8 @@ final class TLSHandlerTests: XCTestCase {
         let client = try ClientBootstrap(group: group)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    let tls = try TLSHandler(context: clientContext, handshakeTimeout: .seconds(5), logger: log.logger("client"))
+                    let tls = try TLSHandler(
+                        context: clientContext, handshakeTimeout: .seconds(5), logger: log.logger("client"))
                     try channel.pipeline.syncOperations.addHandlers(tls, EventRecorder(clientEvents))
                 }
             }
