@@ -9,7 +9,8 @@ import Glibc
 /// its CRL when one is given). The gateway is the client and also checks the concentrator's
 /// name; the concentrator is the server and learns the subscriber id from the client's CN.
 ///
-/// Immutable once built, so one context serves every connection on every thread.
+/// Immutable once built, so one context serves every connection on every thread; a new CRL or
+/// certificate takes effect with a new context (a reload), for the connections made after it.
 public final class TLSContext: @unchecked Sendable {
     /// Which end of the channel this context is for.
     public enum Role: Sendable, Equatable {
