@@ -17,7 +17,10 @@ struct Braid: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "braid",
         abstract: "Multi-WAN bonding over Multipath TCP: gateway (CPE) and concentrator.",
-        subcommands: [Gateway.self, Concentrator.self, Status.self, Check.self, UCI.self, ConfigCommand.self, GenKey.self])
+        subcommands: [
+            Gateway.self, Concentrator.self, Status.self, Check.self, UCI.self, ConfigCommand.self, PKICommand.self,
+            GenKey.self,
+        ])
 }
 
 struct RoleOptions: ParsableArguments {
