@@ -1,7 +1,7 @@
 # braid: `make lab` runs the demo lab, `make test` runs every test (needs root, Linux with MPTCP).
 SWIFT ?= swift
 
-.PHONY: build release test unit netns lab lab-unshaped bench clean config
+.PHONY: build release test unit netns lab lab-unshaped bench image clean config
 
 build:
 	$(SWIFT) build
@@ -16,7 +16,7 @@ unit:
 NETNS_ENV = BRAID_BIN=$(CURDIR)/.build/debug/braid LAB_TOOL=$(CURDIR)/.build/debug/braid-lab
 netns: build
 	@status=0; \
-	for t in bonded-path delay-line failover; do \
+	for t in bonded-path delay-line failover appliance; do \
 		echo "== tests/netns/$$t.sh"; \
 		$(NETNS_ENV) bash tests/netns/$$t.sh || status=1; \
 	done; \
@@ -40,6 +40,11 @@ lab-unshaped: release
 # Benchmark against redsocks+dante, shadowsocks and direct paths (not a test; see bench/bench.sh).
 bench: release
 	bash bench/bench.sh
+
+# Root filesystem tarball of a generic x86-64 appliance (board/x86-64/README.md); not a test.
+IMAGE_ROLE ?= gateway
+image:
+	bash board/x86-64/build-image.sh --role $(IMAGE_ROLE)
 
 clean:
 	rm -rf .build
