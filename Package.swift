@@ -92,10 +92,8 @@ let package = Package(
         .testTarget(name: "BraidWireTests", dependencies: ["BraidWire", "BraidCore"]),
         .testTarget(name: "BraidConfigTests", dependencies: ["BraidConfig", "BraidCore"]),
         .testTarget(name: "BraidGatewayTests", dependencies: ["BraidGateway"]),
-<<<<<<< HEAD
         // Golden cases for `braid uci`, read from Golden/ next to the test source.
         .testTarget(name: "BraidUCITests", dependencies: ["BraidConfig"], exclude: ["Golden"]),
-=======
         .testTarget(
             name: "BraidTLSTests",
             dependencies: [
@@ -105,6 +103,5 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
->>>>>>> tls
     ]
 )
