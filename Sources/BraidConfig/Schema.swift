@@ -300,12 +300,9 @@ extension ConfigSchema {
                     result.errors.append(ConfigError(file: package.file, line: 0, "no 'config \(schema.type)' section"))
                 }
             case .many:
-                var seen: Set<String> = []
-                for s in found {
-                    if let name = s.section.name, !seen.insert(name).inserted {
-                        result.error(s, nil, "another 'config \(schema.type)' section has this name", value: name)
-                    }
-                }
+                // Two sections of one name are one section to uci (the second adds to the first),
+                // and the parser merges them the same way: nothing to check here.
+                break
             }
         }
         checkReferences(&result)
