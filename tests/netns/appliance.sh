@@ -505,12 +505,12 @@ CONF
     uid=$(awk '/^Uid:/ { print $2 }' <<<"$status")
     if [[ $uid == "$RUN_UID" ]]; then pass "gateway runs as uid $uid, not root"; else fail "gateway's uid" "$status"; fi
 
-    local endpoints
-    endpoints=$(nsx "$NS_GW" ip mptcp endpoint show)
-    if grep -q 198.18.1.2 <<<"$endpoints" && grep -q 198.18.2.2 <<<"$endpoints"; then
-        pass "unprivileged gateway adds an MPTCP endpoint per uplink"
+    local pm
+    pm=$(nsx "$NS_GW" sysctl -n net.mptcp.path_manager)
+    if [[ $pm == userspace ]]; then
+        pass "unprivileged gateway takes over MPTCP path management (net.mptcp.path_manager = userspace)"
     else
-        fail "MPTCP endpoints" "$endpoints" "$(cat "$LAB_WORK/gateway.log")"
+        fail "MPTCP path manager" "net.mptcp.path_manager = $pm" "$(cat "$LAB_WORK/gateway.log")"
     fi
 
     local out size=5000000
@@ -527,8 +527,8 @@ CONF
     for _ in $(seq 100); do kill -0 "$gw" 2>/dev/null || break; sleep 0.1; done
     wait "$gw" || rc=$?
     if ((rc == 0)) && ! nsx "$NS_GW" nft list table inet braid >/dev/null 2>&1 &&
-        [[ -z $(nsx "$NS_GW" ip mptcp endpoint show) ]]; then
-        pass "unprivileged gateway stops on SIGTERM (exit 0) and removes its table and endpoints"
+        [[ $(nsx "$NS_GW" sysctl -n net.mptcp.path_manager) == kernel ]]; then
+        pass "unprivileged gateway stops on SIGTERM (exit 0), removes its table and gives path management back"
     else
         fail "unprivileged gateway stop" "exit $rc" "$(tail -5 "$LAB_WORK/gateway.log")"
     fi
