@@ -8,7 +8,8 @@
 #   mptcp, tcp   ceilings: a client in NS_GW straight to the origin, MPTCP or TCP, no proxy
 #
 # The peers are made MPTCP with `mptcpize run` (LD_PRELOAD); while they run, bench installs in
-# NS_GW the per-uplink tables, source rules and MPTCP endpoints that braid's gateway would.
+# NS_GW the per-uplink tables and source rules that braid's gateway would, and kernel MPTCP endpoints
+# (braid opens the same subflows itself, as the userspace path manager).
 #
 # Scenarios, each download (GET) and upload (PUT), median of BENCH_RUNS runs:
 #   1 relay        unshaped lab, CPU-bound: goodput and CPU seconds per GB of the chain's processes
@@ -210,8 +211,9 @@ chain_start() {
         lab_start || return 1
         CHAIN_PIDS=("${LAB_PIDS[@]:before}")
         LAB_PIDS=("${LAB_PIDS[@]:0:before}")
-        wait_for 10 bash -c "[[ \$(ip netns exec $NS_GW ip mptcp endpoint show | wc -l) -ge 3 ]]" ||
-            bench_log "braid: fewer than 3 MPTCP endpoints in the gateway namespace"
+        wait_for 10 bash -c "[[ \$(ip netns exec $NS_GW $BRAID_BIN status --json --config $LAB_WORK/gateway.conf |
+            grep -o '\"state\":\"up\"' | wc -l) -ge 3 ]]" ||
+            bench_log "braid: fewer than 3 uplinks up in the gateway's status"
         ;;
     redsocks)
         peer_net_up
