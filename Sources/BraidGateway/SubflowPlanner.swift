@@ -43,6 +43,8 @@ struct SubflowPlanner {
         /// When a subflow from an address was last asked for, to pace retries.
         var attempts: [IPAddress: UInt64] = [:]
         var destroying: Set<Subflow> = []
+        /// Addresses whose last attempt is already counted as failed (refused at once).
+        var refused: Set<IPAddress> = []
         var priorityAsked: [Subflow: Bool] = [:]
 
         mutating func id(for address: IPAddress) -> UInt8? {
@@ -54,6 +56,18 @@ struct SubflowPlanner {
         }
     }
 
+    /// What became of the subflows asked for from one address: a path whose subflows keep being
+    /// refused or reset while its probes pass is one that breaks MPTCP (a middlebox removing
+    /// MPTCP options from the handshake or the data), and is asked less and less often.
+    struct PathRecord: Equatable {
+        /// Subflows lost or never established in a row, reset by the first one that works.
+        var failures = 0
+        var lastFailure: String?
+    }
+
+    /// Consecutive failures after which a path is reported as breaking MPTCP.
+    static let failingAfter = 3
+
     /// Only connections to this address are ours to manage (data and control connections alike).
     let server: IPAddress
     /// At most this many subflows per connection, the first included.
@@ -61,6 +75,7 @@ struct SubflowPlanner {
     /// A failed or unanswered subflow is asked for again after this long.
     let retryNanos: UInt64
     private(set) var connections: [UInt32: Connection] = [:]
+    private(set) var records: [IPAddress: PathRecord] = [:]
 
     init(server: IPAddress, maxSubflows: Int, retryNanos: UInt64 = 1_000_000_000) {
         self.server = server
@@ -83,18 +98,60 @@ struct SubflowPlanner {
             guard var c = connections[e.token], let local = e.local, let remote = e.remote else { return }
             let s = Subflow(local: local, remote: remote)
             c.subflows[s] = e.backup
+            if e.kind == .subflowEstablished {
+                records[local.address] = PathRecord()
+                c.attempts[local.address] = nil
+                c.refused.remove(local.address)
+            }
             if let id = e.localID, id != 0, c.ids[local.address] == nil { c.ids[local.address] = id }
             connections[e.token] = c
         case .subflowClosed:
             guard var c = connections[e.token], let local = e.local, let remote = e.remote else { return }
             let s = Subflow(local: local, remote: remote)
-            c.subflows[s] = nil
+            if c.subflows.removeValue(forKey: s) != nil, !c.destroying.contains(s) {
+                failed(local.address, e.error.map { "subflow closed, error \($0)" } ?? "subflow closed by the path or the peer")
+            } else if c.attempts[local.address] != nil, !c.destroying.contains(s),
+                c.refused.insert(local.address).inserted
+            {
+                // The attempt stays on record, so the next one waits for retryDelay.
+                failed(local.address, e.error.map { "subflow refused, error \($0)" } ?? "subflow refused")
+            }
             c.destroying.remove(s)
             c.priorityAsked[s] = nil
             connections[e.token] = c
         case .announced, .removed, .other:
             break
         }
+    }
+
+    /// Reconciles with the subflows the kernel has established (its TCP socket table): a subflow
+    /// it reset without an event (as when MPTCP options vanish mid-stream) is forgotten and
+    /// counted against its path. Subflows the events have not told of yet are left to them.
+    mutating func reconcile(established live: Set<Subflow>) {
+        for token in connections.keys {
+            guard var c = connections[token], c.established else { continue }
+            for s in c.subflows.keys where !live.contains(s) {
+                c.subflows[s] = nil
+                c.priorityAsked[s] = nil
+                if c.destroying.remove(s) == nil {
+                    failed(s.local.address, "subflow reset without notice")
+                }
+            }
+            connections[token] = c
+        }
+    }
+
+    private mutating func failed(_ address: IPAddress, _ reason: String) {
+        var r = records[address] ?? PathRecord()
+        r.failures += 1
+        r.lastFailure = reason
+        records[address] = r
+    }
+
+    /// Whether subflows from `address` have failed often enough in a row to report its path.
+    func breaksMPTCP(_ address: IPAddress) -> PathRecord? {
+        guard let r = records[address], r.failures >= Self.failingAfter else { return nil }
+        return r
     }
 
     /// Events were lost: a subflow may have closed unseen. Retry every missing one at once.
@@ -131,10 +188,18 @@ struct SubflowPlanner {
                     actions.append(.setBackup(token: token, s, path.backup))
                 }
             }
+            // Attempts from a path that has since gone down say nothing about it.
+            for path in paths where !path.healthy { c.attempts[path.address] = nil }
             var count = c.subflows.count - c.destroying.count
             for path in healthy where count < maxSubflows {
                 guard !c.subflows.keys.contains(where: { $0.local.address == path.address }) else { continue }
-                if let last = c.attempts[path.address], now &- last < retryNanos { continue }
+                if let last = c.attempts[path.address] {
+                    // An attempt that has not become a subflow by now has failed.
+                    guard now &- last >= retryDelay(path.address) else { continue }
+                    if c.refused.remove(path.address) == nil {
+                        failed(path.address, "subflow not established within \(retryDelay(path.address) / 1_000_000) ms")
+                    }
+                }
                 guard let id = c.id(for: path.address) else { continue }
                 c.attempts[path.address] = now
                 count += 1
@@ -146,6 +211,13 @@ struct SubflowPlanner {
             connections[token] = c
         }
         return actions
+    }
+
+    /// The wait before asking again from an address: doubles with each failure in a row, up to
+    /// 8 times the base, so a path that breaks MPTCP is not hammered but is found again within
+    /// seconds once it is mended.
+    func retryDelay(_ address: IPAddress) -> UInt64 {
+        retryNanos << UInt64(min(records[address]?.failures ?? 0, 3))
     }
 
     /// Subflows per local address, over all connections: what `braid status` shows per uplink.

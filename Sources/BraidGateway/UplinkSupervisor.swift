@@ -22,7 +22,8 @@ final class UplinkSupervisor {
     private let mptcpEvents: MPTCPEventMonitor
     private let pathManager: MPTCPPathManager
     private var planner: SubflowPlanner
-    private var replanScheduled = false
+    /// Per uplink: why its path is reported as breaking MPTCP, or nil.
+    private var mptcpFailing: [String?]
     private var health: [UplinkHealth]
     private var probes: [EchoProbe?]
     private var probeSource: [IPAddress?]
@@ -47,6 +48,7 @@ final class UplinkSupervisor {
         }
         probes = Array(repeating: nil, count: config.uplinks.count)
         probeSource = Array(repeating: nil, count: config.uplinks.count)
+        mptcpFailing = Array(repeating: nil, count: config.uplinks.count)
     }
 
     /// Subscribes first, then reads the state, so no change between the two is missed. Runs on
@@ -194,6 +196,7 @@ final class UplinkSupervisor {
     }
 
     private func replan() {
+        defer { reportPaths() }
         let actions = planner.plan(paths: paths(), now: monotonicNanos())
         for action in actions {
             do {
@@ -224,12 +227,36 @@ final class UplinkSupervisor {
         }
     }
 
-    /// Retries subflows that failed or were never answered, once a second.
+    /// Once a second: checks the subflows against the kernel's socket table (a subflow reset
+    /// for a protocol violation goes without an event) and retries what failed or was never
+    /// answered.
     private func scheduleSubflowTick() {
         reactor.schedule(afterNanos: planner.retryNanos) { [weak self] in
             guard let self, !self.stopped else { return }
+            if !self.planner.connections.isEmpty {
+                self.planner.reconcile(established: EstablishedSubflows.read(server: self.config.server))
+            }
             self.replan()
             self.scheduleSubflowTick()
+        }
+    }
+
+    /// Logs when an uplink's path starts or stops breaking MPTCP.
+    private func reportPaths() {
+        for (i, u) in manager.uplinks.enumerated() {
+            guard let address = u.address(sameFamilyAs: config.server) else { continue }
+            let failing = planner.breaksMPTCP(address)
+            if let failing, mptcpFailing[i] == nil {
+                logger.warning(
+                    "uplink breaks MPTCP: its subflows fail although its probes pass (a middlebox removing MPTCP options?); sessions go on over the other uplinks",
+                    metadata: [
+                        "uplink": "\(u.name)", "device": "\(u.config.device)", "failures": "\(failing.failures)",
+                        "last": "\(failing.lastFailure ?? "")",
+                    ])
+            } else if failing == nil, mptcpFailing[i] != nil {
+                logger.notice("uplink carries MPTCP subflows again", metadata: ["uplink": "\(u.name)"])
+            }
+            mptcpFailing[i] = failing?.lastFailure
         }
     }
 
@@ -303,7 +330,7 @@ final class UplinkSupervisor {
                 """
                 {"name":"\(u.name)","device":"\(u.config.device)","role":"\(u.config.role)","state":"\(state)",\
                 "since":\(fixed(since, 3)),"carrier":\(u.carrier),"addresses":[\(addresses)],\
-                "rtt_ms":\(rtt),"loss":\(loss),"subflows":\(count),\
+                "rtt_ms":\(rtt),"loss":\(loss),"subflows":\(count),"mptcp":\(mptcpFailing[i].map { "\"failing: \($0)\"" } ?? "\"ok\""),\
                 "tx_bytes":\(tx),"rx_bytes":\(rx)}
                 """)
         }
@@ -327,6 +354,46 @@ public final class PreferredSource {
 
     func set(_ a: IPAddress?) { lock.withLock { address = a } }
     public func get() -> IPAddress? { lock.withLock { address } }
+}
+
+/// Established TCP sockets to the concentrator, from /proc/net/tcp and tcp6 (MPTCP subflows
+/// are ordinary TCP sockets there).
+enum EstablishedSubflows {
+    static func read(server: IPAddress) -> Set<SubflowPlanner.Subflow> {
+        var out: Set<SubflowPlanner.Subflow> = []
+        for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
+            guard let f = fopen(file, "r") else { continue }
+            defer { fclose(f) }
+            var line = [CChar](repeating: 0, count: 512)
+            while fgets(&line, 512, f) != nil {
+                let fields = String(cString: line).split(separator: " ")
+                guard fields.count > 3, fields[3] == "01" else { continue }  // ESTABLISHED
+                guard let local = endpoint(fields[1]), let remote = endpoint(fields[2]), remote.address == server else {
+                    continue
+                }
+                out.insert(SubflowPlanner.Subflow(local: local, remote: remote))
+            }
+        }
+        return out
+    }
+
+    /// "0200A8C0:1F40": the address as in-memory 32-bit words in hex (little-endian here), then the port.
+    static func endpoint(_ field: Substring) -> Endpoint? {
+        let parts = field.split(separator: ":")
+        guard parts.count == 2, let port = UInt16(parts[1], radix: 16) else { return nil }
+        let hex = parts[0]
+        var bytes: [UInt8] = []
+        var i = hex.startIndex
+        while i < hex.endIndex {
+            let j = hex.index(i, offsetBy: 8, limitedBy: hex.endIndex) ?? hex.endIndex
+            guard let word = UInt32(hex[i..<j], radix: 16) else { return nil }
+            bytes += [UInt8(word & 0xff), UInt8((word >> 8) & 0xff), UInt8((word >> 16) & 0xff), UInt8(word >> 24)]
+            i = j
+        }
+        guard var a = IPAddress(bytes: bytes) else { return nil }
+        if case .v6(let b) = a, let mapped = IPAddress(mappedIPv6Bytes: b) { a = mapped }
+        return Endpoint(address: a, port: port)
+    }
 }
 
 /// `x` with `digits` decimals, without Foundation.

@@ -28,6 +28,12 @@ enum StatusTable {
             out += row.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }
                 .joined(separator: "  ") + "\n"
         }
+        // A path that breaks MPTCP passes its probes; say so under the table, with the reason.
+        for u in root["uplinks"] as? [[String: Any]] ?? [] {
+            if let mptcp = u["mptcp"] as? String, mptcp != "ok" {
+                out += "\(u["name"] ?? "?"): MPTCP \(mptcp)\n"
+            }
+        }
         return out
     }
 

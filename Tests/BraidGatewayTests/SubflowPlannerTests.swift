@@ -1,0 +1,144 @@
+import BraidCore
+import BraidNetlink
+import XCTest
+
+@testable import BraidGateway
+
+final class SubflowPlannerTests: XCTestCase {
+    let server = IPAddress("198.18.10.2")!
+    let remote = Endpoint(address: IPAddress("198.18.10.2")!, port: 4800)
+    let a1 = IPAddress("198.18.1.2")!
+    let a2 = IPAddress("198.18.2.2")!
+    let a3 = IPAddress("198.18.3.2")!
+    let second: UInt64 = 1_000_000_000
+
+    func event(_ kind: MPTCPEvent.Kind, _ token: UInt32 = 7, local: IPAddress? = nil, port: UInt16 = 0, id: UInt8? = nil)
+        -> MPTCPEvent
+    {
+        var e = MPTCPEvent(kind: kind, token: token)
+        if let local { e.local = Endpoint(address: local, port: port) }
+        e.remote = remote
+        e.localID = id
+        return e
+    }
+
+    func paths(healthy: [Bool], backup: [Bool] = [false, false, false]) -> [SubflowPlanner.Path] {
+        [a1, a2, a3].enumerated().map { i, a in
+            SubflowPlanner.Path(address: a, ifindex: UInt32(i + 2), backup: backup[i], healthy: healthy[i])
+        }
+    }
+
+    /// A connection whose first subflow left from a1, established.
+    func planner() -> SubflowPlanner {
+        var p = SubflowPlanner(server: server, maxSubflows: 9)
+        p.handle(event(.created, local: a1, port: 1000))
+        p.handle(event(.established, local: a1, port: 1000))
+        return p
+    }
+
+    func creates(_ actions: [SubflowPlanner.Action]) -> [IPAddress] {
+        actions.compactMap { if case .create(_, let local, _, _, _, _) = $0 { return local } else { return nil } }
+    }
+
+    func testEveryHealthyUplinkGetsASubflowWithItsOwnID() {
+        var p = planner()
+        let actions = p.plan(paths: paths(healthy: [true, true, true]), now: 0)
+        XCTAssertEqual(
+            actions,
+            [
+                .create(token: 7, local: a2, id: 1, backup: false, ifindex: 3, remote: remote),
+                .create(token: 7, local: a3, id: 2, backup: false, ifindex: 4, remote: remote),
+            ])
+        // Asked once: nothing more until the retry delay has passed.
+        XCTAssertEqual(p.plan(paths: paths(healthy: [true, true, true]), now: second / 2), [])
+    }
+
+    func testNothingBeforeTheConnectionIsEstablishedAndNothingForOtherConnections() {
+        var p = SubflowPlanner(server: server, maxSubflows: 9)
+        p.handle(event(.created, local: a1, port: 1000))
+        XCTAssertEqual(p.plan(paths: paths(healthy: [true, true, true]), now: 0), [])
+        var accepted = event(.established, 8, local: a1, port: 1001)
+        accepted.serverSide = true
+        p.handle(accepted)
+        var elsewhere = event(.established, 9, local: a1, port: 1002)
+        elsewhere.remote = Endpoint(address: IPAddress("198.18.20.2")!, port: 80)
+        p.handle(elsewhere)
+        XCTAssertEqual(p.connections.keys.sorted(), [7])
+    }
+
+    func testDownUplinkIsWithdrawnButNeverTheLastWayOut() {
+        var p = planner()
+        _ = p.plan(paths: paths(healthy: [true, true, true]), now: 0)
+        p.handle(event(.subflowEstablished, local: a2, port: 2000, id: 1))
+        p.handle(event(.subflowEstablished, local: a3, port: 3000, id: 2))
+        // The first subflow's uplink goes down: its address, id 0, is withdrawn.
+        let s1 = SubflowPlanner.Subflow(local: Endpoint(address: a1, port: 1000), remote: remote)
+        XCTAssertEqual(p.plan(paths: paths(healthy: [false, true, true]), now: second), [.remove(token: 7, id: 0, s1)])
+        XCTAssertEqual(p.plan(paths: paths(healthy: [false, true, true]), now: 2 * second), [], "asked once")
+        p.handle(event(.subflowClosed, local: a1, port: 1000))
+        // Everything down: the remaining subflows are kept.
+        XCTAssertEqual(p.plan(paths: paths(healthy: [false, false, false]), now: 3 * second), [])
+        // a1 back: a new subflow from the first subflow's address, with an id of its own.
+        XCTAssertEqual(
+            creates(p.plan(paths: paths(healthy: [true, true, true]), now: 4 * second)), [a1])
+        XCTAssertNil(p.breaksMPTCP(a1), "a subflow we closed is not a failure of the path")
+    }
+
+    func testBackupUplinksSubflowsAreMarkedBackup() {
+        var p = planner()
+        // The connection started on what is now a backup uplink.
+        let actions = p.plan(paths: paths(healthy: [true, true, true], backup: [true, false, false]), now: 0)
+        let s1 = SubflowPlanner.Subflow(local: Endpoint(address: a1, port: 1000), remote: remote)
+        XCTAssertTrue(actions.contains(.setBackup(token: 7, s1, true)))
+        XCTAssertFalse(
+            p.plan(paths: paths(healthy: [true, true, true], backup: [true, false, false]), now: 1).contains(
+                .setBackup(token: 7, s1, true)), "asked once")
+        var q = planner()
+        XCTAssertTrue(
+            q.plan(paths: paths(healthy: [true, true, true], backup: [false, false, true]), now: 0).contains(
+                .create(token: 7, local: a3, id: 2, backup: true, ifindex: 4, remote: remote)))
+    }
+
+    func testRefusedSubflowsBackOffAndReportThePath() {
+        var p = planner()
+        let all = paths(healthy: [true, true, true])
+        var now: UInt64 = 0
+        XCTAssertEqual(creates(p.plan(paths: all, now: now)), [a2, a3])
+        p.handle(event(.subflowEstablished, local: a3, port: 3000, id: 2))
+        var waits: [UInt64] = []
+        var last: UInt64 = 0
+        for _ in 0..<5 {
+            p.handle(event(.subflowClosed, local: a2, port: 2000))  // refused at once
+            // No retry before the delay, whatever triggers a pass.
+            XCTAssertEqual(creates(p.plan(paths: all, now: now + 1)), [])
+            while creates(p.plan(paths: all, now: now)) != [a2] { now += second / 10 }
+            waits.append(now - last)
+            last = now
+        }
+        // 1 s base, doubled per failure in a row, at most 8 s.
+        XCTAssertEqual(waits.map { $0 / second }, [2, 4, 8, 8, 8])
+        XCTAssertEqual(p.breaksMPTCP(a2)?.failures, 5)
+        XCTAssertNil(p.breaksMPTCP(a3))
+        // The first subflow that works clears the record.
+        p.handle(event(.subflowEstablished, local: a2, port: 2001, id: 1))
+        XCTAssertNil(p.breaksMPTCP(a2))
+    }
+
+    func testASubflowResetWithoutAnEventIsFoundAndOpenedAgain() {
+        var p = planner()
+        _ = p.plan(paths: paths(healthy: [true, true, true]), now: 0)
+        p.handle(event(.subflowEstablished, local: a2, port: 2000, id: 1))
+        p.handle(event(.subflowEstablished, local: a3, port: 3000, id: 2))
+        let live: Set<SubflowPlanner.Subflow> = [
+            .init(local: Endpoint(address: a1, port: 1000), remote: remote),
+            .init(local: Endpoint(address: a3, port: 3000), remote: remote),
+        ]
+        p.reconcile(established: live)
+        XCTAssertEqual(p.breaksMPTCP(a2), nil, "one failure is not yet a pattern")
+        XCTAssertEqual(
+            p.plan(paths: paths(healthy: [true, true, true]), now: second),
+            [.create(token: 7, local: a2, id: 1, backup: false, ifindex: 3, remote: remote)], "same address, same id")
+        p.handle(event(.closed))
+        XCTAssertTrue(p.connections.isEmpty)
+    }
+}
