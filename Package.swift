@@ -92,6 +92,7 @@ let package = Package(
         .testTarget(name: "BraidWireTests", dependencies: ["BraidWire", "BraidCore"]),
         .testTarget(name: "BraidConfigTests", dependencies: ["BraidConfig", "BraidCore"]),
         .testTarget(name: "BraidGatewayTests", dependencies: ["BraidGateway"]),
+        .testTarget(name: "BraidDataPlaneTests", dependencies: ["BraidDataPlane"]),
         // Golden cases for `braid uci`, read from Golden/ next to the test source.
         .testTarget(name: "BraidUCITests", dependencies: ["BraidConfig"], exclude: ["Golden"]),
         .testTarget(

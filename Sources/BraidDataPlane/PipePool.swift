@@ -21,6 +21,8 @@ final class PipePool {
     /// rates (the 64 KiB default costs four times the calls), small enough to keep the bytes a
     /// busy session holds in the kernel bounded.
     static let pipeSize: Int32 = 256 * 1024
+    /// What a pipe from this pool holds (the kernel may round the size up; never down).
+    var capacity: Int { Int(Self.pipeSize) }
     /// Empty pipes kept for reuse; more are closed when returned.
     static let keep = 64
 

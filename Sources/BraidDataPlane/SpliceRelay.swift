@@ -1,3 +1,4 @@
+import BraidCore
 import CBraidLinux
 
 #if canImport(Glibc)
@@ -40,6 +41,10 @@ struct Flow {
     /// splice() is refused by this source (EINVAL): copy through the reactor's scratch buffer.
     var copy = false
     var bytes: UInt64 = 0
+    /// The subscriber's rate for this direction, if its class has one.
+    var limit: TokenBucket?
+    /// Reading stopped for lack of tokens; a timer resumes it.
+    var waitingForTokens = false
 
     var done: Bool { sinkShut }
 }
@@ -69,7 +74,8 @@ final class SpliceRelay: ReactorHandler {
     /// Takes ownership of `a` and `b`. The relay counts itself in `counters` from `start` to its end.
     init(
         reactor: Reactor, a: Int32, b: Int32, connecting: Bool, counters: SessionCounters, toB: [UInt8] = [],
-        toA: [UInt8] = [], preface: ((UnsafeRawBufferPointer) -> PrefaceAction)? = nil
+        toA: [UInt8] = [], preface: ((UnsafeRawBufferPointer) -> PrefaceAction)? = nil,
+        limitToB: TokenBucket? = nil, limitToA: TokenBucket? = nil
     ) {
         self.reactor = reactor
         self.a = a
@@ -79,6 +85,8 @@ final class SpliceRelay: ReactorHandler {
         self.toB.pending = toB
         self.toA.pending = toA
         self.preface = preface
+        self.toB.limit = limitToB
+        self.toA.limit = limitToA
     }
 
     /// False while `b` is still connecting.
@@ -192,8 +200,16 @@ final class SpliceRelay: ReactorHandler {
                 case .failed(let e): return "recv: \(String(cString: strerror(e)))"
                 }
             }
+            let chunk = flow.copy ? reactor.scratch.count : (flow.pipe?.capacity ?? reactor.pipes.capacity)
+            let allowed = allowance(&flow, chunk)
+            if allowed == 0 {
+                releasePipe(&flow)  // empty here: a waiting flow holds no pipe
+                return nil
+            }
             if flow.copy {
-                switch transfer({ recv(src, reactor.scratch.baseAddress!, reactor.scratch.count, 0) }) {
+                let r = transfer { recv(src, reactor.scratch.baseAddress!, allowed, 0) }
+                flow.limit?.refund(allowed - r.moved)
+                switch r {
                 case .moved(let n):
                     flow.pending = Array(UnsafeRawBufferPointer(rebasing: reactor.scratch[0..<n]))
                     continue
@@ -207,7 +223,9 @@ final class SpliceRelay: ReactorHandler {
                 do { flow.pipe = try reactor.pipes.take() } catch { return "\(error)" }
             }
             let pipe = flow.pipe!
-            switch transfer({ braid_splice(src, pipe.write, UInt(pipe.capacity), 0) }) {
+            let r = transfer { braid_splice(src, pipe.write, UInt(allowed), 0) }
+            flow.limit?.refund(allowed - r.moved)
+            switch r {
             case .moved(let n):
                 flow.inPipe += n
             case .end:
@@ -222,6 +240,26 @@ final class SpliceRelay: ReactorHandler {
                 return "splice from socket: \(String(cString: strerror(e)))"
             }
         }
+    }
+
+    /// How many bytes this flow may read now: `chunk`, or what its rate limit grants. With no
+    /// tokens left, the flow stops reading (its bytes wait in the kernel, and TCP slows the
+    /// sender) and a timer runs the relay again when enough tokens are back.
+    private func allowance(_ flow: inout Flow, _ chunk: Int) -> Int {
+        guard let limit = flow.limit else { return chunk }
+        let now = monotonicNanos()
+        let granted = limit.take(upTo: chunk, now: now)
+        if granted > 0 || flow.waitingForTokens { return granted }
+        flow.waitingForTokens = true
+        // Wait for a useful amount, not a single byte.
+        let wait = limit.nanosUntil(min(chunk, Int(limit.burst / 2)), now: now)
+        reactor.schedule(afterNanos: max(wait, 1_000_000)) { [weak self] in
+            guard let self, !self.ended else { return }
+            self.toB.waitingForTokens = false
+            self.toA.waitingForTokens = false
+            self.pump()
+        }
+        return 0
     }
 
     private func releasePipe(_ flow: inout Flow) {

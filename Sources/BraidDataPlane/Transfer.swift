@@ -9,6 +9,12 @@ enum IOResult: Equatable {
     case wouldBlock
     case end
     case failed(Int32)
+
+    /// Bytes moved, 0 for any other outcome.
+    var moved: Int {
+        if case .moved(let n) = self { return n }
+        return 0
+    }
 }
 
 /// Runs a non-blocking transfer call, retrying EINTR, and classifies its result.
