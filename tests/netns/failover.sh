@@ -53,13 +53,25 @@ else
 fi
 sleep $((OUTAGE - 1))
 silent_cut off 1
+t0=$(now)
 back=$(time_to_state wan1 up 10) || back=""
+# wan1 carried the session's first subflow: it must get a subflow there again all the same.
+rejoined=""
+for _ in $(seq 100); do
+    if (($(subflows_from 198.18.1.2) >= 1)); then rejoined=$(elapsed "$t0" "$(now)"); break; fi
+    sleep 0.1
+done
 wait "$DL_PID"
 kill "$SAMPLER" 2>/dev/null; wait "$SAMPLER" 2>/dev/null
 if [[ -n $detect ]]; then
     pass "silent outage of wan1 detected in $detect s (down_after 1 s), back up $back s after repair"
 else
     fail "silent outage of wan1 not detected within 5 s"
+fi
+if [[ -n $rejoined ]] && python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) <= 5 else 1)" "$rejoined"; then
+    pass "after wan1 (the first subflow's uplink) is repaired the running session has a subflow on it again in $rejoined s"
+else
+    fail "subflow on wan1 after repair" "rejoined: '${rejoined:-never within 10 s}'"
 fi
 check_download "$LAB_WORK/silent.json" "download across a ${OUTAGE} s silent outage of wan1" \
     " (no outage: $BASE s; longest LAN stall $(longest_stall "$LAB_WORK/silent.rx") s)"
