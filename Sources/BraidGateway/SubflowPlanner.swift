@@ -192,7 +192,10 @@ struct SubflowPlanner {
             for path in paths where !path.healthy { c.attempts[path.address] = nil }
             var count = c.subflows.count - c.destroying.count
             for path in healthy where count < maxSubflows {
-                guard !c.subflows.keys.contains(where: { $0.local.address == path.address }) else { continue }
+                // A subflow being withdrawn does not count: on a path that was dead it may sit
+                // closing until the path returns, and the connection needs a new one now.
+                guard !c.subflows.keys.contains(where: { $0.local.address == path.address && !c.destroying.contains($0) })
+                else { continue }
                 if let last = c.attempts[path.address] {
                     // An attempt that has not become a subflow by now has failed.
                     guard now &- last >= retryDelay(path.address) else { continue }

@@ -84,6 +84,15 @@ final class SubflowPlannerTests: XCTestCase {
         XCTAssertNil(p.breaksMPTCP(a1), "a subflow we closed is not a failure of the path")
     }
 
+    func testAWithdrawnSubflowStillClosingDoesNotDelayTheNewOne() {
+        var p = planner()
+        _ = p.plan(paths: paths(healthy: [true, true, true]), now: 0)
+        p.handle(event(.subflowEstablished, local: a2, port: 2000, id: 1))
+        _ = p.plan(paths: paths(healthy: [false, true, true]), now: second)  // a1's subflow withdrawn
+        // a1 is back before the old subflow has finished closing (its FIN waited for the path).
+        XCTAssertEqual(creates(p.plan(paths: paths(healthy: [true, true, true]), now: 2 * second)), [a1])
+    }
+
     func testBackupUplinksSubflowsAreMarkedBackup() {
         var p = planner()
         // The connection started on what is now a backup uplink.

@@ -105,6 +105,7 @@ SIZE=${BRAID_MIDDLEBOX_BYTES:-100000000}
 download_bg "$LAB_WORK/strip.json"
 sample_lan_rx "$LAB_WORK/strip.rx" & SAMPLER=$!
 sleep 3
+old2=$(subflow_ports 198.18.2.2)
 strip_mptcp on 2
 reported=""
 for _ in $(seq 100); do
@@ -117,7 +118,7 @@ strip_mptcp off 2
 t0=$(now)
 regained=""
 for _ in $(seq 150); do
-    if (($(subflows_from 198.18.2.2) >= 1)); then regained=$(elapsed "$t0" "$(now)"); break; fi
+    if (($(new_subflows_from 198.18.2.2 "$old2") >= 1)); then regained=$(elapsed "$t0" "$(now)"); break; fi
     sleep 0.1
 done
 wait "$DL_PID"

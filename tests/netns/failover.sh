@@ -40,6 +40,7 @@ BASE=${BASE:-0}
 download_bg "$LAB_WORK/silent.json"
 sample_lan_rx "$LAB_WORK/silent.rx" & SAMPLER=$!
 sleep 4
+old1=$(subflow_ports 198.18.1.2)
 silent_cut on 1
 detect=$(time_to_state wan1 down 5) || detect=""
 # New connections during the outage: a short request must succeed within 2 s.
@@ -58,7 +59,7 @@ back=$(time_to_state wan1 up 10) || back=""
 # wan1 carried the session's first subflow: it must get a subflow there again all the same.
 rejoined=""
 for _ in $(seq 100); do
-    if (($(subflows_from 198.18.1.2) >= 1)); then rejoined=$(elapsed "$t0" "$(now)"); break; fi
+    if (($(new_subflows_from 198.18.1.2 "$old1") >= 1)); then rejoined=$(elapsed "$t0" "$(now)"); break; fi
     sleep 0.1
 done
 wait "$DL_PID"
@@ -80,6 +81,7 @@ check_download "$LAB_WORK/silent.json" "download across a ${OUTAGE} s silent out
 download_bg "$LAB_WORK/carrier.json"
 sample_lan_rx "$LAB_WORK/carrier.rx" & SAMPLER=$!
 sleep 4
+old2=$(subflow_ports 198.18.2.2)
 nsx "$NS_GW" ip link set wan2 down
 detect=$(time_to_state wan2 down 5) || detect=""
 sleep "$OUTAGE"
@@ -87,7 +89,7 @@ nsx "$NS_GW" ip link set wan2 up
 t0=$(now)
 regained=""
 for _ in $(seq 100); do
-    if (($(subflows_from 198.18.2.2) >= 1)); then regained=$(elapsed "$t0" "$(now)"); break; fi
+    if (($(new_subflows_from 198.18.2.2 "$old2") >= 1)); then regained=$(elapsed "$t0" "$(now)"); break; fi
     sleep 0.1
 done
 if [[ -n $regained ]] && python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) <= 5 else 1)" "$regained"; then

@@ -105,5 +105,16 @@ time_to_state() { # time_to_state DEV STATE LIMIT
     return 1
 }
 
+# Local ports of the subflows from ADDRESS to the concentrator, in any state.
+subflow_ports() { nsx "$NS_GW" ss -Htn "( dport = :$BRAID_PORT )" | awk '{print $4}' | grep "^$1[:%]" | sed 's/.*://' | sort; }
+
+# Established subflows from ADDRESS whose local port is not among PORTS (a list from subflow_ports):
+# a subflow withdrawn from a dead path can sit in its old state until the path returns, so
+# "a subflow is back" must mean a new one.
+new_subflows_from() { # new_subflows_from ADDRESS PORTS
+    nsx "$NS_GW" ss -Htn state established "( dport = :$BRAID_PORT )" | awk '{print $3}' | grep "^$1[:%]" |
+        sed 's/.*://' | grep -vxF -f <(printf '%s\n' $2 0) | wc -l
+}
+
 # Subflows of established sessions from ADDRESS to the concentrator.
 subflows_from() { nsx "$NS_GW" ss -Htn state established "( dport = :$BRAID_PORT )" | awk '{print $3}' | grep -c "^$1[:%]"; }
