@@ -56,7 +56,12 @@ public final class ConcentratorService {
         try group.start()
         self.group = group
         self.forwarder = forwarder
-        try startLocalSocket()
+        do {
+            try startLocalSocket()
+        } catch {
+            stop()
+            throw ServiceError("cannot open the local socket \(config.statusSocket): \(error)")
+        }
         logger.notice(
             "concentrator listening",
             metadata: [

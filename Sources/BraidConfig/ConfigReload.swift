@@ -30,7 +30,9 @@ extension BraidConfigReader {
     /// Reads the gateway configuration for a reload of a daemon running `running`: the new
     /// configuration and what changed. Throws `ConfigErrors` with every validation problem, or with
     /// one error per option that needs a restart, located at that option in this file.
-    public mutating func gatewayReload(running: GatewayConfig) throws -> (config: GatewayConfig, diff: GatewayConfigDiff) {
+    public mutating func gatewayReload(
+        running: GatewayConfig
+    ) throws -> (config: GatewayConfig, diff: GatewayConfigDiff) {
         let new = try gateway()
         let diff = GatewayConfigDiff(from: running, to: new)
         try refuse(diff.fixed, sectionType: "gateway")

@@ -97,8 +97,9 @@ public final class Interception {
         }
         let element = { (names: [String]) in "{ " + names.map { "\"\($0)\"" }.joined(separator: ", ") + " }" }
         var commands = ""
-        if !added.isEmpty { commands += "add element inet \(settings.tableName) lan_devices \(element(added))\n" }
-        if !removed.isEmpty { commands += "delete element inet \(settings.tableName) lan_devices \(element(removed))\n" }
+        let set = "inet \(settings.tableName) lan_devices"
+        if !added.isEmpty { commands += "add element \(set) \(element(added))\n" }
+        if !removed.isEmpty { commands += "delete element \(set) \(element(removed))\n" }
         try run(commands)
         settings.lanDevices = devices
     }

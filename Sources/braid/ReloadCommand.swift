@@ -24,7 +24,8 @@ struct Reload: ParsableCommand {
         for path in try sockets() {
             let answer: ReloadAnswer
             do {
-                answer = ReloadAnswer(text: try LocalQueryServer.ask(path: path, question: "reload", timeoutSeconds: 30))
+                let text = try LocalQueryServer.ask(path: path, question: "reload", timeoutSeconds: 30)
+                answer = ReloadAnswer(text: text)
             } catch {
                 FileHandleStderr.write("braid reload: \(error)\n")
                 failed = true

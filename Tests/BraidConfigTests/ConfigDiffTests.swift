@@ -74,7 +74,8 @@ final class ConfigDiffTests: XCTestCase {
         XCTAssertEqual(diff.uplinksChanged.map(\.deviceChanged), [false, false])
         XCTAssertEqual(
             diff.summary,
-            "uplink dsl removed (wan1); uplink lte changed (table 4802 -> 4801); uplink line2 changed (table 4803 -> 4802)")
+            "uplink dsl removed (wan1); uplink lte changed (table 4802 -> 4801); "
+                + "uplink line2 changed (table 4803 -> 4802)")
     }
 
     func testAnExplicitTableStaysPut() throws {
@@ -125,7 +126,8 @@ final class ConfigDiffTests: XCTestCase {
         let running = try gateway(gatewayText())
         let text = gatewayText().replacingOccurrences(of: "list lan_device 'lan0'", with: "list lan_device 'lan1'")
             .replacingOccurrences(
-                of: "\n\nconfig uplink 'dsl'", with: "\n\toption probe_interval '100'\n\toption max_subflows '2'\n\nconfig uplink 'dsl'")
+                of: "\n\nconfig uplink 'dsl'",
+                with: "\n\toption probe_interval '100'\n\toption max_subflows '2'\n\nconfig uplink 'dsl'")
         let (new, diff) = try reload(running, text)
         XCTAssertEqual(new.probeInterval, 100)
         XCTAssertEqual(diff.lanDevicesAdded, ["lan1"])
@@ -135,7 +137,8 @@ final class ConfigDiffTests: XCTestCase {
         XCTAssertEqual(diff.probeTimers?.new.downAfter, 1000)
         XCTAssertEqual(diff.maxSubflows?.new, 2)
         XCTAssertEqual(
-            diff.summary, "lan_device lan1 added; lan_device lan0 removed; probe_interval 200 -> 100; max_subflows 8 -> 2")
+            diff.summary,
+            "lan_device lan1 added; lan_device lan0 removed; probe_interval 200 -> 100; max_subflows 8 -> 2")
     }
 
     func testFixedOptionsAreRefusedWithBothValuesAtTheirLine() throws {

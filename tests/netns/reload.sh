@@ -30,7 +30,8 @@ require() {
 # The gateway's uplinks as "device:state" words, in its order.
 uplinks_shown() {
     nsx "$NS_GW" "$BRAID_BIN" status --json --socket "$STATUS_SOCK" 2>/dev/null |
-        python3 -c 'import json,sys; print(" ".join(u["device"]+":"+u["state"] for u in json.load(sys.stdin)["uplinks"]))'
+        python3 -c 'import json,sys; print(" ".join(u["device"] + ":" + u["state"]
+                                                  for u in json.load(sys.stdin)["uplinks"]))'
 }
 
 # Runs `braid reload` on a socket; sets RELOAD_OUT (stdout and stderr) and RELOAD_RC.
@@ -141,8 +142,8 @@ added=$(lan_devices)
 echo "$good" >"$GW_CONF"
 reload "$NS_GW" "$STATUS_SOCK"
 removed=$(lan_devices)
-if [[ $added == 'elements={"lan0","lan9"}' && $removed == 'elements={"lan0"}' && $RELOAD_OUT == "reloaded: lan_device lan9 removed" &&
-    $(table_handle) == "$handle" ]]; then
+if [[ $added == 'elements={"lan0","lan9"}' && $removed == 'elements={"lan0"}' &&
+    $RELOAD_OUT == "reloaded: lan_device lan9 removed" && $(table_handle) == "$handle" ]]; then
     pass "lan_device lan9 added and removed in the nftables set, the table kept ($handle)"
 else
     fail "lan_device reload" "added: $added" "removed: $removed ($RELOAD_OUT)" "table: $handle -> $(table_handle)"
@@ -193,7 +194,8 @@ else
     fail "concentrator reload" "rc $RELOAD_RC: $RELOAD_OUT"
 fi
 short=$(nsx "$NS_LAN" python3 "$TRAFFIC" client --connect "$ORIGIN4" --port "$ORIGIN_PORT" --get 100000 --timeout 10)
-if [[ $(json_field result <<<"$short") != ok ]] && grep -q "denied: deny_dest 198.18.20.0/24" "$LAB_WORK/concentrator.log"; then
+if [[ $(json_field result <<<"$short") != ok ]] &&
+    grep -q "denied: deny_dest 198.18.20.0/24" "$LAB_WORK/concentrator.log"; then
     pass "a new connection to the now denied origin is refused ($(json_field result <<<"$short"))"
 else
     fail "new connection to the denied origin" "client: $short"
