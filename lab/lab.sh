@@ -113,6 +113,7 @@ config concentrator 'main'
 	option port '$BRAID_PORT'
 	option psk_file '$LAB_WORK/psk'
 	list deny_dest '$ORIGIN_DENIED/32'
+	option status_socket '$LAB_WORK/concentrator.sock'
 CONF
     cat >"$LAB_WORK/gateway.conf" <<CONF
 config gateway 'main'

@@ -9,15 +9,24 @@ import Logging
 /// connections to their destinations and relays them. Policy lives here (which destinations are
 /// refused); the data plane does the I/O.
 public final class ConcentratorService {
-    private let config: ConcentratorConfig
-    private let logger: Logger
+    /// The running configuration; a reload replaces it (ConcentratorService+Reload).
+    var config: ConcentratorConfig
+    /// The file a reload (SIGHUP, `braid reload`) reads again; nil refuses reloads.
+    public var configFile: String?
+    let logger: Logger
     private var group: ReactorGroup?
     private var forwarder: ConvertForwarder?
     private var previousLimits: (subflows: UInt32, addAddrAccepted: UInt32)?
+    /// One thread for the local socket and reloads, off the data reactors.
+    var control: ReactorGroup?
+    private var statusServer: LocalQueryServer?
+    /// Read by every data reactor at each connection; swapped whole by a reload.
+    let denyList: CurrentDenyList
 
     public init(config: ConcentratorConfig, logger: Logger) {
         self.config = config
         self.logger = logger
+        denyList = CurrentDenyList(DenyList(configured: config.denyDestinations))
     }
 
     /// Binds the listener and starts the reactors. Throws with a message naming what failed
@@ -29,14 +38,14 @@ public final class ConcentratorService {
         }
         let limit = raiseFileLimit()
         try acceptSubflows()
-        let denyList = DenyList(configured: config.denyDestinations)
+        let denyList = self.denyList
         let localAddresses = LocalAddresses()
         let listen = Endpoint(address: config.listen, port: config.port)
         let forwarder = ConvertForwarder(
             config: .init(listen: listen, handshakeTimeoutNanos: UInt64(config.handshakeTimeout * 1e9)),
             authenticator: ConvertAuthenticator(key: key), logger: logger
         ) { destination in
-            denyList.refusal(for: destination.address, localAddresses: localAddresses.current())
+            denyList.current.refusal(for: destination.address, localAddresses: localAddresses.current())
         }
         let group = try ReactorGroup(logger: logger)
         do {
@@ -47,12 +56,29 @@ public final class ConcentratorService {
         try group.start()
         self.group = group
         self.forwarder = forwarder
+        do {
+            try startLocalSocket()
+        } catch {
+            stop()
+            throw ServiceError("cannot open the local socket \(config.statusSocket): \(error)")
+        }
         logger.notice(
             "concentrator listening",
             metadata: [
                 "address": "\(listen)", "protocol": "MPTCP", "reactors": "\(group.reactors.count)",
                 "nofile": "\(limit.new)",
             ])
+    }
+
+    /// The local socket of `braid reload`, on a control thread of its own.
+    private func startLocalSocket() throws {
+        let control = try ReactorGroup(count: 1, logger: logger)
+        self.control = control
+        statusServer = try LocalQueryServer(reactor: control.reactors[0], path: config.statusSocket) {
+            [weak self] question in
+            self?.answer(question) ?? ""
+        }
+        try control.start()
     }
 
     /// Lets every connection have the kernel's maximum of joined subflows (8). The default, 2,
@@ -72,6 +98,10 @@ public final class ConcentratorService {
             try? pm.setLimits(subflows: old.subflows, addAddrAccepted: old.addAddrAccepted)
             previousLimits = nil
         }
+        control?.stop()
+        control = nil
+        statusServer?.close()
+        statusServer = nil
         group?.stop()
         forwarder?.stop()
         group = nil

@@ -121,6 +121,8 @@ public struct ConcentratorConfig: Equatable, Sendable {
     public var sessionLifetime: UInt32 = 3600
     public var classes: [ServiceClass] = []
     public var subscribers: [Subscriber] = []
+    /// Unix socket where `braid reload` asks the running concentrator.
+    public var statusSocket: String = "/run/braid/concentrator.sock"
 }
 
 /// Reads typed role configurations from a UCI package through `ConfigSchema.braid`, collecting every error.
@@ -278,7 +280,8 @@ public struct BraidConfigReader {
             },
             subscribers: p.sections(ofType: "subscriber").map {
                 Subscriber(name: $0.label, serviceClass: $0.text("class") ?? "", enabled: $0.flag("enabled") ?? true)
-            })
+            },
+            statusSocket: c.text("status_socket") ?? "")
         return (config, sortedByLine(p.errors))
     }
 

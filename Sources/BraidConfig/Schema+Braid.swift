@@ -58,7 +58,7 @@ extension ConfigSchema {
                     doc: "Answered probes in a row before a down uplink is up again."),
                 OptionSchema(
                     "status_socket", .path(maxBytes: 107), default: "/run/braid/gateway.sock",
-                    doc: "Unix socket where `braid status` asks the running gateway."),
+                    doc: "Unix socket where `braid status` and `braid reload` ask the running gateway."),
             ]),
         SectionSchema(
             "uplink", role: .gateway, count: .many,
@@ -110,6 +110,9 @@ extension ConfigSchema {
                 OptionSchema(
                     "handshake_timeout", .seconds(0.1...300, whole: false), default: "5",
                     doc: "Seconds a gateway may take to send its whole Convert message."),
+                OptionSchema(
+                    "status_socket", .path(maxBytes: 107), default: "/run/braid/concentrator.sock",
+                    doc: "Unix socket where `braid reload` asks the running concentrator."),
             ]),
         SectionSchema(
             "class", role: .concentrator, count: .many, named: true,

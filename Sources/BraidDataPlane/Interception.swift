@@ -27,7 +27,7 @@ public final class Interception {
         public var description: String
     }
 
-    private let settings: Settings
+    private var settings: Settings
     private var installed = false
     /// One libnftables context for the table's lifetime, made at start while descriptor numbers
     /// are low: libnftables waits on its netlink socket with select(), which aborts the process
@@ -49,7 +49,8 @@ public final class Interception {
         nft_ctx_free(ctx)
     }
 
-    /// The ruleset, as `nft -f` would read it.
+    /// The ruleset, as `nft -f` would read it. The LAN devices are a named set, so a reload changes
+    /// its elements and leaves the chain and every other rule as they are.
     public static func ruleset(_ s: Settings) -> String {
         let devices = s.lanDevices.map { "\"\($0)\"" }.joined(separator: ", ")
         let mark = "0x" + String(s.fwmark, radix: 16)
@@ -59,9 +60,13 @@ public final class Interception {
             add table inet \(s.tableName)
             delete table inet \(s.tableName)
             table inet \(s.tableName) {
+                set lan_devices {
+                    type ifname
+                    elements = { \(devices) }
+                }
                 chain prerouting {
                     type filter hook prerouting priority mangle; policy accept;
-                    iifname != { \(devices) } return
+                    iifname != @lan_devices return
                     meta l4proto != tcp return
                     # Traffic for the gateway itself (management, DNS) is not intercepted.
                     fib daddr type local return
@@ -78,6 +83,25 @@ public final class Interception {
     public func install() throws {
         try run(Self.ruleset(settings))
         installed = true
+    }
+
+    /// Makes the LAN device set hold `devices`, adding and deleting elements in one transaction:
+    /// a device kept is never missing from the set, and connections already handed to the
+    /// listener are sockets of their own, which no rule change reaches.
+    public func setLANDevices(_ devices: [String]) throws {
+        let added = devices.filter { !settings.lanDevices.contains($0) }
+        let removed = settings.lanDevices.filter { !devices.contains($0) }
+        guard installed, !(added.isEmpty && removed.isEmpty) else {
+            settings.lanDevices = devices
+            return
+        }
+        let element = { (names: [String]) in "{ " + names.map { "\"\($0)\"" }.joined(separator: ", ") + " }" }
+        var commands = ""
+        let set = "inet \(settings.tableName) lan_devices"
+        if !added.isEmpty { commands += "add element \(set) \(element(added))\n" }
+        if !removed.isEmpty { commands += "delete element \(set) \(element(removed))\n" }
+        try run(commands)
+        settings.lanDevices = devices
     }
 
     public func remove() throws {

@@ -141,11 +141,16 @@ final class QueryConnection: ReactorHandler {
 }
 
 extension String {
+    /// By Unicode scalars: as Characters, "\r\n" is one grapheme and would not match a lone "\n".
     func trimmingCharacters(in set: String) -> String {
-        let chars = Set(set)
-        var s = Substring(self)
-        while let f = s.first, chars.contains(f) { s = s.dropFirst() }
-        while let l = s.last, chars.contains(l) { s = s.dropLast() }
-        return String(s)
+        let trimmed = Set(set.unicodeScalars)
+        let scalars = Array(unicodeScalars)
+        var lo = 0
+        var hi = scalars.count
+        while lo < hi, trimmed.contains(scalars[lo]) { lo += 1 }
+        while hi > lo, trimmed.contains(scalars[hi - 1]) { hi -= 1 }
+        var out = String.UnicodeScalarView()
+        out.append(contentsOf: scalars[lo..<hi])
+        return String(out)
     }
 }

@@ -8,15 +8,18 @@ import Logging
 /// concentrator behind an authenticated Convert message, and relays. A control reactor watches
 /// and probes the uplinks; the data reactors (one per core) relay.
 public final class GatewayService {
-    private let config: GatewayConfig
-    private let logger: Logger
+    /// The running configuration; a reload replaces it (GatewayService+Reload).
+    var config: GatewayConfig
+    /// The file a reload (SIGHUP, `braid reload`) reads again; nil refuses reloads.
+    public var configFile: String?
+    let logger: Logger
     private var data: ReactorGroup?
-    private var control: ReactorGroup?
+    var control: ReactorGroup?
     private var forwarder: TransparentForwarder?
     private var uplinks: UplinkManager?
-    private var supervisor: UplinkSupervisor?
+    var supervisor: UplinkSupervisor?
     private var statusServer: LocalQueryServer?
-    private var interception: Interception?
+    var interception: Interception?
 
     public init(config: GatewayConfig, logger: Logger) {
         self.config = config
@@ -62,8 +65,10 @@ public final class GatewayService {
             self.forwarder = forwarder
             try forwarder.start(group: data)
             let counters = forwarder.counters
-            statusServer = try LocalQueryServer(reactor: control.reactors[0], path: config.statusSocket) { [weak supervisor] _ in
-                supervisor?.status(sessions: counters) ?? "{}"
+            statusServer = try LocalQueryServer(reactor: control.reactors[0], path: config.statusSocket) {
+                [weak self, weak supervisor] question in
+                if question == "reload" { return self?.reloadNow().text ?? "" }
+                return supervisor?.status(sessions: counters) ?? "{}"
             }
             try control.start()
             try data.start()

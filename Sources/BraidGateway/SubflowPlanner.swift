@@ -70,8 +70,9 @@ struct SubflowPlanner {
 
     /// Only connections to this address are ours to manage (data and control connections alike).
     let server: IPAddress
-    /// At most this many subflows per connection, the first included.
-    let maxSubflows: Int
+    /// At most this many subflows per connection, the first included. A reload may change it;
+    /// subflows beyond a lowered limit are left to close on their own.
+    var maxSubflows: Int
     /// A failed or unanswered subflow is asked for again after this long.
     let retryNanos: UInt64
     private(set) var connections: [UInt32: Connection] = [:]

@@ -14,8 +14,8 @@ struct UplinkHealth {
         case cameUp
     }
 
-    let downAfter: UInt64
-    let upAfter: Int
+    private(set) var downAfter: UInt64
+    private(set) var upAfter: Int
     private(set) var state: State
     private(set) var since: UInt64
     private var lastReply: UInt64
@@ -35,6 +35,12 @@ struct UplinkHealth {
         state = .up
         since = now
         lastReply = now
+    }
+
+    /// New limits from a reload; what the probes said so far is kept and judged by them from now on.
+    mutating func retime(downAfterNanos: UInt64, upAfter: Int) {
+        downAfter = downAfterNanos
+        self.upAfter = upAfter
     }
 
     mutating func sent(seq: UInt16, at now: UInt64) {

@@ -15,8 +15,9 @@ import Glibc
 /// hands MPTCP subflows to the userspace path manager (SubflowPlanner decides them per connection).
 final class UplinkManager {
     struct Uplink {
-        let config: UplinkConfig
-        let table: UInt32
+        /// Changed by a reload: the uplink keeps its name, link state and installed routes.
+        var config: UplinkConfig
+        var table: UInt32
         var ifindex: UInt32?
         /// Administratively up with carrier.
         var carrier = false
@@ -39,6 +40,8 @@ final class UplinkManager {
     private let config: GatewayConfig
     private let logger: Logger
     private let routes: RouteTables
+    /// In configuration order (new connections prefer the first healthy one); an uplink is known
+    /// by its section name, which stays while a reload adds, removes or changes others.
     private(set) var uplinks: [Uplink]
     private var baseRoutes: [RouteTables.Route] = []
     private var baseRules: [RouteTables.Rule] = []
@@ -52,9 +55,12 @@ final class UplinkManager {
         self.config = config
         self.logger = logger
         routes = try RouteTables()
-        uplinks = config.uplinks.enumerated().map { i, u in
-            Uplink(config: u, table: u.table ?? config.tableBase + 1 + UInt32(i))
-        }
+        let tables = config.uplinkTables
+        uplinks = config.uplinks.map { Uplink(config: $0, table: tables[$0.name]!) }
+    }
+
+    subscript(name: String) -> Uplink? {
+        uplinks.first { $0.name == name }
     }
 
     /// TPROXY's mark rule and local routes, and the userspace path manager.
@@ -79,7 +85,8 @@ final class UplinkManager {
     }
 
     /// Reads the link's state, addresses and learned next hops.
-    func refresh(_ i: Int) {
+    func refresh(_ name: String) {
+        guard let i = uplinks.firstIndex(where: { $0.name == name }) else { return }
         var u = uplinks[i]
         u.ifindex = RouteTables.interfaceIndex(u.config.device)
         if let ifindex = u.ifindex {
@@ -100,7 +107,8 @@ final class UplinkManager {
     }
 
     /// Makes the kernel match the uplink's desired state.
-    func apply(_ i: Int) {
+    func apply(_ name: String) {
+        guard let i = uplinks.firstIndex(where: { $0.name == name }) else { return }
         let u = uplinks[i]
         var wantRoutes: Set<RouteTables.Route> = []
         var wantRules: Set<RouteTables.Rule> = []
@@ -122,13 +130,13 @@ final class UplinkManager {
                 }
             }
         }
-        converge(i, routes: wantRoutes, rules: wantRules)
+        converge(&uplinks[i], routes: wantRoutes, rules: wantRules)
     }
 
     /// Adds and removes what differs between what is installed for the uplink and what is wanted.
-    private func converge(_ i: Int, routes wantRoutes: Set<RouteTables.Route>, rules wantRules: Set<RouteTables.Rule>) {
-        var u = uplinks[i]
-        defer { uplinks[i] = u }
+    private func converge(
+        _ u: inout Uplink, routes wantRoutes: Set<RouteTables.Route>, rules wantRules: Set<RouteTables.Rule>
+    ) {
         for rule in u.rules.subtracting(wantRules) {
             try? routes.delete(rule)
             u.rules.remove(rule)
@@ -159,7 +167,7 @@ final class UplinkManager {
 
     /// Removes everything installed; keeps going past failures.
     func remove() {
-        for i in uplinks.indices { converge(i, routes: [], rules: []) }
+        for i in uplinks.indices { converge(&uplinks[i], routes: [], rules: []) }
         for rule in baseRules.reversed() {
             do { try routes.delete(rule) } catch { logger.warning("\(error)") }
         }
@@ -172,5 +180,45 @@ final class UplinkManager {
             do { _ = try MPTCPPathManager.selectPathManager(previous) } catch { logger.warning("\(error)") }
             previousPathManager = nil
         }
+    }
+}
+
+/// What a reload does to the kernel state of single uplinks. Each touches one uplink only: the
+/// others' routes and rules stay installed, and with them the subflows that leave through them.
+extension UplinkManager {
+    /// Appends an uplink; the next `refresh` and `apply` install its route and rules.
+    func add(_ config: UplinkConfig, table: UInt32) {
+        uplinks.append(Uplink(config: config, table: table))
+    }
+
+    /// Removes the uplink's route and source rules, and forgets it.
+    func remove(_ name: String) {
+        guard let i = uplinks.firstIndex(where: { $0.name == name }) else { return }
+        converge(&uplinks[i], routes: [], rules: [])
+        uplinks.remove(at: i)
+    }
+
+    /// Takes new settings for an uplink. What was installed under its old table or for its old
+    /// device is removed here, before any uplink installs anything under the new settings: two
+    /// uplinks may trade tables in one reload, and one's new route must not be deleted as the
+    /// other's old one. A changed next hop or role needs nothing here; `apply` replaces the route.
+    func reconfigure(_ name: String, to config: UplinkConfig, table: UInt32) {
+        guard let i = uplinks.firstIndex(where: { $0.name == name }) else { return }
+        let old = uplinks[i]
+        if old.table != table || old.config.device != config.device {
+            converge(&uplinks[i], routes: [], rules: [])
+        }
+        if old.config.device != config.device {
+            uplinks[i] = Uplink(config: config, table: table)
+        } else {
+            uplinks[i].config = config
+            uplinks[i].table = table
+        }
+    }
+
+    /// Puts the uplinks in the configuration's order: new connections start on the first healthy one.
+    func order(_ names: [String]) {
+        let rank = Dictionary(uniqueKeysWithValues: names.enumerated().map { ($1, $0) })
+        uplinks.sort { (rank[$0.name] ?? Int.max) < (rank[$1.name] ?? Int.max) }
     }
 }

@@ -14,21 +14,32 @@ import Glibc
 /// userspace MPTCP path manager: follows the kernel's connection events and opens, closes and
 /// prioritises each connection's subflows as SubflowPlanner decides.
 final class UplinkSupervisor {
-    private let config: GatewayConfig
+    /// What the control loop keeps per uplink: its probe and what the probes and subflows say.
+    struct Watch {
+        var health: UplinkHealth
+        /// ICMP echo identifier of the uplink's probes, its own within the process.
+        let probeID: UInt16
+        var probe: EchoProbe?
+        /// The address the probe socket is bound to.
+        var probeSource: IPAddress?
+        /// Why the uplink's path is reported as breaking MPTCP, or nil.
+        var mptcpFailing: String?
+    }
+
+    /// Replaced by a reload (see UplinkSupervisor+Reload).
+    var config: GatewayConfig
     private let logger: Logger
-    private let manager: UplinkManager
+    let manager: UplinkManager
     private let reactor: Reactor
     private let monitor: LinkMonitor
     private let mptcpEvents: MPTCPEventMonitor
     private let pathManager: MPTCPPathManager
-    private var planner: SubflowPlanner
-    /// Per uplink: why its path is reported as breaking MPTCP, or nil.
-    private var mptcpFailing: [String?]
-    private var health: [UplinkHealth]
-    private var probes: [EchoProbe?]
-    private var probeSource: [IPAddress?]
+    var planner: SubflowPlanner
+    /// By uplink name: an uplink added or removed by a reload leaves the others' state alone.
+    var watches: [String: Watch] = [:]
+    private var probesMade = 0
     private var sequence: UInt16 = 0
-    private var pendingRefresh: Set<Int> = []
+    private var pendingRefresh: Set<String> = []
     private var refreshScheduled = false
     private var stopped = false
     let preferredSource = PreferredSource()
@@ -42,13 +53,18 @@ final class UplinkSupervisor {
         mptcpEvents = try MPTCPEventMonitor()
         pathManager = try MPTCPPathManager()
         planner = SubflowPlanner(server: config.server, maxSubflows: Int(config.maxSubflows) + 1)
-        let now = monotonicNanos()
-        health = config.uplinks.map { _ in
-            UplinkHealth(downAfterNanos: UInt64(config.downAfter) * 1_000_000, upAfter: Int(config.upAfter), now: now)
-        }
-        probes = Array(repeating: nil, count: config.uplinks.count)
-        probeSource = Array(repeating: nil, count: config.uplinks.count)
-        mptcpFailing = Array(repeating: nil, count: config.uplinks.count)
+        for u in config.uplinks { watches[u.name] = makeWatch() }
+    }
+
+    /// A new uplink's state: up until its probes say otherwise, as at start.
+    func makeWatch() -> Watch {
+        // The pid in the high bits keeps two gateways on one host (tests) from taking each
+        // other's echo replies.
+        let id = UInt16(truncatingIfNeeded: (Int(getpid()) << 4) &+ probesMade)
+        probesMade += 1
+        let health = UplinkHealth(
+            downAfterNanos: UInt64(config.downAfter) * 1_000_000, upAfter: Int(config.upAfter), now: monotonicNanos())
+        return Watch(health: health, probeID: id)
     }
 
     /// Subscribes first, then reads the state, so no change between the two is missed. Runs on
@@ -57,7 +73,7 @@ final class UplinkSupervisor {
         try reactor.register(monitor.fd, events: Reactor.readable, handler: ReactorCallback { [weak self] _, _ in self?.netlinkReadable() })
         try reactor.register(
             mptcpEvents.fd, events: Reactor.readable, handler: ReactorCallback { [weak self] _, _ in self?.mptcpReadable() })
-        for i in manager.uplinks.indices { update(i) }
+        for u in manager.uplinks { update(u.name) }
         publishSource()
         scheduleProbeTick()
         scheduleSweep()
@@ -66,8 +82,10 @@ final class UplinkSupervisor {
 
     func stop() {
         stopped = true
-        for p in probes { p?.close() }
-        probes = probes.map { _ in nil }
+        for name in watches.keys {
+            watches[name]?.probe?.close()
+            watches[name]?.probe = nil
+        }
         // The netlink sockets close their descriptors themselves.
         reactor.deregister(monitor.fd)
         reactor.deregister(mptcpEvents.fd)
@@ -81,13 +99,13 @@ final class UplinkSupervisor {
             switch e {
             case .overrun:
                 logger.warning("netlink events lost; re-reading every uplink")
-                pendingRefresh.formUnion(manager.uplinks.indices)
+                pendingRefresh.formUnion(manager.uplinks.map(\.name))
             case .link(let ifindex, _, _, _), .address(let ifindex, _):
-                pendingRefresh.formUnion(indices(of: ifindex))
+                pendingRefresh.formUnion(names(of: ifindex))
             case .route(let ifindex, let table, _):
                 // Main-table default routes carry learned next hops; our own tables get flushed.
-                if let ifindex { pendingRefresh.formUnion(indices(of: ifindex)) }
-                if let i = manager.uplinks.firstIndex(where: { $0.table == table }) { pendingRefresh.insert(i) }
+                if let ifindex { pendingRefresh.formUnion(names(of: ifindex)) }
+                if let u = manager.uplinks.first(where: { $0.table == table }) { pendingRefresh.insert(u.name) }
             }
         }
         // Coalesce a burst (a link going down sends its routes and addresses one by one).
@@ -98,58 +116,59 @@ final class UplinkSupervisor {
                 self.refreshScheduled = false
                 let todo = self.pendingRefresh
                 self.pendingRefresh = []
-                for i in todo.sorted() { self.update(i) }
+                // In configuration order; a name a reload removed meanwhile is skipped.
+                for u in self.manager.uplinks where todo.contains(u.name) { self.update(u.name) }
                 self.publishSource()
             }
         }
     }
 
-    private func indices(of ifindex: UInt32) -> [Int] {
+    private func names(of ifindex: UInt32) -> [String] {
         // An unknown ifindex may be an uplink device that was just created: match by name too.
-        var out = manager.uplinks.indices.filter { manager.uplinks[$0].ifindex == ifindex }
+        var out = manager.uplinks.filter { $0.ifindex == ifindex }
         if out.isEmpty {
-            out = manager.uplinks.indices.filter { RouteTables.interfaceIndex(manager.uplinks[$0].config.device) == ifindex }
+            out = manager.uplinks.filter { RouteTables.interfaceIndex($0.config.device) == ifindex }
         }
-        return out
+        return out.map(\.name)
     }
 
     /// Re-reads an uplink, adjusts health for carrier and address, keeps its probe socket
     /// matching its address, and applies.
-    private func update(_ i: Int) {
-        manager.refresh(i)
-        let u = manager.uplinks[i]
+    func update(_ name: String) {
+        manager.refresh(name)
+        guard let u = manager[name], watches[name] != nil else { return }
         let now = monotonicNanos()
         if u.config.role != .off && !u.usable {
             let why = u.ifindex == nil ? "device missing" : (!u.carrier ? "no carrier" : "no address")
-            if let t = health[i].force(down: why, now: now) { transition(i, t) }
+            if let t = watches[name]?.health.force(down: why, now: now) { transition(name, t) }
         }
         let source = u.usable ? u.address(sameFamilyAs: config.server) : nil
-        if source != probeSource[i] {
-            probes[i]?.close()
-            probes[i] = nil
-            probeSource[i] = source
+        if var w = watches[name], source != w.probeSource {
+            w.probe?.close()
+            w.probe = nil
+            w.probeSource = source
             if let source {
-                let identifier = UInt16(truncatingIfNeeded: (Int(getpid()) << 4) + i)
                 do {
-                    probes[i] = try EchoProbe(
+                    w.probe = try EchoProbe(
                         reactor: reactor, source: source, device: u.config.device, target: config.server,
-                        identifier: identifier
-                    ) { [weak self] seq, rtt in self?.replied(i, seq: seq, rtt: rtt) }
+                        identifier: w.probeID
+                    ) { [weak self] seq, rtt in self?.replied(name, seq: seq, rtt: rtt) }
                 } catch {
                     logger.warning("cannot probe uplink", metadata: ["uplink": "\(u.name)", "error": "\(error)"])
                 }
             }
+            watches[name] = w
         }
-        manager.apply(i)
+        manager.apply(name)
         replan()
     }
 
-    private func replied(_ i: Int, seq: UInt16, rtt: UInt64) {
-        if let t = health[i].replied(seq: seq, rttNanos: rtt, at: monotonicNanos()) { transition(i, t) }
+    private func replied(_ name: String, seq: UInt16, rtt: UInt64) {
+        if let t = watches[name]?.health.replied(seq: seq, rttNanos: rtt, at: monotonicNanos()) { transition(name, t) }
     }
 
-    private func transition(_ i: Int, _ t: UplinkHealth.Transition) {
-        let u = manager.uplinks[i]
+    private func transition(_ name: String, _ t: UplinkHealth.Transition) {
+        guard let u = manager[name] else { return }
         switch t {
         case .wentDown(let reason):
             logger.notice("uplink down", metadata: ["uplink": "\(u.name)", "device": "\(u.config.device)", "reason": "\(reason)"])
@@ -158,10 +177,10 @@ final class UplinkSupervisor {
                 "uplink up",
                 metadata: [
                     "uplink": "\(u.name)", "device": "\(u.config.device)",
-                    "rtt_ms": "\(fixed(Double(health[i].rttNanos ?? 0) / 1e6, 2))",
+                    "rtt_ms": "\(fixed(Double(watches[name]?.health.rttNanos ?? 0) / 1e6, 2))",
                 ])
         }
-        manager.apply(i)
+        manager.apply(name)
         publishSource()
         replan()
     }
@@ -187,15 +206,17 @@ final class UplinkSupervisor {
 
     /// The uplink addresses that can carry subflows to the concentrator, healthy or not.
     private func paths() -> [SubflowPlanner.Path] {
-        manager.uplinks.enumerated().compactMap { i, u in
-            guard u.config.role != .off, u.usable, let address = u.address(sameFamilyAs: config.server) else { return nil }
+        manager.uplinks.compactMap { u in
+            guard u.config.role != .off, u.usable, let address = u.address(sameFamilyAs: config.server),
+                let w = watches[u.name]
+            else { return nil }
             return SubflowPlanner.Path(
                 address: address, ifindex: u.ifindex ?? 0, backup: u.config.role == .backup,
-                healthy: health[i].state == .up)
+                healthy: w.health.state == .up)
         }
     }
 
-    private func replan() {
+    func replan() {
         defer { reportPaths() }
         let actions = planner.plan(paths: paths(), now: monotonicNanos())
         for action in actions {
@@ -243,20 +264,20 @@ final class UplinkSupervisor {
 
     /// Logs when an uplink's path starts or stops breaking MPTCP.
     private func reportPaths() {
-        for (i, u) in manager.uplinks.enumerated() {
-            guard let address = u.address(sameFamilyAs: config.server) else { continue }
+        for u in manager.uplinks {
+            guard let address = u.address(sameFamilyAs: config.server), let before = watches[u.name] else { continue }
             let failing = planner.breaksMPTCP(address)
-            if let failing, mptcpFailing[i] == nil {
+            if let failing, before.mptcpFailing == nil {
                 logger.warning(
                     "uplink breaks MPTCP: its subflows fail although its probes pass (a middlebox removing MPTCP options?); sessions go on over the other uplinks",
                     metadata: [
                         "uplink": "\(u.name)", "device": "\(u.config.device)", "failures": "\(failing.failures)",
                         "last": "\(failing.lastFailure ?? "")",
                     ])
-            } else if failing == nil, mptcpFailing[i] != nil {
+            } else if failing == nil, before.mptcpFailing != nil {
                 logger.notice("uplink carries MPTCP subflows again", metadata: ["uplink": "\(u.name)"])
             }
-            mptcpFailing[i] = failing?.lastFailure
+            watches[u.name]?.mptcpFailing = failing?.lastFailure
         }
     }
 
@@ -273,13 +294,13 @@ final class UplinkSupervisor {
     private func probeTick() {
         let now = monotonicNanos()
         sequence &+= 1
-        for i in probes.indices {
-            guard manager.uplinks[i].config.role != .off, manager.uplinks[i].usable else { continue }
-            if let probe = probes[i] {
+        for u in manager.uplinks {
+            guard u.config.role != .off, u.usable, let w = watches[u.name] else { continue }
+            if let probe = w.probe {
                 probe.send(sequence: sequence)
-                health[i].sent(seq: sequence, at: now)
+                watches[u.name]?.health.sent(seq: sequence, at: now)
             }
-            if let t = health[i].tick(now: now) { transition(i, t) }
+            if let t = watches[u.name]?.health.tick(now: now) { transition(u.name, t) }
         }
     }
 
@@ -288,17 +309,18 @@ final class UplinkSupervisor {
     private func scheduleSweep() {
         reactor.schedule(afterNanos: 5_000_000_000) { [weak self] in
             guard let self, !self.stopped else { return }
-            for i in self.manager.uplinks.indices { self.update(i) }
+            for u in self.manager.uplinks { self.update(u.name) }
             self.publishSource()
             self.scheduleSweep()
         }
     }
 
     /// New connections start on the first healthy active uplink, else the first healthy backup.
-    private func publishSource() {
+    func publishSource() {
         var choice: IPAddress?
         for role in [UplinkRole.active, .backup] where choice == nil {
-            for (i, u) in manager.uplinks.enumerated() where u.config.role == role && u.usable && health[i].state == .up {
+            for u in manager.uplinks
+            where u.config.role == role && u.usable && watches[u.name]?.health.state == .up {
                 if let a = u.address(sameFamilyAs: config.server) {
                     choice = a
                     break
@@ -316,8 +338,9 @@ final class UplinkSupervisor {
         let wall = Double(wallClockMillis()) / 1000
         var lines: [String] = []
         let subflows = planner.subflowsByAddress
-        for (i, u) in manager.uplinks.enumerated() {
-            let h = health[i]
+        for u in manager.uplinks {
+            guard let w = watches[u.name] else { continue }
+            let h = w.health
             let state = u.config.role == .off ? "off" : h.state.rawValue
             let since = wall - Double(now &- h.since) / 1e9
             let addresses = u.addresses.map { "\"\($0.address)\"" }.joined(separator: ",")
@@ -330,7 +353,7 @@ final class UplinkSupervisor {
                 """
                 {"name":"\(u.name)","device":"\(u.config.device)","role":"\(u.config.role)","state":"\(state)",\
                 "since":\(fixed(since, 3)),"carrier":\(u.carrier),"addresses":[\(addresses)],\
-                "rtt_ms":\(rtt),"loss":\(loss),"subflows":\(count),"mptcp":\(mptcpFailing[i].map { "\"failing: \($0)\"" } ?? "\"ok\""),\
+                "rtt_ms":\(rtt),"loss":\(loss),"subflows":\(count),"mptcp":\(w.mptcpFailing.map { "\"failing: \($0)\"" } ?? "\"ok\""),\
                 "tx_bytes":\(tx),"rx_bytes":\(rx)}
                 """)
         }

@@ -19,7 +19,7 @@ struct Braid: ParsableCommand {
         abstract: "Multi-WAN bonding over Multipath TCP: gateway (CPE) and concentrator.",
         subcommands: [
             Gateway.self, Concentrator.self, Status.self, Check.self, UCI.self, ConfigCommand.self, PKICommand.self,
-            GenKey.self,
+            GenKey.self, Reload.self,
         ])
 }
 
@@ -38,8 +38,9 @@ struct Gateway: ParsableCommand {
     func run() throws {
         let logger = try makeLogger("gateway", level: options.logLevel)
         let config = try readConfig(options.config) { try $0.gateway() }
-        try runUntilSignal(logger: logger) {
-            let service = GatewayService(config: config, logger: logger)
+        let service = GatewayService(config: config, logger: logger)
+        service.configFile = options.config
+        try runUntilSignal(logger: logger, reload: service.reload) {
             try service.start()
             return service.stop
         }
@@ -53,8 +54,9 @@ struct Concentrator: ParsableCommand {
     func run() throws {
         let logger = try makeLogger("concentrator", level: options.logLevel)
         let config = try readConfig(options.config) { try $0.concentrator() }
-        try runUntilSignal(logger: logger) {
-            let service = ConcentratorService(config: config, logger: logger)
+        let service = ConcentratorService(config: config, logger: logger)
+        service.configFile = options.config
+        try runUntilSignal(logger: logger, reload: service.reload) {
             try service.start()
             return service.stop
         }
@@ -158,8 +160,9 @@ func makeLogger(_ label: String, level: String) throws -> Logger {
     return logger
 }
 
-/// Starts a role, waits for SIGTERM or SIGINT, then stops it so kernel state is removed.
-func runUntilSignal(logger: Logger, start: () throws -> () -> Void) throws {
+/// Starts a role, waits for SIGTERM or SIGINT, then stops it so kernel state is removed. SIGHUP
+/// calls `reload`, which hands the work to the role's own thread and returns.
+func runUntilSignal(logger: Logger, reload: (() -> Void)? = nil, start: () throws -> () -> Void) throws {
     let stop: () -> Void
     do {
         stop = try start()
@@ -176,6 +179,16 @@ func runUntilSignal(logger: Logger, start: () throws -> () -> Void) throws {
         source.setEventHandler {
             logger.notice("signal \(sig) received, stopping")
             done.signal()
+        }
+        source.resume()
+        sources.append(source)
+    }
+    if let reload {
+        signal(SIGHUP, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: SIGHUP, queue: queue)
+        source.setEventHandler {
+            logger.notice("signal \(SIGHUP) received, reloading the configuration")
+            reload()
         }
         source.resume()
         sources.append(source)

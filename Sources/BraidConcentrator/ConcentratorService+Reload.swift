@@ -1,0 +1,76 @@
+import BraidConfig
+import BraidCore
+import BraidDataPlane
+
+/// Reloading the concentrator: a valid configuration's deny list replaces the running one at
+/// once for new connections; relays already running are not looked at again. Options bound into
+/// the listener or the key need a restart; a reload that changes one is refused whole.
+extension ConcentratorService {
+    /// Asks the control thread to reload (SIGHUP). Safe from any thread; the outcome is logged.
+    public func reload() {
+        guard let reactor = control?.reactors.first else {
+            logger.warning("reload requested before the concentrator runs; ignored")
+            return
+        }
+        reactor.execute { [weak self] in _ = self?.reloadNow() }
+    }
+
+    /// What the local socket answers: a reload, or the running policy for `status`.
+    func answer(_ question: String) -> String {
+        if question == "reload" { return reloadNow().text }
+        let deny = denyList.current.configured.map { "\"\($0)\"" }.joined(separator: ",")
+        return """
+            {"role":"concentrator","listen":"\(Endpoint(address: config.listen, port: config.port))",\
+            "deny_dest":[\(deny)]}
+            """
+    }
+
+    /// Reads the configuration file and applies what changed; runs on the control thread, one
+    /// reload at a time.
+    func reloadNow() -> ReloadAnswer {
+        guard let path = configFile else {
+            logger.warning("reload refused: the concentrator was started without a configuration file")
+            return .refused(["reload: the concentrator was started without a configuration file"])
+        }
+        let new: ConcentratorConfig
+        let diff: ConcentratorConfigDiff
+        do {
+            var reader = BraidConfigReader(package: try BraidConfigReader.load(path: path))
+            (new, diff) = try reader.concentratorReload(running: config)
+        } catch let e as ConfigErrors {
+            return refused(path, e.errors.map(\.description))
+        } catch {
+            return refused(path, ["\(error)"])
+        }
+        if !diff.denyAdded.isEmpty || !diff.denyRemoved.isEmpty {
+            denyList.current = DenyList(configured: new.denyDestinations)
+        }
+        config = new
+        logger.notice("configuration reloaded", metadata: ["file": "\(path)", "changes": "\(diff.summary)"])
+        return .reloaded(summary: diff.summary)
+    }
+
+    private func refused(_ path: String, _ lines: [String]) -> ReloadAnswer {
+        logger.error(
+            "reload refused; the running configuration stays",
+            metadata: ["file": "\(path)", "problems": "\(lines.joined(separator: " | "))"])
+        return .refused(lines)
+    }
+}
+
+/// The deny list in force, shared by the data reactors (readers, once per connection) and the
+/// control thread (the writer, at a reload). A connection is judged by the list as it was when its
+/// destination was checked.
+final class CurrentDenyList: @unchecked Sendable {
+    private let lock = Mutex()
+    private var list: DenyList
+
+    init(_ list: DenyList) {
+        self.list = list
+    }
+
+    var current: DenyList {
+        get { lock.withLock { list } }
+        set { lock.withLock { list = newValue } }
+    }
+}

@@ -1,0 +1,228 @@
+import BraidCore
+
+/// An option the running daemon cannot take over: it is bound into a socket, a listener, a kernel
+/// table or a key already in use, so only a restart applies it. A reload that changes one is refused.
+public struct FixedOptionChange: Equatable, Sendable, CustomStringConvertible {
+    /// The option's name in the file (`server`, `tproxy_port`).
+    public var option: String
+    public var old: String
+    public var new: String
+
+    public init(option: String, old: String, new: String) {
+        self.option = option
+        self.old = old
+        self.new = new
+    }
+
+    public var description: String { "\(option): \(old) -> \(new)" }
+}
+
+/// One uplink section present before and after a reload whose settings differ. The uplink keeps
+/// its identity (its section name), so whatever did not change about it (its probes' history, its
+/// sessions' subflows when its address stays) is kept.
+public struct UplinkChange: Equatable, Sendable {
+    public var old: UplinkConfig
+    public var new: UplinkConfig
+    /// The routing table in use before and after: a default table moves with the uplink's position.
+    public var oldTable: UInt32
+    public var newTable: UInt32
+
+    public var name: String { new.name }
+    public var deviceChanged: Bool { old.device != new.device }
+    public var tableChanged: Bool { oldTable != newTable }
+
+    /// What changed, as `option old -> new` phrases.
+    public var details: [String] {
+        var out: [String] = []
+        if old.device != new.device { out.append("device \(old.device) -> \(new.device)") }
+        if old.role != new.role { out.append("role \(old.role) -> \(new.role)") }
+        if old.gateway != new.gateway {
+            out.append("gateway \(old.gateway?.description ?? "learned") -> \(new.gateway?.description ?? "learned")")
+        }
+        if oldTable != newTable { out.append("table \(oldTable) -> \(newTable)") }
+        return out
+    }
+}
+
+/// The probe settings of the gateway, which a reload may change for every uplink at once.
+public struct ProbeTimers: Equatable, Sendable, CustomStringConvertible {
+    public var interval: UInt32
+    public var downAfter: UInt32
+    public var upAfter: UInt32
+
+    public var description: String { "probe_interval \(interval), down_after \(downAfter), up_after \(upAfter)" }
+}
+
+extension GatewayConfig {
+    /// Each uplink's routing table: its own `table`, else `table_base` + 1 + its position.
+    public var uplinkTables: [String: UInt32] {
+        var out: [String: UInt32] = [:]
+        for (i, u) in uplinks.enumerated() { out[u.name] = u.table ?? tableBase &+ 1 &+ UInt32(i) }
+        return out
+    }
+
+    public var probeTimers: ProbeTimers {
+        ProbeTimers(interval: probeInterval, downAfter: downAfter, upAfter: upAfter)
+    }
+}
+
+/// What a reload changes in a running gateway: computed from the running and the new
+/// configuration alone, so the daemon applies exactly this and touches nothing else.
+///
+/// Uplinks are matched by section name: a renamed section is one uplink removed and another added.
+public struct GatewayConfigDiff: Equatable, Sendable {
+    /// Options that need a restart; a reload with any is refused as a whole.
+    public var fixed: [FixedOptionChange] = []
+    /// In the new configuration's order.
+    public var uplinksAdded: [UplinkConfig] = []
+    /// In the running configuration's order.
+    public var uplinksRemoved: [UplinkConfig] = []
+    public var uplinksChanged: [UplinkChange] = []
+    /// Uplink names in the new order when the order of the uplinks kept changed (it decides which
+    /// uplink new connections start on).
+    public var uplinkOrder: [String]? = nil
+    public var lanDevicesAdded: [String] = []
+    public var lanDevicesRemoved: [String] = []
+    public var probeTimers: (old: ProbeTimers, new: ProbeTimers)? = nil
+    public var maxSubflows: (old: UInt32, new: UInt32)? = nil
+
+    public init(from old: GatewayConfig, to new: GatewayConfig) {
+        var fixed = FixedOptions()
+        fixed.compare("server", old.server, new.server)
+        fixed.compare("port", old.port, new.port)
+        fixed.compare("control_port", old.controlPort, new.controlPort)
+        fixed.compare("psk_file", old.pskFile, new.pskFile)
+        fixed.compare("ca", old.tls?.ca, new.tls?.ca)
+        fixed.compare("cert", old.tls?.cert, new.tls?.cert)
+        fixed.compare("key", old.tls?.key, new.tls?.key)
+        // An unset server_name follows the server: reported with it, not on its own.
+        let followsServer = old.serverName == old.server.description && new.serverName == new.server.description
+        if !followsServer { fixed.compare("server_name", old.serverName, new.serverName) }
+        fixed.compare("tproxy_port", old.tproxyPort, new.tproxyPort)
+        fixed.compare("fwmark", "0x" + String(old.fwmark, radix: 16), "0x" + String(new.fwmark, radix: 16))
+        fixed.compare("table_base", old.tableBase, new.tableBase)
+        fixed.compare("fastopen", old.fastOpen ? 1 : 0, new.fastOpen ? 1 : 0)
+        fixed.compare("status_socket", old.statusSocket, new.statusSocket)
+        self.fixed = fixed.changes
+
+        let oldNames = Set(old.uplinks.map(\.name))
+        let newNames = Set(new.uplinks.map(\.name))
+        let oldTables = old.uplinkTables
+        let newTables = new.uplinkTables
+        uplinksRemoved = old.uplinks.filter { !newNames.contains($0.name) }
+        uplinksAdded = new.uplinks.filter { !oldNames.contains($0.name) }
+        for u in new.uplinks {
+            guard let before = old.uplinks.first(where: { $0.name == u.name }) else { continue }
+            let change = UplinkChange(old: before, new: u, oldTable: oldTables[u.name]!, newTable: newTables[u.name]!)
+            if !change.details.isEmpty { uplinksChanged.append(change) }
+        }
+        let keptOld = old.uplinks.map(\.name).filter(newNames.contains)
+        let keptNew = new.uplinks.map(\.name).filter(oldNames.contains)
+        if keptOld != keptNew { uplinkOrder = new.uplinks.map(\.name) }
+
+        lanDevicesAdded = new.lanDevices.filter { !old.lanDevices.contains($0) }
+        lanDevicesRemoved = old.lanDevices.filter { !new.lanDevices.contains($0) }
+        if old.probeTimers != new.probeTimers { probeTimers = (old.probeTimers, new.probeTimers) }
+        if old.maxSubflows != new.maxSubflows { maxSubflows = (old.maxSubflows, new.maxSubflows) }
+    }
+
+    public static func == (a: GatewayConfigDiff, b: GatewayConfigDiff) -> Bool {
+        a.fixed == b.fixed && a.uplinksAdded == b.uplinksAdded && a.uplinksRemoved == b.uplinksRemoved
+            && a.uplinksChanged == b.uplinksChanged && a.uplinkOrder == b.uplinkOrder
+            && a.lanDevicesAdded == b.lanDevicesAdded && a.lanDevicesRemoved == b.lanDevicesRemoved
+            && a.probeTimers?.old == b.probeTimers?.old && a.probeTimers?.new == b.probeTimers?.new
+            && a.maxSubflows?.old == b.maxSubflows?.old && a.maxSubflows?.new == b.maxSubflows?.new
+    }
+
+    /// Nothing to apply (fixed options aside).
+    public var isEmpty: Bool { changes.isEmpty }
+
+    /// One phrase per live change, in the order they are applied; "no changes" when there is none.
+    public var summary: String { changes.isEmpty ? "no changes" : changes.joined(separator: "; ") }
+
+    private var changes: [String] {
+        var out: [String] = []
+        for u in uplinksRemoved { out.append("uplink \(u.name) removed (\(u.device))") }
+        for c in uplinksChanged { out.append("uplink \(c.name) changed (\(c.details.joined(separator: ", ")))") }
+        for u in uplinksAdded { out.append("uplink \(u.name) added (\(u.device), \(u.role))") }
+        if let order = uplinkOrder { out.append("uplink order \(order.joined(separator: ", "))") }
+        for d in lanDevicesAdded { out.append("lan_device \(d) added") }
+        for d in lanDevicesRemoved { out.append("lan_device \(d) removed") }
+        if let t = probeTimers { out.append(Self.timerChanges(t.old, t.new)) }
+        if let m = maxSubflows { out.append("max_subflows \(m.old) -> \(m.new)") }
+        return out
+    }
+
+    private static func timerChanges(_ a: ProbeTimers, _ b: ProbeTimers) -> String {
+        var parts: [String] = []
+        if a.interval != b.interval { parts.append("probe_interval \(a.interval) -> \(b.interval)") }
+        if a.downAfter != b.downAfter { parts.append("down_after \(a.downAfter) -> \(b.downAfter)") }
+        if a.upAfter != b.upAfter { parts.append("up_after \(a.upAfter) -> \(b.upAfter)") }
+        return parts.joined(separator: ", ")
+    }
+}
+
+/// What a reload changes in a running concentrator.
+public struct ConcentratorConfigDiff: Equatable, Sendable {
+    public var fixed: [FixedOptionChange] = []
+    public var denyAdded: [IPPrefix] = []
+    public var denyRemoved: [IPPrefix] = []
+    /// Names of service classes added, removed or with other limits.
+    public var classesChanged: [String] = []
+    /// Names of subscribers added, removed or changed.
+    public var subscribersChanged: [String] = []
+
+    public init(from old: ConcentratorConfig, to new: ConcentratorConfig) {
+        var fixed = FixedOptions()
+        fixed.compare("listen", old.listen, new.listen)
+        fixed.compare("port", old.port, new.port)
+        fixed.compare("control_port", old.controlPort, new.controlPort)
+        fixed.compare("psk_file", old.pskFile, new.pskFile)
+        fixed.compare("ca", old.tls?.ca, new.tls?.ca)
+        fixed.compare("cert", old.tls?.cert, new.tls?.cert)
+        fixed.compare("key", old.tls?.key, new.tls?.key)
+        fixed.compare("crl", old.tls?.crl, new.tls?.crl)
+        fixed.compare("session_lifetime", old.sessionLifetime, new.sessionLifetime)
+        fixed.compare("handshake_timeout", old.handshakeTimeout, new.handshakeTimeout)
+        fixed.compare("status_socket", old.statusSocket, new.statusSocket)
+        self.fixed = fixed.changes
+        denyAdded = new.denyDestinations.filter { !old.denyDestinations.contains($0) }
+        denyRemoved = old.denyDestinations.filter { !new.denyDestinations.contains($0) }
+        classesChanged = Self.changedNames(old.classes, new.classes, name: \.name)
+        subscribersChanged = Self.changedNames(old.subscribers, new.subscribers, name: \.name)
+    }
+
+    private static func changedNames<T: Equatable>(_ old: [T], _ new: [T], name: (T) -> String) -> [String] {
+        var out: [String] = []
+        for o in old where !new.contains(where: { name($0) == name(o) && $0 == o }) { out.append(name(o)) }
+        for n in new where !old.contains(where: { name($0) == name(n) }) { out.append(name(n)) }
+        return out
+    }
+
+    public var isEmpty: Bool { changes.isEmpty }
+
+    public var summary: String { changes.isEmpty ? "no changes" : changes.joined(separator: "; ") }
+
+    private var changes: [String] {
+        var out: [String] = []
+        for p in denyAdded { out.append("deny_dest \(p) added") }
+        for p in denyRemoved { out.append("deny_dest \(p) removed") }
+        if !classesChanged.isEmpty { out.append("class \(classesChanged.joined(separator: ", ")) changed") }
+        if !subscribersChanged.isEmpty {
+            out.append("subscriber \(subscribersChanged.joined(separator: ", ")) changed")
+        }
+        return out
+    }
+}
+
+/// Collects fixed options whose values differ, in the order they are compared.
+private struct FixedOptions {
+    var changes: [FixedOptionChange] = []
+
+    mutating func compare<T: Equatable>(_ option: String, _ old: T?, _ new: T?) {
+        guard old != new else { return }
+        changes.append(
+            FixedOptionChange(
+                option: option, old: old.map { "\($0)" } ?? "unset", new: new.map { "\($0)" } ?? "unset"))
+    }
+}
