@@ -1,3 +1,4 @@
+import BraidCore
 import XCTest
 
 @testable import BraidWire
@@ -71,5 +72,38 @@ final class ControlKeyRingTests: XCTestCase {
         XCTAssertEqual(ring.unusedID(using: &random), 3)
         var seeded = SeededRandom(state: 1)
         for _ in 0..<1000 { XCTAssertNotEqual(ring.unusedID(using: &seeded), 0) }
+    }
+
+    /// The concentrator's handshake finds each request's key in the ring by key id; the
+    /// pre-shared key can stay behind id 0.
+    func testConvertRequestsAuthenticateAgainstTheRing() throws {
+        var ring = SessionKeyRing()
+        try ring.install(id: 5, key: key(5), notAfterMillis: 10_000, owner: "gw-1")
+        try ring.install(id: 6, key: key(6), notAfterMillis: 20_000, owner: "gw-2")
+        let psk = key(0xee)
+        let destination = Endpoint(address: IPAddress("198.18.20.2")!, port: 443)
+
+        func serve(keyID: UInt32, key: [UInt8], at now: UInt64) throws -> ConvertServerHandshake.Action {
+            let snapshot = ring
+            var server = ConvertServerHandshake(lookup: { id in
+                id == 0 ? psk : try snapshot.lookup(id: id, nowMillis: now).key
+            })
+            let request = try ConvertClientHandshake.request(
+                to: destination, authenticator: ConvertAuthenticator(key: key, keyID: keyID), nowMillis: now,
+                nonce: Array(repeating: UInt8(truncatingIfNeeded: now), count: 16))
+            var replay = ReplayGuard()
+            return server.feed(request, nowMillis: now, replay: &replay)
+        }
+
+        guard case .connect(let request, _) = try serve(keyID: 5, key: key(5), at: 9_999) else { return XCTFail() }
+        XCTAssertEqual(request.authentication.keyID, 5)
+        guard case .connect = try serve(keyID: 0, key: psk, at: 1) else { return XCTFail("pre-shared key refused") }
+        XCTAssertEqual(
+            try serve(keyID: 5, key: key(5), at: 10_000),
+            .reject(ConvertError(.notAuthorized, "key id 5 expired 0 ms ago")))
+        XCTAssertEqual(
+            try serve(keyID: 7, key: key(7), at: 1), .reject(ConvertError(.notAuthorized, "unknown key id 7")))
+        // Another gateway's key id with this gateway's key: the MAC does not match.
+        XCTAssertEqual(try serve(keyID: 6, key: key(5), at: 1), .reject(ConvertError(.notAuthorized, "bad MAC")))
     }
 }
