@@ -186,8 +186,12 @@ struct ControlWriter {
 
     mutating func u8(_ v: UInt8) { out.append(v) }
     mutating func u16(_ v: UInt16) { out += [UInt8(v >> 8), UInt8(v & 0xff)] }
-    mutating func u32(_ v: UInt32) { for i in (0..<4).reversed() { out.append(UInt8(truncatingIfNeeded: v >> (8 * UInt32(i)))) } }
-    mutating func u64(_ v: UInt64) { for i in (0..<8).reversed() { out.append(UInt8(truncatingIfNeeded: v >> (8 * UInt64(i)))) } }
+    mutating func u32(_ v: UInt32) {
+        for i in (0..<4).reversed() { out.append(UInt8(truncatingIfNeeded: v >> (8 * UInt32(i)))) }
+    }
+    mutating func u64(_ v: UInt64) {
+        for i in (0..<8).reversed() { out.append(UInt8(truncatingIfNeeded: v >> (8 * UInt64(i)))) }
+    }
     mutating func bytes(_ b: [UInt8]) { out += b }
 
     mutating func string(_ s: String, field: String) throws {

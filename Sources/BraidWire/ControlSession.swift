@@ -63,8 +63,11 @@ public struct ControlTimers: Equatable, Sendable {
     /// Hello (concentrator) or first grant (gateway) must arrive this soon after `start`.
     public var handshakeTimeoutMillis: UInt64
 
-    public init(pingIntervalMillis: UInt64 = 10_000, deadAfterMillis: UInt64 = 30_000, handshakeTimeoutMillis: UInt64 = 10_000) {
-        precondition(pingIntervalMillis > 0 && deadAfterMillis > pingIntervalMillis, "dead-after must exceed the ping interval")
+    public init(
+        pingIntervalMillis: UInt64 = 10_000, deadAfterMillis: UInt64 = 30_000, handshakeTimeoutMillis: UInt64 = 10_000
+    ) {
+        precondition(
+            pingIntervalMillis > 0 && deadAfterMillis > pingIntervalMillis, "dead-after must exceed the ping interval")
         self.pingIntervalMillis = pingIntervalMillis
         self.deadAfterMillis = deadAfterMillis
         self.handshakeTimeoutMillis = handshakeTimeoutMillis
@@ -360,7 +363,8 @@ public struct ConcentratorControlSession: Sendable {
         public var serviceClass: ControlMessage.ClassInfo?
 
         public init(
-            keyLifetimeSeconds: UInt32 = 3600, rotateAfterSeconds: UInt32? = nil, previousKeyGraceMillis: UInt64 = 120_000,
+            keyLifetimeSeconds: UInt32 = 3600, rotateAfterSeconds: UInt32? = nil,
+            previousKeyGraceMillis: UInt64 = 120_000,
             timers: ControlTimers = ControlTimers(), serviceClass: ControlMessage.ClassInfo? = nil
         ) {
             let rotate = rotateAfterSeconds ?? UInt32(UInt64(keyLifetimeSeconds) * 2 / 3)

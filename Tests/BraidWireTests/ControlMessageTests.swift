@@ -10,8 +10,10 @@ final class ControlMessageTests: XCTestCase {
         .hello(.init(protocolVersion: 1, software: "braid 0.1 (Linux)")),
         .hello(.init(protocolVersion: 255, software: "")),
         .sessionGrant(grant),
-        .sessionGrant(.init(keyID: .max, key: Array(repeating: 0xff, count: 32), lifetimeSeconds: .max, notAfterMillis: .max)),
-        .classInfo(.init(name: "büro-100", rateDownBitsPerSecond: 100_000_000, rateUpBitsPerSecond: 0, maxSessions: 4096)),
+        .sessionGrant(
+            .init(keyID: .max, key: Array(repeating: 0xff, count: 32), lifetimeSeconds: .max, notAfterMillis: .max)),
+        .classInfo(
+            .init(name: "büro-100", rateDownBitsPerSecond: 100_000_000, rateUpBitsPerSecond: 0, maxSessions: 4096)),
         .ping(.init(nonce: .max, timestampMillis: 1)),
         .pong(.init(nonce: 0, timestampMillis: .max)),
         .error(code: .notAuthorized, reason: "certificate 'gw-17' revoked"),
@@ -54,7 +56,8 @@ final class ControlMessageTests: XCTestCase {
                 var relabelled = short
                 relabelled[2] = UInt8((cut - 4) >> 8)
                 relabelled[3] = UInt8((cut - 4) & 0xff)
-                XCTAssertThrowsError(try ControlMessage.decode(frame: relabelled), "\(message) cut at \(cut)") { error in
+                XCTAssertThrowsError(try ControlMessage.decode(frame: relabelled), "\(message) cut at \(cut)") {
+                    error in
                     let code = (error as? ControlError)?.code
                     // Cutting a string shorter can leave a valid prefix followed by fields too short.
                     XCTAssertTrue(code == .truncated || code == .invalidValue, "\(message) cut at \(cut): \(error)")

@@ -190,7 +190,9 @@ final class ControlSessionTests: XCTestCase {
         var l = link()
         l.connect()
         l.injectToConcentrator(try ControlMessage.sessionGrant(ControlMessageTests.grant).encode())
-        XCTAssertEqual(l.concentratorClosed?.description, "protocol error: unexpected message: sessionGrant sent to a concentrator")
+        XCTAssertEqual(
+            l.concentratorClosed?.description, "protocol error: unexpected message: sessionGrant sent to a concentrator"
+        )
         // The error reached the gateway, which closes in turn and stops using the key.
         XCTAssertEqual(l.gatewayClosed, .peerError(.unexpectedMessage, "sessionGrant sent to a concentrator"))
         XCTAssertNil(l.gatewayKey)
@@ -206,12 +208,15 @@ final class ControlSessionTests: XCTestCase {
     func testConcentratorWantsHelloFirstAndOnce() throws {
         var session = ConcentratorControlSession(configuration: .init(timers: timers), keys: CountingKeySource())
         _ = session.start(nowMillis: 0)
-        let actions = session.receive(try ControlMessage.ping(.init(nonce: 1, timestampMillis: 0)).encode(), nowMillis: 1)
+        let actions = session.receive(
+            try ControlMessage.ping(.init(nonce: 1, timestampMillis: 0)).encode(), nowMillis: 1)
         XCTAssertEqual(actions.count, 2)
         XCTAssertEqual(actions.last, .close(.protocolError(ControlError(.unexpectedMessage, "ping before hello"))))
         guard case .send(let frame) = actions.first else { return XCTFail("\(actions)") }
-        XCTAssertEqual(try ControlMessage.decode(frame: frame), .error(code: .unexpectedMessage, reason: "ping before hello"))
-        XCTAssertEqual(session.receive(try ControlMessage.goodbye.encode(), nowMillis: 2), [], "closed sessions stay closed")
+        XCTAssertEqual(
+            try ControlMessage.decode(frame: frame), .error(code: .unexpectedMessage, reason: "ping before hello"))
+        XCTAssertEqual(
+            session.receive(try ControlMessage.goodbye.encode(), nowMillis: 2), [], "closed sessions stay closed")
 
         var twice = ConcentratorControlSession(configuration: .init(timers: timers), keys: CountingKeySource())
         _ = twice.start(nowMillis: 0)
@@ -224,8 +229,10 @@ final class ControlSessionTests: XCTestCase {
     func testHelloVersionZeroIsRefused() throws {
         var session = ConcentratorControlSession(configuration: .init(timers: timers), keys: CountingKeySource())
         _ = session.start(nowMillis: 0)
-        let actions = session.receive(try ControlMessage.hello(.init(protocolVersion: 0, software: "old")).encode(), nowMillis: 0)
-        XCTAssertEqual(actions.last, .close(.protocolError(ControlError(.unsupportedVersion, "hello.protocolVersion 0"))))
+        let actions = session.receive(
+            try ControlMessage.hello(.init(protocolVersion: 0, software: "old")).encode(), nowMillis: 0)
+        XCTAssertEqual(
+            actions.last, .close(.protocolError(ControlError(.unsupportedVersion, "hello.protocolVersion 0"))))
         XCTAssertFalse(actions.contains { if case .installKey = $0 { return true } else { return false } })
     }
 
@@ -233,8 +240,11 @@ final class ControlSessionTests: XCTestCase {
         var l = link()
         l.connect()
         l.injectToGateway([1, 2, 0xff, 0xff])
-        XCTAssertEqual(l.gatewayClosed, .protocolError(ControlError(.frameTooLarge, "sessionGrant frame of 65535 bytes exceeds 1024")))
-        XCTAssertEqual(l.concentratorClosed, .peerError(.frameTooLarge, "sessionGrant frame of 65535 bytes exceeds 1024"))
+        XCTAssertEqual(
+            l.gatewayClosed,
+            .protocolError(ControlError(.frameTooLarge, "sessionGrant frame of 65535 bytes exceeds 1024")))
+        XCTAssertEqual(
+            l.concentratorClosed, .peerError(.frameTooLarge, "sessionGrant frame of 65535 bytes exceeds 1024"))
     }
 
     func testGatewayClosesWhenItsKeyExpiresUnrotated() throws {
@@ -245,13 +255,17 @@ final class ControlSessionTests: XCTestCase {
         let actions = gateway.receive(try ControlMessage.sessionGrant(grant).encode(), nowMillis: 1000)
         XCTAssertEqual(actions, [.installKey(id: grant.keyID, key: grant.key, notAfterMillis: 26_000)])
         XCTAssertEqual(gateway.nextTickMillis, 10_000)  // the first ping comes before the expiry
-        _ = gateway.receive(try ControlMessage.pong(.init(nonce: 1, timestampMillis: 10_000)).encode(), nowMillis: 20_000)
+        _ = gateway.receive(
+            try ControlMessage.pong(.init(nonce: 1, timestampMillis: 10_000)).encode(), nowMillis: 20_000)
         XCTAssertEqual(gateway.tick(nowMillis: 25_999).count, 1, "a ping, not a close")
         let expired = gateway.tick(nowMillis: 26_000)
-        XCTAssertEqual(expired.dropFirst(), [
-            .retireKey(id: grant.keyID),
-            .close(.protocolError(ControlError(.timeout, "key id \(grant.keyID) expired without a new sessionGrant"))),
-        ])
+        XCTAssertEqual(
+            expired.dropFirst(),
+            [
+                .retireKey(id: grant.keyID),
+                .close(
+                    .protocolError(ControlError(.timeout, "key id \(grant.keyID) expired without a new sessionGrant"))),
+            ])
     }
 
     func testGatewayRefusesAReusedKeyID() throws {
@@ -260,13 +274,16 @@ final class ControlSessionTests: XCTestCase {
         let frame = try ControlMessage.sessionGrant(ControlMessageTests.grant).encode()
         _ = gateway.receive(frame, nowMillis: 1)
         let again = gateway.receive(frame, nowMillis: 2)
-        XCTAssertEqual(again.last, .close(.protocolError(ControlError(.invalidValue, "sessionGrant reuses key id 16909060"))))
+        XCTAssertEqual(
+            again.last, .close(.protocolError(ControlError(.invalidValue, "sessionGrant reuses key id 16909060"))))
     }
 
     func testClassInfoBeforeAGrantIsRefused() throws {
         var gateway = GatewayControlSession(configuration: .init(software: "x", timers: timers))
         _ = gateway.start(nowMillis: 0)
         let actions = gateway.receive(try ControlMessage.classInfo(plan).encode(), nowMillis: 1)
-        XCTAssertEqual(actions.last, .close(.protocolError(ControlError(.unexpectedMessage, "classInfo before the first sessionGrant"))))
+        XCTAssertEqual(
+            actions.last,
+            .close(.protocolError(ControlError(.unexpectedMessage, "classInfo before the first sessionGrant"))))
     }
 }
