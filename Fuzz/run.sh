@@ -23,6 +23,9 @@ esac
 
 SWIFT=${SWIFT:-swift}
 scratch=.build-fuzz
+# Seen with Swift 6.3.1: when make's MFLAGS (empty) is in the environment, swift build compiles
+# the modules without coverage instrumentation, and libFuzzer degrades to random input.
+unset MAKEFLAGS MFLAGS MAKELEVEL
 # Release for speed; preconditions and bounds checks stay on in release builds.
 "$SWIFT" build --package-path Fuzz --scratch-path "$scratch" -c release --sanitize fuzzer --sanitize address
 
@@ -35,6 +38,11 @@ for target in $targets; do
         control) max_len=4096 ;;
         uci) max_len=4096 ;;
     esac
+    # A fuzzer without coverage feedback still runs and finds nothing: refuse to pretend.
+    if ! readelf -S "$scratch/release/fuzz-$target" | grep -q __sancov_cntrs; then
+        echo "fuzz-$target has no coverage instrumentation; remove $scratch and run again" >&2
+        exit 1
+    fi
     work="$scratch/corpus/$target"
     mkdir -p "$work"
     echo "== fuzz-$target for ${seconds}s"

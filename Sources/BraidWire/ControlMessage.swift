@@ -33,7 +33,7 @@ public enum ControlMessage: Equatable, Sendable {
     /// Version of the framing and of the protocol spoken in it.
     public static let version: UInt8 = 1
     public static let headerSize = 4
-    /// Bounds every buffer of a reader; the largest message (an error with a full reason) is 260.
+    /// Bounds every buffer of a reader; the largest payload (an error with a full reason) is 258.
     public static let maximumPayloadSize = 1024
     /// Longest string field in bytes (its length is one byte).
     public static let maximumStringSize = 255
