@@ -48,3 +48,9 @@ image:
 
 clean:
 	rm -rf .build
+
+# libFuzzer targets for the Convert, control and UCI parsers, FUZZ_SECONDS each (Fuzz/run.sh).
+.PHONY: fuzz
+FUZZ_SECONDS ?= 60
+fuzz:
+	bash Fuzz/run.sh all $(FUZZ_SECONDS)

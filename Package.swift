@@ -11,6 +11,8 @@ let package = Package(
     products: [
         .executable(name: "braid", targets: ["braid"]),
         .executable(name: "braid-lab", targets: ["braid-lab"]),
+        // For the libFuzzer drivers in Fuzz/, a package of their own built with `--sanitize fuzzer`.
+        .library(name: "BraidFuzzTargets", targets: ["BraidFuzzTargets"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
@@ -89,7 +91,11 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // The parsers' fuzz entry points; the unit tests replay the seed corpus through them.
+        .target(
+            name: "BraidFuzzTargets", dependencies: ["BraidCore", "BraidWire", "BraidConfig"], path: "Fuzz/Targets"),
         .testTarget(name: "BraidWireTests", dependencies: ["BraidWire", "BraidCore"]),
+        .testTarget(name: "BraidFuzzTargetsTests", dependencies: ["BraidFuzzTargets"]),
         .testTarget(name: "BraidConfigTests", dependencies: ["BraidConfig", "BraidCore"]),
         .testTarget(name: "BraidGatewayTests", dependencies: ["BraidGateway"]),
         .testTarget(name: "BraidDataPlaneTests", dependencies: ["BraidDataPlane"]),

@@ -20,11 +20,25 @@ public struct ConvertServerHandshake: Sendable {
         case reject(ConvertError)
     }
 
-    private var buffer: [UInt8] = []
-    private let authenticator: ConvertAuthenticator
+    /// Finds the key for a request's key id, or throws why there is none.
+    public typealias KeyLookup = @Sendable (_ keyID: UInt32) throws -> [UInt8]
 
+    private var buffer: [UInt8] = []
+    private let lookup: KeyLookup
+
+    /// Accepts requests authenticated with this one key (the pre-shared key mode).
     public init(authenticator: ConvertAuthenticator) {
-        self.authenticator = authenticator
+        self.lookup = { id in
+            guard id == authenticator.keyID else { throw ConvertError(.notAuthorized, "unknown key id \(id)") }
+            return authenticator.key
+        }
+    }
+
+    /// Accepts requests authenticated with whichever key `lookup` returns for their key id:
+    /// session keys from a `SessionKeyRing` (read under the owner's lock), and the pre-shared
+    /// key for id 0 if that mode is kept. Called only for well-formed requests.
+    public init(lookup: @escaping KeyLookup) {
+        self.lookup = lookup
     }
 
     /// Bytes buffered so far (bounded by `ConvertMessage.maximumSize` plus one read).
@@ -41,7 +55,7 @@ public struct ConvertServerHandshake: Sendable {
             case .message(let message, let length):
                 let raw = Array(buffer[0..<length])
                 let request = try Self.validate(message)
-                let auth = try authenticator.verify(raw: raw)
+                let auth = try authenticate(raw)
                 try replay.admit(auth, nowMillis: nowMillis)
                 let rest = Array(buffer[length...])
                 buffer = []
@@ -53,6 +67,25 @@ public struct ConvertServerHandshake: Sendable {
         } catch {
             return .reject(ConvertError(.malformedMessage, "\(error)"))
         }
+    }
+
+    /// Checks the MAC with the key named by the request's key id. A lookup failure (unknown or
+    /// expired key) is a plain refusal: the client learns nothing about which keys exist.
+    private func authenticate(_ raw: [UInt8]) throws -> ConvertAuthentication {
+        guard let (_, claimed) = ConvertAuthenticator.findAuthentication(raw) else {
+            throw ConvertError(.notAuthorized, "no authentication TLV")
+        }
+        let key: [UInt8]
+        do {
+            key = try lookup(claimed.keyID)
+        } catch let e as ConvertError {
+            throw e
+        } catch let e as ControlError {
+            throw ConvertError(.notAuthorized, e.reason)
+        } catch {
+            throw ConvertError(.notAuthorized, "\(error)")
+        }
+        return try ConvertAuthenticator(key: key, keyID: claimed.keyID).verify(raw: raw)
     }
 
     /// A request is exactly one Connect TLV, one authentication TLV and optionally Info.
