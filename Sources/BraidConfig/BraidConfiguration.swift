@@ -291,6 +291,9 @@ public struct BraidConfigReader {
     private func tlsFiles(_ s: ValidatedSection, _ p: inout ValidatedPackage) -> TLSFiles? {
         let names = ["ca", "cert", "key"]
         let set = names.filter { s.isSet($0) }
+        if set.isEmpty && !s.isSet("psk_file") {
+            p.error(s, "psk_file", "required unless ca, cert and key are set (the TLS control channel)")
+        }
         guard !set.isEmpty else { return nil }
         for missing in names where !set.contains(missing) {
             p.error(s, missing, "required with \(ConfigSchema.sentence(set, "and"))")

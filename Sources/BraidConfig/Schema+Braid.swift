@@ -13,8 +13,11 @@ extension ConfigSchema {
                 OptionSchema(
                     "control_port", .port, default: "4803", doc: "Concentrator's TLS control port."),
                 OptionSchema(
-                    "psk_file", .path(maxBytes: nil), required: true, example: "/etc/braid/psk",
-                    doc: "Pre-shared key from `braid genkey` (32 bytes, base64), the same file as the concentrator's."),
+                    "psk_file", .path(maxBytes: nil), example: "/etc/braid/psk",
+                    doc: "Pre-shared key from `braid genkey` (32 bytes, base64), the same file as the concentrator's: "
+                        + "the simple mode for a single box. Required unless ca, cert and key are set; with them, data "
+                        + "connections use the session keys the control channel grants, and this key only until the "
+                        + "first grant."),
                 OptionSchema(
                     "ca", .path(maxBytes: nil), example: "/etc/braid/ca.pem",
                     doc: "TLS control channel: CA certificates (PEM) the concentrator's certificate must chain to; "
@@ -85,8 +88,9 @@ extension ConfigSchema {
                 OptionSchema("port", .port, default: "4800", doc: "MPTCP data port."),
                 OptionSchema("control_port", .port, default: "4803", doc: "TLS control port."),
                 OptionSchema(
-                    "psk_file", .path(maxBytes: nil), required: true, example: "/etc/braid/psk",
-                    doc: "Pre-shared key from `braid genkey`, the same file as the gateways'."),
+                    "psk_file", .path(maxBytes: nil), example: "/etc/braid/psk",
+                    doc: "Pre-shared key from `braid genkey`, the same file as the gateways' (the simple mode). "
+                        + "Required unless ca, cert and key are set; with both, data connections may use either."),
                 OptionSchema(
                     "ca", .path(maxBytes: nil), example: "/etc/braid/ca.pem",
                     doc: "TLS control channel: CA certificates (PEM) gateway certificates must chain to; "
@@ -153,7 +157,8 @@ extension ConfigTemplate {
             "Rendered from the schema by `braid config defaults gateway` (make config).",
         ],
         sections: [
-            .init("gateway", "main"),
+            // The pre-shared key is the simple mode a single box starts with.
+            .init("gateway", "main", ["psk_file": "/etc/braid/psk"]),
             .init("uplink", "dsl", ["device": "pppoe-wan", "role": "active"]),
             .init("uplink", "lte", ["device": "wwan0", "role": "backup"], documented: false),
         ])
@@ -167,7 +172,7 @@ extension ConfigTemplate {
             "Rendered from the schema by `braid config defaults concentrator` (make config).",
         ],
         sections: [
-            .init("concentrator", "main", ["deny_dest": "10.0.0.0/8"]),
+            .init("concentrator", "main", ["psk_file": "/etc/braid/psk", "deny_dest": "10.0.0.0/8"]),
             .init("class", "standard"),
             // Commented out: a listed subscriber is an operator's decision, not a default.
             .init("subscriber", "cpe_0001", commentedOut: true),
