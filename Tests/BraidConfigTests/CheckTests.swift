@@ -200,7 +200,6 @@ final class CheckTests: XCTestCase {
                 [
                     "braid.conf:5: second: more than one 'config gateway' section",
                     "braid.conf:5: second.server: required option is not set",
-
                     "braid.conf:5: second.lan_device: required list is not set",
                 ]
             ),
