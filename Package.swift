@@ -62,15 +62,19 @@ let package = Package(
         .target(
             name: "BraidGateway",
             dependencies: [
-                "BraidCore", "BraidWire", "BraidConfig", "BraidNetlink", "BraidDataPlane",
+                "BraidCore", "BraidWire", "BraidConfig", "BraidNetlink", "BraidDataPlane", "BraidTLS",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
         .target(
             name: "BraidConcentrator",
             dependencies: [
-                "BraidCore", "BraidWire", "BraidConfig", "BraidNetlink", "BraidDataPlane",
+                "BraidCore", "BraidWire", "BraidConfig", "BraidNetlink", "BraidDataPlane", "BraidTLS",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
         .executableTarget(

@@ -45,6 +45,9 @@ extension ConcentratorService {
         if !diff.denyAdded.isEmpty || !diff.denyRemoved.isEmpty {
             denyList.current = DenyList(configured: new.denyDestinations)
         }
+        // Classes and subscribers: new sessions and control channels see them; a disabled
+        // subscriber's keys go at once.
+        book?.update(new)
         config = new
         logger.notice("configuration reloaded", metadata: ["file": "\(path)", "changes": "\(diff.summary)"])
         return .reloaded(summary: diff.summary)

@@ -2,6 +2,7 @@ import BraidConfig
 import BraidCore
 import BraidDataPlane
 import BraidNetlink
+import BraidTLS
 import BraidWire
 import Logging
 
@@ -22,6 +23,9 @@ public final class ConcentratorService {
     private var statusServer: LocalQueryServer?
     /// Read by every data reactor at each connection; swapped whole by a reload.
     let denyList: CurrentDenyList
+    /// Subscribers, their session keys, open sessions and rate buckets.
+    private(set) var book: SubscriberBook?
+    private var controlServer: ControlServer?
 
     public init(config: ConcentratorConfig, logger: Logger) {
         self.config = config
@@ -32,7 +36,13 @@ public final class ConcentratorService {
     /// Binds the listener and starts the reactors. Throws with a message naming what failed
     /// (key file, bind address).
     public func start() throws {
-        let key = try PresharedKey.load(path: config.pskFile)
+        let key = config.pskFile.isEmpty ? nil : try PresharedKey.load(path: config.pskFile)
+        let book = SubscriberBook(config: config, presharedKey: key)
+        self.book = book
+        // The TLS context first: a missing or unreadable certificate stops the start here.
+        let tls = try config.tls.map {
+            try TLSContext(role: .server, ca: $0.ca, certificate: $0.cert, key: $0.key, crl: $0.crl)
+        }
         if let change = try KernelSettings.enableFastOpen(server: true) {
             logger.notice("enabled TCP Fast Open server side", metadata: ["net.ipv4.tcp_fastopen": "\(change.old) -> \(change.new)"])
         }
@@ -43,7 +53,8 @@ public final class ConcentratorService {
         let listen = Endpoint(address: config.listen, port: config.port)
         let forwarder = ConvertForwarder(
             config: .init(listen: listen, handshakeTimeoutNanos: UInt64(config.handshakeTimeout * 1e9)),
-            authenticator: ConvertAuthenticator(key: key), logger: logger
+            keys: { id in try book.key(for: id) }, logger: logger,
+            admission: { request in book.admit(keyID: request.authentication.keyID) }
         ) { destination in
             denyList.current.refusal(for: destination.address, localAddresses: localAddresses.current())
         }
@@ -56,6 +67,21 @@ public final class ConcentratorService {
         try group.start()
         self.group = group
         self.forwarder = forwarder
+        if let tls {
+            let controlListen = Endpoint(address: config.listen, port: config.controlPort)
+            do {
+                controlServer = try ControlServer(
+                    listen: controlListen, tls: tls, book: book, sessionLifetime: config.sessionLifetime, logger: logger)
+            } catch {
+                stop()
+                throw error
+            }
+            logger.notice(
+                "control channel listening",
+                metadata: [
+                    "address": "\(controlListen)", "protocol": "MPTCP, TLS 1.3", "subscribers": "\(config.subscribers.count)",
+                ])
+        }
         do {
             try startLocalSocket()
         } catch {
@@ -98,6 +124,8 @@ public final class ConcentratorService {
             try? pm.setLimits(subflows: old.subflows, addAddrAccepted: old.addAddrAccepted)
             previousLimits = nil
         }
+        controlServer?.stop()
+        controlServer = nil
         control?.stop()
         control = nil
         statusServer?.close()

@@ -103,6 +103,8 @@ public struct GatewayConfig: Equatable, Sendable {
     public var tls: TLSFiles? = nil
     /// Name the concentrator's certificate must carry; the reader fills in the server address text when unset.
     public var serverName: String = ""
+    /// Seconds between keepalives on the control channel; dead after three unanswered.
+    public var keepalive: UInt32 = 10
 }
 
 /// `config concentrator` section, with the service classes and subscribers it enforces.
@@ -204,7 +206,8 @@ public struct BraidConfigReader {
             statusSocket: g.text("status_socket") ?? "",
             controlPort: UInt16(truncatingIfNeeded: g.number("control_port") ?? 0),
             tls: tlsFiles(g, &p),
-            serverName: g.text("server_name") ?? server.description)
+            serverName: g.text("server_name") ?? server.description,
+            keepalive: UInt32(g.seconds("keepalive") ?? 10))
         checkDistinctPorts(g, &p)
         if let interval = g.number("probe_interval"), let down = g.number("down_after"), down < 2 * interval {
             // Fewer than two probes per down_after would declare an uplink down on a single lost echo.

@@ -103,6 +103,7 @@ public struct GatewayConfigDiff: Equatable, Sendable {
         fixed.compare("table_base", old.tableBase, new.tableBase)
         fixed.compare("fastopen", old.fastOpen ? 1 : 0, new.fastOpen ? 1 : 0)
         fixed.compare("status_socket", old.statusSocket, new.statusSocket)
+        fixed.compare("keepalive", old.keepalive, new.keepalive)
         self.fixed = fixed.changes
 
         let oldNames = Set(old.uplinks.map(\.name))

@@ -29,6 +29,10 @@ extension ConfigSchema {
                     "key", .path(maxBytes: nil), example: "/etc/braid/gateway.key",
                     doc: "Private key of `cert` (PEM), readable by root only."),
                 OptionSchema(
+                    "keepalive", .seconds(1...300, whole: true), default: "10",
+                    doc: "Seconds between two keepalives on the control channel; the concentrator is taken for "
+                        + "dead after three without an answer and the channel is opened again (backoff with jitter)."),
+                OptionSchema(
                     "server_name", .hostName, defaultNote: "the server address", example: "concentrator.example.net",
                     doc: "Name the concentrator's certificate must carry (subjectAltName DNS name or IP address)."),
                 OptionSchema(

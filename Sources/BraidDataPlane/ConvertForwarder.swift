@@ -25,10 +25,13 @@ public final class ConvertForwarder {
 
     /// Why a destination is refused (the deny list), or nil to connect.
     public typealias DestinationPolicy = (Endpoint) -> String?
+    /// Whether an authenticated request's subscriber may open one more session, and with what limits.
+    public typealias AdmissionPolicy = (ConvertRequest) -> Admission
 
     let config: Configuration
-    let authenticator: ConvertAuthenticator
+    let keys: ConvertServerHandshake.KeyLookup
     let policy: DestinationPolicy
+    let admission: AdmissionPolicy
     let logger: Logger
     /// One replay cache for all reactors: a replay must be caught whichever core accepts it.
     private let replayLock = Mutex()
@@ -36,9 +39,16 @@ public final class ConvertForwarder {
     private var listener: Listener?
     public let counters = SessionCounters()
 
-    public init(config: Configuration, authenticator: ConvertAuthenticator, logger: Logger, policy: @escaping DestinationPolicy) {
+    /// `keys` finds the key for a request's key id (session keys, the pre-shared key behind id
+    /// 0); `admission` counts the session against its subscriber and gives its rate limits.
+    public init(
+        config: Configuration, keys: @escaping ConvertServerHandshake.KeyLookup, logger: Logger,
+        admission: @escaping AdmissionPolicy = { _ in .admit(SessionGrant(limitToOrigin: nil, limitToClient: nil, ticket: nil)) },
+        policy: @escaping DestinationPolicy
+    ) {
         self.config = config
-        self.authenticator = authenticator
+        self.keys = keys
+        self.admission = admission
         self.policy = policy
         self.logger = logger
     }
@@ -90,12 +100,14 @@ final class ConvertAcceptor: ReactorHandler {
     private var handshake: ConvertServerHandshake
     private var state = State.reading
     private let peer: String
+    /// The subscriber's limits and session count, from admission until the relay takes them.
+    private var grant: SessionGrant?
 
     init(reactor: Reactor, fd: Int32, forwarder: ConvertForwarder) {
         self.reactor = reactor
         self.client = fd
         self.forwarder = forwarder
-        self.handshake = ConvertServerHandshake(authenticator: forwarder.authenticator)
+        self.handshake = ConvertServerHandshake(lookup: forwarder.keys)
         self.peer = Sockets.remoteEndpoint(fd).map { "\($0)" } ?? "?"
     }
 
@@ -162,6 +174,13 @@ final class ConvertAcceptor: ReactorHandler {
     }
 
     private func connect(_ request: ConvertRequest, remainder: [UInt8]) {
+        switch forwarder.admission(request) {
+        case .refuse(let error):
+            refuse(error)
+            return
+        case .admit(let g):
+            grant = g
+        }
         let destination = request.destination
         let origin: Int32
         do {
@@ -200,10 +219,14 @@ final class ConvertAcceptor: ReactorHandler {
         state = .done
         let relay = SpliceRelay(
             reactor: reactor, a: client, b: origin, connecting: false, counters: forwarder.counters, toB: remainder,
-            toA: ConvertServerHandshake.successReply(wantsInfo: request.wantsInfo))
+            toA: ConvertServerHandshake.successReply(wantsInfo: request.wantsInfo),
+            limitToB: grant?.limitToOrigin, limitToA: grant?.limitToClient)
         let logger = forwarder.logger
         let peer = self.peer
+        let ticket = grant?.ticket
+        grant = nil
         relay.onEnd = { relay, end in
+            withExtendedLifetime(ticket) {}
             logger.debug(
                 "session ended",
                 metadata: [

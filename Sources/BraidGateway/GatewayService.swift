@@ -1,6 +1,7 @@
 import BraidConfig
 import BraidCore
 import BraidDataPlane
+import BraidTLS
 import BraidWire
 import Logging
 
@@ -20,6 +21,8 @@ public final class GatewayService {
     var supervisor: UplinkSupervisor?
     private var statusServer: LocalQueryServer?
     var interception: Interception?
+    private var controlClient: ControlClient?
+    private var keys: DataKeys?
 
     public init(config: GatewayConfig, logger: Logger) {
         self.config = config
@@ -28,8 +31,14 @@ public final class GatewayService {
 
     /// Installs kernel state and starts listening. On failure, whatever was installed is removed.
     public func start() throws {
-        let key = try PresharedKey.load(path: config.pskFile)
-        let authenticator = ConvertAuthenticator(key: key)
+        let key = config.pskFile.isEmpty ? nil : try PresharedKey.load(path: config.pskFile)
+        let keys = DataKeys(preshared: key)
+        self.keys = keys
+        // The TLS context first: a missing or unreadable certificate stops the start here.
+        let tls = try config.tls.map {
+            try TLSContext(
+                role: .client(serverName: config.serverName), ca: $0.ca, certificate: $0.cert, key: $0.key)
+        }
         let server = Endpoint(address: config.server, port: config.port)
         if config.fastOpen, let change = try KernelSettings.enableFastOpen(server: false) {
             logger.notice("enabled TCP Fast Open client side", metadata: ["net.ipv4.tcp_fastopen": "\(change.old) -> \(change.new)"])
@@ -58,7 +67,10 @@ public final class GatewayService {
                 config: .init(server: server, listenerPort: config.tproxyPort, fastOpen: config.fastOpen),
                 logger: logger, selectSource: { source.get() }
             ) { destination in
-                try ConvertClientHandshake.request(
+                guard let authenticator = keys.current() else {
+                    throw GatewayError("no session key yet: the control channel to the concentrator is not up")
+                }
+                return try ConvertClientHandshake.request(
                     to: destination, authenticator: authenticator, nowMillis: wallClockMillis(),
                     nonce: SecureRandom.bytes(ConvertAuthentication.nonceSize))
             }
@@ -68,12 +80,19 @@ public final class GatewayService {
             statusServer = try LocalQueryServer(reactor: control.reactors[0], path: config.statusSocket) {
                 [weak self, weak supervisor] question in
                 if question == "reload" { return self?.reloadNow().text ?? "" }
-                return supervisor?.status(sessions: counters) ?? "{}"
+                return supervisor?.status(sessions: counters, control: self?.controlStatus() ?? "null") ?? "{}"
             }
             try control.start()
             try data.start()
             try table.install()
             interception = table
+            if let tls {
+                let client = ControlClient(
+                    server: Endpoint(address: config.server, port: config.controlPort), tls: tls, keys: keys,
+                    keepaliveSeconds: config.keepalive, selectSource: { source.get() }, logger: logger)
+                controlClient = client
+                client.start()
+            }
             logger.notice(
                 "gateway running",
                 metadata: [
@@ -88,7 +107,18 @@ public final class GatewayService {
     }
 
     /// Removes the nftables table, listeners, routes and rules, and gives MPTCP back its previous path manager.
+    /// The control channel in `braid status`: off (pre-shared key only), up or down, the key in use.
+    func controlStatus() -> String {
+        guard let client = controlClient else { return "{\"state\":\"off\"}" }
+        let key = keys?.keyID.map { "\($0)" } ?? "null"
+        let cls = keys?.serviceClass.map { "\"\($0.name)\"" } ?? "null"
+        let error = client.lastError.map { ",\"error\":\"\(jsonEscaped($0))\"" } ?? ""
+        return "{\"state\":\"\(client.established ? "up" : "down")\",\"key\":\(key),\"class\":\(cls)\(error)}"
+    }
+
     public func stop() {
+        controlClient?.stop()
+        controlClient = nil
         do { try interception?.remove() } catch { logger.warning("\(error)") }
         interception = nil
         data?.stop()
@@ -105,4 +135,24 @@ public final class GatewayService {
         uplinks = nil
         logger.notice("gateway stopped; kernel state removed")
     }
+}
+
+/// A gateway failure with the reason an operator needs.
+struct GatewayError: Error, CustomStringConvertible {
+    var description: String
+    init(_ d: String) { description = d }
+}
+
+/// `s` as the inside of a JSON string.
+func jsonEscaped(_ s: String) -> String {
+    var out = ""
+    for scalar in s.unicodeScalars {
+        switch scalar {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case _ where scalar.value < 0x20: out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count) + String(scalar.value, radix: 16)
+        default: out.unicodeScalars.append(scalar)
+        }
+    }
+    return out
 }

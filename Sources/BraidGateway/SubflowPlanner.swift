@@ -155,6 +155,12 @@ struct SubflowPlanner {
         return r
     }
 
+    /// A subflow asked for too early (the connection is not fully established): ask again at the
+    /// next pass, without holding it against the path.
+    mutating func notYet(token: UInt32, address: IPAddress) {
+        connections[token]?.attempts[address] = nil
+    }
+
     /// Events were lost: a subflow may have closed unseen. Retry every missing one at once.
     mutating func forgetAttempts() {
         for token in connections.keys {

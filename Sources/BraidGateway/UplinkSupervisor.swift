@@ -242,6 +242,11 @@ final class UplinkSupervisor {
             } catch let e as NetlinkError where e.errno == ENOENT || e.errno == EINVAL || e.errno == ESRCH {
                 // The connection or subflow is already gone; its event is on its way.
                 logger.debug("\(e)")
+            } catch let e as NetlinkError where e.errno == ENOTCONN {
+                // Established but not yet fully (the peer has not acknowledged MPTCP on data yet):
+                // not a failure of the path; asked again at the next pass.
+                if case .create(let token, let local, _, _, _, _) = action { planner.notYet(token: token, address: local) }
+                logger.debug("\(e)")
             } catch {
                 logger.info("\(error)")
             }
@@ -333,7 +338,8 @@ final class UplinkSupervisor {
     // MARK: status
 
     /// One uplink's line in `braid status`.
-    func status(sessions: SessionCounters) -> String {
+    /// `control`: the control channel's JSON object, from GatewayService.
+    func status(sessions: SessionCounters, control: String) -> String {
         let now = monotonicNanos()
         let wall = Double(wallClockMillis()) / 1000
         var lines: [String] = []
@@ -360,7 +366,8 @@ final class UplinkSupervisor {
         let s = sessions.snapshot
         return """
             {"role":"gateway","concentrator":"\(Endpoint(address: config.server, port: config.port))",\
-            "sessions":{"active":\(s.active),"total":\(s.total)},"uplinks":[\(lines.joined(separator: ","))]}
+            "sessions":{"active":\(s.active),"total":\(s.total)},"control":\(control),\
+            "uplinks":[\(lines.joined(separator: ","))]}
             """
     }
 

@@ -1,6 +1,10 @@
 import ArgumentParser
 import BraidTLS
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// `braid pki`: the operator's CA for the control channel's mutual TLS.
 struct PKICommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -43,11 +47,28 @@ struct PKICommand: ParsableCommand {
         var days: Int = PKI.defaultCertificateDays
         @Flag(name: .long, help: "Replace NAME's existing certificate and key.")
         var force = false
+        @Option(
+            name: .long,
+            help: "An explicit validity window instead of --days: start, in seconds since 1970 (with --valid-until).")
+        var validFrom: Int?
+        @Option(name: .long, help: "End of the explicit validity window, in seconds since 1970.")
+        var validUntil: Int?
+
+        func validate() throws {
+            if (validFrom == nil) != (validUntil == nil) {
+                throw ValidationError("--valid-from and --valid-until go together")
+            }
+        }
 
         func run() throws {
             let issued = try pkiCommand {
-                try PKI(directory: dir).issue(
-                    name: name, usage: server ? .server : .client, days: days, force: force)
+                let pki = try PKI(directory: dir)
+                let usage: PKI.Usage = server ? .server : .client
+                if let validFrom, let validUntil {
+                    return try pki.issue(
+                        name: name, usage: usage, notBefore: time_t(validFrom), notAfter: time_t(validUntil), force: force)
+                }
+                return try pki.issue(name: name, usage: usage, days: days, force: force)
             }
             print("certificate: \(issued.certificatePath) (serial \(issued.serial))")
             print("key: \(issued.keyPath)")

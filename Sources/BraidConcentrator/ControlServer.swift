@@ -1,0 +1,174 @@
+import BraidConfig
+import BraidCore
+import BraidTLS
+import BraidWire
+import Logging
+import NIOCore
+import NIOPosix
+
+/// The concentrator's end of the TLS control channel: an MPTCP listener on `control_port` where
+/// each gateway proves who it is with its certificate, is looked up among the subscribers, and
+/// gets session keys (rotated before they expire) and its service class. Keys go into the
+/// SubscriberBook, where the data reactors find them.
+final class ControlServer {
+    private let group: MultiThreadedEventLoopGroup
+    private var channel: Channel?
+    private let logger: Logger
+
+    /// Binds the listener. The TLS context is built by the caller, so a bad file stops the start.
+    init(
+        listen: Endpoint, tls: TLSContext, book: SubscriberBook, sessionLifetime: UInt32, logger: Logger
+    ) throws {
+        self.logger = logger
+        group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let address = try SocketAddress(ipAddress: "\(listen.address)", port: Int(listen.port))
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .enableMPTCP(true)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    var connectionLogger = logger
+                    connectionLogger[metadataKey: "peer"] = "\(channel.remoteAddress.map { "\($0)" } ?? "?")"
+                    let handler = try TLSHandler(context: tls, handshakeTimeout: .seconds(10), logger: connectionLogger)
+                    try channel.pipeline.syncOperations.addHandler(handler)
+                    try channel.pipeline.syncOperations.addHandler(
+                        ControlServerHandler(book: book, sessionLifetime: sessionLifetime, logger: connectionLogger))
+                }
+            }
+        do {
+            channel = try bootstrap.bind(to: address).wait()
+        } catch {
+            try? group.syncShutdownGracefully()
+            throw ServiceError("cannot listen for the control channel on \(listen): \(error)")
+        }
+    }
+
+    func stop() {
+        try? channel?.close().wait()
+        channel = nil
+        try? group.syncShutdownGracefully()
+    }
+}
+
+/// One gateway's control channel, after TLS: checks the subscriber named by the certificate,
+/// then runs a ConcentratorControlSession and carries out its actions.
+final class ControlServerHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let book: SubscriberBook
+    private let sessionLifetime: UInt32
+    private var logger: Logger
+    private var session: ConcentratorControlSession?
+    private var subscriber: String?
+    private var timer: Scheduled<Void>?
+    private var keys: [UInt32] = []
+
+    init(book: SubscriberBook, sessionLifetime: UInt32, logger: Logger) {
+        self.book = book
+        self.sessionLifetime = sessionLifetime
+        self.logger = logger
+    }
+
+    private static func now() -> UInt64 { SubscriberBook.nowMillis() }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard let done = event as? TLSHandshakeCompleted else {
+            context.fireUserInboundEventTriggered(event)
+            return
+        }
+        let name = done.peerCommonName
+        logger[metadataKey: "subscriber"] = "\(name)"
+        switch book.check(commonName: name) {
+        case .refused(let why):
+            // Refused right after TLS: the certificate is genuine but the operator does not serve it.
+            logger.notice("control channel refused", metadata: ["reason": "\(why)"])
+            let frame = ControlMessage.errorFrame(.notAuthorized, why)
+            context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(bytes: frame))).whenComplete { _ in
+                context.close(promise: nil)
+            }
+        case .welcome(let s, let serviceClass):
+            subscriber = s.name
+            let info = serviceClass.map {
+                ControlMessage.ClassInfo(
+                    name: $0.name, rateDownBitsPerSecond: $0.rateDown, rateUpBitsPerSecond: $0.rateUp,
+                    maxSessions: $0.maxSessions)
+            }
+            let book = self.book
+            var session = ConcentratorControlSession(
+                configuration: .init(keyLifetimeSeconds: sessionLifetime, serviceClass: info),
+                keys: SystemSessionKeySource(isInUse: { book.isInUse($0) }))
+            let actions = session.start(nowMillis: Self.now())
+            self.session = session
+            logger.info("control channel up", metadata: ["class": "\(s.serviceClass)"])
+            perform(actions, context)
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard session != nil else { return }  // nothing is read before the subscriber is known
+        var buffer = unwrapInboundIn(data)
+        let bytes = buffer.readBytes(length: buffer.readableBytes) ?? []
+        let actions = session!.receive(bytes, nowMillis: Self.now())
+        perform(actions, context)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        timer?.cancel()
+        if session != nil, session!.closeReason == nil {
+            perform(session!.connectionClosed(nowMillis: Self.now()), context)
+        }
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        // TLS refusals are logged by the TLS handler with their reason; others here.
+        if !(error is TLSError) { logger.info("control channel error", metadata: ["error": "\(error)"]) }
+        context.close(promise: nil)
+    }
+
+    private func perform(_ actions: [ControlAction], _ context: ChannelHandlerContext) {
+        for action in actions {
+            switch action {
+            case .send(let frame):
+                context.write(wrapOutboundOut(context.channel.allocator.buffer(bytes: frame)), promise: nil)
+            case .installKey(let id, let key, let notAfter):
+                do {
+                    let evicted = try book.install(id: id, key: key, notAfterMillis: notAfter, owner: subscriber ?? "")
+                    keys.append(id)
+                    logger.debug("session key granted", metadata: ["key": "\(id)", "evicted": "\(evicted)"])
+                } catch {
+                    logger.warning("cannot install a session key; closing", metadata: ["error": "\(error)"])
+                    context.close(promise: nil)
+                    return
+                }
+            case .retireKey(let id):
+                book.retire(id: id)
+                keys.removeAll { $0 == id }
+            case .applyClass:
+                break  // gateway-side action
+            case .close(let reason):
+                logger.info("control channel closed", metadata: ["reason": "\(reason)"])
+                context.flush()
+                context.close(promise: nil)
+                return
+            }
+        }
+        context.flush()
+        scheduleTick(context)
+    }
+
+    private func scheduleTick(_ context: ChannelHandlerContext) {
+        timer?.cancel()
+        guard let next = session?.nextTickMillis else { return }
+        let delay = next > Self.now() ? next - Self.now() : 0
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        timer = context.eventLoop.scheduleTask(in: .milliseconds(Int64(delay))) {
+            let (handler, context) = loopBound.value
+            guard handler.session != nil else { return }
+            handler.perform(handler.session!.tick(nowMillis: Self.now()), context)
+        }
+    }
+}

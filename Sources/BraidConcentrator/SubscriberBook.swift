@@ -1,0 +1,124 @@
+import BraidConfig
+import BraidCore
+import BraidDataPlane
+import BraidWire
+
+/// What the concentrator knows of its subscribers at run time, shared by the control channel
+/// (one thread) and the data reactors (one per core): the session keys granted to each, the
+/// data sessions each has open, and each one's rate buckets. One lock; every operation is short.
+final class SubscriberBook: @unchecked Sendable {
+    private let lock = Mutex()
+    private var subscribers: [String: Subscriber] = [:]
+    private var classes: [String: ServiceClass] = [:]
+    private var ring = SessionKeyRing()
+    private var open: [String: Int] = [:]
+    private var buckets: [String: (down: TokenBucket?, up: TokenBucket?)] = [:]
+    /// The pre-shared key, behind key id 0, when the simple mode is configured.
+    private let presharedKey: [UInt8]?
+
+    init(config: ConcentratorConfig, presharedKey: [UInt8]?) {
+        self.presharedKey = presharedKey
+        update(config)
+    }
+
+    /// Takes new classes and subscribers (start, reload). Rates apply to sessions opened after.
+    func update(_ config: ConcentratorConfig) {
+        lock.withLock {
+            subscribers = Dictionary(config.subscribers.map { ($0.name, $0) }, uniquingKeysWith: { $1 })
+            classes = Dictionary(config.classes.map { ($0.name, $0) }, uniquingKeysWith: { $1 })
+            buckets = [:]
+            for (name, s) in subscribers where !s.enabled {
+                ring.retireAll(owner: name)
+            }
+        }
+    }
+
+    static func nowMillis() -> UInt64 { monotonicNanos() / 1_000_000 }
+
+    // MARK: control channel
+
+    enum Verdict {
+        case welcome(Subscriber, ServiceClass?)
+        case refused(String)
+    }
+
+    /// Whether the holder of a certificate with this common name may open a control channel.
+    func check(commonName: String) -> Verdict {
+        lock.withLock {
+            guard let s = subscribers[commonName] else { return .refused("unknown subscriber") }
+            guard s.enabled else { return .refused("subscriber disabled") }
+            return .welcome(s, classes[s.serviceClass])
+        }
+    }
+
+    func isInUse(_ id: UInt32) -> Bool {
+        lock.withLock { (try? ring.lookup(id: id, nowMillis: 0)) != nil || id == 0 }
+    }
+
+    func install(id: UInt32, key: [UInt8], notAfterMillis: UInt64, owner: String) throws -> [UInt32] {
+        try lock.withLock { try ring.install(id: id, key: key, notAfterMillis: notAfterMillis, owner: owner) }
+    }
+
+    func retire(id: UInt32) {
+        lock.withLock { ring.retire(id: id) }
+    }
+
+    /// Drops expired keys; returns their ids.
+    func prune() -> [UInt32] {
+        let now = Self.nowMillis()
+        return lock.withLock { ring.prune(nowMillis: now) }
+    }
+
+    // MARK: data connections
+
+    /// The key for a data connection's key id: a live session key, or the pre-shared key for id 0.
+    func key(for id: UInt32) throws -> [UInt8] {
+        let now = Self.nowMillis()
+        return try lock.withLock {
+            if id == 0 {
+                guard let presharedKey else { throw ConvertError(.notAuthorized, "pre-shared key mode is off") }
+                return presharedKey
+            }
+            return try ring.lookup(id: id, nowMillis: now).key
+        }
+    }
+
+    /// Admits an authenticated data connection for its subscriber: counts it against the class's
+    /// session limit and hands over the subscriber's rate buckets. The ticket gives the session
+    /// back when the last reference to it goes.
+    func admit(keyID: UInt32) -> Admission {
+        let now = monotonicNanos()
+        return lock.withLock {
+            guard keyID != 0 else { return .admit(SessionGrant(limitToOrigin: nil, limitToClient: nil, ticket: nil)) }
+            guard let owner = try? ring.lookup(id: keyID, nowMillis: now / 1_000_000).owner,
+                let s = subscribers[owner], s.enabled
+            else { return .refuse(ConvertError(.notAuthorized, "key \(keyID) no longer belongs to an enabled subscriber")) }
+            let c = classes[s.serviceClass]
+            let count = open[owner, default: 0]
+            if let max = c?.maxSessions, max > 0, count >= Int(max) {
+                return .refuse(ConvertError(.resourceExceeded, "\(owner): \(count) sessions open, class \(s.serviceClass) allows \(max)"))
+            }
+            open[owner] = count + 1
+            var b = buckets[owner] ?? (nil, nil)
+            if buckets[owner] == nil, let c {
+                b = (
+                    c.rateDown > 0 ? TokenBucket(bitsPerSecond: c.rateDown, now: now) : nil,
+                    c.rateUp > 0 ? TokenBucket(bitsPerSecond: c.rateUp, now: now) : nil
+                )
+                buckets[owner] = b
+            }
+            let ticket = SessionTicket { [weak self] in self?.release(owner) }
+            return .admit(SessionGrant(limitToOrigin: b.up, limitToClient: b.down, ticket: ticket))
+        }
+    }
+
+    private func release(_ owner: String) {
+        lock.withLock {
+            let n = open[owner, default: 1] - 1
+            open[owner] = n > 0 ? n : nil
+        }
+    }
+
+    /// Open data sessions per subscriber, for status.
+    var sessions: [String: Int] { lock.withLock { open } }
+}

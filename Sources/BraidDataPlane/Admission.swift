@@ -1,0 +1,35 @@
+import BraidWire
+
+/// Keeps a data session counted against its subscriber while anything holds it: the acceptor
+/// until the relay starts, then the relay until it ends. The count is given back when the last
+/// reference goes, whichever way the session ended.
+public final class SessionTicket: @unchecked Sendable {
+    private let onRelease: () -> Void
+
+    public init(onRelease: @escaping () -> Void) {
+        self.onRelease = onRelease
+    }
+
+    deinit { onRelease() }
+}
+
+/// What an admitted data session gets: its subscriber's rate buckets (towards the origin, the
+/// upload; towards the client, the download) and its ticket.
+public struct SessionGrant {
+    public var limitToOrigin: TokenBucket?
+    public var limitToClient: TokenBucket?
+    public var ticket: SessionTicket?
+
+    public init(limitToOrigin: TokenBucket?, limitToClient: TokenBucket?, ticket: SessionTicket?) {
+        self.limitToOrigin = limitToOrigin
+        self.limitToClient = limitToClient
+        self.ticket = ticket
+    }
+}
+
+/// The concentrator's decision on an authenticated data connection, before it connects.
+public enum Admission {
+    case admit(SessionGrant)
+    /// Answered with this error (a session limit: Resource Exceeded).
+    case refuse(ConvertError)
+}

@@ -1,0 +1,249 @@
+import BraidConfig
+import BraidCore
+import BraidDataPlane
+import BraidTLS
+import BraidWire
+import Logging
+import NIOCore
+import NIOPosix
+
+/// The key data connections are sealed with: the newest session key the concentrator granted,
+/// else the pre-shared key (the simple mode, and the fallback until the first grant). Written by
+/// the control channel's thread, read by every data reactor at each connection.
+final class DataKeys: @unchecked Sendable {
+    private let lock = Mutex()
+    private var session: (authenticator: ConvertAuthenticator, notAfter: UInt64)?
+    private let preshared: ConvertAuthenticator?
+    private(set) var serviceClass: ControlMessage.ClassInfo? {
+        get { lock.withLock { _serviceClass } }
+        set { lock.withLock { _serviceClass = newValue } }
+    }
+    private var _serviceClass: ControlMessage.ClassInfo?
+
+    init(preshared: [UInt8]?) {
+        self.preshared = preshared.map { ConvertAuthenticator(key: $0) }
+    }
+
+    static func nowMillis() -> UInt64 { monotonicNanos() / 1_000_000 }
+
+    func install(id: UInt32, key: [UInt8], notAfterMillis: UInt64) {
+        lock.withLock { session = (ConvertAuthenticator(key: key, keyID: id), notAfterMillis) }
+    }
+
+    func retire(id: UInt32) {
+        lock.withLock { if session?.authenticator.keyID == id { session = nil } }
+    }
+
+    func setClass(_ info: ControlMessage.ClassInfo) { serviceClass = info }
+
+    /// The authenticator for a new data connection, or nil when there is no usable key.
+    func current() -> ConvertAuthenticator? {
+        let now = Self.nowMillis()
+        return lock.withLock { () -> ConvertAuthenticator? in
+            if let s = session, s.notAfter > now { return s.authenticator }
+            return preshared
+        }
+    }
+
+    /// Key id in use (0: the pre-shared key), for status.
+    var keyID: UInt32? { current()?.keyID }
+}
+
+/// The gateway's end of the TLS control channel: one connection over MPTCP to the concentrator's
+/// control port, mutual certificates, the concentrator's name checked; keeps it up for ever,
+/// reconnecting with exponential backoff and full jitter. Data connections never wait for it:
+/// they use the newest key granted, which stays valid until it expires, so sessions are opened
+/// and relayed while the channel reconnects.
+final class ControlClient: @unchecked Sendable {
+    private let group: MultiThreadedEventLoopGroup
+    private let tls: TLSContext
+    private let server: Endpoint
+    private let keys: DataKeys
+    private let selectSource: () -> IPAddress?
+    private let timers: ControlTimers
+    private var logger: Logger
+    private var backoff = Backoff(baseMillis: 500, capMillis: 30_000)
+    private var channel: Channel?
+    private var stopped = false
+    /// Whether the channel is up with a granted key (for status).
+    private(set) var established = false
+    private(set) var lastError: String?
+
+    /// `keepaliveSeconds`: a ping that often; the concentrator is dead after three unanswered.
+    init(
+        server: Endpoint, tls: TLSContext, keys: DataKeys, keepaliveSeconds: UInt32,
+        selectSource: @escaping () -> IPAddress?, logger: Logger
+    ) {
+        timers = ControlTimers(
+            pingIntervalMillis: UInt64(keepaliveSeconds) * 1000, deadAfterMillis: UInt64(keepaliveSeconds) * 3000)
+        group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        self.server = server
+        self.tls = tls
+        self.keys = keys
+        self.selectSource = selectSource
+        self.logger = logger
+        self.logger[metadataKey: "concentrator"] = "\(server)"
+    }
+
+    private var loop: EventLoop { group.next() }
+
+    func start() {
+        loop.execute { self.connect() }
+    }
+
+    func stop() {
+        let loop = self.loop
+        try? loop.submit {
+            self.stopped = true
+            self.channel?.close(promise: nil)
+        }.wait()
+        try? group.syncShutdownGracefully()
+    }
+
+    /// Runs on the event loop.
+    private func connect() {
+        guard !stopped else { return }
+        let tls = self.tls
+        let logger = self.logger
+        let timers = self.timers
+        var bootstrap = ClientBootstrap(group: loop)
+            .connectTimeout(.seconds(5))
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .enableMPTCP(true)
+            .channelInitializer { [weak self] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        try TLSHandler(context: tls, handshakeTimeout: .seconds(10), logger: logger))
+                    try channel.pipeline.syncOperations.addHandler(ControlClientHandler(client: self, timers: timers))
+                }
+            }
+        // The first subflow leaves from a healthy uplink, as the data connections' do.
+        if let source = selectSource(), let local = try? SocketAddress(ipAddress: "\(source)", port: 0) {
+            bootstrap = bootstrap.bind(to: local)
+        }
+        do {
+            let address = try SocketAddress(ipAddress: "\(server.address)", port: Int(server.port))
+            bootstrap.connect(to: address).whenComplete { result in
+                switch result {
+                case .success(let channel):
+                    self.channel = channel
+                case .failure(let error):
+                    self.lost("connect: \(error)")
+                }
+            }
+        } catch {
+            lost("\(error)")
+        }
+    }
+
+    /// The channel is gone (or never came): try again after a jittered, growing delay.
+    fileprivate func lost(_ why: String) {
+        established = false
+        channel = nil
+        lastError = why
+        guard !stopped else { return }
+        var random = SystemRandomNumberGenerator()
+        let delay = backoff.next(using: &random)
+        logger.info("control channel down; reconnecting", metadata: ["reason": "\(why)", "in_ms": "\(delay)"])
+        loop.scheduleTask(in: .milliseconds(Int64(delay))) { self.connect() }
+    }
+
+    fileprivate func granted(id: UInt32, key: [UInt8], notAfterMillis: UInt64) {
+        keys.install(id: id, key: key, notAfterMillis: notAfterMillis)
+        if !established { logger.notice("control channel up; session key granted", metadata: ["key": "\(id)"]) }
+        established = true
+        lastError = nil
+        backoff.reset()
+    }
+
+    fileprivate func retired(id: UInt32) { keys.retire(id: id) }
+
+    fileprivate func applied(_ info: ControlMessage.ClassInfo) {
+        keys.setClass(info)
+        logger.info(
+            "service class", metadata: [
+                "class": "\(info.name)", "rate_down": "\(info.rateDownBitsPerSecond)",
+                "rate_up": "\(info.rateUpBitsPerSecond)", "max_sessions": "\(info.maxSessions)",
+            ])
+    }
+}
+
+/// One connection of the control channel, after TLS: a GatewayControlSession and its actions.
+final class ControlClientHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private weak var client: ControlClient?
+    private var session: GatewayControlSession
+    private var started = false
+    private var timer: Scheduled<Void>?
+    private var reason: String?
+
+    init(client: ControlClient?, timers: ControlTimers) {
+        self.client = client
+        session = GatewayControlSession(configuration: .init(software: "braid", timers: timers))
+    }
+
+    private static func now() -> UInt64 { DataKeys.nowMillis() }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard event is TLSHandshakeCompleted else {
+            context.fireUserInboundEventTriggered(event)
+            return
+        }
+        // In TLS 1.3 the client finishes before the server has judged its certificate: the
+        // channel counts as up only when the first grant arrives.
+        started = true
+        perform(session.start(nowMillis: Self.now()), context)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard started else { return }
+        var buffer = unwrapInboundIn(data)
+        let bytes = buffer.readBytes(length: buffer.readableBytes) ?? []
+        perform(session.receive(bytes, nowMillis: Self.now()), context)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        timer?.cancel()
+        if started, session.closeReason == nil {
+            perform(session.connectionClosed(nowMillis: Self.now()), context)
+        }
+        client?.lost(reason ?? session.closeReason.map { "\($0)" } ?? "connection closed")
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        reason = "\(error)"
+        context.close(promise: nil)
+    }
+
+    private func perform(_ actions: [ControlAction], _ context: ChannelHandlerContext) {
+        for action in actions {
+            switch action {
+            case .send(let frame):
+                context.write(wrapOutboundOut(context.channel.allocator.buffer(bytes: frame)), promise: nil)
+            case .installKey(let id, let key, let notAfter):
+                client?.granted(id: id, key: key, notAfterMillis: notAfter)
+            case .retireKey(let id):
+                client?.retired(id: id)
+            case .applyClass(let info):
+                client?.applied(info)
+            case .close(let why):
+                reason = "\(why)"
+                context.flush()
+                context.close(promise: nil)
+                return
+            }
+        }
+        context.flush()
+        timer?.cancel()
+        guard let next = session.nextTickMillis else { return }
+        let now = Self.now()
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        timer = context.eventLoop.scheduleTask(in: .milliseconds(Int64(next > now ? next - now : 0))) {
+            let (handler, context) = loopBound.value
+            handler.perform(handler.session.tick(nowMillis: Self.now()), context)
+        }
+    }
+}

@@ -1,0 +1,287 @@
+#!/usr/bin/env bash
+# braid namespace tests: the TLS control channel, session keys and service classes (topology in
+# lab/lab.sh).
+#
+#   lan ── [gw: braid gateway] ══ wan1-3 ══ [inet] ── [conc: braid concentrator] ── [origin]
+#          cert cpe_1 (or a bad one)          ▲         TLS 1.3 on 4803, data on 4800
+#                                             plaintext and stalled handshakes come from here
+#
+# Neither daemon has a pre-shared key: data connections can only use the session keys the
+# control channel grants. Every transfer is checked by sha256 against what the origin logged.
+# Prints "N passed, N failed" last; exits non-zero on any failure or missing prerequisite.
+set -u
+cd "$(dirname "$0")/../.."
+export LAB_SUFFIX="t$$"
+source lab/lab.sh
+source tests/netns/harness.sh
+source tests/netns/uplink-helpers.sh
+CONTROL_PORT=4803
+CA="$LAB_WORK/ca"
+ROGUE="$LAB_WORK/rogue"
+STATUS_SOCK="$LAB_WORK/gateway.sock"
+CONC_SOCK="$LAB_WORK/concentrator.sock"
+
+require() {
+    need_cmd ip tc nft ss python3
+    need "$BRAID_BIN (build it first)" test -x "$BRAID_BIN"
+    need "kernel MPTCP" grep -qx 1 /proc/sys/net/mptcp/enabled
+    check_prerequisites
+}
+
+pki() { "$BRAID_BIN" pki "$@" >/dev/null; }
+
+make_pki() {
+    local now
+    now=$(date +%s)
+    pki init "$CA" && pki issue "$CA" conc.braid.test --server && pki issue "$CA" cpe_1 &&
+        pki issue "$CA" cpe_off && pki issue "$CA" cpe_unknown && pki issue "$CA" cpe_gone &&
+        pki revoke "$CA" cpe_gone &&
+        pki issue "$CA" cpe_old --valid-from $((now - 200000)) --valid-until $((now - 100000)) &&
+        pki init "$ROGUE" && pki issue "$ROGUE" cpe_1
+}
+
+# The concentrator's configuration; CLASS is cpe_1's service class.
+conc_conf() { # conc_conf CLASS
+    cat >"$LAB_WORK/concentrator.conf" <<CONF
+config concentrator 'main'
+	option listen '::'
+	option port '$BRAID_PORT'
+	option control_port '$CONTROL_PORT'
+	option ca '$CA/ca.crt'
+	option cert '$CA/issued/conc.braid.test.crt'
+	option key '$CA/issued/conc.braid.test.key'
+	option crl '$CA/crl.pem'
+	option status_socket '$CONC_SOCK'
+
+config class 'standard'
+
+config class 'slow'
+	option rate_down '16M'
+	option rate_up '8M'
+
+config subscriber 'cpe_1'
+	option class '$1'
+
+config subscriber 'cpe_old'
+	option class 'standard'
+
+config subscriber 'cpe_gone'
+	option class 'standard'
+
+config subscriber 'cpe_off'
+	option class 'standard'
+	option enabled '0'
+CONF
+}
+
+# The gateway's configuration with certificate NAME from CA directory DIR, expecting SERVER_NAME.
+gw_conf() { # gw_conf NAME [DIR] [SERVER_NAME]
+    local dir=${2:-$CA}
+    cat >"$LAB_WORK/gateway.conf" <<CONF
+config gateway 'main'
+	option server '$CONC_ADDR'
+	option port '$BRAID_PORT'
+	option control_port '$CONTROL_PORT'
+	option ca '$CA/ca.crt'
+	option cert '$dir/issued/$1.crt'
+	option key '$dir/issued/$1.key'
+	option server_name '${3:-conc.braid.test}'
+	option keepalive '1'
+	option status_socket '$STATUS_SOCK'
+	list lan_device 'lan0'
+
+config uplink 'dsl'
+	option device 'wan1'
+
+config uplink 'lte'
+	option device 'wan2'
+	option gateway '198.18.2.1'
+
+config uplink 'line2'
+	option device 'wan3'
+	option gateway '198.18.3.1'
+CONF
+}
+
+stop_pid() { kill -TERM "$1" 2>/dev/null; for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done; kill -KILL "$1" 2>/dev/null; }
+
+start_conc() {
+    ip netns exec "$NS_CONC" "$BRAID_BIN" concentrator --config "$LAB_WORK/concentrator.conf" \
+        --log-level "${BRAID_LOG_LEVEL:-info}" 2>>"$LAB_WORK/concentrator.log" &
+    LAB_CONC_PID=$!
+    LAB_PIDS+=("$LAB_CONC_PID")
+    wait_for 10 nsx "$NS_CONC" bash -c "ss -Hltn 'sport = :$CONTROL_PORT' | grep -q LISTEN"
+}
+
+start_gw() {
+    ip netns exec "$NS_GW" "$BRAID_BIN" gateway --config "$LAB_WORK/gateway.conf" \
+        --log-level "${BRAID_LOG_LEVEL:-info}" 2>>"$LAB_WORK/gateway.log" &
+    LAB_GW_PID=$!
+    LAB_PIDS+=("$LAB_GW_PID")
+    wait_for 10 test -S "$STATUS_SOCK"
+}
+
+# A field of the gateway's control channel status: control_field FIELD
+control_field() {
+    nsx "$NS_GW" "$BRAID_BIN" status --json --socket "$STATUS_SOCK" 2>/dev/null |
+        python3 -c 'import json,sys; v=json.load(sys.stdin)["control"].get(sys.argv[1]); print("" if v is None else v)' "$1"
+}
+
+# Waits up to LIMIT seconds for the control channel to be up; prints the seconds it took.
+time_to_control_up() { # time_to_control_up LIMIT
+    local t0 deadline
+    t0=$(now)
+    deadline=$((SECONDS + $1))
+    while ((SECONDS < deadline)); do
+        if [[ $(control_field state) == up ]]; then elapsed "$t0" "$(now)"; return 0; fi
+        sleep 0.05
+    done
+    return 1
+}
+
+# A download of BYTES from the LAN; prints the client's JSON.
+lan_get() { nsx "$NS_LAN" python3 "$TRAFFIC" client --connect "$ORIGIN4" --port "$ORIGIN_PORT" --get "$1" --timeout 60; }
+lan_put() { nsx "$NS_LAN" python3 "$TRAFFIC" client --connect "$ORIGIN4" --port "$ORIGIN_PORT" --put "$1" --timeout 60; }
+
+intact() { # intact JSON BYTES EVENT: result ok, all bytes, sha256 as the origin logged
+    [[ $(json_field result <<<"$1") == ok && $(json_field bytes <<<"$1") == "$2" &&
+        $(json_field sha256 <<<"$1") == "$(origin_sha "$3")" ]]
+}
+
+# Waits up to 8 s for PATTERN in LOG.
+logged() { wait_for 8 grep -q -- "$2" "$LAB_WORK/$1.log"; }
+
+require
+lab_up shaped
+lab_start || { fail "lab start"; finish; exit 1; }
+stop_pid "$LAB_GW_PID"
+stop_pid "$LAB_CONC_PID"
+make_pki || { fail "braid pki"; finish; exit 1; }
+conc_conf standard
+gw_conf cpe_1
+start_conc || { fail "concentrator with TLS did not start" "$(tail -5 "$LAB_WORK/concentrator.log")"; finish; exit 1; }
+start_gw || { fail "gateway with TLS did not start" "$(tail -5 "$LAB_WORK/gateway.log")"; finish; exit 1; }
+
+# 1. Mutual TLS, a session key, and the data path on it.
+if up=$(time_to_control_up 10); then
+    key=$(control_field key)
+    pass "control channel up in $up s (TLS 1.3, mutual certificates, MPTCP); session key $key"
+else
+    fail "control channel up" "$(tail -5 "$LAB_WORK/gateway.log")" "$(tail -5 "$LAB_WORK/concentrator.log")"
+fi
+out=$(lan_get 20000000)
+if intact "$out" 20000000 sent && [[ ${key:-0} != 0 && -n ${key:-} ]]; then
+    pass "20 MB through the gateway on session key $key, sha256 equal (no pre-shared key on either side)"
+else
+    fail "data path on the session key" "client: $out" "key: ${key:-}" "$(tail -3 "$LAB_WORK/concentrator.log")"
+fi
+grep -q 'subscriber=cpe_1.*control channel up\|control channel up.*subscriber=cpe_1' "$LAB_WORK/concentrator.log" &&
+    pass "the concentrator names the subscriber from the certificate (cpe_1)" ||
+    fail "subscriber named in the concentrator's log" "$(grep -i control "$LAB_WORK/concentrator.log" | tail -3)"
+
+# 2. A class's rates are enforced on the relay: cpe_1 moves to class 'slow' (16 Mbit/s down,
+#    8 Mbit/s up) with a reload; sessions opened after it are shaped.
+conc_conf slow
+reload=$(nsx "$NS_CONC" "$BRAID_BIN" reload --socket "$CONC_SOCK" 2>&1)
+size=30000000
+out=$(lan_get $size)
+rate=$(python3 -c "import sys; print(f'{int(sys.argv[1]) * 8 / float(sys.argv[2]) / 1e6:.2f}')" "$size" "$(json_field seconds <<<"$out")")
+if intact "$out" $size sent && python3 -c "import sys; sys.exit(0 if abs(float(sys.argv[1]) - 16) <= 1.6 else 1)" "$rate"; then
+    pass "class rate_down 16 Mbit/s: 30 MB at $rate Mbit/s (within 10 %), sha256 equal"
+else
+    fail "class rate_down 16 Mbit/s" "measured $rate Mbit/s" "client: $out" "reload: $reload"
+fi
+size=10000000
+out=$(lan_put $size)
+rate=$(python3 -c "import sys; print(f'{int(sys.argv[1]) * 8 / float(sys.argv[2]) / 1e6:.2f}')" "$size" "$(json_field seconds <<<"$out")")
+if intact "$out" $size received && python3 -c "import sys; sys.exit(0 if abs(float(sys.argv[1]) - 8) <= 0.8 else 1)" "$rate"; then
+    pass "class rate_up 8 Mbit/s: 10 MB at $rate Mbit/s (within 10 %), sha256 equal"
+else
+    fail "class rate_up 8 Mbit/s" "measured $rate Mbit/s" "client: $out"
+fi
+conc_conf standard
+nsx "$NS_CONC" "$BRAID_BIN" reload --socket "$CONC_SOCK" >/dev/null 2>&1
+
+# 3. The gateway reconnects after the concentrator restarts, and new sessions work again.
+stop_pid "$LAB_CONC_PID"
+start_conc
+t0=$(now)
+recovered=""
+for _ in $(seq 150); do
+    if [[ $(control_field state) == up ]] && intact "$(lan_get 1000000)" 1000000 sent; then
+        recovered=$(elapsed "$t0" "$(now)")
+        break
+    fi
+    sleep 0.1
+done
+if [[ -n $recovered ]] && python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) <= 10 else 1)" "$recovered"; then
+    pass "after a concentrator restart the gateway reconnected and a new session worked in $recovered s"
+else
+    fail "reconnect after a concentrator restart" "recovered: '${recovered:-never within 15 s}'" "$(tail -3 "$LAB_WORK/gateway.log")"
+fi
+
+# 4. The control channel dies under a running download (its port dropped on the path; with
+#    keepalive 1 s the gateway gives the concentrator up after 3 s): the download goes on, on
+#    the key it has, and the channel comes back once the path is mended.
+SIZE=60000000
+download_bg "$LAB_WORK/during.json"
+sleep 1
+nsx "$NS_INET" nft -f - <<NFT
+table inet braid_test_control {
+    chain forward {
+        type filter hook forward priority -10
+        tcp dport $CONTROL_PORT drop
+        tcp sport $CONTROL_PORT drop
+    }
+}
+NFT
+went_down=""
+for _ in $(seq 80); do [[ $(control_field state) == down ]] && { went_down=yes; break; }; sleep 0.1; done
+wait "$DL_PID"
+nsx "$NS_INET" nft delete table inet braid_test_control
+if [[ -n $went_down ]] && intact "$(cat "$LAB_WORK/during.json")" $SIZE sent; then
+    pass "the control channel went down under a download, which went on: 60 MB intact"
+else
+    fail "download while the control channel is down" "channel down seen: '${went_down}'" "$(cat "$LAB_WORK/during.json")"
+fi
+back=$(time_to_control_up 40) && pass "control channel back $back s after the path was mended" ||
+    fail "control channel back after the cut" "$(tail -3 "$LAB_WORK/gateway.log")"
+
+# 5. Refusals, each with its own reason in the log of the end that refused.
+nsx "$NS_INET" python3 - "$CONC_ADDR" "$CONTROL_PORT" <<'PY' &
+import socket, sys, time
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
+time.sleep(13)  # never starts the handshake: the concentrator gives up after 10 s
+PY
+STALL_PID=$!
+nsx "$NS_INET" python3 - "$CONC_ADDR" "$CONTROL_PORT" <<'PY'
+import socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
+s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+try:
+    s.recv(100)
+except OSError:
+    pass
+PY
+logged concentrator "reason=not TLS" && pass "plaintext on the TLS port refused: 'not TLS' logged" ||
+    fail "plaintext on the TLS port" "$(grep 'TLS refused' "$LAB_WORK/concentrator.log" | tail -2)"
+
+refusal() { # refusal LABEL LOG PATTERN NAME [DIR] [SERVER_NAME]
+    stop_pid "$LAB_GW_PID"
+    gw_conf "$4" "${5:-$CA}" "${6:-conc.braid.test}"
+    start_gw
+    if logged "$2" "$3"; then pass "$1 refused: '$3' logged by the $2"; else
+        fail "$1 refused with its reason" "$(grep -i 'refused' "$LAB_WORK/$2.log" | tail -2)"; fi
+}
+refusal "expired certificate" concentrator "reason=expired certificate" cpe_old
+refusal "certificate from another CA" concentrator "reason=unknown CA" cpe_1 "$ROGUE"
+refusal "revoked certificate" concentrator "reason=revoked" cpe_gone
+refusal "concentrator name mismatch" gateway "reason=name mismatch" cpe_1 "$CA" other.braid.test
+refusal "disabled subscriber" concentrator "reason=subscriber disabled" cpe_off
+refusal "unknown subscriber" concentrator "reason=unknown subscriber" cpe_unknown
+wait "$STALL_PID" 2>/dev/null
+grep -q "reason=handshake timeout" "$LAB_WORK/concentrator.log" &&
+    pass "a handshake that never finishes is dropped: 'handshake timeout' logged" ||
+    fail "stalled handshake" "$(grep 'TLS refused' "$LAB_WORK/concentrator.log" | tail -3)"
+
+finish
