@@ -42,7 +42,9 @@ public final class ConcentratorService {
         let localAddresses = LocalAddresses()
         let listen = Endpoint(address: config.listen, port: config.port)
         let forwarder = ConvertForwarder(
-            config: .init(listen: listen, handshakeTimeoutNanos: UInt64(config.handshakeTimeout * 1e9)),
+            config: .init(
+                listen: listen, handshakeTimeoutNanos: UInt64(config.handshakeTimeout * 1e9),
+                maxPending: Int(config.maxPending), maxPendingPerSource: Int(config.maxPendingPerSource)),
             authenticator: ConvertAuthenticator(key: key), logger: logger
         ) { destination in
             denyList.current.refusal(for: destination.address, localAddresses: localAddresses.current())
