@@ -99,7 +99,7 @@ final class UnauthenticatedRefusalTests: XCTestCase {
             ("HTTP", Array("GET / HTTP/1.1\r\n\r\n".utf8), .unsupportedVersion),
             ("version 2", [2] + (try sealed()).dropFirst(), .unsupportedVersion),
             ("no TLVs", [1, 0, 0, 0], .malformed),
-            ("no authentication", try ConvertMessage([.connect(destination, tcpOptions: [])]).encode(), .noAuthentication),
+            ("no auth", try ConvertMessage([.connect(destination, tcpOptions: [])]).encode(), .noAuthentication),
             ("unknown key id", try sealed(keyID: 9, nonce: 1), .unknownKey),
             ("other key", try sealed(key: Array(repeating: 1, count: 32), nonce: 2), .badMAC),
             ("stale", try sealed(at: now - 31_000, nonce: 3), .stale),
