@@ -152,9 +152,10 @@ final class UnauthenticatedAnswerTests: XCTestCase {
         let summary = try XCTUnwrap(forwarder.refusals.take())
         XCTAssertEqual(summary.total, cases.count)
         XCTAssertEqual(summary.sourcesText, "127.0.0.1 \(cases.count)")
-        for reason in ["version 2", "malformed 1", "no_auth 1", "unknown_key 1", "bad_mac 1", "stale 1", "truncated 2",
-            "timeout 2"]
-        {
+        let reasons = [
+            "version 2", "malformed 1", "no_auth 1", "unknown_key 1", "bad_mac 1", "stale 1", "truncated 2", "timeout 2",
+        ]
+        for reason in reasons {
             XCTAssertTrue(summary.reasonsText.contains(reason), "\(reason) not in \(summary.reasonsText)")
         }
     }
