@@ -102,7 +102,9 @@ let package = Package(
         .testTarget(name: "BraidFuzzTargetsTests", dependencies: ["BraidFuzzTargets"]),
         .testTarget(name: "BraidConfigTests", dependencies: ["BraidConfig", "BraidCore"]),
         .testTarget(name: "BraidGatewayTests", dependencies: ["BraidGateway"]),
-        .testTarget(name: "BraidDataPlaneTests", dependencies: ["BraidDataPlane"]),
+        .testTarget(
+            name: "BraidDataPlaneTests",
+            dependencies: ["BraidDataPlane", "BraidWire", "BraidCore", .product(name: "Logging", package: "swift-log")]),
         // Golden cases for `braid uci`, read from Golden/ next to the test source.
         .testTarget(name: "BraidUCITests", dependencies: ["BraidConfig"], exclude: ["Golden"]),
         .testTarget(

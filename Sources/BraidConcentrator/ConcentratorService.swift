@@ -52,7 +52,9 @@ public final class ConcentratorService {
         let localAddresses = LocalAddresses()
         let listen = Endpoint(address: config.listen, port: config.port)
         let forwarder = ConvertForwarder(
-            config: .init(listen: listen, handshakeTimeoutNanos: UInt64(config.handshakeTimeout * 1e9)),
+            config: .init(
+                listen: listen, handshakeTimeoutNanos: UInt64(config.handshakeTimeout * 1e9),
+                maxPending: Int(config.maxPending), maxPendingPerSource: Int(config.maxPendingPerSource)),
             keys: { id in try book.key(for: id) }, logger: logger,
             admission: { request in book.admit(keyID: request.authentication.keyID) }
         ) { destination in

@@ -115,6 +115,10 @@ public struct ConcentratorConfig: Equatable, Sendable {
     public var denyDestinations: [IPPrefix]
     /// Seconds a client may take to send its whole Convert message.
     public var handshakeTimeout: Double
+    /// Data connections accepted but not yet authenticated, at most (`max_pending`).
+    public var maxPending: UInt32 = 4096
+    /// The same, from one IPv4 address or IPv6 /64 (`max_pending_per_source`).
+    public var maxPendingPerSource: UInt32 = 64
     /// TLS control port.
     public var controlPort: UInt16 = 4803
     /// Certificate files of the control channel, with an optional revocation list; nil when not configured.
@@ -273,6 +277,8 @@ public struct BraidConfigReader {
             pskFile: c.text("psk_file") ?? "",
             denyDestinations: c.prefixes("deny_dest"),
             handshakeTimeout: c.seconds("handshake_timeout") ?? 0,
+            maxPending: UInt32(truncatingIfNeeded: c.number("max_pending") ?? 0),
+            maxPendingPerSource: UInt32(truncatingIfNeeded: c.number("max_pending_per_source") ?? 0),
             controlPort: UInt16(truncatingIfNeeded: c.number("control_port") ?? 0),
             tls: tls,
             sessionLifetime: UInt32(c.seconds("session_lifetime") ?? 0),

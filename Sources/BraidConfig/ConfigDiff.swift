@@ -185,6 +185,8 @@ public struct ConcentratorConfigDiff: Equatable, Sendable {
         fixed.compare("crl", old.tls?.crl, new.tls?.crl)
         fixed.compare("session_lifetime", old.sessionLifetime, new.sessionLifetime)
         fixed.compare("handshake_timeout", old.handshakeTimeout, new.handshakeTimeout)
+        fixed.compare("max_pending", old.maxPending, new.maxPending)
+        fixed.compare("max_pending_per_source", old.maxPendingPerSource, new.maxPendingPerSource)
         fixed.compare("status_socket", old.statusSocket, new.statusSocket)
         self.fixed = fixed.changes
         denyAdded = new.denyDestinations.filter { !old.denyDestinations.contains($0) }

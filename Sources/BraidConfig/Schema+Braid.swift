@@ -116,8 +116,15 @@ extension ConfigSchema {
                     doc: "Destinations never connected to, on top of the built-in list (loopback, link-local, "
                         + "multicast, own addresses)."),
                 OptionSchema(
-                    "handshake_timeout", .seconds(0.1...300, whole: false), default: "5",
-                    doc: "Seconds a gateway may take to send its whole Convert message."),
+                    "handshake_timeout", .seconds(0.1...300, whole: false), default: "2",
+                    doc: "Seconds a gateway may take to send its whole Convert message; a connection that stalls "
+                        + "longer gets Not Authorized and is closed."),
+                OptionSchema(
+                    "max_pending", .uint(1...1_000_000), default: "4096",
+                    doc: "Data connections accepted but not yet authenticated, at most; more are reset at accept."),
+                OptionSchema(
+                    "max_pending_per_source", .uint(1...1_000_000), default: "64",
+                    doc: "The same, from one IPv4 address or IPv6 /64."),
                 OptionSchema(
                     "status_socket", .path(maxBytes: 107), default: "/run/braid/concentrator.sock",
                     doc: "Unix socket where `braid reload` asks the running concentrator."),

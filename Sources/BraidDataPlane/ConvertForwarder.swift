@@ -10,16 +10,32 @@ import Glibc
 /// Serves data connections: an MPTCP listener whose connections start with an authenticated
 /// RFC 8803 Convert request. A valid request for an allowed destination gets a TCP connection to
 /// it, the success reply, and a relay; anything else gets an Error TLV and a close.
+///
+/// Until a connection has authenticated it costs almost nothing: it is reset at accept when too
+/// many handshakes are pending (in total or from its source), it holds its descriptor for at
+/// most the handshake timeout, and whatever is wrong with it (malformed, cut short, stalled, bad
+/// or unknown key, stale, replayed) it gets the same 8-byte Not Authorized answer and a FIN, with
+/// no drain period. Each reason goes to the debug log; a summary every ten seconds says how many
+/// were turned away, why, and from where.
 public final class ConvertForwarder {
     public struct Configuration {
         public var listen: Endpoint
         public var handshakeTimeoutNanos: UInt64
         public var connectTimeoutNanos: UInt64
+        /// Handshakes accepted and not yet authenticated, at most (`max_pending`).
+        public var maxPending: Int
+        /// The same, from one IPv4 address or IPv6 /64 (`max_pending_per_source`).
+        public var maxPendingPerSource: Int
 
-        public init(listen: Endpoint, handshakeTimeoutNanos: UInt64, connectTimeoutNanos: UInt64 = 10_000_000_000) {
+        public init(
+            listen: Endpoint, handshakeTimeoutNanos: UInt64, connectTimeoutNanos: UInt64 = 10_000_000_000,
+            maxPending: Int = 4096, maxPendingPerSource: Int = 64
+        ) {
             self.listen = listen
             self.handshakeTimeoutNanos = handshakeTimeoutNanos
             self.connectTimeoutNanos = connectTimeoutNanos
+            self.maxPending = maxPending
+            self.maxPendingPerSource = maxPendingPerSource
         }
     }
 
@@ -38,6 +54,12 @@ public final class ConvertForwarder {
     private var replay = ReplayGuard()
     private var listener: Listener?
     public let counters = SessionCounters()
+    /// Handshakes accepted and not yet authenticated, against `maxPending` and `maxPendingPerSource`.
+    let pending = PendingHandshakes()
+    /// Connections turned away before authentication since the last summary.
+    let refusals = RefusalTally()
+    /// How often the summary of `refusals` is logged (when there is anything to say).
+    static let summaryIntervalNanos: UInt64 = 10_000_000_000
 
     /// `keys` finds the key for a request's key id (session keys, the pre-shared key behind id
     /// 0); `admission` counts the session against its subscriber and gives its rate limits.
@@ -68,8 +90,58 @@ public final class ConvertForwarder {
         let l = Listener(fd: fd, endpoint: listen)
         listener = l
         l.attach(to: group) { [self] reactor, fd in
-            ConvertAcceptor(reactor: reactor, fd: fd, forwarder: self).start()
+            accept(fd, on: reactor)
         }
+        if let first = group.reactors.first {
+            first.execute { [weak self, weak first] in
+                guard let first else { return }
+                self?.scheduleRefusalSummary(on: first)
+            }
+        }
+    }
+
+    /// A new connection, before anything is allocated for it or read from it: over a pending
+    /// limit it is reset at once, which costs the same as never having accepted it.
+    func accept(_ fd: Int32, on reactor: Reactor) {
+        guard let source = SourceBlock(peerOf: fd) else {
+            Glibc.close(fd)  // reset between accept and here: there is no one to answer
+            return
+        }
+        switch pending.admit(source, maxTotal: config.maxPending, maxPerSource: config.maxPendingPerSource) {
+        case .admitted:
+            ConvertAcceptor(reactor: reactor, fd: fd, forwarder: self, source: source).start()
+        case .overTotal:
+            turnAway(fd, from: source, .maxPending)
+        case .overSource:
+            turnAway(fd, from: source, .maxPendingPerSource)
+        }
+    }
+
+    private func turnAway(_ fd: Int32, from source: SourceBlock, _ reason: RefusalReason) {
+        refusals.record(reason, from: source)
+        logger.debug("data connection reset at accept", metadata: ["source": "\(source)", "reason": "\(reason)"])
+        Sockets.closeWithReset(fd)
+    }
+
+    /// Logs what `refusals` counted every `summaryIntervalNanos`, at notice: one line for any
+    /// number of connections.
+    private func scheduleRefusalSummary(on reactor: Reactor) {
+        reactor.schedule(afterNanos: Self.summaryIntervalNanos) { [weak self, weak reactor] in
+            guard let self, let reactor else { return }
+            self.logRefusalSummary()
+            self.scheduleRefusalSummary(on: reactor)
+        }
+    }
+
+    func logRefusalSummary() {
+        guard let summary = refusals.take() else { return }
+        logger.notice(
+            "data connections refused before authentication",
+            metadata: [
+                "seconds": "\(Self.summaryIntervalNanos / 1_000_000_000)", "refused": "\(summary.total)",
+                "reasons": "\(summary.reasonsText)", "sources": "\(summary.sourcesText)",
+                "pending": "\(pending.count())",
+            ])
     }
 
     /// Closes the listener. Call after the reactor group stopped.
@@ -99,16 +171,25 @@ final class ConvertAcceptor: ReactorHandler {
     private let forwarder: ConvertForwarder
     private var handshake: ConvertServerHandshake
     private var state = State.reading
-    private let peer: String
+    /// Its block, for the pending limits and the refusal summary.
+    private let source: SourceBlock
+    /// Holds one of `forwarder.pending`'s slots until it authenticates or ends.
+    private var holdsPendingSlot = true
+    /// Built only when logged or relayed: an unauthenticated connection costs no string.
+    private lazy var peer: String = Sockets.remoteEndpoint(client).map { "\($0)" } ?? "?"
     /// The subscriber's limits and session count, from admission until the relay takes them.
     private var grant: SessionGrant?
 
-    init(reactor: Reactor, fd: Int32, forwarder: ConvertForwarder) {
+    init(reactor: Reactor, fd: Int32, forwarder: ConvertForwarder, source: SourceBlock) {
         self.reactor = reactor
         self.client = fd
         self.forwarder = forwarder
         self.handshake = ConvertServerHandshake(lookup: forwarder.keys)
-        self.peer = Sockets.remoteEndpoint(fd).map { "\($0)" } ?? "?"
+        self.source = source
+    }
+
+    deinit {
+        releasePendingSlot()
     }
 
     func start() {
@@ -117,6 +198,7 @@ final class ConvertAcceptor: ReactorHandler {
             try reactor.register(client, events: braid_EPOLLIN | braid_EPOLLRDHUP | braid_EPOLLET, handler: self)
         } catch {
             forwarder.logger.warning("cannot serve a data connection", metadata: ["peer": "\(peer)", "error": "\(error)"])
+            releasePendingSlot()
             Glibc.close(client)
             return
         }
@@ -153,8 +235,9 @@ final class ConvertAcceptor: ReactorHandler {
                 case .needMore:
                     continue
                 case .reject(let error):
-                    refuse(error)
+                    refuseUnauthenticated(.request(handshake.refusal ?? .malformed), "\(error)")
                 case .connect(let request, let remainder):
+                    releasePendingSlot()  // authenticated: from here on the subscriber's limits apply
                     if let reason = forwarder.policy(request.destination) {
                         refuse(ConvertError(.notAuthorized, "destination \(request.destination) denied: \(reason)"))
                     } else {
@@ -164,9 +247,11 @@ final class ConvertAcceptor: ReactorHandler {
             case .wouldBlock:
                 return
             case .end:
-                refuse(ConvertError(.malformedMessage, "connection closed inside the request"))
+                if case .reject(let error) = handshake.endOfStream() {
+                    refuseUnauthenticated(.request(.truncated), "\(error)")
+                }
             case .failed(let e):
-                forwarder.logger.debug("data connection failed", metadata: ["peer": "\(peer)", "error": "\(e)"])
+                noteUnauthenticated(.aborted, "\(SystemError("recv", errno: e))")
                 state = .done
                 reactor.close(client)
             }
@@ -247,8 +332,50 @@ final class ConvertAcceptor: ReactorHandler {
         }
     }
 
-    /// Sends the Error TLV, then closes: write side first so the reply is not lost to a reset,
-    /// then the whole connection once the client closes or two seconds pass.
+    /// Answers a connection that did not authenticate, whatever was wrong with it: the one
+    /// Not Authorized reply and a FIN, and the descriptor closed at once. No drain period: the
+    /// kernel finishes the close without a descriptor of ours (sends what is queued, resets
+    /// anything the client sends later), so each refusal costs one send, one shutdown and one
+    /// close, and the same bytes on the wire say nothing about which check failed.
+    private func refuseUnauthenticated(_ reason: RefusalReason, _ detail: @autoclosure () -> String) {
+        guard case .reading = state else { return }
+        state = .done
+        noteUnauthenticated(reason, detail())
+        let reply = ConvertServerHandshake.unauthenticatedReply
+        _ = reply.withUnsafeBytes { send(client, $0.baseAddress!, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+        shutdown(client, Int32(SHUT_WR))
+        discardInput()
+        reactor.close(client)
+    }
+
+    /// Gives the pending slot back, counts the refusal for the summary, says why at debug.
+    private func noteUnauthenticated(_ reason: RefusalReason, _ detail: @autoclosure () -> String) {
+        releasePendingSlot()
+        forwarder.refusals.record(reason, from: source)
+        forwarder.logger.debug(
+            "data connection refused before authentication",
+            metadata: ["peer": "\(peer)", "reason": "\(reason)", "detail": "\(detail())"])
+    }
+
+    private func releasePendingSlot() {
+        guard holdsPendingSlot else { return }
+        holdsPendingSlot = false
+        forwarder.pending.release(source)
+    }
+
+    /// Reads and drops what the client has sent already, a bounded amount: close(2) with unread
+    /// bytes sends a reset, which could reach the client before the answer it follows.
+    private func discardInput() {
+        let scratch = reactor.scratch
+        for _ in 0..<4 {
+            guard case .moved = transfer({ recv(client, scratch.baseAddress!, scratch.count, 0) }) else { return }
+        }
+    }
+
+    /// For an authenticated client (denied destination, destination unreachable): sends the Error
+    /// TLV with its specific code, then closes: write side first so the reply is not lost to a
+    /// reset, then the whole connection once the client closes or two seconds pass. The client
+    /// proved who it is, and may still be sending the data it put behind its request.
     private func refuse(_ error: ConvertError) {
         switch state {
         case .refusing, .done: return
@@ -281,11 +408,13 @@ final class ConvertAcceptor: ReactorHandler {
         reactor.close(client)
     }
 
+    /// No whole request within `handshake_timeout`: a stalled client gets the same answer as
+    /// every other unauthenticated one.
     private func handshakeTimedOut() {
         guard case .reading = state else { return }
-        forwarder.logger.info("data connection refused", metadata: ["peer": "\(peer)", "reason": "handshake timeout"])
-        state = .done
-        reactor.setHandler(client, nil)
-        Sockets.closeWithReset(client)
+        refuseUnauthenticated(
+            .timeout,
+            "no whole request within \(Double(forwarder.config.handshakeTimeoutNanos) / 1e9) s "
+                + "(\(handshake.bufferedCount) bytes)")
     }
 }

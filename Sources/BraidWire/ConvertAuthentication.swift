@@ -158,10 +158,15 @@ public struct ReplayGuard: Sendable {
 
     public var count: Int { seen.count }
 
+    /// Whether a timestamp lies within ±window of `nowMillis`, the first check of `admit`.
+    public func isFresh(_ timestampMillis: UInt64, nowMillis: UInt64) -> Bool {
+        (timestampMillis > nowMillis ? timestampMillis - nowMillis : nowMillis - timestampMillis) <= windowMillis
+    }
+
     /// Accepts `auth` once, if its timestamp lies within ±window of `nowMillis`.
     public mutating func admit(_ auth: ConvertAuthentication, nowMillis: UInt64) throws {
         let skew = auth.timestampMillis > nowMillis ? auth.timestampMillis - nowMillis : nowMillis - auth.timestampMillis
-        guard skew <= windowMillis else {
+        guard isFresh(auth.timestampMillis, nowMillis: nowMillis) else {
             throw ConvertError(.notAuthorized, "timestamp \(skew) ms away from now, window \(windowMillis) ms")
         }
         if nowMillis &- lastPrune > windowMillis / 4 || seen.count >= capacity {

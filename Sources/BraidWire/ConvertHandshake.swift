@@ -44,48 +44,90 @@ public struct ConvertServerHandshake: Sendable {
     /// Bytes buffered so far (bounded by `ConvertMessage.maximumSize` plus one read).
     public var bufferedCount: Int { buffer.count }
 
+    /// Why the last `.reject` was given, for logs and counters; nil until then. The client is
+    /// sent `unauthenticatedReply` whatever it is.
+    public private(set) var refusal: ConvertRefusal?
+
     /// Appends bytes and decides. `replay` is consulted only after the MAC is good, so forged
     /// requests cannot fill the replay cache.
     public mutating func feed(_ bytes: some Collection<UInt8>, nowMillis: UInt64, replay: inout ReplayGuard) -> Action {
         buffer.append(contentsOf: bytes)
         do {
-            switch try ConvertMessage.parse(buffer) {
+            let parsed = try Self.step({ $0.code == .unsupportedVersion ? .unsupportedVersion : .malformed }) {
+                try ConvertMessage.parse(buffer)
+            }
+            switch parsed {
             case .incomplete:
                 return .needMore
             case .message(let message, let length):
                 let raw = Array(buffer[0..<length])
-                let request = try Self.validate(message)
+                let request = try Self.step({ $0.code == .notAuthorized ? .noAuthentication : .malformed }) {
+                    try Self.validate(message)
+                }
                 let auth = try authenticate(raw)
-                try replay.admit(auth, nowMillis: nowMillis)
+                try Self.step({ Self.admissionRefusal($0, auth, nowMillis: nowMillis, replay) }) {
+                    try replay.admit(auth, nowMillis: nowMillis)
+                }
                 let rest = Array(buffer[length...])
                 buffer = []
                 return .connect(
                     ConvertRequest(destination: request.0, wantsInfo: request.1, authentication: auth), remainder: rest)
             }
+        } catch let r as ConvertRefused {
+            refusal = r.reason
+            return .reject(r.error)
         } catch let e as ConvertError {
+            refusal = .malformed
             return .reject(e)
         } catch {
+            refusal = .malformed
             return .reject(ConvertError(.malformedMessage, "\(error)"))
         }
+    }
+
+    /// The client closed its side (or the connection ended) before a whole request arrived:
+    /// always a refusal, `.truncated`, however many bytes came.
+    public mutating func endOfStream() -> Action {
+        refusal = .truncated
+        return .reject(ConvertError(.malformedMessage, "connection closed after \(buffer.count) bytes of the request"))
+    }
+
+    /// Runs one check of `feed`; a `ConvertError` it throws is refused for the reason `classify` gives.
+    private static func step<T>(_ classify: (ConvertError) -> ConvertRefusal, _ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let e as ConvertError {
+            throw ConvertRefused(classify(e), e)
+        }
+    }
+
+    /// Why `ReplayGuard.admit` refused a request whose MAC was good.
+    private static func admissionRefusal(
+        _ error: ConvertError, _ auth: ConvertAuthentication, nowMillis: UInt64, _ replay: ReplayGuard
+    ) -> ConvertRefusal {
+        if error.code == .resourceExceeded { return .replayCacheFull }
+        return replay.isFresh(auth.timestampMillis, nowMillis: nowMillis) ? .replayed : .stale
     }
 
     /// Checks the MAC with the key named by the request's key id. A lookup failure (unknown or
     /// expired key) is a plain refusal: the client learns nothing about which keys exist.
     private func authenticate(_ raw: [UInt8]) throws -> ConvertAuthentication {
         guard let (_, claimed) = ConvertAuthenticator.findAuthentication(raw) else {
-            throw ConvertError(.notAuthorized, "no authentication TLV")
+            throw ConvertRefused(.noAuthentication, ConvertError(.notAuthorized, "no authentication TLV"))
         }
         let key: [UInt8]
         do {
             key = try lookup(claimed.keyID)
         } catch let e as ConvertError {
-            throw e
+            throw ConvertRefused(.unknownKey, e)
         } catch let e as ControlError {
-            throw ConvertError(.notAuthorized, e.reason)
+            throw ConvertRefused(.unknownKey, ConvertError(.notAuthorized, e.reason))
         } catch {
-            throw ConvertError(.notAuthorized, "\(error)")
+            throw ConvertRefused(.unknownKey, ConvertError(.notAuthorized, "\(error)"))
         }
-        return try ConvertAuthenticator(key: key, keyID: claimed.keyID).verify(raw: raw)
+        return try Self.step({ _ in .badMAC }) {
+            try ConvertAuthenticator(key: key, keyID: claimed.keyID).verify(raw: raw)
+        }
     }
 
     /// A request is exactly one Connect TLV, one authentication TLV and optionally Info.

@@ -53,7 +53,29 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(c.listen, IPAddress("::"))
         XCTAssertEqual(c.port, 4900)
         XCTAssertEqual(c.denyDestinations.map(\.description), ["10.0.0.0/8", "2001:db8:ff::/48"])
-        XCTAssertEqual(c.handshakeTimeout, 5)
+        XCTAssertEqual(c.handshakeTimeout, 2)
+        XCTAssertEqual(c.maxPending, 4096)
+        XCTAssertEqual(c.maxPendingPerSource, 64)
+    }
+
+    func testPendingHandshakeLimits() throws {
+        let text = """
+            config concentrator 'main'
+            	option psk_file '/k'
+            	option handshake_timeout '0.5'
+            	option max_pending '100'
+            	option max_pending_per_source '3'
+            """
+        var reader = BraidConfigReader(package: try UCIParser.parse(text, file: "c"))
+        let c = try reader.concentrator()
+        XCTAssertEqual(c.handshakeTimeout, 0.5)
+        XCTAssertEqual(c.maxPending, 100)
+        XCTAssertEqual(c.maxPendingPerSource, 3)
+        XCTAssertEqual(
+            errors(
+                "config concentrator 'main'\n\toption psk_file '/k'\n\toption max_pending_per_source '0'\n",
+                "concentrator"),
+            ["braid.conf:3: main.max_pending_per_source: must be a whole number from 1 to 1000000 (0)"])
     }
 
     func testQuotingAndEscaping() throws {

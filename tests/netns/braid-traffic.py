@@ -101,6 +101,8 @@ def client(args):
                 b = s.recv(CHUNK)
                 if not b:
                     break
+                if count == 0:
+                    result["first_byte"] = round(time.time() - start, 4)  # time to first byte
                 h.update(b)
                 count += len(b)
             result.update(bytes=count, sha256=h.hexdigest())

@@ -1,0 +1,125 @@
+import BraidCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where a connection comes from, as per-source limits and the refusal summary count it: an IPv4
+/// address, or the /64 an IPv6 address lies in. A subscriber line is given a /64 at least, so
+/// whoever holds one must not pass for 2^64 sources. IPv4-mapped IPv6 addresses (a dual-stack
+/// listener's IPv4 clients) count as the IPv4 address. A plain value: hashing it allocates nothing.
+struct SourceBlock: Hashable, Sendable, CustomStringConvertible {
+    /// The IPv4 address in the low 32 bits, or the first 64 bits of the IPv6 address.
+    let bits: UInt64
+    let isIPv6: Bool
+
+    init(_ address: IPAddress) {
+        switch address {
+        case .v4(let v):
+            self.init(ipv4: v)
+        case .v6(let b):
+            self.init(ipv6Prefix: b.prefix(8).reduce(0) { $0 << 8 | UInt64($1) })
+        }
+    }
+
+    init(ipv4 address: UInt32) {
+        bits = UInt64(address)
+        isIPv6 = false
+    }
+
+    init(ipv6Prefix: UInt64) {
+        bits = ipv6Prefix
+        isIPv6 = true
+    }
+
+    /// The peer of a connected socket, read straight from `getpeername` (no address object is
+    /// built); nil when the peer is gone already.
+    init?(peerOf fd: Int32) {
+        var ss = sockaddr_storage()
+        var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let rc = withUnsafeMutablePointer(to: &ss) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &len) }
+        }
+        guard rc == 0 else { return nil }
+        let block = withUnsafeBytes(of: &ss) { raw -> SourceBlock? in
+            switch Int32(raw.load(as: sockaddr.self).sa_family) {
+            case AF_INET:
+                return SourceBlock(ipv4: UInt32(bigEndian: raw.load(as: sockaddr_in.self).sin_addr.s_addr))
+            case AF_INET6:
+                let sin6 = raw.load(as: sockaddr_in6.self)
+                return withUnsafeBytes(of: sin6.sin6_addr) { a in
+                    let high = a.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+                    // ::ffff:a.b.c.d: the first 80 bits zero, then 0xffff.
+                    if high == 0 && a[8] == 0 && a[9] == 0 && a[10] == 0xff && a[11] == 0xff {
+                        return SourceBlock(ipv4: a[12...].reduce(UInt32(0)) { $0 << 8 | UInt32($1) })
+                    }
+                    return SourceBlock(ipv6Prefix: high)
+                }
+            default:
+                return nil
+            }
+        }
+        guard let block else { return nil }
+        self = block
+    }
+
+    var description: String {
+        guard isIPv6 else { return "\(IPAddress.v4(UInt32(truncatingIfNeeded: bits)))" }
+        let bytes = (0..<8).map { UInt8(truncatingIfNeeded: bits >> (56 - 8 * UInt64($0))) }
+        return "\(IPAddress.v6(bytes + [UInt8](repeating: 0, count: 8)))/64"
+    }
+}
+
+/// The data connections accepted and not yet authenticated, in total and per source block, and
+/// the limits (`max_pending`, `max_pending_per_source`) that keep a flood of them from taking
+/// every descriptor: a connection over a limit is reset at accept, before anything is allocated
+/// for it or read from it.
+///
+/// Shared by every reactor behind one small lock, not counted per reactor: EPOLLEXCLUSIVE hands
+/// a source's connections to whichever reactor wakes first, so per-reactor shares of a per-source
+/// limit would refuse a source on one core while another has room. The lock is held for one
+/// dictionary update at accept and one when the handshake ends.
+final class PendingHandshakes: @unchecked Sendable {
+    enum Admission: Equatable {
+        case admitted
+        /// `max_pending` handshakes are pending already.
+        case overTotal
+        /// The source block has `max_pending_per_source` pending already.
+        case overSource
+    }
+
+    private let lock = Mutex()
+    private var total = 0
+    private var bySource: [SourceBlock: Int] = [:]
+
+    /// Takes a slot for a handshake from `source` unless a limit is reached. Every `.admitted`
+    /// must be matched by one `release`.
+    func admit(_ source: SourceBlock, maxTotal: Int, maxPerSource: Int) -> Admission {
+        lock.withLock {
+            guard total < maxTotal else { return .overTotal }
+            let mine = bySource[source, default: 0]
+            guard mine < maxPerSource else { return .overSource }
+            total += 1
+            bySource[source] = mine + 1
+            return .admitted
+        }
+    }
+
+    /// Gives back the slot of a handshake that was authenticated, refused or aborted.
+    func release(_ source: SourceBlock) {
+        lock.withLock {
+            guard let mine = bySource[source] else { return }
+            total -= 1
+            // Removed at zero, so the table holds only sources with a handshake in progress.
+            bySource[source] = mine > 1 ? mine - 1 : nil
+        }
+    }
+
+    /// Handshakes pending now, in total and from `source`.
+    func count(from source: SourceBlock? = nil) -> Int {
+        lock.withLock { source.map { bySource[$0, default: 0] } ?? total }
+    }
+
+    /// Source blocks with a handshake pending now.
+    var sources: Int { lock.withLock { bySource.count } }
+}

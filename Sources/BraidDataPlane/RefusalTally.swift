@@ -1,0 +1,103 @@
+import BraidCore
+import BraidWire
+
+/// Why a data connection ended before it proved who it is, as the log names it.
+enum RefusalReason: Hashable, Sendable, CustomStringConvertible {
+    /// Its bytes were refused by the handshake (malformed, truncated, bad MAC, replay, ...).
+    case request(ConvertRefusal)
+    /// No whole request within `handshake_timeout`.
+    case timeout
+    /// The client reset the connection, or the socket failed, during the handshake.
+    case aborted
+    /// Reset at accept: `max_pending` handshakes were pending.
+    case maxPending
+    /// Reset at accept: its source block had `max_pending_per_source` handshakes pending.
+    case maxPendingPerSource
+
+    var description: String {
+        switch self {
+        case .request(let r): r.rawValue
+        case .timeout: "timeout"
+        case .aborted: "aborted"
+        case .maxPending: "max_pending"
+        case .maxPendingPerSource: "max_pending_per_source"
+        }
+    }
+}
+
+/// Counts data connections turned away before authentication, by reason and by source block,
+/// so the log gets one summary per interval rather than one line per connection: a flood cannot
+/// flood the log. Each connection's own reason goes to the debug log.
+///
+/// One small lock, shared by the reactors; memory is bounded by `maxSources`: refusals from
+/// further sources within one interval are counted, not named.
+final class RefusalTally: @unchecked Sendable {
+    /// What was counted since the last `take`.
+    struct Summary {
+        var total: Int
+        /// Reasons, most frequent first.
+        var reasons: [(reason: RefusalReason, count: Int)]
+        /// The busiest source blocks, most refused first.
+        var topSources: [(source: SourceBlock, count: Int)]
+        /// Source blocks counted but not in `topSources`.
+        var otherSources: Int
+        /// Refusals from source blocks beyond the first `maxSources` of the interval.
+        var untracked: Int
+
+        /// "timeout 180, bad_mac 12"
+        var reasonsText: String { reasons.map { "\($0.reason) \($0.count)" }.joined(separator: ", ") }
+
+        /// "198.18.1.1 120, 2001:db8:10::/64 60, +3 more"
+        var sourcesText: String {
+            var parts = topSources.map { "\($0.source) \($0.count)" }
+            if otherSources > 0 { parts.append("+\(otherSources) more") }
+            if untracked > 0 { parts.append("\(untracked) from sources not tracked") }
+            return parts.joined(separator: ", ")
+        }
+    }
+
+    let maxSources: Int
+    private let lock = Mutex()
+    private var byReason: [RefusalReason: Int] = [:]
+    private var bySource: [SourceBlock: Int] = [:]
+    private var untracked = 0
+    private var total = 0
+
+    init(maxSources: Int = 1024) {
+        self.maxSources = maxSources
+    }
+
+    func record(_ reason: RefusalReason, from source: SourceBlock) {
+        lock.withLock {
+            total += 1
+            byReason[reason, default: 0] += 1
+            if bySource[source] != nil || bySource.count < maxSources {
+                bySource[source, default: 0] += 1
+            } else {
+                untracked += 1
+            }
+        }
+    }
+
+    /// The counts since the last call, which start again from zero; nil when there were none.
+    func take(top: Int = 3) -> Summary? {
+        let (total, reasons, sources, untracked) = lock.withLock {
+            defer {
+                self.total = 0
+                byReason = [:]
+                bySource = [:]
+                self.untracked = 0
+            }
+            return (self.total, byReason, bySource, self.untracked)
+        }
+        guard total > 0 else { return nil }
+        // Ties in a stable order (by name), so the line reads the same for the same counts.
+        let byCount = sources.sorted { ($0.value, $1.key.description) > ($1.value, $0.key.description) }
+        return Summary(
+            total: total,
+            reasons: reasons.sorted { ($0.value, $1.key.description) > ($1.value, $0.key.description) }
+                .map { ($0.key, $0.value) },
+            topSources: byCount.prefix(top).map { ($0.key, $0.value) },
+            otherSources: max(0, byCount.count - top), untracked: untracked)
+    }
+}
