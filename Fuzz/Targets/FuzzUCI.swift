@@ -6,7 +6,8 @@ public enum FuzzUCI {
     public static func run(_ data: [UInt8]) -> FuzzOutcome {
         let text = String(decoding: data, as: UTF8.self)
         guard let package = try? UCIParser.parse(text, file: "fuzz") else { return .refused }
-        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).count
+        // Lines as the parser counts them: by newline bytes ("\r\n" is one Character in Swift).
+        let lines = data.reduce(1) { $0 + ($1 == 0x0A ? 1 : 0) }
         for section in package.sections {
             invariant(section.line >= 1 && section.line <= lines, "section at line \(section.line) of \(lines)")
             for option in section.options {

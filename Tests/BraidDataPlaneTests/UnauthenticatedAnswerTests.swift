@@ -29,7 +29,10 @@ final class UnauthenticatedAnswerTests: XCTestCase {
             config: .init(
                 listen: Endpoint(address: .v4(0x7f00_0001), port: 0), handshakeTimeoutNanos: 300_000_000,
                 maxPending: 8, maxPendingPerSource: 4),
-            authenticator: ConvertAuthenticator(key: key), logger: logger, policy: { _ in nil })
+            keys: { [key] id in
+                guard id == 0 else { throw ConvertError(.notAuthorized, "unknown key id \(id)") }
+                return key
+            }, logger: logger, policy: { _ in nil })
         group = try ReactorGroup(count: 1, logger: logger)
         try group.start()
         (listener, port) = try Self.makeListener()
