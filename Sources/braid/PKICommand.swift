@@ -58,6 +58,12 @@ struct PKICommand: ParsableCommand {
             if (validFrom == nil) != (validUntil == nil) {
                 throw ValidationError("--valid-from and --valid-until go together")
             }
+            // A gateway's common name is its 'config subscriber' section's name on the
+            // concentrator, and uci section names are letters, digits and '_' only.
+            if !server, name.utf8.contains(where: { $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-") }) {
+                throw ValidationError(
+                    "invalid subscriber id (\(name)): it names a 'config subscriber' section, so letters, digits and '_' only")
+            }
         }
 
         func run() throws {

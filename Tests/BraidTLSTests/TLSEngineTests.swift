@@ -17,9 +17,9 @@ final class TLSEngineTests: XCTestCase {
         XCTAssertEqual(client.peerCommonName, TLSFixture.serverName)
         XCTAssertEqual(String(decoding: x.serverReceived, as: UTF8.self), "hello from the gateway")
 
-        try server.send(Array("hello, sub-42".utf8))
+        try server.send(Array("hello, sub_42".utf8))
         let reply = try client.receive(server.takeOutbound())
-        XCTAssertEqual(String(decoding: reply.plaintext, as: UTF8.self), "hello, sub-42")
+        XCTAssertEqual(String(decoding: reply.plaintext, as: UTF8.self), "hello, sub_42")
 
         // The client closes its direction; the server's last words still arrive, then it closes.
         client.close()

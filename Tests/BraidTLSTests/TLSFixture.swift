@@ -2,13 +2,13 @@ import BraidTLS
 import Foundation
 import XCTest
 
-/// A CA in a temporary directory with a concentrator ("conc.example") and a gateway ("sub-42"),
+/// A CA in a temporary directory with a concentrator ("conc.example") and a gateway ("sub_42"),
 /// and helpers to build contexts from its files.
 final class TLSFixture {
     let root: String
     let pki: PKI
     static let serverName = "conc.example"
-    static let clientName = "sub-42"
+    static let clientName = "sub_42"
 
     init() throws {
         var template = Array((NSTemporaryDirectory() + "braid-tls-XXXXXX").utf8CString)

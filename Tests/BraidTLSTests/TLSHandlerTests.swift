@@ -39,10 +39,10 @@ final class TLSHandlerTests: XCTestCase {
             .connect(to: server.localAddress!).wait()
         defer { try? client.close().wait() }
 
-        XCTAssertEqual(try answer.futureResult.wait(), "sub-42 said: ping from conc.example's client")
+        XCTAssertEqual(try answer.futureResult.wait(), "sub_42 said: ping from conc.example's client")
         XCTAssertEqual(serverEvents.names, [TLSFixture.clientName])
         XCTAssertTrue(
-            log.messages.contains { $0.contains("TLS handshake complete") && $0.contains("sub-42") }, "\(log.messages)")
+            log.messages.contains { $0.contains("TLS handshake complete") && $0.contains("sub_42") }, "\(log.messages)")
     }
 
     func testServerClosesAHandshakeThatNeverFinishesWithHandshakeTimeout() throws {
