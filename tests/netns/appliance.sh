@@ -453,6 +453,7 @@ config concentrator 'main'
 	option listen '::'
 	option port '$BRAID_PORT'
 	option psk_file '$run/psk'
+	option status_socket '$run/concentrator.sock'
 CONF
     # The status socket where RuntimeDirectory=braid would put it: a directory the account owns.
     cat >"$run/gateway.conf" <<CONF
