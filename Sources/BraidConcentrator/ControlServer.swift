@@ -163,7 +163,8 @@ final class ControlServerHandler: ChannelInboundHandler {
     private func scheduleTick(_ context: ChannelHandlerContext) {
         timer?.cancel()
         guard let next = session?.nextTickMillis else { return }
-        let delay = next > Self.now() ? next - Self.now() : 0
+        let now = Self.now()
+        let delay = next > now ? next - now : 0
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         timer = context.eventLoop.scheduleTask(in: .milliseconds(Int64(delay))) {
             let (handler, context) = loopBound.value

@@ -26,7 +26,16 @@ final class SubscriberBook: @unchecked Sendable {
         lock.withLock {
             subscribers = Dictionary(config.subscribers.map { ($0.name, $0) }, uniquingKeysWith: { $1 })
             classes = Dictionary(config.classes.map { ($0.name, $0) }, uniquingKeysWith: { $1 })
-            buckets = [:]
+            // A subscriber keeps its buckets (shared with its running sessions) unless its rates
+            // changed; otherwise sessions opened after a reload would get a second, full bucket.
+            for (name, b) in buckets {
+                let c = subscribers[name].flatMap { classes[$0.serviceClass] }
+                if b.down?.bitsPerSecond != c.flatMap({ $0.rateDown > 0 ? $0.rateDown : nil })
+                    || b.up?.bitsPerSecond != c.flatMap({ $0.rateUp > 0 ? $0.rateUp : nil })
+                {
+                    buckets[name] = nil
+                }
+            }
             for (name, s) in subscribers where !s.enabled {
                 ring.retireAll(owner: name)
             }

@@ -169,7 +169,9 @@ final class SpliceRelay: ReactorHandler {
                 case .moved(let n):
                     flow.inPipe -= n
                     flow.bytes &+= UInt64(n)
-                case .wouldBlock, .end: return nil
+                case .wouldBlock: return nil
+                // 0 from a pipe that holds bytes: nothing would ever wake this flow again.
+                case .end: return "splice to socket: moved nothing with \(flow.inPipe) bytes in the pipe"
                 case .failed(let e): return "splice to socket: \(String(cString: strerror(e)))"
                 }
             }
@@ -201,7 +203,7 @@ final class SpliceRelay: ReactorHandler {
                 }
             }
             let chunk = flow.copy ? reactor.scratch.count : (flow.pipe?.capacity ?? reactor.pipes.capacity)
-            let allowed = allowance(&flow, chunk)
+            let allowed = allowance(&flow, chunk, towardsA: prefaced)
             if allowed == 0 {
                 releasePipe(&flow)  // empty here: a waiting flow holds no pipe
                 return nil
@@ -245,18 +247,19 @@ final class SpliceRelay: ReactorHandler {
     /// How many bytes this flow may read now: `chunk`, or what its rate limit grants. With no
     /// tokens left, the flow stops reading (its bytes wait in the kernel, and TCP slows the
     /// sender) and a timer runs the relay again when enough tokens are back.
-    private func allowance(_ flow: inout Flow, _ chunk: Int) -> Int {
+    /// `towardsA` names the flow, so its timer clears its own flag only (one timer per waiting flow).
+    private func allowance(_ flow: inout Flow, _ chunk: Int, towardsA: Bool) -> Int {
         guard let limit = flow.limit else { return chunk }
         let now = monotonicNanos()
-        let granted = limit.take(upTo: chunk, now: now)
+        // Read a useful amount or nothing: half the burst, or the whole chunk if smaller.
+        let useful = min(chunk, Int(limit.burst / 2))
+        let granted = limit.take(atLeast: useful, upTo: chunk, now: now)
         if granted > 0 || flow.waitingForTokens { return granted }
         flow.waitingForTokens = true
-        // Wait for a useful amount, not a single byte.
-        let wait = limit.nanosUntil(min(chunk, Int(limit.burst / 2)), now: now)
+        let wait = limit.nanosUntil(useful, now: now)
         reactor.schedule(afterNanos: max(wait, 1_000_000)) { [weak self] in
             guard let self, !self.ended else { return }
-            self.toB.waitingForTokens = false
-            self.toA.waitingForTokens = false
+            if towardsA { self.toA.waitingForTokens = false } else { self.toB.waitingForTokens = false }
             self.pump()
         }
         return 0

@@ -3,6 +3,8 @@
 /// kernel, so TCP's flow control slows the sender) when there are none. Shaping, not dropping.
 /// Time is passed in, so the arithmetic is testable with a hand clock.
 public final class TokenBucket: @unchecked Sendable {
+    /// The configured rate, bits per second.
+    public let bitsPerSecond: UInt64
     /// Bytes per second.
     public let rate: UInt64
     /// Most tokens that can pile up: a relay idle for a while may send this much at once.
@@ -15,6 +17,7 @@ public final class TokenBucket: @unchecked Sendable {
     /// 20 ms of the rate, at least 16 KiB: small enough that a long transfer's average stays
     /// within a few percent of the rate, large enough for few timer wake-ups.
     public init(bitsPerSecond: UInt64, now: UInt64) {
+        self.bitsPerSecond = bitsPerSecond
         rate = max(1, bitsPerSecond / 8)
         burst = max(16 * 1024, rate / 50)
         tokens = Double(burst)
@@ -28,10 +31,13 @@ public final class TokenBucket: @unchecked Sendable {
         }
     }
 
-    /// Takes up to `max` tokens and returns how many were taken (0 when empty).
-    public func take(upTo max: Int, now: UInt64) -> Int {
+    /// Takes up to `max` tokens and returns how many were taken: none unless at least `least`
+    /// are there, so a reader waits for a useful amount instead of spinning on a trickle (a
+    /// fraction of a microsecond's worth per call, each a tiny segment on the wire).
+    public func take(atLeast least: Int = 1, upTo max: Int, now: UInt64) -> Int {
         lock.withLock {
             refill(now)
+            guard tokens >= Double(Swift.min(least, max)) else { return 0 }
             let n = Swift.min(max, Int(tokens))
             tokens -= Double(n)
             return n

@@ -65,9 +65,13 @@ final class ControlClient: @unchecked Sendable {
     private var backoff = Backoff(baseMillis: 500, capMillis: 30_000)
     private var channel: Channel?
     private var stopped = false
-    /// Whether the channel is up with a granted key (for status).
-    private(set) var established = false
-    private(set) var lastError: String?
+    /// Whether the channel is up with a granted key, and why it last went down: written on the
+    /// event loop, read by `braid status` on the control reactor.
+    private let stateLock = Mutex()
+    private var _established = false
+    private var _lastError: String?
+    var established: Bool { stateLock.withLock { _established } }
+    var lastError: String? { stateLock.withLock { _lastError } }
 
     /// `keepaliveSeconds`: a ping that often; the concentrator is dead after three unanswered.
     init(
@@ -138,9 +142,11 @@ final class ControlClient: @unchecked Sendable {
 
     /// The channel is gone (or never came): try again after a jittered, growing delay.
     fileprivate func lost(_ why: String) {
-        established = false
+        stateLock.withLock {
+            _established = false
+            _lastError = why
+        }
         channel = nil
-        lastError = why
         guard !stopped else { return }
         var random = SystemRandomNumberGenerator()
         let delay = backoff.next(using: &random)
@@ -150,9 +156,14 @@ final class ControlClient: @unchecked Sendable {
 
     fileprivate func granted(id: UInt32, key: [UInt8], notAfterMillis: UInt64) {
         keys.install(id: id, key: key, notAfterMillis: notAfterMillis)
-        if !established { logger.notice("control channel up; session key granted", metadata: ["key": "\(id)"]) }
-        established = true
-        lastError = nil
+        let wasUp = stateLock.withLock { () -> Bool in
+            defer {
+                _established = true
+                _lastError = nil
+            }
+            return _established
+        }
+        if !wasUp { logger.notice("control channel up; session key granted", metadata: ["key": "\(id)"]) }
         backoff.reset()
     }
 

@@ -67,6 +67,8 @@ struct SubflowPlanner {
 
     /// Consecutive failures after which a path is reported as breaking MPTCP.
     static let failingAfter = 3
+    /// How long a subflow asked for may go unanswered before it counts as failed.
+    static let answerNanos: UInt64 = 3_000_000_000
 
     /// Only connections to this address are ours to manage (data and control connections alike).
     let server: IPAddress
@@ -138,7 +140,9 @@ struct SubflowPlanner {
                     failed(s.local.address, "subflow reset without notice")
                 }
             }
-            connections[token] = c
+            // No subflow left at all: the connection is gone and its CLOSED event was lost (an
+            // overrun); asking for subflows of a dead token would count against healthy paths.
+            connections[token] = c.subflows.isEmpty ? nil : c
         }
     }
 
@@ -205,9 +209,14 @@ struct SubflowPlanner {
                 else { continue }
                 if let last = c.attempts[path.address] {
                     // An attempt that has not become a subflow by now has failed.
-                    guard now &- last >= retryDelay(path.address) else { continue }
+                    // A refused attempt is retried after the backoff delay; one with no answer yet
+                    // gets at least 3 s, past the SYN's first retransmissions (1 s, then 2 s more),
+                    // so a lost SYN on a slow uplink is neither counted nor doubled.
+                    let refused = c.refused.contains(path.address)
+                    let wait = refused ? retryDelay(path.address) : max(retryDelay(path.address), Self.answerNanos)
+                    guard now &- last >= wait else { continue }
                     if c.refused.remove(path.address) == nil {
-                        failed(path.address, "subflow not established within \(retryDelay(path.address) / 1_000_000) ms")
+                        failed(path.address, "subflow not established within \(wait / 1_000_000) ms")
                     }
                 }
                 guard let id = c.id(for: path.address) else { continue }

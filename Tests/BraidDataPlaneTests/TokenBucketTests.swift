@@ -26,4 +26,13 @@ final class TokenBucketTests: XCTestCase {
         bucket.refund(50_000)
         XCTAssertEqual(bucket.take(upTo: 1 << 30, now: 60_000_000_000), 50_000)
     }
+
+    func testAReaderGetsAUsefulAmountOrNothing() {
+        let bucket = TokenBucket(bitsPerSecond: 16_000_000, now: 0)  // 2 MB/s, 40 kB burst
+        XCTAssertEqual(bucket.take(atLeast: 20_000, upTo: 256 * 1024, now: 0), 40_000)
+        // 1 µs later 2 bytes have accrued: not worth a read (nor a 2-byte segment).
+        XCTAssertEqual(bucket.take(atLeast: 20_000, upTo: 256 * 1024, now: 1_000), 0)
+        XCTAssertEqual(bucket.nanosUntil(20_000, now: 1_000), 9_999_001)
+        XCTAssertEqual(bucket.take(atLeast: 20_000, upTo: 256 * 1024, now: 10_000_000), 20_000)
+    }
 }

@@ -93,6 +93,24 @@ final class SubflowPlannerTests: XCTestCase {
         XCTAssertEqual(creates(p.plan(paths: paths(healthy: [true, true, true]), now: 2 * second)), [a1])
     }
 
+    func testAnUnansweredSubflowGetsThreeSecondsBeforeItCounts() {
+        var p = planner()
+        let all = paths(healthy: [true, true, true])
+        XCTAssertEqual(creates(p.plan(paths: all, now: 0)), [a2, a3])
+        p.handle(event(.subflowEstablished, local: a3, port: 3000, id: 2))
+        // a2's SYN is being retransmitted: no second request, no failure, until 3 s.
+        XCTAssertEqual(creates(p.plan(paths: all, now: 2 * second)), [])
+        XCTAssertEqual(creates(p.plan(paths: all, now: 3 * second)), [a2])
+        XCTAssertEqual(p.records[a2]?.failures, 1)
+    }
+
+    func testAConnectionWithNoSubflowLeftIsForgotten() {
+        var p = planner()  // its CLOSED event lost
+        p.reconcile(established: [])
+        XCTAssertTrue(p.connections.isEmpty)
+        XCTAssertEqual(p.plan(paths: paths(healthy: [true, true, true]), now: 0), [])
+    }
+
     func testBackupUplinksSubflowsAreMarkedBackup() {
         var p = planner()
         // The connection started on what is now a backup uplink.

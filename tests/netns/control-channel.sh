@@ -59,6 +59,10 @@ config class 'slow'
 	option rate_down '16M'
 	option rate_up '8M'
 
+config class 'single'
+	option rate_down '8M'
+	option max_sessions '1'
+
 config subscriber 'cpe_1'
 	option class '$1'
 
@@ -198,6 +202,24 @@ if intact "$out" $size received && python3 -c "import sys; sys.exit(0 if abs(flo
     pass "class rate_up 8 Mbit/s: 10 MB at $rate Mbit/s (within 10 %), sha256 equal"
 else
     fail "class rate_up 8 Mbit/s" "measured $rate Mbit/s" "client: $out"
+fi
+# A class's session limit: with max_sessions 1, a second connection while one is open is refused
+# (Resource Exceeded; the LAN client sees its connection reset) and works once the first is gone.
+conc_conf single
+nsx "$NS_CONC" "$BRAID_BIN" reload --socket "$CONC_SOCK" >/dev/null 2>&1
+nsx "$NS_LAN" python3 "$TRAFFIC" client --connect "$ORIGIN4" --port "$ORIGIN_PORT" --get 100000000 --timeout 60 \
+    >/dev/null 2>&1 &
+HOLD_PID=$!
+sleep 1
+second=$(lan_get 100000)
+kill "$HOLD_PID" 2>/dev/null; wait "$HOLD_PID" 2>/dev/null
+sleep 0.5
+third=$(lan_get 100000)
+if [[ $(json_field result <<<"$second") != ok ]] && intact "$third" 100000 sent &&
+    grep -q "code=64" "$LAB_WORK/concentrator.log"; then
+    pass "class max_sessions 1: a second session refused (Resource Exceeded logged), served once the first ended"
+else
+    fail "class max_sessions 1" "second: $second" "third: $third" "$(grep 'refused' "$LAB_WORK/concentrator.log" | tail -2)"
 fi
 conc_conf standard
 nsx "$NS_CONC" "$BRAID_BIN" reload --socket "$CONC_SOCK" >/dev/null 2>&1
