@@ -116,9 +116,9 @@ public struct ConcentratorConfig: Equatable, Sendable {
     /// Seconds a client may take to send its whole Convert message.
     public var handshakeTimeout: Double
     /// Data connections accepted but not yet authenticated, at most (`max_pending`).
-    public var maxPending: UInt32 = 4096
+    public var maxPending: UInt32 = 16384
     /// The same, from one IPv4 address or IPv6 /64 (`max_pending_per_source`).
-    public var maxPendingPerSource: UInt32 = 64
+    public var maxPendingPerSource: UInt32 = 1024
     /// TLS control port.
     public var controlPort: UInt16 = 4803
     /// Certificate files of the control channel, with an optional revocation list; nil when not configured.

@@ -120,11 +120,12 @@ extension ConfigSchema {
                     doc: "Seconds a gateway may take to send its whole Convert message; a connection that stalls "
                         + "longer gets Not Authorized and is closed."),
                 OptionSchema(
-                    "max_pending", .uint(1...1_000_000), default: "4096",
+                    "max_pending", .uint(1...1_000_000), default: "16384",
                     doc: "Data connections accepted but not yet authenticated, at most; more are reset at accept."),
                 OptionSchema(
-                    "max_pending_per_source", .uint(1...1_000_000), default: "64",
-                    doc: "The same, from one IPv4 address or IPv6 /64."),
+                    "max_pending_per_source", .uint(1...1_000_000), default: "1024",
+                    doc: "The same, from one IPv4 address or IPv6 /64. A CPE opens its users' connections in bursts "
+                        + "(a page load, a sync) from one address; 64 reset real sessions in a 9,750-connection burst."),
                 OptionSchema(
                     "status_socket", .path(maxBytes: 107), default: "/run/braid/concentrator.sock",
                     doc: "Unix socket where `braid reload` asks the running concentrator."),

@@ -29,7 +29,7 @@ public final class ConvertForwarder {
 
         public init(
             listen: Endpoint, handshakeTimeoutNanos: UInt64, connectTimeoutNanos: UInt64 = 10_000_000_000,
-            maxPending: Int = 4096, maxPendingPerSource: Int = 64
+            maxPending: Int = 16384, maxPendingPerSource: Int = 1024
         ) {
             self.listen = listen
             self.handshakeTimeoutNanos = handshakeTimeoutNanos

@@ -54,8 +54,8 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(c.port, 4900)
         XCTAssertEqual(c.denyDestinations.map(\.description), ["10.0.0.0/8", "2001:db8:ff::/48"])
         XCTAssertEqual(c.handshakeTimeout, 2)
-        XCTAssertEqual(c.maxPending, 4096)
-        XCTAssertEqual(c.maxPendingPerSource, 64)
+        XCTAssertEqual(c.maxPending, 16384)
+        XCTAssertEqual(c.maxPendingPerSource, 1024)
     }
 
     func testPendingHandshakeLimits() throws {

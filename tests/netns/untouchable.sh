@@ -23,7 +23,8 @@ FLOOD="tests/netns/braid-flood.py"
 FLOOD_COUNT=${BRAID_FLOOD_COUNT:-2000}
 FLOOD_SOURCES=198.18.1.1,198.18.2.1,198.18.3.1,198.18.10.1
 SIZE=${BRAID_TEST_BYTES:-20000000}
-# The concentrator's defaults: handshake_timeout 2 s, max_pending_per_source 64.
+# handshake_timeout 2 s is the default; max_pending_per_source is set to 64 (default 1024) so that
+# 500 connections from each flood source overrun it.
 HANDSHAKE_TIMEOUT=2
 PER_SOURCE=64
 NOT_AUTHORIZED=010200001e012000
@@ -179,6 +180,17 @@ if ! lab_start; then
     finish
     exit 1
 fi
+# The flood needs a per-source limit it can overrun: the concentrator again, with PER_SOURCE.
+kill -TERM "$LAB_CONC_PID"
+wait_for 10 bash -c "! kill -0 $LAB_CONC_PID"
+sed -i "s|^config concentrator 'main'|config concentrator 'main'\n\toption max_pending_per_source '$PER_SOURCE'|" \
+    "$LAB_WORK/concentrator.conf"
+ip netns exec "$NS_CONC" "$BRAID_BIN" concentrator --config "$LAB_WORK/concentrator.conf" \
+    --log-level "${BRAID_LOG_LEVEL:-info}" 2>>"$LAB_WORK/concentrator.log" &
+LAB_CONC_PID=$!
+LAB_PIDS+=("$LAB_CONC_PID")
+wait_for 10 nsx "$NS_CONC" bash -c "ss -Hltn 'sport = :$BRAID_PORT' | grep -q LISTEN" ||
+    { fail "concentrator restart with max_pending_per_source $PER_SOURCE"; finish; exit 1; }
 test_flood
 test_still_serving
 
