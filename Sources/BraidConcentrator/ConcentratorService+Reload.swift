@@ -47,7 +47,7 @@ extension ConcentratorService {
         }
         // Classes and subscribers: new sessions and control channels see them; a disabled
         // subscriber's keys go at once.
-        book?.update(new)
+        if let gone = book?.update(new) { controlServer?.revoke(gone) }
         config = new
         logger.notice("configuration reloaded", metadata: ["file": "\(path)", "changes": "\(diff.summary)"])
         return .reloaded(summary: diff.summary)

@@ -25,7 +25,7 @@ public final class ConcentratorService {
     let denyList: CurrentDenyList
     /// Subscribers, their session keys, open sessions and rate buckets.
     private(set) var book: SubscriberBook?
-    private var controlServer: ControlServer?
+    var controlServer: ControlServer?
 
     public init(config: ConcentratorConfig, logger: Logger) {
         self.config = config

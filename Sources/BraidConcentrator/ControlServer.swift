@@ -14,6 +14,8 @@ final class ControlServer {
     private let group: MultiThreadedEventLoopGroup
     private var channel: Channel?
     private let logger: Logger
+    private let open = OpenChannels()
+    private var pruning: RepeatedTask?
 
     /// Binds the listener. The TLS context is built by the caller, so a bad file stops the start.
     init(
@@ -21,6 +23,7 @@ final class ControlServer {
     ) throws {
         self.logger = logger
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let open = self.open
         let address = try SocketAddress(ipAddress: "\(listen.address)", port: Int(listen.port))
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
@@ -34,7 +37,8 @@ final class ControlServer {
                     let handler = try TLSHandler(context: tls, handshakeTimeout: .seconds(10), logger: connectionLogger)
                     try channel.pipeline.syncOperations.addHandler(handler)
                     try channel.pipeline.syncOperations.addHandler(
-                        ControlServerHandler(book: book, sessionLifetime: sessionLifetime, logger: connectionLogger))
+                        ControlServerHandler(
+                            book: book, sessionLifetime: sessionLifetime, open: open, logger: connectionLogger))
                 }
             }
         do {
@@ -43,9 +47,28 @@ final class ControlServer {
             try? group.syncShutdownGracefully()
             throw ServiceError("cannot listen for the control channel on \(listen): \(error)")
         }
+        // Expired keys (of gateways gone for good) leave the ring once a minute.
+        pruning = group.next().scheduleRepeatedTask(initialDelay: .seconds(60), delay: .seconds(60)) { _ in
+            let expired = book.prune()
+            if !expired.isEmpty { logger.debug("expired session keys dropped", metadata: ["keys": "\(expired)"]) }
+        }
+    }
+
+    /// Closes the control channels of subscribers a reload removed or disabled.
+    func revoke(_ subscribers: Set<String>) {
+        guard !subscribers.isEmpty else { return }
+        let open = self.open
+        let logger = self.logger
+        group.next().execute {
+            for (name, channel) in open.channels where subscribers.contains(name) {
+                logger.notice("control channel closed: subscriber removed or disabled", metadata: ["subscriber": "\(name)"])
+                channel.close(promise: nil)
+            }
+        }
     }
 
     func stop() {
+        pruning?.cancel()
         try? channel?.close().wait()
         channel = nil
         try? group.syncShutdownGracefully()
@@ -54,11 +77,20 @@ final class ControlServer {
 
 /// One gateway's control channel, after TLS: checks the subscriber named by the certificate,
 /// then runs a ConcentratorControlSession and carries out its actions.
+/// The control channels with a known subscriber, touched only on the server's one event loop.
+final class OpenChannels: @unchecked Sendable {
+    private(set) var channels: [(String, Channel)] = []
+
+    func add(_ name: String, _ channel: Channel) { channels.append((name, channel)) }
+    func remove(_ channel: Channel) { channels.removeAll { $0.1 === channel } }
+}
+
 final class ControlServerHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     private let book: SubscriberBook
+    private let open: OpenChannels
     private let sessionLifetime: UInt32
     private var logger: Logger
     private var session: ConcentratorControlSession?
@@ -66,8 +98,9 @@ final class ControlServerHandler: ChannelInboundHandler {
     private var timer: Scheduled<Void>?
     private var keys: [UInt32] = []
 
-    init(book: SubscriberBook, sessionLifetime: UInt32, logger: Logger) {
+    init(book: SubscriberBook, sessionLifetime: UInt32, open: OpenChannels, logger: Logger) {
         self.book = book
+        self.open = open
         self.sessionLifetime = sessionLifetime
         self.logger = logger
     }
@@ -91,6 +124,7 @@ final class ControlServerHandler: ChannelInboundHandler {
             }
         case .welcome(let s, let serviceClass):
             subscriber = s.name
+            open.add(s.name, context.channel)
             let info = serviceClass.map {
                 ControlMessage.ClassInfo(
                     name: $0.name, rateDownBitsPerSecond: $0.rateDown, rateUpBitsPerSecond: $0.rateUp,
@@ -117,6 +151,7 @@ final class ControlServerHandler: ChannelInboundHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         timer?.cancel()
+        open.remove(context.channel)
         if session != nil, session!.closeReason == nil {
             perform(session!.connectionClosed(nowMillis: Self.now()), context)
         }

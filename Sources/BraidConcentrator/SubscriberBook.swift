@@ -22,8 +22,12 @@ final class SubscriberBook: @unchecked Sendable {
     }
 
     /// Takes new classes and subscribers (start, reload). Rates apply to sessions opened after.
-    func update(_ config: ConcentratorConfig) {
+    /// Returns the subscribers that were welcome and no longer are (removed or disabled): their
+    /// keys are gone, and their control channels should be closed.
+    @discardableResult
+    func update(_ config: ConcentratorConfig) -> Set<String> {
         lock.withLock {
+            let before = Set(subscribers.values.filter(\.enabled).map(\.name))
             subscribers = Dictionary(config.subscribers.map { ($0.name, $0) }, uniquingKeysWith: { $1 })
             classes = Dictionary(config.classes.map { ($0.name, $0) }, uniquingKeysWith: { $1 })
             // A subscriber keeps its buckets (shared with its running sessions) unless its rates
@@ -36,9 +40,10 @@ final class SubscriberBook: @unchecked Sendable {
                     buckets[name] = nil
                 }
             }
-            for (name, s) in subscribers where !s.enabled {
-                ring.retireAll(owner: name)
-            }
+            let after = Set(subscribers.values.filter(\.enabled).map(\.name))
+            let gone = before.subtracting(after)
+            for name in gone { ring.retireAll(owner: name) }
+            return gone
         }
     }
 

@@ -80,10 +80,16 @@ struct SubflowPlanner {
     private(set) var connections: [UInt32: Connection] = [:]
     private(set) var records: [IPAddress: PathRecord] = [:]
 
-    init(server: IPAddress, maxSubflows: Int, retryNanos: UInt64 = 1_000_000_000) {
+    /// Only subflows to this port (the data port) are held against a path: the control
+    /// connection's can fail for reasons of its own (a filter on its port), which say nothing of
+    /// how the uplink carries data. nil judges every connection.
+    let judgedPort: UInt16?
+
+    init(server: IPAddress, maxSubflows: Int, retryNanos: UInt64 = 1_000_000_000, judgedPort: UInt16? = nil) {
         self.server = server
         self.maxSubflows = maxSubflows
         self.retryNanos = retryNanos
+        self.judgedPort = judgedPort
     }
 
     /// Follows the kernel's account of connections and subflows.
@@ -112,12 +118,12 @@ struct SubflowPlanner {
             guard var c = connections[e.token], let local = e.local, let remote = e.remote else { return }
             let s = Subflow(local: local, remote: remote)
             if c.subflows.removeValue(forKey: s) != nil, !c.destroying.contains(s) {
-                failed(local.address, e.error.map { "subflow closed, error \($0)" } ?? "subflow closed by the path or the peer")
+                failed(local.address, remote.port, e.error.map { "subflow closed, error \($0)" } ?? "subflow closed by the path or the peer")
             } else if c.attempts[local.address] != nil, !c.destroying.contains(s),
                 c.refused.insert(local.address).inserted
             {
                 // The attempt stays on record, so the next one waits for retryDelay.
-                failed(local.address, e.error.map { "subflow refused, error \($0)" } ?? "subflow refused")
+                failed(local.address, remote.port, e.error.map { "subflow refused, error \($0)" } ?? "subflow refused")
             }
             c.destroying.remove(s)
             c.priorityAsked[s] = nil
@@ -137,7 +143,7 @@ struct SubflowPlanner {
                 c.subflows[s] = nil
                 c.priorityAsked[s] = nil
                 if c.destroying.remove(s) == nil {
-                    failed(s.local.address, "subflow reset without notice")
+                    failed(s.local.address, s.remote.port, "subflow reset without notice")
                 }
             }
             // No subflow left at all: the connection is gone and its CLOSED event was lost (an
@@ -146,7 +152,8 @@ struct SubflowPlanner {
         }
     }
 
-    private mutating func failed(_ address: IPAddress, _ reason: String) {
+    private mutating func failed(_ address: IPAddress, _ port: UInt16, _ reason: String) {
+        if let judgedPort, port != judgedPort { return }
         var r = records[address] ?? PathRecord()
         r.failures += 1
         r.lastFailure = reason
@@ -216,7 +223,7 @@ struct SubflowPlanner {
                     let wait = refused ? retryDelay(path.address) : max(retryDelay(path.address), Self.answerNanos)
                     guard now &- last >= wait else { continue }
                     if c.refused.remove(path.address) == nil {
-                        failed(path.address, "subflow not established within \(wait / 1_000_000) ms")
+                        failed(path.address, c.remote.port, "subflow not established within \(wait / 1_000_000) ms")
                     }
                 }
                 guard let id = c.id(for: path.address) else { continue }

@@ -52,7 +52,8 @@ final class UplinkSupervisor {
         monitor = try LinkMonitor()
         mptcpEvents = try MPTCPEventMonitor()
         pathManager = try MPTCPPathManager()
-        planner = SubflowPlanner(server: config.server, maxSubflows: Int(config.maxSubflows) + 1)
+        planner = SubflowPlanner(
+            server: config.server, maxSubflows: Int(config.maxSubflows) + 1, judgedPort: config.port)
         for u in config.uplinks { watches[u.name] = makeWatch() }
     }
 

@@ -111,6 +111,22 @@ final class SubflowPlannerTests: XCTestCase {
         XCTAssertEqual(p.plan(paths: paths(healthy: [true, true, true]), now: 0), [])
     }
 
+    func testOnlyDataConnectionsJudgeAPath() {
+        var p = SubflowPlanner(server: server, maxSubflows: 9, judgedPort: 4800)
+        let control = Endpoint(address: server, port: 4803)
+        var e = event(.established, 9, local: a1, port: 1000)
+        e.remote = control
+        p.handle(e)
+        XCTAssertEqual(creates(p.plan(paths: paths(healthy: [true, true, true]), now: 0)), [a2, a3])
+        for _ in 0..<4 {
+            var closed = event(.subflowClosed, 9, local: a2, port: 2000)
+            closed.remote = control
+            p.handle(closed)
+        }
+        _ = p.plan(paths: paths(healthy: [true, true, true]), now: 10 * second)
+        XCTAssertNil(p.records[a2], "a filtered control port says nothing of the uplink")
+    }
+
     func testBackupUplinksSubflowsAreMarkedBackup() {
         var p = planner()
         // The connection started on what is now a backup uplink.

@@ -40,8 +40,8 @@ make_pki() {
         pki init "$ROGUE" && pki issue "$ROGUE" cpe_1
 }
 
-# The concentrator's configuration; CLASS is cpe_1's service class.
-conc_conf() { # conc_conf CLASS
+# The concentrator's configuration; CLASS is cpe_1's service class, ENABLED (default 1) its switch.
+conc_conf() { # conc_conf CLASS [ENABLED]
     cat >"$LAB_WORK/concentrator.conf" <<CONF
 config concentrator 'main'
 	option listen '::'
@@ -65,6 +65,7 @@ config class 'single'
 
 config subscriber 'cpe_1'
 	option class '$1'
+	option enabled '${2:-1}'
 
 config subscriber 'cpe_old'
 	option class 'standard'
@@ -228,6 +229,23 @@ else
 fi
 conc_conf standard
 nsx "$NS_CONC" "$BRAID_BIN" reload --socket "$CONC_SOCK" >/dev/null 2>&1
+
+# A subscriber disabled by a reload loses its control channel and its keys at once; enabled
+# again, it is served again.
+conc_conf standard 0
+nsx "$NS_CONC" "$BRAID_BIN" reload --socket "$CONC_SOCK" >/dev/null 2>&1
+cut_off=""
+for _ in $(seq 50); do [[ $(control_field state) == down ]] && { cut_off=yes; break; }; sleep 0.1; done
+refused=$(lan_get 100000)
+conc_conf standard
+nsx "$NS_CONC" "$BRAID_BIN" reload --socket "$CONC_SOCK" >/dev/null 2>&1
+back=$(time_to_control_up 40) && served=$(lan_get 100000)
+if [[ -n $cut_off && $(json_field result <<<"$refused") != ok ]] && intact "${served:-}" 100000 sent &&
+    grep -q "control channel closed: subscriber removed or disabled" "$LAB_WORK/concentrator.log"; then
+    pass "subscriber disabled by a reload: control channel closed and sessions refused; enabled again: back in $back s"
+else
+    fail "subscriber disabled by a reload" "channel down: '$cut_off'" "while disabled: $refused" "after: ${served:-}"
+fi
 
 # 3. The gateway reconnects after the concentrator restarts, and new sessions work again.
 stop_pid "$LAB_CONC_PID"
