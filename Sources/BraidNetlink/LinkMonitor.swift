@@ -34,10 +34,9 @@ public final class LinkMonitor {
     }
 
     private let socket: OpaquePointer
+    private let reader: NetlinkEventReader
     /// The descriptor to watch for readability (non-blocking).
-    public let fd: Int32
-    private let buffer: UnsafeMutableRawPointer
-    private static let bufferSize = 65536
+    public var fd: Int32 { reader.fd }
 
     public init() throws {
         guard let s = mnl_socket_open(NETLINK_ROUTE) else { throw NetlinkError("mnl_socket_open(route)", errno: errno) }
@@ -50,38 +49,17 @@ public final class LinkMonitor {
             throw NetlinkError("mnl_socket_bind(rtnetlink groups)", errno: e)
         }
         socket = s
-        fd = mnl_socket_get_fd(s)
         // A burst (an interface going down flushes many routes) must not overrun the socket.
-        var size: Int32 = 1 << 20
-        _ = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
-        let flags = fcntl(fd, F_GETFL)
-        _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
-        buffer = .allocate(byteCount: Self.bufferSize, alignment: 8)
+        reader = NetlinkEventReader(fd: mnl_socket_get_fd(s), receiveBufferBytes: 1 << 20)
     }
 
     deinit {
-        buffer.deallocate()
         mnl_socket_close(socket)
     }
 
     /// Reads every pending event without blocking.
     public func drain() -> [Event] {
-        var events: [Event] = []
-        while true {
-            let n = recv(fd, buffer, Self.bufferSize, 0)
-            if n < 0 {
-                if errno == EINTR { continue }
-                if errno == ENOBUFS { events.append(.overrun); continue }
-                return events
-            }
-            if n == 0 { return events }
-            var remaining = Int32(n)
-            var header: UnsafePointer<nlmsghdr>? = UnsafePointer(buffer.assumingMemoryBound(to: nlmsghdr.self))
-            while let h = header, mnl_nlmsg_ok(h, remaining) {
-                if let e = Self.parse(h) { events.append(e) }
-                header = UnsafePointer(mnl_nlmsg_next(h, &remaining))
-            }
-        }
+        reader.drain(overrun: .overrun, Self.parse)
     }
 
     static func parse(_ h: UnsafePointer<nlmsghdr>) -> Event? {

@@ -52,10 +52,9 @@ public final class MPTCPEventMonitor {
     }
 
     private let socket: NetlinkSocket
+    private let reader: NetlinkEventReader
     /// The descriptor to watch for readability.
-    public let fd: Int32
-    private let buffer: UnsafeMutableRawPointer
-    private static let bufferSize = 65536
+    public var fd: Int32 { reader.fd }
 
     public init() throws {
         socket = try NetlinkSocket(bus: NETLINK_GENERIC)
@@ -63,40 +62,14 @@ public final class MPTCPEventMonitor {
         guard let group = family.groups[MPTCP_PM_EV_GRP_NAME] else {
             throw NetlinkError("join \(MPTCP_PM_EV_GRP_NAME): the kernel's MPTCP family has no such group", errno: ENOENT)
         }
-        fd = try socket.join(group: group, operation: "join \(MPTCP_PM_EV_GRP_NAME)")
         // A burst of connections opens several subflows each; 4 MiB holds tens of thousands of events.
-        var size: Int32 = 4 << 20
-        _ = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
-        let flags = fcntl(fd, F_GETFL)
-        _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
-        buffer = .allocate(byteCount: Self.bufferSize, alignment: 8)
-    }
-
-    deinit {
-        buffer.deallocate()
+        reader = NetlinkEventReader(
+            fd: try socket.join(group: group, operation: "join \(MPTCP_PM_EV_GRP_NAME)"), receiveBufferBytes: 4 << 20)
     }
 
     /// Reads every pending event without blocking.
     public func drain() -> [Event] {
-        var events: [Event] = []
-        while true {
-            let n = recv(fd, buffer, Self.bufferSize, 0)
-            if n < 0 {
-                if errno == EINTR { continue }
-                if errno == ENOBUFS {
-                    events.append(.overrun)
-                    continue
-                }
-                return events
-            }
-            if n == 0 { return events }
-            var remaining = Int32(n)
-            var header: UnsafePointer<nlmsghdr>? = UnsafePointer(buffer.assumingMemoryBound(to: nlmsghdr.self))
-            while let h = header, mnl_nlmsg_ok(h, remaining) {
-                if let e = Self.parse(h) { events.append(.mptcp(e)) }
-                header = UnsafePointer(mnl_nlmsg_next(h, &remaining))
-            }
-        }
+        reader.drain(overrun: .overrun) { Self.parse($0).map(Event.mptcp) }
     }
 
     static func parse(_ h: UnsafePointer<nlmsghdr>) -> MPTCPEvent? {
