@@ -39,9 +39,8 @@ appliance_cleanup() {
 trap appliance_cleanup EXIT INT TERM
 
 require() {
-    need_cmd ip nft ss python3 unshare setpriv awk base64 sysctl strip
-    need "$BRAID_BIN (build it first)" test -x "$BRAID_BIN"
-    need "kernel MPTCP" grep -qx 1 /proc/sys/net/mptcp/enabled
+    need_braid_lab
+    need_cmd unshare setpriv awk base64 sysctl strip
     need "overlayfs" grep -qw overlay /proc/filesystems
     check_prerequisites
 }

@@ -14,9 +14,8 @@ source tests/netns/harness.sh
 SIZE=${BRAID_TEST_BYTES:-100000000}
 
 require() {
-    need_cmd ip tc nft ss nstat python3
-    need "$BRAID_BIN (build it first)" test -x "$BRAID_BIN"
-    need "kernel MPTCP" grep -qx 1 /proc/sys/net/mptcp/enabled
+    need_braid_lab
+    need_cmd nstat
     check_prerequisites
 }
 

@@ -20,9 +20,7 @@ OUTAGE=${BRAID_OUTAGE_SECONDS:-10}
 STATUS_SOCK=""
 
 require() {
-    need_cmd ip tc nft ss python3
-    need "$BRAID_BIN (build it first)" test -x "$BRAID_BIN"
-    need "kernel MPTCP" grep -qx 1 /proc/sys/net/mptcp/enabled
+    need_braid_lab
     check_prerequisites
 }
 

@@ -20,6 +20,13 @@ trap cleanup EXIT INT TERM
 pass() { PASSED=$((PASSED + 1)); printf 'ok   %s\n' "$1"; }
 fail() { FAILED=$((FAILED + 1)); printf 'FAIL %s\n' "$1"; [[ $# -gt 1 ]] && printf '     %s\n' "${@:2}"; }
 
+# What every suite that runs braid in the lab needs: the lab's tools, the binary, kernel MPTCP.
+need_braid_lab() {
+    need_cmd ip tc nft ss python3
+    need "$BRAID_BIN (build it first)" test -x "$BRAID_BIN"
+    need "kernel MPTCP" grep -qx 1 /proc/sys/net/mptcp/enabled
+}
+
 need_cmd() { local t; for t; do command -v "$t" >/dev/null || MISSING+=("$t"); done; }
 need() { local what=$1; shift; "$@" >/dev/null 2>&1 || MISSING+=("$what"); }
 

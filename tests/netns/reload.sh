@@ -21,9 +21,7 @@ STATUS_SOCK=""
 CONC_SOCK="$LAB_WORK/concentrator.sock"
 
 require() {
-    need_cmd ip tc nft ss python3
-    need "$BRAID_BIN (build it first)" test -x "$BRAID_BIN"
-    need "kernel MPTCP" grep -qx 1 /proc/sys/net/mptcp/enabled
+    need_braid_lab
     check_prerequisites
 }
 

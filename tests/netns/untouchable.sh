@@ -30,9 +30,7 @@ PER_SOURCE=64
 NOT_AUTHORIZED=010200001e012000
 
 require() {
-    need_cmd ip tc nft ss python3
-    need "$BRAID_BIN (build it first)" test -x "$BRAID_BIN"
-    need "kernel MPTCP" grep -qx 1 /proc/sys/net/mptcp/enabled
+    need_braid_lab
     check_prerequisites
 }
 
