@@ -92,9 +92,7 @@ public struct GatewayConfigDiff: Equatable, Sendable {
         fixed.compare("port", old.port, new.port)
         fixed.compare("control_port", old.controlPort, new.controlPort)
         fixed.compare("psk_file", old.pskFile, new.pskFile)
-        fixed.compare("ca", old.tls?.ca, new.tls?.ca)
-        fixed.compare("cert", old.tls?.cert, new.tls?.cert)
-        fixed.compare("key", old.tls?.key, new.tls?.key)
+        fixed.compare(tls: old.tls, new.tls)
         // An unset server_name follows the server: reported with it, not on its own.
         let followsServer = old.serverName == old.server.description && new.serverName == new.server.description
         if !followsServer { fixed.compare("server_name", old.serverName, new.serverName) }
@@ -179,10 +177,7 @@ public struct ConcentratorConfigDiff: Equatable, Sendable {
         fixed.compare("port", old.port, new.port)
         fixed.compare("control_port", old.controlPort, new.controlPort)
         fixed.compare("psk_file", old.pskFile, new.pskFile)
-        fixed.compare("ca", old.tls?.ca, new.tls?.ca)
-        fixed.compare("cert", old.tls?.cert, new.tls?.cert)
-        fixed.compare("key", old.tls?.key, new.tls?.key)
-        fixed.compare("crl", old.tls?.crl, new.tls?.crl)
+        fixed.compare(tls: old.tls, new.tls)
         fixed.compare("session_lifetime", old.sessionLifetime, new.sessionLifetime)
         fixed.compare("handshake_timeout", old.handshakeTimeout, new.handshakeTimeout)
         fixed.compare("max_pending", old.maxPending, new.maxPending)
@@ -227,5 +222,13 @@ private struct FixedOptions {
         changes.append(
             FixedOptionChange(
                 option: option, old: old.map { "\($0)" } ?? "unset", new: new.map { "\($0)" } ?? "unset"))
+    }
+
+    /// The control channel's files, read once at start by the TLS context (a gateway has no crl).
+    mutating func compare(tls old: TLSFiles?, _ new: TLSFiles?) {
+        compare("ca", old?.ca, new?.ca)
+        compare("cert", old?.cert, new?.cert)
+        compare("key", old?.key, new?.key)
+        compare("crl", old?.crl, new?.crl)
     }
 }
