@@ -186,29 +186,26 @@ extension UCIDocument {
             used[i] = true
             return original.pieces[i].leading
         }
+        // One statement: its original line (and the comments above it) when it is unchanged, else
+        // the comments that were above the option and a line written anew.
+        func emit(_ kind: OriginalSection.Piece.Kind, _ name: String, _ fresh: () -> String) {
+            if let piece = take(kind), let line = piece.text {
+                out += piece.leading
+                endLine(&out, context: text)
+                out += line
+            } else {
+                out += leading(of: name)
+                endLine(&out, context: text)
+                out += fresh()
+            }
+        }
         for option in section.options {
             switch option.value {
             case .string(let v):
-                if let piece = take(.option(option.name, v)), let line = piece.text {
-                    out += piece.leading
-                    endLine(&out, context: text)
-                    out += line
-                } else {
-                    out += leading(of: option.name)
-                    endLine(&out, context: text)
-                    out += render(option)
-                }
+                emit(.option(option.name, v), option.name) { render(option) }
             case .list(let items):
                 for item in items {
-                    if let piece = take(.listItem(option.name, item)), let line = piece.text {
-                        out += piece.leading
-                        endLine(&out, context: text)
-                        out += line
-                    } else {
-                        out += leading(of: option.name)
-                        endLine(&out, context: text)
-                        out += listLine(option.name, item)
-                    }
+                    emit(.listItem(option.name, item), option.name) { listLine(option.name, item) }
                 }
             }
         }
