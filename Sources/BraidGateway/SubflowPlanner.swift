@@ -182,9 +182,13 @@ struct SubflowPlanner {
     /// The commands that bring every connection to one subflow per healthy uplink, with backup
     /// uplinks' subflows marked backup, and no subflow on an unhealthy uplink as long as a
     /// healthy one carries the connection.
-    mutating func plan(paths: [Path], now: UInt64) -> [Action] {
+    ///
+    /// `only` limits the pass to the connections some events were about: each batch of events
+    /// then costs what it touched, not every connection (a burst of thousands of new connections
+    /// sends three events each). Uplink changes and the periodic pass look at all of them.
+    mutating func plan(paths: [Path], now: UInt64, only: Set<UInt32>? = nil) -> [Action] {
         var actions: [Action] = []
-        for token in connections.keys.sorted() {
+        for token in (only.map { $0.filter { connections[$0] != nil } } ?? Array(connections.keys)).sorted() {
             guard var c = connections[token], c.established else { continue }
             let healthy = paths.filter(\.healthy)
             let carried = c.subflows.keys.contains { s in healthy.contains { $0.address == s.local.address } }

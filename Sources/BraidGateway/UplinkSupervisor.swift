@@ -189,12 +189,15 @@ final class UplinkSupervisor {
     // MARK: subflows
 
     private func mptcpReadable() {
+        var touched: Set<UInt32>? = []
         for e in mptcpEvents.drain() {
             switch e {
             case .overrun:
                 logger.warning("MPTCP events lost; asking again for every missing subflow")
                 planner.forgetAttempts()
+                touched = nil  // any connection may have changed
             case .mptcp(let event):
+                touched?.insert(event.token)
                 logger.trace("mptcp event", metadata: ["event": "\(event)"])
                 if event.kind == .subflowClosed, let error = event.error, error != 0 {
                     logger.debug("subflow closed", metadata: ["event": "\(event)"])
@@ -202,7 +205,7 @@ final class UplinkSupervisor {
                 planner.handle(event)
             }
         }
-        replan()
+        replan(only: touched)
     }
 
     /// The uplink addresses that can carry subflows to the concentrator, healthy or not.
@@ -217,9 +220,10 @@ final class UplinkSupervisor {
         }
     }
 
-    func replan() {
+    /// `only`: the connections to look at (those events were about); nil looks at all.
+    func replan(only: Set<UInt32>? = nil) {
         defer { reportPaths() }
-        let actions = planner.plan(paths: paths(), now: monotonicNanos())
+        let actions = planner.plan(paths: paths(), now: monotonicNanos(), only: only)
         for action in actions {
             do {
                 switch action {

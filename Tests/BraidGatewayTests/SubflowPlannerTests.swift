@@ -127,6 +127,24 @@ final class SubflowPlannerTests: XCTestCase {
         XCTAssertNil(p.records[a2], "a filtered control port says nothing of the uplink")
     }
 
+    func testAPassLimitedToSomeConnectionsLeavesTheOthersAlone() {
+        var p = planner()
+        var other = event(.created, 8, local: a1, port: 1001)
+        p.handle(other)
+        other.kind = .established
+        p.handle(other)
+        let all = paths(healthy: [true, true, true])
+        XCTAssertEqual(p.plan(paths: all, now: 0, only: [8]).map(token), [8, 8])
+        XCTAssertEqual(p.plan(paths: all, now: 0, only: [99]), [], "a token no longer known")
+        XCTAssertEqual(p.plan(paths: all, now: 0).map(token), [7, 7])
+    }
+
+    func token(_ a: SubflowPlanner.Action) -> UInt32 {
+        switch a {
+        case .create(let t, _, _, _, _, _), .remove(let t, _, _), .setBackup(let t, _, _): return t
+        }
+    }
+
     func testBackupUplinksSubflowsAreMarkedBackup() {
         var p = planner()
         // The connection started on what is now a backup uplink.
