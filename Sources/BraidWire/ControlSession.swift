@@ -149,7 +149,57 @@ extension ControlMessage {
 /// Call `start` once the TLS channel is up, `receive` with every read, `tick` at
 /// `nextTickMillis` (or sooner), `connectionClosed` on EOF, `shutdown` to leave. Every call
 /// takes the time on one clock; nothing is read here.
-public struct GatewayControlSession: Sendable {
+/// What both ends' sessions share: reading frames off the stream, and ending (lost, left on
+/// purpose, or failed with an error sent to the peer). Each end brings its own states, its
+/// handling of a message, and what closing means for its keys.
+fileprivate protocol ControlSessionCore {
+    var decoder: ControlFrameDecoder { get set }
+    var keepalive: KeepaliveClock { get set }
+    var isIdleOrClosed: Bool { get }
+    mutating func handle(_ message: ControlMessage, now: UInt64) -> [ControlAction]
+    mutating func close(_ reason: ControlCloseReason) -> [ControlAction]
+}
+
+extension ControlSessionCore {
+    /// Every whole frame in `bytes` (and what was buffered), handled in order until the session closes.
+    fileprivate mutating func receiveFrames<C: Collection>(_ bytes: C, now: UInt64) -> [ControlAction]
+    where C.Element == UInt8 {
+        guard !isIdleOrClosed else { return [] }
+        keepalive.heard(now)
+        decoder.append(bytes)
+        var actions: [ControlAction] = []
+        while !isIdleOrClosed {
+            do {
+                guard let message = try decoder.next() else { break }
+                actions += handle(message, now: now)
+            } catch let e as ControlError {
+                actions += fail(e)
+            } catch {
+                actions += fail(ControlError(.internalError, "\(error)"))
+            }
+        }
+        return actions
+    }
+
+    /// The transport ended without goodbye.
+    fileprivate mutating func lost() -> [ControlAction] {
+        guard !isIdleOrClosed else { return [] }
+        return close(.connectionLost)
+    }
+
+    /// Leave on purpose: goodbye, then close.
+    fileprivate mutating func leave() -> [ControlAction] {
+        guard !isIdleOrClosed else { return [] }
+        return [.send(ControlMessage.frame(.goodbye))] + close(.shutdown)
+    }
+
+    /// Tell the peer what went wrong, then close.
+    fileprivate mutating func fail(_ error: ControlError) -> [ControlAction] {
+        [.send(ControlMessage.errorFrame(error.code, error.reason))] + close(.protocolError(error))
+    }
+}
+
+public struct GatewayControlSession: Sendable, ControlSessionCore {
     public struct Configuration: Equatable, Sendable {
         /// Sent in hello for the concentrator's log.
         public var software: String
@@ -178,8 +228,8 @@ public struct GatewayControlSession: Sendable {
 
     public let configuration: Configuration
     private var state: State = .idle
-    private var decoder = ControlFrameDecoder()
-    private var keepalive = KeepaliveClock(now: 0)
+    fileprivate var decoder = ControlFrameDecoder()
+    fileprivate var keepalive = KeepaliveClock(now: 0)
     public private(set) var currentKey: Key?
     public private(set) var serviceClass: ControlMessage.ClassInfo?
 
@@ -227,24 +277,10 @@ public struct GatewayControlSession: Sendable {
     /// Bytes read from the channel.
     public mutating func receive<C: Collection>(_ bytes: C, nowMillis now: UInt64) -> [ControlAction]
     where C.Element == UInt8 {
-        guard !isIdleOrClosed else { return [] }
-        keepalive.heard(now)
-        decoder.append(bytes)
-        var actions: [ControlAction] = []
-        while !isIdleOrClosed {
-            do {
-                guard let message = try decoder.next() else { break }
-                actions += handle(message, now: now)
-            } catch let e as ControlError {
-                actions += fail(e)
-            } catch {
-                actions += fail(ControlError(.internalError, "\(error)"))
-            }
-        }
-        return actions
+        receiveFrames(bytes, now: now)
     }
 
-    private mutating func handle(_ message: ControlMessage, now: UInt64) -> [ControlAction] {
+    fileprivate mutating func handle(_ message: ControlMessage, now: UInt64) -> [ControlAction] {
         switch message {
         case .sessionGrant(let grant):
             if let current = currentKey, current.id == grant.keyID {
@@ -304,29 +340,23 @@ public struct GatewayControlSession: Sendable {
     /// The transport ended without goodbye. The current key stays with the owner until its expiry
     /// so data connections carry on while the channel reconnects.
     public mutating func connectionClosed(nowMillis _: UInt64) -> [ControlAction] {
-        guard !isIdleOrClosed else { return [] }
-        return close(.connectionLost)
+        lost()
     }
 
     /// Leave on purpose: goodbye, retire the key, close.
     public mutating func shutdown(nowMillis _: UInt64) -> [ControlAction] {
-        guard !isIdleOrClosed else { return [] }
-        return [.send(ControlMessage.frame(.goodbye))] + close(.shutdown)
+        leave()
     }
 
-    private var isIdleOrClosed: Bool {
+    fileprivate var isIdleOrClosed: Bool {
         switch state {
         case .idle, .closed: return true
         default: return false
         }
     }
 
-    /// Tell the peer what went wrong, then close.
-    private mutating func fail(_ error: ControlError) -> [ControlAction] {
-        [.send(ControlMessage.errorFrame(error.code, error.reason))] + close(.protocolError(error))
-    }
 
-    private mutating func close(_ reason: ControlCloseReason) -> [ControlAction] {
+    fileprivate mutating func close(_ reason: ControlCloseReason) -> [ControlAction] {
         var actions: [ControlAction] = []
         if reason.retiresKeys, let key = currentKey {
             actions.append(.retireKey(id: key.id))
@@ -348,7 +378,7 @@ public protocol SessionKeySource: Sendable {
 /// service class, rotates the key before it expires while the previous one stays valid for a
 /// grace period, and keeps the channel alive. The owner mirrors `installKey`/`retireKey` into
 /// its `SessionKeyRing`.
-public struct ConcentratorControlSession: Sendable {
+public struct ConcentratorControlSession: Sendable, ControlSessionCore {
     public struct Configuration: Equatable, Sendable {
         /// Lifetime of each granted key.
         public var keyLifetimeSeconds: UInt32
@@ -395,8 +425,8 @@ public struct ConcentratorControlSession: Sendable {
     public private(set) var configuration: Configuration
     private var keys: any SessionKeySource
     private var state: State = .idle
-    private var decoder = ControlFrameDecoder()
-    private var keepalive = KeepaliveClock(now: 0)
+    fileprivate var decoder = ControlFrameDecoder()
+    fileprivate var keepalive = KeepaliveClock(now: 0)
     private var current: IssuedKey?
     /// The replaced key and when its grace ends.
     private var previous: (id: UInt32, retireAt: UInt64)?
@@ -450,24 +480,10 @@ public struct ConcentratorControlSession: Sendable {
 
     public mutating func receive<C: Collection>(_ bytes: C, nowMillis now: UInt64) -> [ControlAction]
     where C.Element == UInt8 {
-        guard !isIdleOrClosed else { return [] }
-        keepalive.heard(now)
-        decoder.append(bytes)
-        var actions: [ControlAction] = []
-        while !isIdleOrClosed {
-            do {
-                guard let message = try decoder.next() else { break }
-                actions += handle(message, now: now)
-            } catch let e as ControlError {
-                actions += fail(e)
-            } catch {
-                actions += fail(ControlError(.internalError, "\(error)"))
-            }
-        }
-        return actions
+        receiveFrames(bytes, now: now)
     }
 
-    private mutating func handle(_ message: ControlMessage, now: UInt64) -> [ControlAction] {
+    fileprivate mutating func handle(_ message: ControlMessage, now: UInt64) -> [ControlAction] {
         switch (state, message) {
         case (.awaitingHello, .hello(let hello)):
             // Hello names the highest version the gateway speaks; we answer in ours, 1, which
@@ -571,28 +587,23 @@ public struct ConcentratorControlSession: Sendable {
 
     /// The transport ended without goodbye; the keys stay in the ring until they expire.
     public mutating func connectionClosed(nowMillis _: UInt64) -> [ControlAction] {
-        guard !isIdleOrClosed else { return [] }
-        return close(.connectionLost)
+        lost()
     }
 
     /// Leave on purpose (subscriber removed, concentrator stopping).
     public mutating func shutdown(nowMillis _: UInt64) -> [ControlAction] {
-        guard !isIdleOrClosed else { return [] }
-        return [.send(ControlMessage.frame(.goodbye))] + close(.shutdown)
+        leave()
     }
 
-    private var isIdleOrClosed: Bool {
+    fileprivate var isIdleOrClosed: Bool {
         switch state {
         case .idle, .closed: return true
         default: return false
         }
     }
 
-    private mutating func fail(_ error: ControlError) -> [ControlAction] {
-        [.send(ControlMessage.errorFrame(error.code, error.reason))] + close(.protocolError(error))
-    }
 
-    private mutating func close(_ reason: ControlCloseReason) -> [ControlAction] {
+    fileprivate mutating func close(_ reason: ControlCloseReason) -> [ControlAction] {
         var actions: [ControlAction] = []
         if reason.retiresKeys {
             actions += liveKeyIDs.map { .retireKey(id: $0) }
