@@ -125,10 +125,20 @@ final class ControlServerHandler: ChannelInboundHandler {
         case .welcome(let s, let serviceClass):
             subscriber = s.name
             open.add(s.name, context.channel)
-            let info = serviceClass.map {
-                ControlMessage.ClassInfo(
-                    name: $0.name, rateDownBitsPerSecond: $0.rateDown, rateUpBitsPerSecond: $0.rateUp,
-                    maxSessions: $0.maxSessions)
+            let info = serviceClass.flatMap { c -> ControlMessage.ClassInfo? in
+                let info = ControlMessage.ClassInfo(
+                    name: c.name, rateDownBitsPerSecond: c.rateDown, rateUpBitsPerSecond: c.rateUp,
+                    maxSessions: c.maxSessions)
+                // `braid check` refuses what the frame cannot carry; a class that still does not
+                // encode is not pushed (its limits apply here all the same) rather than stopping
+                // the session, which must only ever send what it can encode.
+                do {
+                    _ = try ControlMessage.classInfo(info).encode()
+                    return info
+                } catch {
+                    logger.error("service class not pushed to the gateway", metadata: ["error": "\(error)"])
+                    return nil
+                }
             }
             let book = self.book
             var session = ConcentratorControlSession(

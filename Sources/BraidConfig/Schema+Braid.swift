@@ -131,8 +131,9 @@ extension ConfigSchema {
                     doc: "Unix socket where `braid reload` asks the running concentrator."),
             ]),
         SectionSchema(
-            "class", role: .concentrator, count: .many, named: true,
-            doc: "A service class (an operator's plan): limits that apply to each subscriber in it.",
+            "class", role: .concentrator, count: .many, named: true, maxNameBytes: 255,
+            doc: "A service class (an operator's plan): limits that apply to each subscriber in it. Its name "
+                + "(at most 255 bytes) is sent to the subscriber's gateway over the control channel.",
             options: [
                 OptionSchema(
                     "rate_down", .rate, default: "0", example: "50M",
@@ -145,9 +146,9 @@ extension ConfigSchema {
                     doc: "Open data connections per subscriber; 0 is unlimited."),
             ]),
         SectionSchema(
-            "subscriber", role: .concentrator, count: .many, named: true,
+            "subscriber", role: .concentrator, count: .many, named: true, maxNameBytes: 64,
             doc: "A gateway known by its certificate: the section name is the certificate's subject common name "
-                + "(so letters, digits and '_' only, as uci names are).",
+                + "(so letters, digits and '_' only, as uci names are, and at most 64 bytes, X.509's limit).",
             options: [
                 OptionSchema(
                     "class", .reference("class"), required: true, example: "standard",

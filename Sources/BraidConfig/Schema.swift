@@ -109,16 +109,21 @@ public struct SectionSchema: Sendable {
     public var count: Count
     /// The section must be named (`config TYPE 'NAME'`), because something refers to it by name.
     public var named: Bool
+    /// Longest name in bytes, when the name goes somewhere with a limit of its own (a wire field,
+    /// a certificate's common name); nil when only uci's rules apply.
+    public var maxNameBytes: Int?
     public var doc: String
     public var options: [OptionSchema]
 
     public init(
-        _ type: String, role: ConfigRole, count: Count, named: Bool = false, doc: String, options: [OptionSchema]
+        _ type: String, role: ConfigRole, count: Count, named: Bool = false, maxNameBytes: Int? = nil, doc: String,
+        options: [OptionSchema]
     ) {
         self.type = type
         self.role = role
         self.count = count
         self.named = named
+        self.maxNameBytes = maxNameBytes
         self.doc = doc
         self.options = options
     }
@@ -280,6 +285,12 @@ extension ConfigSchema {
                     ConfigError(
                         file: package.file, line: section.line, section: section.label,
                         "'config \(schema.type)' needs a name, as in config \(schema.type) 'NAME'"))
+            }
+            if let limit = schema.maxNameBytes, let name = section.name, name.utf8.count > limit {
+                result.errors.append(
+                    ConfigError(
+                        file: package.file, line: section.line, section: section.label,
+                        "name of \(name.utf8.count) bytes, at most \(limit)", value: name))
             }
             for option in section.options where schema.option(option.name) == nil {
                 result.errors.append(

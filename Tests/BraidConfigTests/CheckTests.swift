@@ -225,6 +225,39 @@ final class CheckTests: XCTestCase {
         }
     }
 
+    /// A name that goes on the wire or into a certificate is refused by `check` when it cannot fit
+    /// there: a class name of 256 bytes once passed and then stopped the concentrator at the first
+    /// hello of a subscriber in that class.
+    func testNamesTooLongForTheWireOrACertificate() {
+        let longClass = String(repeating: "c", count: 256)
+        let text = concentrator + "\nconfig class '\(longClass)'\n\nconfig subscriber 'cpe_1'\n\toption class '\(longClass)'\n"
+        XCTAssertEqual(problems(text), ["braid.conf:4: \(longClass): name of 256 bytes, at most 255 (\(longClass))"])
+        let fits = String(repeating: "c", count: 255)
+        XCTAssertEqual(problems(text.replacingOccurrences(of: longClass, with: fits)), [])
+        let longSubscriber = String(repeating: "s", count: 65)
+        XCTAssertEqual(
+            problems(concentrator + "\nconfig class 'standard'\n\nconfig subscriber '\(longSubscriber)'\n\toption class 'standard'\n"),
+            ["braid.conf:6: \(longSubscriber): name of 65 bytes, at most 64 (\(longSubscriber))"])
+    }
+
+    /// Secrets that group or others may read are refused with the file and its mode, as ssh does.
+    func testPresharedKeyReadableByOthersIsRefused() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("braid-psk-\(getpid())").path
+        defer { unlink(path) }
+        FileManager.default.createFile(atPath: path, contents: Data((PresharedKey.encode(Array(repeating: 7, count: 32)) + "\n").utf8))
+        chmod(path, 0o600)
+        XCTAssertEqual(try PresharedKey.load(path: path), Array(repeating: 7, count: 32))
+        for mode: mode_t in [0o644, 0o640, 0o604, 0o620] {
+            chmod(path, mode)
+            XCTAssertThrowsError(try PresharedKey.load(path: path)) { error in
+                XCTAssertEqual(
+                    "\(error)",
+                    "\(path):0: permissions \(String(mode, radix: 8)) for \(path) are too open: a secret must be "
+                        + "readable by its owner only (chmod 600 \(path))")
+            }
+        }
+    }
+
     func testRoleGivenButNotInTheFile() {
         XCTAssertEqual(problems(concentrator, role: .gateway), ["braid.conf:0: no 'config gateway' section"])
         // Sections of the other role are not checked for this one.
