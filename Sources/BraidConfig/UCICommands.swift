@@ -149,6 +149,13 @@ public struct UCICommandLine {
             result.errors += Self.usage
             return 0
         }
+        // Staged changes are read from these directories and committed: they must be the user's.
+        do {
+            for dir in deltaPaths + [saveDir] { try files.checkPrivateDirectory(dir) }
+        } catch {
+            report(error)
+            return (error as? UCIError)?.code ?? 1
+        }
         switch name.lowercased() {
         case "show", "changes", "export", "commit": return packageCommand(name.lowercased(), command)
         case "get", "set", "add_list", "del_list", "del", "delete", "ren", "rename", "revert", "reorder":

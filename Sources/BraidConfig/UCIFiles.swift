@@ -16,6 +16,10 @@ public protocol UCIFileSystem {
     func replaceAtomically(_ path: String, _ text: String) throws
     /// Standard input, or the named file (`-f FILE`).
     func readInput(_ path: String?) throws -> String
+    /// Refuses a save or delta directory that is not the user's own: a symbolic link, not a
+    /// directory, owned by another user, or writable by group or others. A missing one is fine
+    /// (it is made with mode 0700 when a change is saved).
+    func checkPrivateDirectory(_ path: String) throws
 }
 
 /// The real file system, through the C library.
@@ -61,14 +65,34 @@ public struct UCILocalFiles: UCIFileSystem {
         return names.sorted()
     }
 
+    // Save files only: their directory is checked to be the user's own, and the file itself is
+    // never opened through a symbolic link (root's `commit` would otherwise truncate the target).
     public func append(_ path: String, _ text: String) throws {
         try makeParent(of: path)
-        try write(path, text, flags: O_WRONLY | O_CREAT | O_APPEND)
+        try write(path, text, flags: O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW)
     }
 
     public func replace(_ path: String, _ text: String) throws {
         try makeParent(of: path)
-        try write(path, text, flags: O_WRONLY | O_CREAT | O_TRUNC)
+        try write(path, text, flags: O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW)
+    }
+
+    public func checkPrivateDirectory(_ path: String) throws {
+        var st = stat()
+        guard lstat(path, &st) == 0 else {
+            if errno == ENOENT { return }
+            throw UCIError.unsafeDirectory(path: path, reason: String(cString: strerror(errno)))
+        }
+        let refuse = { (reason: String) in UCIError.unsafeDirectory(path: path, reason: reason) }
+        switch st.st_mode & S_IFMT {
+        case S_IFDIR: break
+        case S_IFLNK: throw refuse("it is a symbolic link")
+        default: throw refuse("it is not a directory")
+        }
+        guard st.st_uid == geteuid() else { throw refuse("it belongs to uid \(st.st_uid), not to uid \(geteuid())") }
+        guard st.st_mode & 0o022 == 0 else {
+            throw refuse("group or others may write to it (mode \(String(st.st_mode & 0o7777, radix: 8)))")
+        }
     }
 
     public func replaceAtomically(_ path: String, _ text: String) throws {
@@ -97,19 +121,17 @@ public struct UCILocalFiles: UCIFileSystem {
         return try Self.readAll(f)
     }
 
+    /// Makes the save directory (mode 0700) unless it exists, and checks it either way: one that
+    /// appeared between the check and mkdir is checked as well.
     func makeParent(of path: String) throws {
         guard let slash = path.lastIndex(of: "/"), slash != path.startIndex else { return }
         let dir = String(path[..<slash])
-        var st = stat()
-        if stat(dir, &st) == 0 {
-            if st.st_mode & S_IFMT != S_IFDIR { throw UCIError.io }
-            return
-        }
         if mkdir(dir, 0o700) != 0 && errno != EEXIST { throw UCIError.io }
+        try checkPrivateDirectory(dir)
     }
 
     func write(_ path: String, _ text: String, flags: Int32) throws {
-        let fd = open(path, flags, 0o600)
+        let fd = open(path, flags | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw UCIError.io }
         defer { close(fd) }
         guard Self.writeAll(fd, text) else { throw UCIError.io }
