@@ -1,3 +1,4 @@
+import BraidCore
 import Foundation
 
 /// The simple-mode data-connection key: 32 random bytes, base64 on one line (`braid genkey`).
@@ -5,6 +6,7 @@ public enum PresharedKey {
     public static let size = 32
 
     public static func load(path: String) throws -> [UInt8] {
+        if let problem = secretFileProblem(path) { throw ConfigError(file: path, line: 0, problem) }
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
             throw ConfigError(file: path, line: 0, "cannot read the pre-shared key file")
         }

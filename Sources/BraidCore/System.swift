@@ -78,3 +78,15 @@ public func raiseFileLimit() -> (old: UInt64, new: UInt64) {
     }
     return (old, UInt64(limit.rlim_cur))
 }
+
+/// Why a file holding a secret (a private key, the pre-shared key) must not be used, or nil when
+/// only its owner may read and write it. Refused as ssh refuses a key: a secret that group or
+/// others can read has to be taken for leaked, and one they can write for replaced.
+public func secretFileProblem(_ path: String) -> String? {
+    var st = stat()
+    guard stat(path, &st) == 0 else { return nil }  // the read that follows names what is wrong
+    let mode = st.st_mode & 0o7777
+    guard mode & 0o077 != 0 else { return nil }
+    return "permissions \(String(mode, radix: 8)) for \(path) are too open: a secret must be readable by its owner "
+        + "only (chmod 600 \(path))"
+}

@@ -1,3 +1,4 @@
+import BraidCore
 import COpenSSL
 
 #if canImport(Glibc)
@@ -19,7 +20,8 @@ func readCertificate(_ path: String, reason: TLSError.Reason) throws -> OpaquePo
 
 /// Reads a PEM private key.
 func readPrivateKey(_ path: String, reason: TLSError.Reason) throws -> OpaquePointer {
-    try withFileBIO(path, reason: reason) { bio in
+    if let problem = secretFileProblem(path) { throw TLSError(reason, problem) }
+    return try withFileBIO(path, reason: reason) { bio in
         guard let k = PEM_read_bio_PrivateKey(bio, nil, nil, nil) else {
             throw TLSError.openSSL(reason, "\(path): no PEM private key")
         }
