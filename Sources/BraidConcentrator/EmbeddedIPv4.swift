@@ -11,10 +11,10 @@ public struct EmbeddedIPv4: Hashable, Sendable, CustomStringConvertible {
         case ipv4Compatible = "IPv4-compatible ::/96"
         /// NAT64 well-known prefix (RFC 6052): IPv4 in the last 32 bits.
         case nat64 = "NAT64 64:ff9b::/96"
-        /// NAT64 local-use prefix (RFC 8215), laid out for a /48 (RFC 6052 §2.2): IPv4 in bits
-        /// 48-63 and 72-87, around the zero "u" octet.
+        /// NAT64 local-use prefix (RFC 8215) used whole, laid out for a /48 (RFC 6052 §2.2): IPv4
+        /// in bits 48-63 and 72-87, around the zero "u" octet.
         case nat64LocalUse48 = "NAT64 64:ff9b:1::/48"
-        /// The same prefix used as a /96 by a translator: IPv4 in the last 32 bits.
+        /// A /96 out of the same prefix (a translator's usual choice): IPv4 in the last 32 bits.
         case nat64LocalUse96 = "NAT64 64:ff9b:1::/48 as /96"
         /// 6to4 (RFC 3056): IPv4 in bits 16-47.
         case sixToFour = "6to4 2002::/16"
@@ -50,8 +50,15 @@ public struct EmbeddedIPv4: Hashable, Sendable, CustomStringConvertible {
         } else if starts([0x00, 0x64, 0xff, 0x9b] + [UInt8](repeating: 0, count: 8)) {
             out.append(.init(.nat64, v4(12, 13, 14, 15)))
         } else if starts([0x00, 0x64, 0xff, 0x9b, 0x00, 0x01]) {
-            out.append(.init(.nat64LocalUse48, v4(6, 7, 9, 10)))
-            out.append(.init(.nat64LocalUse96, v4(12, 13, 14, 15)))
+            // Which layout the translator uses is its operator's choice; the two usual ones are
+            // read. Where one layout holds the address, the other reads zeros (its bits are the
+            // other's prefix or suffix, zero by RFC 6052 §2.2): a zero candidate is no address.
+            // Both non-zero: both are judged, and either refused refuses the destination.
+            let layouts = [
+                EmbeddedIPv4(.nat64LocalUse48, v4(6, 7, 9, 10)), EmbeddedIPv4(.nat64LocalUse96, v4(12, 13, 14, 15)),
+            ]
+            let candidates = layouts.filter { $0.address != .v4(0) }
+            out += candidates.isEmpty ? [layouts[1]] : candidates
         } else if starts([0x20, 0x02]) {
             out.append(.init(.sixToFour, v4(2, 3, 4, 5)))
         } else if starts([0x20, 0x01, 0x00, 0x00]) {

@@ -118,9 +118,13 @@ final class DestinationPolicyTests: XCTestCase {
         func forms(_ a: String) -> [String] { EmbeddedIPv4.all(in: IPAddress(a)!).map(\.description) }
         XCTAssertEqual(forms("64:ff9b::c000:221"), ["192.0.2.33 in NAT64 64:ff9b::/96"])
         // RFC 6052 §2.4's table, the /48 row with the local-use prefix: 192.0.2.33 = c0 00 02 21.
+        XCTAssertEqual(forms("64:ff9b:1:c000:2:2100::"), ["192.0.2.33 in NAT64 64:ff9b:1::/48"])
+        XCTAssertEqual(forms("64:ff9b:1::c000:221"), ["192.0.2.33 in NAT64 64:ff9b:1::/48 as /96"])
+        XCTAssertEqual(forms("64:ff9b:1::"), ["0.0.0.0 in NAT64 64:ff9b:1::/48 as /96"])
+        // Both layouts hold an address: both are judged.
         XCTAssertEqual(
-            forms("64:ff9b:1:c000:2:2100::"),
-            ["192.0.2.33 in NAT64 64:ff9b:1::/48", "0.0.0.0 in NAT64 64:ff9b:1::/48 as /96"])
+            forms("64:ff9b:1:c000:2:2100:a00:1"),
+            ["192.0.2.33 in NAT64 64:ff9b:1::/48", "10.0.0.1 in NAT64 64:ff9b:1::/48 as /96"])
         // RFC 4380 §4's example: server 65.54.227.120, client 192.0.2.45 behind port 40000.
         XCTAssertEqual(
             forms("2001:0:4136:e378:8000:63bf:3fff:fdd2"),
@@ -187,7 +191,7 @@ final class DestinationPolicyTests: XCTestCase {
         assertRefused("::ffff:198.18.21.2", by: "deny_dest 198.18.21.0/24", embedded: .ipv4Mapped, policy: policy)
         assertAllowed("172.16.5.1", policy: policy)
         XCTAssertEqual(IPPrefix("::ffff:0:0/96")!.unmappingIPv4.description, "0.0.0.0/0")
-        XCTAssertEqual(IPPrefix("::ffff:0:0/95")!.unmappingIPv4.description, "::ffff:0:0/95")
+        XCTAssertEqual(IPPrefix("::ffff:0:0/95")!.unmappingIPv4.description, "::ffff:0.0.0.0/95")
         XCTAssertEqual(IPPrefix("2001:db8::/32")!.unmappingIPv4.description, "2001:db8::/32")
     }
 

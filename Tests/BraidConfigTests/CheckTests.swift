@@ -61,7 +61,7 @@ final class CheckTests: XCTestCase {
             ),
             (
                 "port range backwards", concentrator + "\tlist deny_port '25'\n\tlist deny_port '8080-8000'\n",
-                ["braid.conf:4: main.deny_port: \(portRangeError) (8080-8000)"]
+                ["braid.conf:3: main.deny_port: \(portRangeError) (8080-8000)"]
             ),
             (
                 "port range not a number", concentrator + "\tlist allow_port 'https'\n",
@@ -73,7 +73,7 @@ final class CheckTests: XCTestCase {
             ),
             (
                 "allow_dest", concentrator + "\tlist allow_dest '172.16.5.0/24'\n\tlist allow_dest 'fd00::/129'\n",
-                ["braid.conf:4: main.allow_dest: not an address or CIDR prefix (fd00::/129)"]
+                ["braid.conf:3: main.allow_dest: not an address or CIDR prefix (fd00::/129)"]
             ),
             (
                 "unknown option", gateway + "\toption colour 'blue'\n",

@@ -64,23 +64,23 @@ policy_reload() {
 # A LAN host's request for http://ADDRESS[:PORT]/big must be refused quickly (a reset, not a hang),
 # with nothing received and no SYN leaving the concentrator.
 policy_refused() { # policy_refused LABEL ADDRESS [PORT]
-    local label=$1 host=$2 port=${3:-80} before after out rc
+    local label=$1 host=$2 port=${3:-80} before after seconds bytes rc
     [[ $host == *:* ]] && host="[$host]"
     : >"$LAB_WORK/policy.body"  # curl creates it only when something arrives
     before=$(policy_syns)
-    out=$(nsx "$NS_LAN" curl -sS -g --max-time 10 -o "$LAB_WORK/policy.body" -w '%{time_total} %{size_download}' \
-        "http://$host:$port/big" 2>&1)
+    seconds=$(nsx "$NS_LAN" curl -sS -g --max-time 10 -o "$LAB_WORK/policy.body" -w '%{time_total}' \
+        "http://$host:$port/big" 2>"$LAB_WORK/policy.err")
     rc=$?
     after=$(policy_syns)
-    local seconds=${out%% *} bytes
     bytes=$(wc -c <"$LAB_WORK/policy.body")
     if ((rc != 0 && rc != 28 && bytes == 0 && after == before)) && awk -v s="$seconds" 'BEGIN { exit !(s < 5) }'; then
         pass "$label: $host:$port refused (curl exit $rc after ${seconds}s), no SYN from the concentrator"
     else
-        fail "$label: $host:$port refused" "curl exit $rc, $bytes bytes received, sha256 $(sha256sum <"$LAB_WORK/policy.body" | cut -c1-16)…: $out" \
+        fail "$label: $host:$port refused" "curl exit $rc, $bytes bytes received, sha256 $(sha256sum <"$LAB_WORK/policy.body" | cut -c1-16)…" \
+            "after ${seconds}s: $(cat "$LAB_WORK/policy.err")" \
             "SYNs the concentrator sent: $before -> $after"
     fi
-    rm -f "$LAB_WORK/policy.body"
+    rm -f "$LAB_WORK/policy.body" "$LAB_WORK/policy.err"
 }
 
 # A LAN host's download of nginx's /big from ADDRESS must arrive whole (sha256 equal).
