@@ -134,6 +134,15 @@ section_policy() {
     policy_refused "allow_port 80, port $ORIGIN_PORT" "$ORIGIN4" "$ORIGIN_PORT"
     policy_served "allow_port 80" "$ORIGIN4"
 
+    # 4. Refusals are counted, not logged one by one: the notice every 10 s names the rules.
+    local log="$LAB_WORK/concentrator.log"
+    if wait_for 12 bash -c "grep 'refused destinations' '$log' | grep -q 'own address'" &&
+        grep 'refused destinations' "$log" | grep -q 'built-in 172.16.0.0/12'; then
+        pass "refusals counted by rule: $(grep 'refused destinations' "$log" | grep -o 'rules=[^=]*' | head -1)"
+    else
+        fail "refusals counted by rule" "$(grep 'refused destinations' "$log" | tail -2)"
+    fi
+
     policy_teardown
     hostile_restore
 }
