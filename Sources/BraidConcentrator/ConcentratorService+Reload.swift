@@ -3,8 +3,8 @@ import BraidCore
 import BraidDataPlane
 
 /// Reloading the concentrator: a valid configuration's destination policy replaces the running
-/// one at once for new connections; relays already running are not looked at again. Options bound into
-/// the listener or the key need a restart; a reload that changes one is refused whole.
+/// one at once for new connections; relays already running are not looked at again. Options bound
+/// into the listener or the key need a restart; a reload that changes one is refused whole.
 extension ConcentratorService {
     /// Asks the control thread to reload (SIGHUP). Safe from any thread; the outcome is logged.
     public func reload() {
