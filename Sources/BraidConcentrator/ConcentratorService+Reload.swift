@@ -2,9 +2,9 @@ import BraidConfig
 import BraidCore
 import BraidDataPlane
 
-/// Reloading the concentrator: a valid configuration's deny list replaces the running one at
-/// once for new connections; relays already running are not looked at again. Options bound into
-/// the listener or the key need a restart; a reload that changes one is refused whole.
+/// Reloading the concentrator: a valid configuration's destination policy replaces the running
+/// one at once for new connections; relays already running are not looked at again. Options bound
+/// into the listener or the key need a restart; a reload that changes one is refused whole.
 extension ConcentratorService {
     /// Asks the control thread to reload (SIGHUP). Safe from any thread; the outcome is logged.
     public func reload() {
@@ -18,10 +18,14 @@ extension ConcentratorService {
     /// What the local socket answers: a reload, or the running policy for `status`.
     func answer(_ question: String) -> String {
         if question == "reload" { return reloadNow().text }
-        let deny = denyList.current.configured.map { "\"\($0)\"" }.joined(separator: ",")
+        let policy = destinationPolicy.current
+        func list(_ items: [some CustomStringConvertible]) -> String {
+            "[" + items.map { "\"\($0)\"" }.joined(separator: ",") + "]"
+        }
         return """
             {"role":"concentrator","listen":"\(Endpoint(address: config.listen, port: config.port))",\
-            "deny_dest":[\(deny)]}
+            "deny_dest":\(list(policy.denyDestinations)),"allow_dest":\(list(policy.allowDestinations)),\
+            "deny_port":\(list(policy.denyPorts)),"allow_port":\(list(policy.allowPorts))}
             """
     }
 
@@ -42,8 +46,8 @@ extension ConcentratorService {
         } catch {
             return refused(path, ["\(error)"])
         }
-        if !diff.denyAdded.isEmpty || !diff.denyRemoved.isEmpty {
-            denyList.current = DenyList(configured: new.denyDestinations)
+        if diff.destinationPolicyChanged {
+            destinationPolicy.current = DestinationPolicy(new)
         }
         // Classes and subscribers: new sessions and control channels see them; a disabled
         // subscriber's keys go at once.
@@ -61,19 +65,19 @@ extension ConcentratorService {
     }
 }
 
-/// The deny list in force, shared by the data reactors (readers, once per connection) and the
-/// control thread (the writer, at a reload). A connection is judged by the list as it was when its
-/// destination was checked.
-final class CurrentDenyList: @unchecked Sendable {
+/// The destination policy in force, shared by the data reactors (readers, once per connection) and
+/// the control thread (the writer, at a reload). The policy is one value swapped under a lock, so a
+/// connection is judged wholly by the old policy or wholly by the new one, never by a mix.
+final class CurrentDestinationPolicy: @unchecked Sendable {
     private let lock = Mutex()
-    private var list: DenyList
+    private var policy: DestinationPolicy
 
-    init(_ list: DenyList) {
-        self.list = list
+    init(_ policy: DestinationPolicy) {
+        self.policy = policy
     }
 
-    var current: DenyList {
-        get { lock.withLock { list } }
-        set { lock.withLock { list = newValue } }
+    var current: DestinationPolicy {
+        get { lock.withLock { policy } }
+        set { lock.withLock { policy = newValue } }
     }
 }

@@ -6,6 +6,10 @@ import BraidTLS
 import BraidWire
 import Logging
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The concentrator role: an MPTCP listener that turns authenticated Convert requests into TCP
 /// connections to their destinations and relays them. Policy lives here (which destinations are
 /// refused); the data plane does the I/O.
@@ -22,7 +26,7 @@ public final class ConcentratorService {
     var control: ReactorGroup?
     private var statusServer: LocalQueryServer?
     /// Read by every data reactor at each connection; swapped whole by a reload.
-    let denyList: CurrentDenyList
+    let destinationPolicy: CurrentDestinationPolicy
     /// Subscribers, their session keys, open sessions and rate buckets.
     private(set) var book: SubscriberBook?
     var controlServer: ControlServer?
@@ -30,7 +34,7 @@ public final class ConcentratorService {
     public init(config: ConcentratorConfig, logger: Logger) {
         self.config = config
         self.logger = logger
-        denyList = CurrentDenyList(DenyList(configured: config.denyDestinations))
+        destinationPolicy = CurrentDestinationPolicy(DestinationPolicy(config))
     }
 
     /// Binds the listener and starts the reactors. Throws with a message naming what failed
@@ -48,7 +52,7 @@ public final class ConcentratorService {
         }
         let limit = raiseFileLimit()
         try acceptSubflows()
-        let denyList = self.denyList
+        let destinationPolicy = self.destinationPolicy
         let localAddresses = LocalAddresses()
         let listen = Endpoint(address: config.listen, port: config.port)
         let forwarder = ConvertForwarder(
@@ -58,7 +62,9 @@ public final class ConcentratorService {
             keys: { id in try book.key(for: id) }, logger: logger,
             admission: { request in book.admit(keyID: request.authentication.keyID) }
         ) { destination in
-            denyList.current.refusal(for: destination.address, localAddresses: localAddresses.current())
+            destinationPolicy.current.refusal(for: destination, localAddresses: localAddresses.current()).map {
+                ConvertForwarder.DestinationDenial(rule: $0.ruleName, reason: "\($0)")
+            }
         }
         let group = try ReactorGroup(logger: logger)
         do {
@@ -143,7 +149,7 @@ public final class ConcentratorService {
 /// The host's own addresses (always refused as destinations), refreshed at most once a second:
 /// addresses change rarely, and getifaddrs per connection would cost more than the rest of the
 /// handshake.
-final class LocalAddresses {
+final class LocalAddresses: @unchecked Sendable {
     private let lock = Mutex()
     private var at: UInt64 = 0
     private var set: Set<IPAddress> = []
@@ -152,7 +158,7 @@ final class LocalAddresses {
         let now = wallClockMillis()
         return lock.withLock {
             if now &- at > 1000 {
-                set = DenyList.localAddresses()
+                set = Self.read()
                 at = now
             }
             return set
@@ -164,4 +170,32 @@ final class LocalAddresses {
 public struct ServiceError: Error, CustomStringConvertible {
     public var description: String
     public init(_ d: String) { description = d }
+}
+
+extension LocalAddresses {
+    /// Addresses configured on this host's interfaces (getifaddrs); empty when it fails, which
+    /// leaves the built-in loopback and unspecified ranges refused all the same.
+    static func read() -> Set<IPAddress> {
+        var out: Set<IPAddress> = []
+        var list: UnsafeMutablePointer<ifaddrs>? = nil
+        guard getifaddrs(&list) == 0 else { return out }
+        defer { freeifaddrs(list) }
+        var p = list
+        while let entry = p {
+            if let sa = entry.pointee.ifa_addr {
+                switch Int32(sa.pointee.sa_family) {
+                case AF_INET:
+                    let a = sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee.sin_addr.s_addr }
+                    out.insert(.v4(UInt32(bigEndian: a)))
+                case AF_INET6:
+                    var a = sa.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { $0.pointee.sin6_addr }
+                    out.insert(.v6(withUnsafeBytes(of: &a) { Array($0) }))
+                default:
+                    break
+                }
+            }
+            p = entry.pointee.ifa_next
+        }
+        return out
+    }
 }

@@ -112,7 +112,14 @@ public struct ConcentratorConfig: Equatable, Sendable {
     public var listen: IPAddress
     public var port: UInt16
     public var pskFile: String
+    /// `deny_dest`: refused on top of the concentrator's built-in list.
     public var denyDestinations: [IPPrefix]
+    /// `allow_dest`: opened although the built-in list refuses them.
+    public var allowDestinations: [IPPrefix] = []
+    /// `deny_port`: destination ports never connected to.
+    public var denyPorts: [PortRange] = []
+    /// `allow_port`: when not empty, the only destination ports connected to.
+    public var allowPorts: [PortRange] = []
     /// Seconds a client may take to send its whole Convert message.
     public var handshakeTimeout: Double
     /// Data connections accepted but not yet authenticated, at most (`max_pending`).
@@ -276,6 +283,9 @@ public struct BraidConfigReader {
             port: UInt16(truncatingIfNeeded: c.number("port") ?? 0),
             pskFile: c.text("psk_file") ?? "",
             denyDestinations: c.prefixes("deny_dest"),
+            allowDestinations: c.prefixes("allow_dest"),
+            denyPorts: c.portRanges("deny_port"),
+            allowPorts: c.portRanges("allow_port"),
             handshakeTimeout: c.seconds("handshake_timeout") ?? 0,
             maxPending: UInt32(truncatingIfNeeded: c.number("max_pending") ?? 0),
             maxPendingPerSource: UInt32(truncatingIfNeeded: c.number("max_pending_per_source") ?? 0),

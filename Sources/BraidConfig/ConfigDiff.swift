@@ -166,6 +166,8 @@ public struct ConcentratorConfigDiff: Equatable, Sendable {
     public var fixed: [FixedOptionChange] = []
     public var denyAdded: [IPPrefix] = []
     public var denyRemoved: [IPPrefix] = []
+    /// `allow_dest`, `deny_port` and `allow_port` entries added and removed, as the summary says them.
+    public var destinationPolicyChanges: [String] = []
     /// Names of service classes added, removed or with other limits.
     public var classesChanged: [String] = []
     /// Names of subscribers added, removed or changed.
@@ -186,8 +188,23 @@ public struct ConcentratorConfigDiff: Equatable, Sendable {
         self.fixed = fixed.changes
         denyAdded = new.denyDestinations.filter { !old.denyDestinations.contains($0) }
         denyRemoved = old.denyDestinations.filter { !new.denyDestinations.contains($0) }
+        destinationPolicyChanges =
+            Self.listChanges("allow_dest", old.allowDestinations, new.allowDestinations)
+            + Self.listChanges("deny_port", old.denyPorts, new.denyPorts)
+            + Self.listChanges("allow_port", old.allowPorts, new.allowPorts)
         classesChanged = Self.changedNames(old.classes, new.classes, name: \.name)
         subscribersChanged = Self.changedNames(old.subscribers, new.subscribers, name: \.name)
+    }
+
+    /// Whether the destination policy (deny_dest, allow_dest, deny_port, allow_port) changed.
+    public var destinationPolicyChanged: Bool {
+        !denyAdded.isEmpty || !denyRemoved.isEmpty || !destinationPolicyChanges.isEmpty
+    }
+
+    /// "OPTION VALUE added" and "OPTION VALUE removed" for the entries of a list that differ.
+    private static func listChanges<T: Equatable>(_ option: String, _ old: [T], _ new: [T]) -> [String] {
+        new.filter { !old.contains($0) }.map { "\(option) \($0) added" }
+            + old.filter { !new.contains($0) }.map { "\(option) \($0) removed" }
     }
 
     private static func changedNames<T: Equatable>(_ old: [T], _ new: [T], name: (T) -> String) -> [String] {
@@ -205,6 +222,7 @@ public struct ConcentratorConfigDiff: Equatable, Sendable {
         var out: [String] = []
         for p in denyAdded { out.append("deny_dest \(p) added") }
         for p in denyRemoved { out.append("deny_dest \(p) removed") }
+        out += destinationPolicyChanges
         if !classesChanged.isEmpty { out.append("class \(classesChanged.joined(separator: ", ")) changed") }
         if !subscribersChanged.isEmpty {
             out.append("subscriber \(subscribersChanged.joined(separator: ", ")) changed")

@@ -112,9 +112,21 @@ extension ConfigSchema {
                     "session_lifetime", .seconds(60...86_400, whole: true), default: "3600",
                     doc: "Seconds a session key handed out over the control channel stays valid."),
                 OptionSchema(
-                    "deny_dest", .list, .prefix, example: "10.0.0.0/8",
-                    doc: "Destinations never connected to, on top of the built-in list (loopback, link-local, "
-                        + "multicast, own addresses)."),
+                    "deny_dest", .list, .prefix, example: "198.51.100.0/24",
+                    doc: "Destinations never connected to, on top of the built-in list (private, shared, "
+                        + "loopback, link-local, multicast and other special-purpose ranges, cloud metadata "
+                        + "addresses, own addresses; IPv6 forms that embed such an IPv4 address)."),
+                OptionSchema(
+                    "allow_dest", .list, .prefix, example: "10.20.0.0/16",
+                    doc: "Destinations opened although the built-in list refuses them (a private service, a lab). "
+                        + "The most specific entry of built-in list, deny_dest and allow_dest decides; loopback, "
+                        + "unspecified, multicast and reserved ranges and the concentrator's own addresses stay refused."),
+                OptionSchema(
+                    "deny_port", .list, .portRange, example: "25",
+                    doc: "Destination ports never connected to: a port or a range `8000-8080`."),
+                OptionSchema(
+                    "allow_port", .list, .portRange, example: "443",
+                    doc: "When set, only these destination ports are connected to (deny_port still applies)."),
                 OptionSchema(
                     "handshake_timeout", .seconds(0.1...300, whole: false), default: "2",
                     doc: "Seconds a gateway may take to send its whole Convert message; a connection that stalls "
@@ -185,7 +197,7 @@ extension ConfigTemplate {
             "Rendered from the schema by `braid config defaults concentrator` (make config).",
         ],
         sections: [
-            .init("concentrator", "main", ["psk_file": "/etc/braid/psk", "deny_dest": "10.0.0.0/8"]),
+            .init("concentrator", "main", ["psk_file": "/etc/braid/psk"]),
             .init("class", "standard"),
             // Commented out: a listed subscriber is an operator's decision, not a default.
             .init("subscriber", "cpe_0001", commentedOut: true),

@@ -101,6 +101,7 @@ extension ConfigSchema {
             "| address | IPv4 or IPv6 address: `198.18.10.2`, `2001:db8::1` |",
             "| prefix | address or CIDR prefix: `10.0.0.0/8`, `2001:db8::/32` |",
             "| port | 1 to 65535 |",
+            "| port range | a port or an inclusive range `LOW-HIGH`: `25`, `8000-8080` |",
             "| integer, milliseconds, seconds | decimal, within the range shown |",
             "| boolean | `1`/`0`, `on`/`off`, `true`/`false`, `yes`/`no`, `enabled`/`disabled` |",
             "| rate | bits per second, optional suffix `k`, `M` or `G` (1000-based): `50M`; `0` is unlimited |",
@@ -134,6 +135,7 @@ extension ConfigSchema {
         case .port: "port"
         case .address: "address"
         case .prefix: "prefix"
+        case .portRange: "port range"
         case .uint(let r): "integer \(r.lowerBound)–\(r.upperBound)"
         case .milliseconds(let r): "milliseconds \(r.lowerBound)–\(r.upperBound)"
         case .seconds(let r, _): "seconds \(Self.show(r.lowerBound))–\(Self.show(r.upperBound))"

@@ -13,8 +13,10 @@ public enum ValueType: Sendable, Equatable {
     case port
     /// IPv4 or IPv6 address.
     case address
-    /// Address or CIDR prefix; a bare address is a host prefix.
+    /// Address or CIDR prefix; a bare address is a host prefix. `::ffff:a.b.c.d/n` reads as IPv4.
     case prefix
+    /// A port or an inclusive range of ports: `25`, `8000-8080`.
+    case portRange
     /// Decimal whole number in a range.
     case uint(ClosedRange<UInt64>)
     /// Decimal whole number of milliseconds in a range.
@@ -47,6 +49,7 @@ public enum ConfigValue: Sendable, Equatable {
     case text(String)
     case address(IPAddress)
     case prefix(IPPrefix)
+    case portRange(PortRange)
 }
 
 /// One option of a section: its name, shape, type, default and a one-line description.
@@ -226,6 +229,10 @@ public struct ValidatedSection: Sendable {
         list(name).compactMap { if case .prefix(let p) = $0 { p } else { nil } }
     }
 
+    public func portRanges(_ name: String) -> [PortRange] {
+        list(name).compactMap { if case .portRange(let r) = $0 { r } else { nil } }
+    }
+
     mutating func set(_ name: String, _ v: [ConfigValue]) {
         values[name] = v
     }
@@ -395,7 +402,12 @@ extension ConfigSchema {
             return .address(a)
         case .prefix:
             guard let p = IPPrefix(text) else { throw bad("not an address or CIDR prefix") }
-            return .prefix(p)
+            return .prefix(p.unmappingIPv4)
+        case .portRange:
+            guard let r = PortRange(text) else {
+                throw bad("must be a port 1-65535 or a range LOW-HIGH of them with LOW <= HIGH")
+            }
+            return .portRange(r)
         case .uint(let range):
             guard let n = decimal(text), range.contains(n) else {
                 throw bad("must be a whole number from \(range.lowerBound) to \(range.upperBound)")

@@ -131,6 +131,16 @@ public struct IPPrefix: Hashable, Sendable, CustomStringConvertible {
         return true
     }
 
+    /// The IPv4 prefix an IPv4-mapped prefix (`::ffff:a.b.c.d/n`, n >= 96) stands for, else self.
+    /// Destinations arrive as IPv4 (RFC 8803 carries IPv4 mapped, and it is unmapped on reading),
+    /// so a mapped prefix left as IPv6 would never match anything.
+    public var unmappingIPv4: IPPrefix {
+        guard case .v6(let b) = address, length >= 96, let v4 = IPAddress(mappedIPv6Bytes: b), v4.isIPv4,
+            let p = IPPrefix(address: v4, length: length - 96)
+        else { return self }
+        return p
+    }
+
     public var description: String { "\(address)/\(length)" }
 }
 

@@ -39,8 +39,21 @@ public final class ConvertForwarder {
         }
     }
 
-    /// Why a destination is refused (the deny list), or nil to connect.
-    public typealias DestinationPolicy = (Endpoint) -> String?
+    /// A destination the role's policy refuses.
+    public struct DestinationDenial: Sendable {
+        /// The rule, for the counters: one of a bounded set of names ("built-in 10.0.0.0/8").
+        public var rule: String
+        /// Everything about it, for the debug log.
+        public var reason: String
+
+        public init(rule: String, reason: String) {
+            self.rule = rule
+            self.reason = reason
+        }
+    }
+
+    /// Why a destination is refused, or nil to connect.
+    public typealias DestinationPolicy = (Endpoint) -> DestinationDenial?
     /// Whether an authenticated request's subscriber may open one more session, and with what limits.
     public typealias AdmissionPolicy = (ConvertRequest) -> Admission
 
@@ -58,6 +71,9 @@ public final class ConvertForwarder {
     let pending = PendingHandshakes()
     /// Connections turned away before authentication since the last summary.
     let refusals = RefusalTally()
+    /// Authenticated connections to destinations the policy refuses, by rule, since the last summary:
+    /// a gateway's users can ask for such destinations as fast as they like.
+    let deniedDestinations = RefusalTally()
     /// How often the summary of `refusals` is logged (when there is anything to say).
     static let summaryIntervalNanos: UInt64 = 10_000_000_000
 
@@ -134,6 +150,14 @@ public final class ConvertForwarder {
     }
 
     func logRefusalSummary() {
+        if let denied = deniedDestinations.take() {
+            logger.notice(
+                "data connections to refused destinations",
+                metadata: [
+                    "seconds": "\(Self.summaryIntervalNanos / 1_000_000_000)", "refused": "\(denied.total)",
+                    "rules": "\(denied.reasonsText)", "sources": "\(denied.sourcesText)",
+                ])
+        }
         guard let summary = refusals.take() else { return }
         logger.notice(
             "data connections refused before authentication",
@@ -238,8 +262,10 @@ final class ConvertAcceptor: ReactorHandler {
                     refuseUnauthenticated(.request(handshake.refusal ?? .malformed), "\(error)")
                 case .connect(let request, let remainder):
                     releasePendingSlot()  // authenticated: from here on the subscriber's limits apply
-                    if let reason = forwarder.policy(request.destination) {
-                        refuse(ConvertError(.notAuthorized, "destination \(request.destination) denied: \(reason)"))
+                    if let denial = forwarder.policy(request.destination) {
+                        // Counted and logged at debug: the summary says how many, by rule and source.
+                        forwarder.deniedDestinations.record(.destination(rule: denial.rule), from: source)
+                        refuse(ConvertError(.notAuthorized, "destination denied: \(denial.reason)"), logLevel: .debug)
                     } else {
                         connect(request, remainder: remainder)
                     }
@@ -376,13 +402,14 @@ final class ConvertAcceptor: ReactorHandler {
     /// TLV with its specific code, then closes: write side first so the reply is not lost to a
     /// reset, then the whole connection once the client closes or two seconds pass. The client
     /// proved who it is, and may still be sending the data it put behind its request.
-    private func refuse(_ error: ConvertError) {
+    private func refuse(_ error: ConvertError, logLevel: Logger.Level = .info) {
         switch state {
         case .refusing, .done: return
         default: break
         }
         state = .refusing
-        forwarder.logger.info(
+        forwarder.logger.log(
+            level: logLevel,
             "data connection refused", metadata: ["peer": "\(peer)", "code": "\(error.code.rawValue)", "reason": "\(error)"])
         let reply = ConvertServerHandshake.errorReply(error.code)
         _ = reply.withUnsafeBytes { send(client, $0.baseAddress!, $0.count, Int32(MSG_NOSIGNAL)) }

@@ -13,6 +13,8 @@ enum RefusalReason: Hashable, Sendable, CustomStringConvertible {
     case maxPending
     /// Reset at accept: its source block had `max_pending_per_source` handshakes pending.
     case maxPendingPerSource
+    /// Authenticated, for a destination the policy refuses; `rule` names the rule.
+    case destination(rule: String)
 
     var description: String {
         switch self {
@@ -21,13 +23,14 @@ enum RefusalReason: Hashable, Sendable, CustomStringConvertible {
         case .aborted: "aborted"
         case .maxPending: "max_pending"
         case .maxPendingPerSource: "max_pending_per_source"
+        case .destination(let rule): rule
         }
     }
 }
 
-/// Counts data connections turned away before authentication, by reason and by source block,
-/// so the log gets one summary per interval rather than one line per connection: a flood cannot
-/// flood the log. Each connection's own reason goes to the debug log.
+/// Counts data connections turned away (before authentication, or for a refused destination), by
+/// reason and by source block, so the log gets one summary per interval rather than one line per
+/// connection: a flood cannot flood the log. Each connection's own reason goes to the debug log.
 ///
 /// One small lock, shared by the reactors; memory is bounded by `maxSources`: refusals from
 /// further sources within one interval are counted, not named.

@@ -38,6 +38,9 @@ final class CheckTests: XCTestCase {
         XCTAssertEqual(reader.check().roles, [.gateway, .concentrator])
     }
 
+    /// What `deny_port` and `allow_port` say about a value that is not a port or a range of ports.
+    let portRangeError = "must be a port 1-65535 or a range LOW-HIGH of them with LOW <= HIGH"
+
     func testBrokenConfigs() {
         let cases: [(name: String, text: String, expected: [String])] = [
             (
@@ -55,6 +58,22 @@ final class CheckTests: XCTestCase {
             (
                 "prefix", concentrator + "\tlist deny_dest '10.0.0.0/8'\n\tlist deny_dest '10.0.0.0/33'\n",
                 ["braid.conf:3: main.deny_dest: not an address or CIDR prefix (10.0.0.0/33)"]
+            ),
+            (
+                "port range backwards", concentrator + "\tlist deny_port '25'\n\tlist deny_port '8080-8000'\n",
+                ["braid.conf:3: main.deny_port: \(portRangeError) (8080-8000)"]
+            ),
+            (
+                "port range not a number", concentrator + "\tlist allow_port 'https'\n",
+                ["braid.conf:3: main.allow_port: \(portRangeError) (https)"]
+            ),
+            (
+                "port zero", concentrator + "\tlist allow_port '0-1023'\n",
+                ["braid.conf:3: main.allow_port: \(portRangeError) (0-1023)"]
+            ),
+            (
+                "allow_dest", concentrator + "\tlist allow_dest '172.16.5.0/24'\n\tlist allow_dest 'fd00::/129'\n",
+                ["braid.conf:3: main.allow_dest: not an address or CIDR prefix (fd00::/129)"]
             ),
             (
                 "unknown option", gateway + "\toption colour 'blue'\n",

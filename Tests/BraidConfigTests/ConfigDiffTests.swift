@@ -196,6 +196,25 @@ final class ConfigDiffTests: XCTestCase {
         XCTAssertEqual(new.statusSocket, "/run/braid/concentrator.sock")
     }
 
+    func testDestinationPolicyChanges() throws {
+        let running = try concentrator(["10.0.0.0/8"])
+        var reader = BraidConfigReader(
+            package: try UCIParser.parse(
+                concentratorText(
+                    ["10.0.0.0/8"], "\tlist allow_dest '::ffff:172.16.5.0/120'\n\tlist deny_port '8000-8080'\n"
+                        + "\tlist allow_port '80'\n"), file: "c.conf"))
+        let (new, diff) = try reader.concentratorReload(running: running)
+        XCTAssertEqual(new.allowDestinations.map(\.description), ["172.16.5.0/24"])
+        XCTAssertTrue(diff.destinationPolicyChanged)
+        XCTAssertEqual(
+            diff.summary, "allow_dest 172.16.5.0/24 added; deny_port 8000-8080 added; allow_port 80 added")
+        var again = BraidConfigReader(package: try UCIParser.parse(concentratorText(["10.0.0.0/8"]), file: "c.conf"))
+        let (_, back) = try again.concentratorReload(running: new)
+        XCTAssertEqual(
+            back.summary, "allow_dest 172.16.5.0/24 removed; deny_port 8000-8080 removed; allow_port 80 removed")
+        XCTAssertFalse(ConcentratorConfigDiff(from: new, to: new).destinationPolicyChanged)
+    }
+
     func testConcentratorFixedOptions() throws {
         let running = try concentrator([])
         var reader = BraidConfigReader(
