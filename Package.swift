@@ -103,6 +103,9 @@ let package = Package(
         .testTarget(name: "BraidConfigTests", dependencies: ["BraidConfig", "BraidCore"]),
         .testTarget(name: "BraidGatewayTests", dependencies: ["BraidGateway"]),
         .testTarget(
+            name: "BraidConcentratorTests",
+            dependencies: ["BraidConcentrator", "BraidConfig", "BraidDataPlane", "BraidWire"]),
+        .testTarget(
             name: "BraidDataPlaneTests",
             dependencies: ["BraidDataPlane", "BraidWire", "BraidCore", .product(name: "Logging", package: "swift-log")]),
         // Golden cases for `braid uci`, read from Golden/ next to the test source.
