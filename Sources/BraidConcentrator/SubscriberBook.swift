@@ -139,7 +139,8 @@ final class SubscriberBook: @unchecked Sendable {
                 guard let o = try? ring.lookup(id: keyID, nowMillis: now / 1_000_000).owner,
                     let s = subscribers[o], s.enabled
                 else {
-                    return .refuse(ConvertError(.notAuthorized, "key \(keyID) no longer belongs to an enabled subscriber"))
+                    return .refuse(
+                        ConvertError(.notAuthorized, "key \(keyID) no longer belongs to an enabled subscriber"))
                 }
                 owner = o
             }
@@ -147,7 +148,8 @@ final class SubscriberBook: @unchecked Sendable {
             let count = open[owner, default: 0]
             if let c, c.maxSessions > 0, count >= Int(c.maxSessions) {
                 return .refuse(
-                    ConvertError(.resourceExceeded, "\(owner): \(count) sessions open, class \(c.name) allows \(c.maxSessions)"))
+                    ConvertError(
+                        .resourceExceeded, "\(owner): \(count) sessions open, class \(c.name) allows \(c.maxSessions)"))
             }
             open[owner] = count + 1
             var b = buckets[owner] ?? (nil, nil)
