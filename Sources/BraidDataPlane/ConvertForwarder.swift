@@ -198,7 +198,8 @@ final class ConvertAcceptor: ReactorHandler {
         self.forwarder = forwarder
         // The address the gateway dialled is its default identity for us (its `server_name`
         // defaults to its `server`); a DNAT in front of the concentrator needs `identity` instead.
-        let arrivedOn = forwarder.config.addressIsIdentity ? Sockets.localEndpoint(fd).map { ["\($0.address)"] } ?? [] : []
+        let arrivedOn =
+            forwarder.config.addressIsIdentity ? Sockets.localEndpoint(fd).map { ["\($0.address)"] } ?? [] : []
         self.handshake = ConvertServerHandshake(
             lookup: forwarder.keys, identities: forwarder.config.identities + arrivedOn,
             notBeforeMillis: forwarder.config.notBeforeMillis)

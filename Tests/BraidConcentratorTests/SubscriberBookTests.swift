@@ -18,7 +18,7 @@ final class SubscriberBookTests: XCTestCase {
         let text = """
             config concentrator 'main'
             \toption psk_file '/etc/braid/psk'
-            \(tls ? "\toption ca '/etc/braid/ca.crt'\n\toption cert '/etc/braid/conc.crt'\n\toption key '/etc/braid/conc.key'" : "")
+            \(tls ? "\toption ca '/ca.crt'\n\toption cert '/conc.crt'\n\toption key '/conc.key'" : "")
             \(pskClass.map { "\toption psk_class '\($0)'" } ?? "")
 
             config class 'standard'

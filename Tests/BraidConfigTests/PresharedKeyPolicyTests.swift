@@ -7,7 +7,7 @@ import XCTest
 final class PresharedKeyPolicyTests: XCTestCase {
     func concentrator(_ extra: String, tls: Bool = true) throws -> ConcentratorConfig {
         var text = "config concentrator 'main'\n\toption psk_file '/etc/braid/psk'\n"
-        if tls { text += "\toption ca '/etc/braid/ca.crt'\n\toption cert '/etc/braid/c.crt'\n\toption key '/etc/braid/c.key'\n" }
+        if tls { text += "\toption ca '/ca.crt'\n\toption cert '/c.crt'\n\toption key '/c.key'\n" }
         text += extra + "\nconfig class 'pskc'\n\toption max_sessions '4'\n"
         var reader = BraidConfigReader(package: try UCIParser.parse(text, file: "braid.conf"))
         return try reader.concentrator()
@@ -52,8 +52,8 @@ final class PresharedKeyPolicyTests: XCTestCase {
         let running = try concentrator("")
         var reader = BraidConfigReader(
             package: try UCIParser.parse(
-                "config concentrator 'main'\n\toption psk_file '/etc/braid/psk'\n\toption ca '/etc/braid/ca.crt'\n"
-                    + "\toption cert '/etc/braid/c.crt'\n\toption key '/etc/braid/c.key'\n\toption psk_class 'pskc'\n"
+                "config concentrator 'main'\n\toption psk_file '/etc/braid/psk'\n\toption ca '/ca.crt'\n"
+                    + "\toption cert '/c.crt'\n\toption key '/c.key'\n\toption psk_class 'pskc'\n"
                     + "\nconfig class 'pskc'\n\toption max_sessions '4'\n", file: "braid.conf"))
         let (new, diff) = try reader.concentratorReload(running: running)
         XCTAssertEqual(new.pskClass, "pskc")
@@ -62,8 +62,8 @@ final class PresharedKeyPolicyTests: XCTestCase {
 
         var again = BraidConfigReader(
             package: try UCIParser.parse(
-                "config concentrator 'main'\n\toption psk_file '/etc/braid/psk'\n\toption ca '/etc/braid/ca.crt'\n"
-                    + "\toption cert '/etc/braid/c.crt'\n\toption key '/etc/braid/c.key'\n\tlist identity 'x.example.net'\n"
+                "config concentrator 'main'\n\toption psk_file '/etc/braid/psk'\n\toption ca '/ca.crt'\n"
+                    + "\toption cert '/c.crt'\n\toption key '/c.key'\n\tlist identity 'x.example.net'\n"
                     + "\nconfig class 'pskc'\n\toption max_sessions '4'\n", file: "braid.conf"))
         XCTAssertThrowsError(try again.concentratorReload(running: running)) { error in
             XCTAssertTrue("\(error)".contains("identity"), "\(error)")
