@@ -14,7 +14,7 @@ import Glibc
 /// Until a connection has authenticated it costs almost nothing: it is reset at accept when too
 /// many handshakes are pending (in total or from its source), it holds its descriptor for at
 /// most the handshake timeout, and whatever is wrong with it (malformed, cut short, stalled, bad
-/// or unknown key, stale, replayed) it gets the same 8-byte Not Authorized answer and a FIN, with
+/// or unknown key, stale or older than the process, replayed) it gets the same 8-byte Not Authorized answer and a FIN, with
 /// no drain period. Each reason goes to the debug log; a summary every ten seconds says how many
 /// were turned away, why, and from where.
 public final class ConvertForwarder {
