@@ -102,7 +102,9 @@ let package = Package(
         .testTarget(name: "BraidFuzzTargetsTests", dependencies: ["BraidFuzzTargets"]),
         .testTarget(name: "BraidConfigTests", dependencies: ["BraidConfig", "BraidCore"]),
         .testTarget(name: "BraidGatewayTests", dependencies: ["BraidGateway"]),
-        .testTarget(name: "BraidConcentratorTests", dependencies: ["BraidConcentrator", "BraidConfig", "BraidCore"]),
+        .testTarget(
+            name: "BraidConcentratorTests",
+            dependencies: ["BraidConcentrator", "BraidConfig", "BraidCore", "BraidDataPlane", "BraidWire"]),
         .testTarget(
             name: "BraidDataPlaneTests",
             dependencies: ["BraidDataPlane", "BraidWire", "BraidCore", .product(name: "Logging", package: "swift-log")]),

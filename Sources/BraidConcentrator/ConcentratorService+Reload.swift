@@ -1,6 +1,7 @@
 import BraidConfig
 import BraidCore
 import BraidDataPlane
+import BraidTLS
 
 /// Reloading the concentrator: a valid configuration's destination policy replaces the running
 /// one at once for new connections; relays already running are not looked at again. Options bound
@@ -46,12 +47,26 @@ extension ConcentratorService {
         } catch {
             return refused(path, ["\(error)"])
         }
+        // The CRL is read again at every reload (its path is fixed, its content is not): a bad
+        // one refuses the reload, as it would refuse the start.
+        var revocations: (RevocationList, TLSContext)?
+        if controlServer != nil, let files = new.tls, let crl = files.crl {
+            do {
+                revocations = (
+                    try RevocationList(path: crl, ca: files.ca),
+                    try TLSContext(role: .server, ca: files.ca, certificate: files.cert, key: files.key, crl: crl)
+                )
+            } catch {
+                return refused(path, ["\(error)"])
+            }
+        }
         if diff.destinationPolicyChanged {
             destinationPolicy.current = DestinationPolicy(new)
         }
         // Classes and subscribers: new sessions and control channels see them; a disabled
         // subscriber's keys go at once.
         if let gone = book?.update(new) { controlServer?.revoke(gone) }
+        if let (crl, tls) = revocations { controlServer?.revoke(certificatesIn: crl, tls: tls) }
         config = new
         logger.notice("configuration reloaded", metadata: ["file": "\(path)", "changes": "\(diff.summary)"])
         return .reloaded(summary: diff.summary)

@@ -40,8 +40,13 @@ public final class ConcentratorService {
     /// Binds the listener and starts the reactors. Throws with a message naming what failed
     /// (key file, bind address).
     public func start() throws {
+        // Taken first: a request stamped before this may have been captured before a restart.
+        let startedMillis = wallClockMillis()
         let key = config.pskFile.isEmpty ? nil : try PresharedKey.load(path: config.pskFile)
         let book = SubscriberBook(config: config, presharedKey: key)
+        if key != nil, !config.acceptsPresharedKey {
+            logger.notice("pre-shared key refused on the data port: ca, cert and key are set, psk_class is not")
+        }
         self.book = book
         // The TLS context first: a missing or unreadable certificate stops the start here.
         let tls = try config.tls.map {
@@ -50,6 +55,11 @@ public final class ConcentratorService {
         if let change = try KernelSettings.enableFastOpen(server: true) {
             logger.notice("enabled TCP Fast Open server side", metadata: ["net.ipv4.tcp_fastopen": "\(change.old) -> \(change.new)"])
         }
+        // The names a data connection's MAC may be bound to: `identity` alone when set (so two
+        // concentrators on one address are told apart), else the certificate's name and the
+        // address the connection arrived on (what a gateway's `server_name` defaults to).
+        let certificateName = try config.tls.flatMap { try TLSContext.commonName(ofCertificateAt: $0.cert) }
+        let identities = config.identities.isEmpty ? (certificateName.map { [$0] } ?? []) : config.identities
         let limit = raiseFileLimit()
         try acceptSubflows()
         let destinationPolicy = self.destinationPolicy
@@ -58,7 +68,8 @@ public final class ConcentratorService {
         let forwarder = ConvertForwarder(
             config: .init(
                 listen: listen, handshakeTimeoutNanos: UInt64(config.handshakeTimeout * 1e9),
-                maxPending: Int(config.maxPending), maxPendingPerSource: Int(config.maxPendingPerSource)),
+                maxPending: Int(config.maxPending), maxPendingPerSource: Int(config.maxPendingPerSource),
+                identities: identities, addressIsIdentity: config.identities.isEmpty, notBeforeMillis: startedMillis),
             keys: { id in try book.key(for: id) }, logger: logger,
             admission: { request in book.admit(keyID: request.authentication.keyID) }
         ) { destination in

@@ -1,5 +1,6 @@
 import BraidConfig
 import BraidCore
+import BraidDataPlane
 import BraidTLS
 import BraidWire
 import Logging
@@ -16,12 +17,18 @@ final class ControlServer {
     private let logger: Logger
     private let open = OpenChannels()
     private var pruning: RepeatedTask?
+    /// The TLS context new handshakes use and the CRL they were checked with; a reload replaces both.
+    private let current: CurrentTLS
+    private let book: SubscriberBook
 
     /// Binds the listener. The TLS context is built by the caller, so a bad file stops the start.
     init(
         listen: Endpoint, tls: TLSContext, book: SubscriberBook, sessionLifetime: UInt32, logger: Logger
     ) throws {
         self.logger = logger
+        self.book = book
+        let current = CurrentTLS(tls)
+        self.current = current
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let open = self.open
         let address = try SocketAddress(ipAddress: "\(listen.address)", port: Int(listen.port))
@@ -34,11 +41,13 @@ final class ControlServer {
                 channel.eventLoop.makeCompletedFuture {
                     var connectionLogger = logger
                     connectionLogger[metadataKey: "peer"] = "\(channel.remoteAddress.map { "\($0)" } ?? "?")"
-                    let handler = try TLSHandler(context: tls, handshakeTimeout: .seconds(10), logger: connectionLogger)
+                    let handler = try TLSHandler(
+                        context: current.context, handshakeTimeout: .seconds(10), logger: connectionLogger)
                     try channel.pipeline.syncOperations.addHandler(handler)
                     try channel.pipeline.syncOperations.addHandler(
                         ControlServerHandler(
-                            book: book, sessionLifetime: sessionLifetime, open: open, logger: connectionLogger))
+                            book: book, sessionLifetime: sessionLifetime, open: open, current: current,
+                            logger: connectionLogger))
                 }
             }
         do {
@@ -60,9 +69,28 @@ final class ControlServer {
         let open = self.open
         let logger = self.logger
         group.next().execute {
-            for (name, channel) in open.channels where subscribers.contains(name) {
+            for (name, _, channel) in open.entries where subscribers.contains(name) {
                 logger.notice("control channel closed: subscriber removed or disabled", metadata: ["subscriber": "\(name)"])
                 channel.close(promise: nil)
+            }
+        }
+    }
+
+    /// Takes a CRL read again by a reload: new handshakes use `tls` (built with it), and the
+    /// channels already up whose certificate it revokes are closed and their keys dropped at
+    /// once, since OpenSSL checks a CRL only during a handshake.
+    func revoke(certificatesIn crl: RevocationList, tls: TLSContext) {
+        current.replace(tls, crl)
+        let open = self.open
+        let book = self.book
+        let logger = self.logger
+        group.next().execute {
+            for entry in open.entries where crl.revokes(serial: entry.serial) {
+                book.retireAll(owner: entry.name)
+                logger.notice(
+                    "control channel closed: certificate revoked",
+                    metadata: ["subscriber": "\(entry.name)", "serial": "\(entry.serial)"])
+                entry.channel.close(promise: nil)
             }
         }
     }
@@ -79,10 +107,31 @@ final class ControlServer {
 /// then runs a ConcentratorControlSession and carries out its actions.
 /// The control channels with a known subscriber, touched only on the server's one event loop.
 final class OpenChannels: @unchecked Sendable {
-    private(set) var channels: [(String, Channel)] = []
+    /// Subscriber, certificate serial, channel.
+    private(set) var entries: [(name: String, serial: String, channel: Channel)] = []
 
-    func add(_ name: String, _ channel: Channel) { channels.append((name, channel)) }
-    func remove(_ channel: Channel) { channels.removeAll { $0.1 === channel } }
+    func add(_ name: String, serial: String, _ channel: Channel) { entries.append((name, serial, channel)) }
+    func remove(_ channel: Channel) { entries.removeAll { $0.channel === channel } }
+}
+
+/// The TLS context for new control connections and the CRL it holds, swapped whole by a reload.
+/// A handshake that began with the old context is checked against the new CRL when it completes.
+final class CurrentTLS: @unchecked Sendable {
+    private let lock = Mutex()
+    private var _context: TLSContext
+    private var _crl: RevocationList?
+
+    init(_ context: TLSContext) { _context = context }
+
+    var context: TLSContext { lock.withLock { _context } }
+    var crl: RevocationList? { lock.withLock { _crl } }
+
+    func replace(_ context: TLSContext, _ crl: RevocationList) {
+        lock.withLock {
+            _context = context
+            _crl = crl
+        }
+    }
 }
 
 final class ControlServerHandler: ChannelInboundHandler {
@@ -98,9 +147,12 @@ final class ControlServerHandler: ChannelInboundHandler {
     private var timer: Scheduled<Void>?
     private var keys: [UInt32] = []
 
-    init(book: SubscriberBook, sessionLifetime: UInt32, open: OpenChannels, logger: Logger) {
+    private let current: CurrentTLS
+
+    init(book: SubscriberBook, sessionLifetime: UInt32, open: OpenChannels, current: CurrentTLS, logger: Logger) {
         self.book = book
         self.open = open
+        self.current = current
         self.sessionLifetime = sessionLifetime
         self.logger = logger
     }
@@ -114,7 +166,11 @@ final class ControlServerHandler: ChannelInboundHandler {
         }
         let name = done.peerCommonName
         logger[metadataKey: "subscriber"] = "\(name)"
-        switch book.check(commonName: name) {
+        // A handshake that began before a reload brought a new CRL was checked with the old one.
+        let verdict: SubscriberBook.Verdict =
+            current.crl?.revokes(serial: done.peerSerial) == true
+            ? .refused("certificate revoked") : book.check(commonName: name)
+        switch verdict {
         case .refused(let why):
             // Refused right after TLS: the certificate is genuine but the operator does not serve it.
             logger.notice("control channel refused", metadata: ["reason": "\(why)"])
@@ -124,7 +180,7 @@ final class ControlServerHandler: ChannelInboundHandler {
             }
         case .welcome(let s, let serviceClass):
             subscriber = s.name
-            open.add(s.name, context.channel)
+            open.add(s.name, serial: done.peerSerial, context.channel)
             let info = serviceClass.flatMap { c -> ControlMessage.ClassInfo? in
                 let info = ControlMessage.ClassInfo(
                     name: c.name, rateDownBitsPerSecond: c.rateDown, rateUpBitsPerSecond: c.rateUp,

@@ -15,10 +15,24 @@ final class SubscriberBook: @unchecked Sendable {
     private var buckets: [String: (down: TokenBucket?, up: TokenBucket?)] = [:]
     /// The pre-shared key, behind key id 0, when the simple mode is configured.
     private let presharedKey: [UInt8]?
+    /// Whether key id 0 is accepted now, and the class all its sessions share (a reload may
+    /// change both: `ConcentratorConfig.acceptsPresharedKey`, `psk_class`).
+    private var presharedPolicy: (accepted: Bool, serviceClass: String?) = (false, nil)
+
+    /// The owner that sessions with the pre-shared key are counted and shaped under: one
+    /// pseudo-subscriber for every holder of the key. A space keeps it apart from real
+    /// subscribers, whose names are uci section names.
+    static let presharedOwner = "pre-shared key"
 
     init(config: ConcentratorConfig, presharedKey: [UInt8]?) {
         self.presharedKey = presharedKey
         update(config)
+    }
+
+    /// The class that limits `owner`'s sessions: its subscriber's, or `psk_class` for the key.
+    private func serviceClass(of owner: String) -> ServiceClass? {
+        if owner == Self.presharedOwner { return presharedPolicy.serviceClass.flatMap { classes[$0] } }
+        return subscribers[owner].flatMap { classes[$0.serviceClass] }
     }
 
     /// Takes new classes and subscribers (start, reload). Rates apply to sessions opened after.
@@ -30,10 +44,11 @@ final class SubscriberBook: @unchecked Sendable {
             let before = Set(subscribers.values.filter(\.enabled).map(\.name))
             subscribers = Dictionary(config.subscribers.map { ($0.name, $0) }, uniquingKeysWith: { $1 })
             classes = Dictionary(config.classes.map { ($0.name, $0) }, uniquingKeysWith: { $1 })
+            presharedPolicy = (presharedKey != nil && config.acceptsPresharedKey, config.pskClass)
             // A subscriber keeps its buckets (shared with its running sessions) unless its rates
             // changed; otherwise sessions opened after a reload would get a second, full bucket.
             for (name, b) in buckets {
-                let c = subscribers[name].flatMap { classes[$0.serviceClass] }
+                let c = serviceClass(of: name)
                 if b.down?.bitsPerSecond != c.flatMap({ $0.rateDown > 0 ? $0.rateDown : nil })
                     || b.up?.bitsPerSecond != c.flatMap({ $0.rateUp > 0 ? $0.rateUp : nil })
                 {
@@ -77,6 +92,11 @@ final class SubscriberBook: @unchecked Sendable {
         lock.withLock { ring.retire(id: id) }
     }
 
+    /// Drops every session key of `owner` (its certificate was revoked).
+    func retireAll(owner: String) {
+        lock.withLock { ring.retireAll(owner: owner) }
+    }
+
     /// Drops expired keys; returns their ids.
     func prune() -> [UInt32] {
         let now = Self.nowMillis()
@@ -85,32 +105,51 @@ final class SubscriberBook: @unchecked Sendable {
 
     // MARK: data connections
 
-    /// The key for a data connection's key id: a live session key, or the pre-shared key for id 0.
+    /// The key for a data connection's key id: a live session key, or the pre-shared key for id 0
+    /// while it is accepted (a refused key is an unknown key: the client learns nothing more).
     func key(for id: UInt32) throws -> [UInt8] {
         let now = Self.nowMillis()
         return try lock.withLock {
             if id == 0 {
                 guard let presharedKey else { throw ConvertError(.notAuthorized, "pre-shared key mode is off") }
+                guard presharedPolicy.accepted else {
+                    throw ConvertError(.notAuthorized, "pre-shared key refused: TLS is configured and psk_class is not")
+                }
                 return presharedKey
             }
             return try ring.lookup(id: id, nowMillis: now).key
         }
     }
 
-    /// Admits an authenticated data connection for its subscriber: counts it against the class's
-    /// session limit and hands over the subscriber's rate buckets. The ticket gives the session
-    /// back when the last reference to it goes.
+    /// Admits an authenticated data connection for its subscriber (or the pre-shared key's
+    /// pseudo-subscriber, for key id 0): counts it against the class's session limit and hands
+    /// over the rate buckets. Ownership is checked again here, under the lock: a reload that
+    /// disabled the subscriber (or refused the pre-shared key) after the MAC was checked still
+    /// wins. The ticket gives the session back when the last reference to it goes.
     func admit(keyID: UInt32) -> Admission {
         let now = monotonicNanos()
         return lock.withLock {
-            guard keyID != 0 else { return .admit(SessionGrant(limitToOrigin: nil, limitToClient: nil, ticket: nil)) }
-            guard let owner = try? ring.lookup(id: keyID, nowMillis: now / 1_000_000).owner,
-                let s = subscribers[owner], s.enabled
-            else { return .refuse(ConvertError(.notAuthorized, "key \(keyID) no longer belongs to an enabled subscriber")) }
-            let c = classes[s.serviceClass]
+            let owner: String
+            if keyID == 0 {
+                guard presharedKey != nil, presharedPolicy.accepted else {
+                    return .refuse(ConvertError(.notAuthorized, "the pre-shared key is refused"))
+                }
+                owner = Self.presharedOwner
+            } else {
+                guard let o = try? ring.lookup(id: keyID, nowMillis: now / 1_000_000).owner,
+                    let s = subscribers[o], s.enabled
+                else {
+                    return .refuse(
+                        ConvertError(.notAuthorized, "key \(keyID) no longer belongs to an enabled subscriber"))
+                }
+                owner = o
+            }
+            let c = serviceClass(of: owner)
             let count = open[owner, default: 0]
-            if let max = c?.maxSessions, max > 0, count >= Int(max) {
-                return .refuse(ConvertError(.resourceExceeded, "\(owner): \(count) sessions open, class \(s.serviceClass) allows \(max)"))
+            if let c, c.maxSessions > 0, count >= Int(c.maxSessions) {
+                return .refuse(
+                    ConvertError(
+                        .resourceExceeded, "\(owner): \(count) sessions open, class \(c.name) allows \(c.maxSessions)"))
             }
             open[owner] = count + 1
             var b = buckets[owner] ?? (nil, nil)

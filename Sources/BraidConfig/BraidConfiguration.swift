@@ -136,6 +136,15 @@ public struct ConcentratorConfig: Equatable, Sendable {
     public var subscribers: [Subscriber] = []
     /// Unix socket where `braid reload` asks the running concentrator.
     public var statusSocket: String = "/run/braid/concentrator.sock"
+    /// Class of the connections authenticated with the pre-shared key (key id 0), all together;
+    /// nil: unlimited without TLS, refused with TLS.
+    public var pskClass: String? = nil
+    /// Extra names a data connection's MAC may be bound to (`identity`).
+    public var identities: [String] = []
+
+    /// Whether data connections with the pre-shared key are accepted at all: in the simple mode
+    /// always, next to TLS only with a class of their own.
+    public var acceptsPresharedKey: Bool { !pskFile.isEmpty && (tls == nil || pskClass != nil) }
 }
 
 /// Reads typed role configurations from a UCI package through `ConfigSchema.braid`, collecting every error.
@@ -278,7 +287,10 @@ public struct BraidConfigReader {
             tls?.crl = crl
         }
         checkDistinctPorts(c, &p)
-        let config = ConcentratorConfig(
+        if let pskClass = c.text("psk_class"), !c.isSet("psk_file") {
+            p.error(c, "psk_class", "needs psk_file", value: pskClass)
+        }
+        var config = ConcentratorConfig(
             listen: c.address("listen") ?? .v4(0),
             port: UInt16(truncatingIfNeeded: c.number("port") ?? 0),
             pskFile: c.text("psk_file") ?? "",
@@ -301,6 +313,8 @@ public struct BraidConfigReader {
                 Subscriber(name: $0.label, serviceClass: $0.text("class") ?? "", enabled: $0.flag("enabled") ?? true)
             },
             statusSocket: c.text("status_socket") ?? "")
+        config.pskClass = c.text("psk_class")
+        config.identities = c.texts("identity")
         return (config, sortedByLine(p.errors))
     }
 

@@ -172,6 +172,8 @@ public struct ConcentratorConfigDiff: Equatable, Sendable {
     public var classesChanged: [String] = []
     /// Names of subscribers added, removed or changed.
     public var subscribersChanged: [String] = []
+    /// `psk_class` set, removed or changed: applies to connections made after the reload.
+    public var pskClassChanged = false
 
     public init(from old: ConcentratorConfig, to new: ConcentratorConfig) {
         var fixed = FixedOptions()
@@ -185,7 +187,9 @@ public struct ConcentratorConfigDiff: Equatable, Sendable {
         fixed.compare("max_pending", old.maxPending, new.maxPending)
         fixed.compare("max_pending_per_source", old.maxPendingPerSource, new.maxPendingPerSource)
         fixed.compare("status_socket", old.statusSocket, new.statusSocket)
+        fixed.compare("identity", old.identities, new.identities)
         self.fixed = fixed.changes
+        pskClassChanged = old.pskClass != new.pskClass
         denyAdded = new.denyDestinations.filter { !old.denyDestinations.contains($0) }
         denyRemoved = old.denyDestinations.filter { !new.denyDestinations.contains($0) }
         destinationPolicyChanges =
@@ -227,6 +231,7 @@ public struct ConcentratorConfigDiff: Equatable, Sendable {
         if !subscribersChanged.isEmpty {
             out.append("subscriber \(subscribersChanged.joined(separator: ", ")) changed")
         }
+        if pskClassChanged { out.append("psk_class changed") }
         return out
     }
 }

@@ -34,7 +34,10 @@ extension ConfigSchema {
                         + "dead after three without an answer and the channel is opened again (backoff with jitter)."),
                 OptionSchema(
                     "server_name", .hostName, defaultNote: "the server address", example: "concentrator.example.net",
-                    doc: "Name the concentrator's certificate must carry (subjectAltName DNS name or IP address)."),
+                    doc: "Name the concentrator's certificate must carry (subjectAltName DNS name or IP address); "
+                        + "data connections' MACs are bound to it, so a request made for one concentrator fails at "
+                        + "another sharing the key. Set without ca, cert and key, it only names the concentrator "
+                        + "for the MAC (its `identity`)."),
                 OptionSchema(
                     "lan_device", .list, .device, required: true, example: "br-lan",
                     doc: "LAN devices whose TCP is intercepted (nftables TPROXY, IPv4 and IPv6)."),
@@ -94,7 +97,20 @@ extension ConfigSchema {
                 OptionSchema(
                     "psk_file", .path(maxBytes: nil), example: "/etc/braid/psk",
                     doc: "Pre-shared key from `braid genkey`, the same file as the gateways' (the simple mode). "
-                        + "Required unless ca, cert and key are set; with both, data connections may use either."),
+                        + "Required unless ca, cert and key are set; with them, it is refused unless psk_class is "
+                        + "set, since a key shared by every box cannot tell a disabled subscriber from others."),
+                OptionSchema(
+                    "psk_class", .reference("class"), example: "standard",
+                    doc: "Service class of data connections authenticated with the pre-shared key, all together as "
+                        + "one subscriber: its rates and max_sessions are shared by every holder of the key. With "
+                        + "ca, cert and key set, the key is accepted only while this is set (a reload that removes "
+                        + "it refuses the key; the file may stay); without them, unset means unlimited."),
+                OptionSchema(
+                    "identity", .list, .hostName, defaultNote: "cert's common name and the address dialled",
+                    example: "conc1.example.net",
+                    doc: "Names a data connection's MAC may be bound to (the gateways' `server_name`). Unset, they "
+                        + "are the common name of `cert` and the address the connection arrived on; set, only these: "
+                        + "give each concentrator sharing a pre-shared key its own (and one behind a DNAT)."),
                 OptionSchema(
                     "ca", .path(maxBytes: nil), example: "/etc/braid/ca.pem",
                     doc: "TLS control channel: CA certificates (PEM) gateway certificates must chain to; "

@@ -14,7 +14,7 @@ import Glibc
 /// Until a connection has authenticated it costs almost nothing: it is reset at accept when too
 /// many handshakes are pending (in total or from its source), it holds its descriptor for at
 /// most the handshake timeout, and whatever is wrong with it (malformed, cut short, stalled, bad
-/// or unknown key, stale, replayed) it gets the same 8-byte Not Authorized answer and a FIN, with
+/// or unknown key, stale or older than the process, replayed) it gets the same 8-byte Not Authorized answer and a FIN, with
 /// no drain period. Each reason goes to the debug log; a summary every ten seconds says how many
 /// were turned away, why, and from where.
 public final class ConvertForwarder {
@@ -26,16 +26,28 @@ public final class ConvertForwarder {
         public var maxPending: Int
         /// The same, from one IPv4 address or IPv6 /64 (`max_pending_per_source`).
         public var maxPendingPerSource: Int
+        /// Names a request's MAC may be bound to: `identity`, else the certificate's name.
+        public var identities: [String]
+        /// Whether the address a connection arrived on is one of its names too (what a gateway
+        /// without `server_name` binds to); not when `identity` names the concentrator.
+        public var addressIsIdentity: Bool
+        /// Requests stamped earlier (ms since 1970) are refused as `before_start`: the process's
+        /// start, so nothing captured before a restart is accepted after it.
+        public var notBeforeMillis: UInt64
 
         public init(
             listen: Endpoint, handshakeTimeoutNanos: UInt64, connectTimeoutNanos: UInt64 = 10_000_000_000,
-            maxPending: Int = 16384, maxPendingPerSource: Int = 1024
+            maxPending: Int = 16384, maxPendingPerSource: Int = 1024, identities: [String] = [],
+            addressIsIdentity: Bool = true, notBeforeMillis: UInt64 = 0
         ) {
+            self.addressIsIdentity = addressIsIdentity
             self.listen = listen
             self.handshakeTimeoutNanos = handshakeTimeoutNanos
             self.connectTimeoutNanos = connectTimeoutNanos
             self.maxPending = maxPending
             self.maxPendingPerSource = maxPendingPerSource
+            self.identities = identities
+            self.notBeforeMillis = notBeforeMillis
         }
     }
 
@@ -208,7 +220,13 @@ final class ConvertAcceptor: ReactorHandler {
         self.reactor = reactor
         self.client = fd
         self.forwarder = forwarder
-        self.handshake = ConvertServerHandshake(lookup: forwarder.keys)
+        // The address the gateway dialled is its default identity for us (its `server_name`
+        // defaults to its `server`); a DNAT in front of the concentrator needs `identity` instead.
+        let arrivedOn =
+            forwarder.config.addressIsIdentity ? Sockets.localEndpoint(fd).map { ["\($0.address)"] } ?? [] : []
+        self.handshake = ConvertServerHandshake(
+            lookup: forwarder.keys, identities: forwarder.config.identities + arrivedOn,
+            notBeforeMillis: forwarder.config.notBeforeMillis)
         self.source = source
     }
 

@@ -19,15 +19,19 @@ final class DataKeys: @unchecked Sendable {
         set { lock.withLock { _serviceClass = newValue } }
     }
     private var _serviceClass: ControlMessage.ClassInfo?
+    /// The concentrator's name every MAC is bound to (`server_name`), so a request cannot be
+    /// replayed to another concentrator that shares the key.
+    private let identity: String
 
-    init(preshared: [UInt8]?) {
-        self.preshared = preshared.map { ConvertAuthenticator(key: $0) }
+    init(preshared: [UInt8]?, identity: String) {
+        self.identity = identity
+        self.preshared = preshared.map { ConvertAuthenticator(key: $0, identity: identity) }
     }
 
     static func nowMillis() -> UInt64 { monotonicNanos() / 1_000_000 }
 
     func install(id: UInt32, key: [UInt8], notAfterMillis: UInt64) {
-        lock.withLock { session = (ConvertAuthenticator(key: key, keyID: id), notAfterMillis) }
+        lock.withLock { session = (ConvertAuthenticator(key: key, keyID: id, identity: identity), notAfterMillis) }
     }
 
     func retire(id: UInt32) {

@@ -32,7 +32,7 @@ public final class GatewayService {
     /// Installs kernel state and starts listening. On failure, whatever was installed is removed.
     public func start() throws {
         let key = config.pskFile.isEmpty ? nil : try PresharedKey.load(path: config.pskFile)
-        let keys = DataKeys(preshared: key)
+        let keys = DataKeys(preshared: key, identity: config.serverName)
         self.keys = keys
         // The TLS context first: a missing or unreadable certificate stops the start here.
         let tls = try config.tls.map {

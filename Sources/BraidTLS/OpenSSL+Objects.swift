@@ -91,3 +91,13 @@ func unixTime(_ t: UnsafePointer<ASN1_TIME>?) -> Int64? {
     guard ASN1_TIME_to_tm(t, &tm) == 1 else { return nil }
     return Int64(timegm(&tm))
 }
+
+extension TLSContext {
+    /// The subject common name of the first certificate in `path` (a concentrator's own name,
+    /// which its data connections' MACs may be bound to); nil when it has none.
+    public static func commonName(ofCertificateAt path: String) throws -> String? {
+        let cert = try readCertificate(path, reason: .configuration)
+        defer { X509_free(cert) }
+        return BraidTLS.commonName(of: cert)
+    }
+}

@@ -88,6 +88,15 @@ public final class TLSEngine {
         return commonName(of: cert)
     }
 
+    /// The peer certificate's serial (upper-case hex) once the handshake has finished, so a CRL
+    /// loaded later can be checked against a connection that is already up.
+    public var peerSerial: String? {
+        guard state == .established || state == .closed, let cert = SSL_get0_peer_certificate(ssl) else {
+            return nil
+        }
+        return serialHex(of: cert)
+    }
+
     /// Starts the handshake: the client's ClientHello becomes outbound bytes; a server waits
     /// for the peer.
     public func start() throws {

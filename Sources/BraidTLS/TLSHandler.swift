@@ -6,6 +6,8 @@ import NIOCore
 public struct TLSHandshakeCompleted: Sendable, Equatable {
     /// The peer certificate's commonName: on the concentrator, the subscriber id.
     public var peerCommonName: String
+    /// The peer certificate's serial (upper-case hex), for a CRL that arrives later.
+    public var peerSerial: String = ""
 }
 
 /// TLS for one NIO channel: ciphertext on the socket side, plaintext (`ByteBuffer`) on the
@@ -116,7 +118,8 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
             for p in promises { written!.futureResult.cascade(to: p) }
             writeOutbound(context, promise: written)
             context.flush()
-            context.fireUserInboundEventTriggered(TLSHandshakeCompleted(peerCommonName: name))
+            context.fireUserInboundEventTriggered(
+                TLSHandshakeCompleted(peerCommonName: name, peerSerial: engine.peerSerial ?? ""))
         }
         if !received.plaintext.isEmpty {
             var out = context.channel.allocator.buffer(capacity: received.plaintext.count)

@@ -13,7 +13,7 @@ import COpenSSL
 ///     +-------------------------------+
 ///     |            nonce              |  16 bytes
 ///     +-------------------------------+
-///     |   HMAC-SHA256 (32 bytes)      |  over the whole Convert message, this field zeroed
+///     |   HMAC-SHA256 (32 bytes)      |  see `ConvertAuthenticator.macInput`
 ///     +-------------------------------+
 public struct ConvertAuthentication: Equatable, Sendable {
     public static let nonceSize = 16
@@ -57,14 +57,35 @@ public struct ConvertAuthentication: Equatable, Sendable {
     }
 }
 
-/// Seals and checks the authentication TLV with one key. Time is passed in, never read here.
+/// Seals and checks the authentication TLV with one key, for one concentrator identity. Time is
+/// passed in, never read here.
+///
+/// The MAC covers a label, the identity of the concentrator the request is meant for, and the
+/// whole Convert message with the MAC field zeroed (see `macInput`). The identity is not sent:
+/// both ends know it (the gateway's `server_name`, one of the concentrator's names). So a request
+/// captured on the way to one concentrator fails the MAC at another that shares the key.
 public struct ConvertAuthenticator: Sendable {
     public let key: [UInt8]
     public let keyID: UInt32
+    /// The name of the concentrator the MAC is bound to; at most 255 bytes of UTF-8.
+    public let identity: String
 
-    public init(key: [UInt8], keyID: UInt32 = 0) {
+    public init(key: [UInt8], keyID: UInt32 = 0, identity: String = "") {
+        precondition(identity.utf8.count <= 255, "identity longer than 255 bytes: \(identity)")
         self.key = key
         self.keyID = keyID
+        self.identity = identity
+    }
+
+    /// Domain separation: a MAC of this format cannot be mistaken for one over other bytes
+    /// (version 1, the bare message, had no label and no identity).
+    static let macLabel = Array("braid convert auth v2".utf8)
+
+    /// What the HMAC is computed over: label, identity length (1 byte), identity, then the
+    /// message with its MAC field zeroed.
+    public static func macInput(identity: String, message: [UInt8]) -> [UInt8] {
+        let name = Array(identity.utf8)
+        return macLabel + [UInt8(name.count)] + name + message
     }
 
     /// Builds an authenticated request: `tlvs` (a Connect TLV, perhaps Info) plus the
@@ -76,14 +97,22 @@ public struct ConvertAuthenticator: Sendable {
             mac: [UInt8](repeating: 0, count: ConvertAuthentication.macSize))
         var bytes = try ConvertMessage(tlvs + [.authentication(auth)]).encode()
         let macStart = bytes.count - 4 * 16 + ConvertAuthentication.macOffsetInTLV
-        let mac = Self.hmac(key: key, bytes)
+        let mac = Self.hmac(key: key, Self.macInput(identity: identity, message: bytes))
         bytes.replaceSubrange(macStart..<(macStart + mac.count), with: mac)
         return bytes
     }
 
     /// Checks the MAC of `raw`, the exact bytes of a parsed message. Throws `.notAuthorized`.
     public func verify(raw: [UInt8]) throws -> ConvertAuthentication {
-        guard let (offset, auth) = Self.findAuthentication(raw) else {
+        try Self.verify(raw: raw, key: key, keyID: keyID, identities: [identity])
+    }
+
+    /// Checks the MAC of `raw` under `key` for any of `identities` (a concentrator known by
+    /// several names: its address, its certificate's name, configured ones). Throws `.notAuthorized`.
+    public static func verify(
+        raw: [UInt8], key: [UInt8], keyID: UInt32, identities: [String]
+    ) throws -> ConvertAuthentication {
+        guard let (offset, auth) = findAuthentication(raw) else {
             throw ConvertError(.notAuthorized, "no authentication TLV")
         }
         guard auth.keyID == keyID else {
@@ -92,12 +121,14 @@ public struct ConvertAuthenticator: Sendable {
         var zeroed = raw
         let macStart = offset + ConvertAuthentication.macOffsetInTLV
         for i in macStart..<(macStart + ConvertAuthentication.macSize) { zeroed[i] = 0 }
-        let expected = Self.hmac(key: key, zeroed)
-        let equal = expected.withUnsafeBytes { e in
-            auth.mac.withUnsafeBytes { m in CRYPTO_memcmp(e.baseAddress, m.baseAddress, e.count) == 0 }
+        for identity in identities where identity.utf8.count <= 255 {
+            let expected = hmac(key: key, macInput(identity: identity, message: zeroed))
+            let equal = expected.withUnsafeBytes { e in
+                auth.mac.withUnsafeBytes { m in CRYPTO_memcmp(e.baseAddress, m.baseAddress, e.count) == 0 }
+            }
+            if equal { return auth }
         }
-        guard equal else { throw ConvertError(.notAuthorized, "bad MAC") }
-        return auth
+        throw ConvertError(.notAuthorized, "bad MAC")
     }
 
     /// Walks the TLVs of a well-formed message to find the authentication TLV's byte offset.

@@ -25,20 +25,31 @@ public struct ConvertServerHandshake: Sendable {
 
     private var buffer: [UInt8] = []
     private let lookup: KeyLookup
+    /// The names this concentrator answers to; a MAC bound to any of them is good.
+    private let identities: [String]
+    /// Requests stamped before this (the process's start, ms since 1970) are refused: the replay
+    /// cache is empty after a restart, so without this floor a request captured before the
+    /// restart could be played again while its timestamp is still in the window.
+    private let notBeforeMillis: UInt64
 
-    /// Accepts requests authenticated with this one key (the pre-shared key mode).
-    public init(authenticator: ConvertAuthenticator) {
+    /// Accepts requests authenticated with this one key, for its identity (the pre-shared key mode).
+    public init(authenticator: ConvertAuthenticator, notBeforeMillis: UInt64 = 0) {
         self.lookup = { id in
             guard id == authenticator.keyID else { throw ConvertError(.notAuthorized, "unknown key id \(id)") }
             return authenticator.key
         }
+        self.identities = [authenticator.identity]
+        self.notBeforeMillis = notBeforeMillis
     }
 
     /// Accepts requests authenticated with whichever key `lookup` returns for their key id:
     /// session keys from a `SessionKeyRing` (read under the owner's lock), and the pre-shared
-    /// key for id 0 if that mode is kept. Called only for well-formed requests.
-    public init(lookup: @escaping KeyLookup) {
+    /// key for id 0 if that mode is kept. Called only for well-formed requests. The MAC must be
+    /// bound to one of `identities`; a timestamp before `notBeforeMillis` is refused.
+    public init(lookup: @escaping KeyLookup, identities: [String] = [""], notBeforeMillis: UInt64 = 0) {
         self.lookup = lookup
+        self.identities = identities
+        self.notBeforeMillis = notBeforeMillis
     }
 
     /// Bytes buffered so far (bounded by `ConvertMessage.maximumSize` plus one read).
@@ -48,8 +59,8 @@ public struct ConvertServerHandshake: Sendable {
     /// sent `unauthenticatedReply` whatever it is.
     public private(set) var refusal: ConvertRefusal?
 
-    /// Appends bytes and decides. `replay` is consulted only after the MAC is good, so forged
-    /// requests cannot fill the replay cache.
+    /// Appends bytes and decides. `replay` is consulted only after the MAC is good and the
+    /// timestamp is not older than the process, so forged requests cannot fill the replay cache.
     public mutating func feed(_ bytes: some Collection<UInt8>, nowMillis: UInt64, replay: inout ReplayGuard) -> Action {
         buffer.append(contentsOf: bytes)
         do {
@@ -65,6 +76,13 @@ public struct ConvertServerHandshake: Sendable {
                     try Self.validate(message)
                 }
                 let auth = try authenticate(raw)
+                guard auth.timestampMillis >= notBeforeMillis else {
+                    throw ConvertRefused(
+                        .beforeStart,
+                        ConvertError(
+                            .notAuthorized,
+                            "timestamp \(notBeforeMillis - auth.timestampMillis) ms before this process started"))
+                }
                 try Self.step({ Self.admissionRefusal($0, auth, nowMillis: nowMillis, replay) }) {
                     try replay.admit(auth, nowMillis: nowMillis)
                 }
@@ -126,7 +144,7 @@ public struct ConvertServerHandshake: Sendable {
             throw ConvertRefused(.unknownKey, ConvertError(.notAuthorized, "\(error)"))
         }
         return try Self.step({ _ in .badMAC }) {
-            try ConvertAuthenticator(key: key, keyID: claimed.keyID).verify(raw: raw)
+            try ConvertAuthenticator.verify(raw: raw, key: key, keyID: claimed.keyID, identities: identities)
         }
     }
 

@@ -17,6 +17,9 @@ public enum ConvertRefusal: String, CaseIterable, Hashable, Sendable, CustomStri
     case badMAC = "bad_mac"
     /// A good MAC on a timestamp outside the freshness window.
     case stale
+    /// A good MAC on a timestamp older than the concentrator process: perhaps captured before a
+    /// restart emptied the replay cache, so never accepted, even inside the window.
+    case beforeStart = "before_start"
     /// A good, fresh MAC whose nonce was seen before.
     case replayed
     /// A good, fresh MAC that the replay cache had no room to remember.

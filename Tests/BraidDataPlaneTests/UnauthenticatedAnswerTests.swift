@@ -111,7 +111,8 @@ final class UnauthenticatedAnswerTests: XCTestCase {
     func sealed(keyID: UInt32 = 0, key: [UInt8]? = nil, at time: UInt64? = nil, port: UInt16? = nil) throws -> [UInt8] {
         try ConvertClientHandshake.request(
             to: Endpoint(address: .v4(0x7f00_0001), port: port ?? closedPort),
-            authenticator: ConvertAuthenticator(key: key ?? self.key, keyID: keyID),
+            // Bound to the address dialled, which a concentrator without `identity` answers to.
+            authenticator: ConvertAuthenticator(key: key ?? self.key, keyID: keyID, identity: "127.0.0.1"),
             nowMillis: time ?? wallClockMillis(), nonce: SecureRandom.bytes(16))
     }
 

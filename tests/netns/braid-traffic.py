@@ -135,8 +135,12 @@ def client(args):
     print(json.dumps(result))
 
 
-def convert_request(key, dest, dport, ts_ms, nonce, info=False):
-    """Connect TLV + (Info) + braid's authentication TLV (type 192), MAC over the whole message."""
+MAC_LABEL = b"braid convert auth v2"
+
+
+def convert_request(key, dest, dport, ts_ms, nonce, info=False, identity=""):
+    """Connect TLV + (Info) + braid's authentication TLV (type 192). The MAC covers a label, the
+    concentrator's identity (length byte + UTF-8, not sent) and the message with the MAC zeroed."""
     ip = socket.inet_pton(socket.AF_INET6, dest) if ":" in dest else b"\0" * 10 + b"\xff\xff" + socket.inet_aton(dest)
     tlvs = bytes([10, 5]) + struct.pack("!H", dport) + ip
     if info:
@@ -144,7 +148,8 @@ def convert_request(key, dest, dport, ts_ms, nonce, info=False):
     auth_wo_mac = bytes([192, 16, 0, 0]) + struct.pack("!IQ", 0, ts_ms) + nonce
     total = 4 + len(tlvs) + len(auth_wo_mac) + 32
     msg = bytes([1, total // 4, 0, 0]) + tlvs + auth_wo_mac + b"\0" * 32
-    mac = hmac.new(key, msg, hashlib.sha256).digest()
+    name = identity.encode()
+    mac = hmac.new(key, MAC_LABEL + bytes([len(name)]) + name + msg, hashlib.sha256).digest()
     return msg[:-32] + mac
 
 
@@ -154,7 +159,16 @@ def convert(args):
     nonce = os.urandom(16)
     if args.mode == "stale":
         now -= 120_000
-    msg = convert_request(key, args.dest, args.dport, now, nonce, info=True)
+    identity = args.connect if args.identity is None else args.identity
+    msg = convert_request(key, args.dest, args.dport, now, nonce, info=True, identity=identity)
+    if args.load:
+        # A request captured earlier (--save): sent again byte for byte, as an attacker would.
+        msg = bytes.fromhex(open(args.load).read().strip())
+    elif args.save:
+        with open(args.save, "w") as f:
+            f.write(msg.hex() + "\n")
+    if args.hold > 1:
+        return convert_hold(args, msg)
     if args.mode == "badmac":
         msg = msg[:-1] + bytes([msg[-1] ^ 1])
     elif args.mode == "noauth":
@@ -163,7 +177,7 @@ def convert(args):
         msg = b"GET / HTTP/1.1\r\n\r\n"
     sends = [msg, msg] if args.mode == "replay" else [msg]
     replies = []
-    for m in sends:
+    for i, m in enumerate(sends):
         s = socket.socket(socket.AF_INET6 if ":" in args.connect else socket.AF_INET, socket.SOCK_STREAM, IPPROTO_MPTCP)
         s.settimeout(args.timeout)
         reply = b""
@@ -176,18 +190,69 @@ def convert(args):
                 s.connect((args.connect, args.port))
                 s.sendall(m)
             # Read the reply message only: on success the relay stays open behind it.
-            while len(reply) < 4 or len(reply) < reply[1] * 4:
-                b = s.recv(1024)
-                if not b:
-                    break
-                reply += b
-        except (ConnectionResetError, socket.timeout) as e:
+            reply, rest = read_reply(s)
+            parsed = parse_reply(reply)
+            if args.get and parsed["reply"] == "ok" and i == len(sends) - 1:
+                parsed.update(convert_get(s, args.get, rest))
+        except (ConnectionResetError, ConnectionRefusedError, socket.timeout) as e:
             replies.append({"reply": type(e).__name__})
             continue
         finally:
             s.close()
-        replies.append(parse_reply(reply))
+        replies.append(parsed)
     print(json.dumps(replies[-1] if args.mode != "replay" else {"first": replies[0], **replies[-1]}))
+
+
+def read_reply(s):
+    """The reply message only (on success the relay stays open behind it), and what followed it."""
+    reply = b""
+    while len(reply) < 4 or len(reply) < reply[1] * 4:
+        b = s.recv(1024)
+        if not b:
+            break
+        reply += b
+    n = reply[1] * 4 if len(reply) >= 4 else len(reply)
+    return reply[:n], reply[n:]
+
+
+def convert_get(s, n, rest):
+    """Through an accepted request: the origin's GET N, read to EOF; bytes, sha256 and seconds."""
+    start = time.time()
+    s.sendall(f"GET {n}\n".encode())
+    h, got = hashlib.sha256(rest), len(rest)
+    while True:
+        b = s.recv(CHUNK)
+        if not b:
+            break
+        h.update(b)
+        got += len(b)
+    return {"bytes": got, "sha256": h.hexdigest(), "seconds": round(time.time() - start, 3),
+            "result": "ok" if got == n else "short"}
+
+
+def convert_hold(args, msg):
+    """--hold N: N connections with fresh nonces, all kept open until every reply is in (a
+    class's max_sessions counts open sessions); prints the replies in order."""
+    key = base64.b64decode(open(args.psk_file).read().strip())
+    identity = args.connect if args.identity is None else args.identity
+    socks, replies = [], []
+    try:
+        for _ in range(args.hold):
+            m = convert_request(key, args.dest, args.dport, int(time.time() * 1000), os.urandom(16), True, identity)
+            s = socket.socket(socket.AF_INET6 if ":" in args.connect else socket.AF_INET, socket.SOCK_STREAM,
+                              IPPROTO_MPTCP)
+            s.settimeout(args.timeout)
+            socks.append(s)
+            try:
+                s.connect((args.connect, args.port))
+                s.sendall(m)
+                replies.append(parse_reply(read_reply(s)[0]))
+            except (ConnectionResetError, ConnectionRefusedError, socket.timeout) as e:
+                replies.append({"reply": type(e).__name__})
+    finally:
+        for s in socks:
+            s.close()
+    print(json.dumps({"replies": replies}))
 
 
 def parse_reply(b):
@@ -239,6 +304,11 @@ def main():
     v.add_argument("--mode", choices=["valid", "badmac", "noauth", "stale", "replay", "garbage"], default="valid")
     v.add_argument("--timeout", type=float, default=10)
     v.add_argument("--tfo", action="store_true", help="send the request in the SYN (TCP Fast Open)")
+    v.add_argument("--identity", help="concentrator name the MAC is bound to (default: the --connect address)")
+    v.add_argument("--save", help="write the sealed request (hex) to this file")
+    v.add_argument("--load", help="send this captured request (hex) instead of sealing one")
+    v.add_argument("--get", type=int, help="once accepted, GET this many bytes from the origin; sha256 them")
+    v.add_argument("--hold", type=int, default=1, help="open this many sessions at once, keep them open")
     a = p.parse_args()
     {"serve": serve, "client": client, "convert": convert}[a.cmd](a)
 
