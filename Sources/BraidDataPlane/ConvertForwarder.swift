@@ -11,9 +11,10 @@ import Glibc
 /// RFC 8803 Convert request. A valid request for an allowed destination gets a TCP connection to
 /// it, the success reply, and a relay; anything else gets an Error TLV and a close.
 ///
-/// Until a connection has authenticated it costs almost nothing: it is reset at accept when too
-/// many handshakes are pending (in total or from its source), it holds its descriptor for at
-/// most the handshake timeout, and whatever is wrong with it (malformed, cut short, stalled, bad
+/// Until a connection has authenticated it costs almost nothing: it is reset at accept when its
+/// source has too many handshakes pending, or when every slot is taken and its source holds the
+/// most (otherwise the heaviest source's oldest handshake gives way), it holds its descriptor for
+/// at most the handshake timeout, and whatever is wrong with it (malformed, cut short, stalled, bad
 /// or unknown key, stale, replayed) it gets the same 8-byte Not Authorized answer and a FIN, with
 /// no drain period. Each reason goes to the debug log; a summary every ten seconds says how many
 /// were turned away, why, and from where.
@@ -49,13 +50,12 @@ public final class ConvertForwarder {
     let policy: DestinationPolicy
     let admission: AdmissionPolicy
     let logger: Logger
-    /// One replay cache for all reactors: a replay must be caught whichever core accepts it.
-    private let replayLock = Mutex()
-    private var replay = ReplayGuard()
+    /// One replay state for all reactors, in shards by key id behind their own locks.
+    private let replay = ReplayShards()
     private var listener: Listener?
     public let counters = SessionCounters()
     /// Handshakes accepted and not yet authenticated, against `maxPending` and `maxPendingPerSource`.
-    let pending = PendingHandshakes()
+    let pending = PendingHandshakes<PendingAcceptor>()
     /// Connections turned away before authentication since the last summary.
     let refusals = RefusalTally()
     /// How often the summary of `refusals` is logged (when there is anything to say).
@@ -107,9 +107,17 @@ public final class ConvertForwarder {
             Glibc.close(fd)  // reset between accept and here: there is no one to answer
             return
         }
-        switch pending.admit(source, maxTotal: config.maxPending, maxPerSource: config.maxPendingPerSource) {
-        case .admitted:
-            ConvertAcceptor(reactor: reactor, fd: fd, forwarder: self, source: source).start()
+        let acceptor = ConvertAcceptor(reactor: reactor, fd: fd, forwarder: self, source: source)
+        let admission = pending.admit(
+            source, holder: PendingAcceptor(acceptor), maxTotal: config.maxPending,
+            maxPerSource: config.maxPendingPerSource)
+        switch admission {
+        case .admitted(let ticket, let evicted):
+            acceptor.start(holding: ticket)
+            // The evicted handshake may live on another reactor: it is ended there, by its own thread.
+            if let victim = evicted?.acceptor {
+                victim.reactor.execute { victim.evict() }
+            }
         case .overTotal:
             turnAway(fd, from: source, .maxPending)
         case .overSource:
@@ -151,9 +159,17 @@ public final class ConvertForwarder {
     }
 
     func feed(_ handshake: inout ConvertServerHandshake, _ bytes: UnsafeRawBufferPointer) -> ConvertServerHandshake.Action {
-        let now = wallClockMillis()
-        return replayLock.withLock { handshake.feed(bytes, nowMillis: now, replay: &replay) }
+        var replay = self.replay
+        return handshake.feed(bytes, nowMillis: wallClockMillis(), replay: &replay)
     }
+}
+
+/// How `pending` reaches the acceptor whose slot it gives away: weakly, so a pending slot never
+/// keeps an ended acceptor alive (the acceptor gives its slot back when it ends).
+struct PendingAcceptor {
+    weak var acceptor: ConvertAcceptor?
+
+    init(_ acceptor: ConvertAcceptor) { self.acceptor = acceptor }
 }
 
 /// One data connection from its accept to the relay: reads the request (bounded in size and
@@ -166,15 +182,15 @@ final class ConvertAcceptor: ReactorHandler {
         case done
     }
 
-    private let reactor: Reactor
+    let reactor: Reactor
     private let client: Int32
     private let forwarder: ConvertForwarder
     private var handshake: ConvertServerHandshake
     private var state = State.reading
     /// Its block, for the pending limits and the refusal summary.
     private let source: SourceBlock
-    /// Holds one of `forwarder.pending`'s slots until it authenticates or ends.
-    private var holdsPendingSlot = true
+    /// One of `forwarder.pending`'s slots, held until it authenticates or ends.
+    private var pendingTicket: PendingHandshakes<PendingAcceptor>.Ticket?
     /// Built only when logged or relayed: an unauthenticated connection costs no string.
     private lazy var peer: String = Sockets.remoteEndpoint(client).map { "\($0)" } ?? "?"
     /// The subscriber's limits and session count, from admission until the relay takes them.
@@ -192,13 +208,15 @@ final class ConvertAcceptor: ReactorHandler {
         releasePendingSlot()
     }
 
-    func start() {
+    func start(holding ticket: PendingHandshakes<PendingAcceptor>.Ticket) {
+        pendingTicket = ticket
         do {
             try Sockets.setInt(client, Int32(IPPROTO_TCP), TCP_NODELAY, 1, "TCP_NODELAY")
             try reactor.register(client, events: braid_EPOLLIN | braid_EPOLLRDHUP | braid_EPOLLET, handler: self)
         } catch {
             forwarder.logger.warning("cannot serve a data connection", metadata: ["peer": "\(peer)", "error": "\(error)"])
             releasePendingSlot()
+            state = .done
             Glibc.close(client)
             return
         }
@@ -358,9 +376,15 @@ final class ConvertAcceptor: ReactorHandler {
     }
 
     private func releasePendingSlot() {
-        guard holdsPendingSlot else { return }
-        holdsPendingSlot = false
-        forwarder.pending.release(source)
+        guard let ticket = pendingTicket else { return }
+        pendingTicket = nil
+        forwarder.pending.release(ticket)
+    }
+
+    /// Every pending slot was taken and this handshake was the oldest of the heaviest source: its
+    /// slot went to a newcomer. It gets the answer every unauthenticated connection gets.
+    func evict() {
+        refuseUnauthenticated(.evicted, "its pending slot went to a newcomer (every slot taken, its source the heaviest)")
     }
 
     /// Reads and drops what the client has sent already, a bounded amount: close(2) with unread

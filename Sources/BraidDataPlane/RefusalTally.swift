@@ -13,6 +13,8 @@ enum RefusalReason: Hashable, Sendable, CustomStringConvertible {
     case maxPending
     /// Reset at accept: its source block had `max_pending_per_source` handshakes pending.
     case maxPendingPerSource
+    /// Pending when every slot was taken, the oldest of the heaviest source: its slot went to a newcomer.
+    case evicted
 
     var description: String {
         switch self {
@@ -21,6 +23,7 @@ enum RefusalReason: Hashable, Sendable, CustomStringConvertible {
         case .aborted: "aborted"
         case .maxPending: "max_pending"
         case .maxPendingPerSource: "max_pending_per_source"
+        case .evicted: "evicted"
         }
     }
 }
