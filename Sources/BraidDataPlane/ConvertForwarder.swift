@@ -75,14 +75,17 @@ public final class ConvertForwarder {
         self.logger = logger
     }
 
-    /// Binds the MPTCP listener (dual stack on `::`, Fast Open without cookies) and starts accepting.
+    /// Binds the MPTCP listener (dual stack on `::`, Fast Open with cookies) and starts accepting.
     public func start(group: ReactorGroup) throws {
         let listen = config.listen
         let fd = try Sockets.listener(on: listen, mptcp: true, backlog: 4096) { fd in
-            // Cookieless Fast Open: the gateway may put the request in the SYN. Safe because the
-            // request is authenticated and nothing is answered before it is checked.
+            // Fast Open with cookies: a gateway puts its request in the SYN once its kernel has the
+            // cookie from an earlier connection. Not TCP_FASTOPEN_NO_COOKIE: with it one spoofed
+            // SYN with data became a socket accept(2) handed us, holding a descriptor and a
+            // pending slot for handshake_timeout without a round trip (256 such SYNs: 256
+            // descriptors, tests/netns/hostile/flood.sh). A cookie is a MAC of the client's
+            // address, so only a source that saw our SYN-ACK once can skip the handshake.
             try Sockets.setInt(fd, braid_SOL_TCP, braid_TCP_FASTOPEN, 4096, "TCP_FASTOPEN")
-            try Sockets.setInt(fd, braid_SOL_TCP, braid_TCP_FASTOPEN_NO_COOKIE, 1, "TCP_FASTOPEN_NO_COOKIE")
             if !listen.address.isIPv4 {
                 try Sockets.setInt(fd, braid_SOL_IPV6, IPV6_V6ONLY, 0, "IPV6_V6ONLY")
             }

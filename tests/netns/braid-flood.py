@@ -9,6 +9,10 @@ tests: N connections opened at a steady rate from several source addresses, each
   unknownkey  a whole request sealed under a key id the concentrator does not have
   idle        nothing at all: the connection is held open until the concentrator ends it
 
+With --fastopen the payload rides in the SYN (TCP Fast Open without a cookie, as a spoofed SYN
+would carry it): no round trip is waited for, so a source that never sees the SYN-ACK still
+delivers its data to a listener that accepts cookieless Fast Open.
+
 Each connection is read until the concentrator closes it or the deadline passes; the result is
 one JSON line: per kind and in total, what came back (hex) and how the connection ended (eof,
 reset, open at the deadline, connect failed). Non-blocking sockets and one selector: every
@@ -16,6 +20,7 @@ connection and the whole run are bounded in time.
 """
 import argparse, collections, errno, hashlib, hmac, json, os, resource, selectors, signal, socket, struct, time
 
+TCP_FASTOPEN_NO_COOKIE = 34  # linux/tcp.h
 KINDS = ["partial", "partial", "partial", "truncated", "garbage", "wrongkey", "unknownkey"]
 
 
@@ -58,6 +63,7 @@ def main():
     p.add_argument("--dport", type=int, default=8080)
     p.add_argument("--deadline", type=float, default=20, help="seconds for the whole run")
     p.add_argument("--kinds", default=",".join(KINDS), help="comma-separated kinds, used in turn")
+    p.add_argument("--fastopen", action="store_true", help="send the payload in the SYN, without a cookie")
     a = p.parse_args()
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -97,13 +103,26 @@ def main():
             conns.append(c)
             opened += 1
             live += 1
-            rc = s.connect_ex((a.connect, a.port))
+            if a.fastopen:
+                s.setsockopt(socket.IPPROTO_TCP, TCP_FASTOPEN_NO_COOKIE, 1)
+                try:
+                    s.sendto(payload(c.kind, a.dest, a.dport), socket.MSG_FASTOPEN, (a.connect, a.port))
+                    rc = 0
+                except BlockingIOError:
+                    rc = 0
+                except OSError as e:
+                    rc = e.errno
+                c.connected = True
+                event = selectors.EVENT_READ
+            else:
+                rc = s.connect_ex((a.connect, a.port))
+                event = selectors.EVENT_WRITE
             if rc not in (0, errno.EINPROGRESS):
                 c.end = "connect_failed"
                 s.close()
                 live -= 1
                 continue
-            sel.register(s, selectors.EVENT_WRITE, c)
+            sel.register(s, event, c)
         for key, _ in sel.select(timeout=0.01):
             c = key.data
             if not c.connected:
