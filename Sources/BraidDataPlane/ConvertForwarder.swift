@@ -387,7 +387,8 @@ final class ConvertAcceptor: ReactorHandler {
     /// Every pending slot was taken and this handshake was the oldest of the heaviest source: its
     /// slot went to a newcomer. It gets the answer every unauthenticated connection gets.
     func evict() {
-        refuseUnauthenticated(.evicted, "its pending slot went to a newcomer (every slot taken, its source the heaviest)")
+        refuseUnauthenticated(
+            .evicted, "its pending slot went to a newcomer (every slot taken, its source the heaviest)")
     }
 
     /// Reads and drops what the client has sent already, a bounded amount: close(2) with unread

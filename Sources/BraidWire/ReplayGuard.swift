@@ -126,7 +126,8 @@ public struct ReplayGuard: ReplayAdmission, Sendable {
         let share = max(1, capacity / max(1, keys.count))
         guard count < capacity || mine < share else {
             throw ConvertError(
-                .resourceExceeded, "replay cache full (\(count) nonces); key id \(id) holds \(mine), its share \(share)")
+                .resourceExceeded,
+                "replay cache full (\(count) nonces); key id \(id) holds \(mine), its share \(share)")
         }
         keys[id]!.buckets[bucket, default: []].insert(seen)
         keys[id]!.count += 1

@@ -1,7 +1,7 @@
 # hostile.sh section: cheap exhaustion before authentication. From the inet namespace, 16 IPv6
-# /64s of one /48 (2001:db8:66::/48, on its loopback: the namespace is the router) open idle data connections to the
-# concentrator until every pending slot is taken; meanwhile the subscriber's new sessions through
-# the gateway must still work.
+# /64s of one /48 (2001:db8:66::/48, on its loopback: the namespace is the router) open idle data
+# connections to the concentrator until every pending slot is taken; meanwhile the subscriber's
+# new sessions through the gateway must still work.
 #
 #   lan ── [gw] ══ wan1/2/3 ══ [inet] ── [conc: max_pending 1024, 64 per /64, handshake 30 s]
 #                               lo: 2001:db8:66:{0..15}::1 ── 16 x 64 idle connections
@@ -29,11 +29,11 @@ flood_held() {
     nsx "$NS_CONC" ss -Htn state established "( sport = :$BRAID_PORT )" | grep -c "\[$FLOOD_PREFIX:" || true
 }
 
+flood_full() { (($(flood_held) >= FLOOD_MAX_PENDING)); }
+
 # Stops the flood tool (SIGTERM: it reports what it held, then exits) and removes the flood's
 # addresses. Every return of the section calls it; an interrupted run leaves both to the lab's
 # own trap, which deletes the namespaces and what runs in them.
-flood_full() { (($(flood_held) >= FLOOD_MAX_PENDING)); }
-
 flood_cleanup() {
     if [[ -n ${FLOOD_PID:-} ]]; then
         hostile_stop_pid "$FLOOD_PID"
@@ -41,7 +41,9 @@ flood_cleanup() {
     fi
     FLOOD_PID=""
     local n
-    for ((n = 0; n < FLOOD_NETS; n++)); do nsx "$NS_INET" ip addr del "$FLOOD_PREFIX:$n::1/128" dev lo 2>/dev/null; done
+    for ((n = 0; n < FLOOD_NETS; n++)); do
+        nsx "$NS_INET" ip addr del "$FLOOD_PREFIX:$n::1/128" dev lo 2>/dev/null
+    done
     return 0
 }
 
@@ -62,7 +64,9 @@ section_flood() {
 CONF
     hostile_stop_pid "$LAB_CONC_PID"
     if ! hostile_start_conc || ! wait_for 15 hostile_control_up; then
-        fail "flood: concentrator restarted with max_pending $FLOOD_MAX_PENDING" "$(tail -5 "$LAB_WORK/concentrator.log")"
+        fail "flood: concentrator restarted with max_pending $FLOOD_MAX_PENDING" \
+            "$(tail -5 "$LAB_WORK/concentrator.log")"
+        hostile_stop_pid "$LAB_CONC_PID"
         hostile_restore
         return
     fi
@@ -74,7 +78,8 @@ CONF
     done
     local IFS=,
     # A few more than fit, so each /64 also meets its own limit; held until the deadline.
-    ip netns exec "$NS_INET" python3 "$FLOOD_TOOL" --connect "2001:db8:10::2" --port "$BRAID_PORT" --sources "${sources[*]}" \
+    ip netns exec "$NS_INET" python3 "$FLOOD_TOOL" --connect "2001:db8:10::2" --port "$BRAID_PORT" \
+        --sources "${sources[*]}" \
         --count $((FLOOD_MAX_PENDING + 4 * FLOOD_NETS)) --rate 1000 --kinds idle --deadline 40 \
         >"$LAB_WORK/flood-idle.json" 2>"$LAB_WORK/flood-idle.err" &
     FLOOD_PID=$!
@@ -105,7 +110,8 @@ CONF
     local big_ok=no
     intact "$out" "$HOSTILE_SIZE" sent && big_ok=yes
     if ((ok == 5)) && [[ $big_ok == yes ]] &&
-        python3 -c 'import sys; c, w = map(float, sys.argv[1:]); sys.exit(w > max(1.0, 10 * c))' "$calm_ttfb" "$worst"; then
+        python3 -c 'import sys; c, w = map(float, sys.argv[1:]); sys.exit(w > max(1.0, 10 * c))' \
+            "$calm_ttfb" "$worst"; then
         pass "flood: the subscriber's 5 new sessions of 1 MB and one of $((HOSTILE_SIZE / 1000000)) MB intact\
  (sha256 equal), first byte after at most ${worst} s (unflooded ${calm_ttfb} s)"
     else
@@ -127,7 +133,8 @@ o = r["outcomes"]
 held, evicted, reset = o.get("open:-", 0), o.get("eof:010200001e012000", 0), o.get("reset:-", 0)
 other = {k: v for k, v in o.items() if k not in ("open:-", "eof:010200001e012000", "reset:-")}
 ok = evicted > 0 and reset > 0 and not other
-print(("ok" if ok else "bad") + f" {held} held, {evicted} evicted (Not Authorized), {reset} reset at accept; other: {other}")
+print(("ok" if ok else "bad")
+      + f" {held} held, {evicted} evicted (Not Authorized), {reset} reset at accept; other: {other}")
 PY
 )
     if [[ $verdict == ok* ]]; then
@@ -160,7 +167,9 @@ spoof_cleanup() {
     SPOOF_PID=""
     nsx "$NS_INET" nft delete table inet braid_test_spoof 2>/dev/null
     local n
-    for ((n = 0; n < FLOOD_NETS; n++)); do nsx "$NS_INET" ip addr del "$SPOOF_PREFIX:$n::1/128" dev lo 2>/dev/null; done
+    for ((n = 0; n < FLOOD_NETS; n++)); do
+        nsx "$NS_INET" ip addr del "$SPOOF_PREFIX:$n::1/128" dev lo 2>/dev/null
+    done
     return 0
 }
 
@@ -181,7 +190,8 @@ NFT
     local base samples=() peak
     base=$(conc_fds)
     local IFS=,
-    ip netns exec "$NS_INET" python3 "$FLOOD_TOOL" --connect "2001:db8:10::2" --port "$BRAID_PORT" --sources "${sources[*]}" \
+    ip netns exec "$NS_INET" python3 "$FLOOD_TOOL" --connect "2001:db8:10::2" --port "$BRAID_PORT" \
+        --sources "${sources[*]}" \
         --count "$SPOOF_COUNT" --rate 2000 --kinds partial --fastopen --deadline 20 \
         >"$LAB_WORK/flood-spoof.json" 2>"$LAB_WORK/flood-spoof.err" &
     SPOOF_PID=$!
@@ -204,7 +214,8 @@ NFT
  concentrator descriptors $base before, at most $peak after"
     else
         fail "flood: spoofed SYNs with data take no pending slot" \
-            "concentrator descriptors $base before, up to $peak after $SPOOF_COUNT SYNs from sources that never answered"
+            "concentrator descriptors $base before, up to $peak after" \
+            "$SPOOF_COUNT SYNs from sources that never answered"
     fi
     spoof_cleanup
 }
