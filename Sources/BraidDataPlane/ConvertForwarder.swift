@@ -11,11 +11,12 @@ import Glibc
 /// RFC 8803 Convert request. A valid request for an allowed destination gets a TCP connection to
 /// it, the success reply, and a relay; anything else gets an Error TLV and a close.
 ///
-/// Until a connection has authenticated it costs almost nothing: it is reset at accept when too
-/// many handshakes are pending (in total or from its source), it holds its descriptor for at
-/// most the handshake timeout, and whatever is wrong with it (malformed, cut short, stalled, bad
-/// or unknown key, stale or older than the process, replayed) it gets the same 8-byte Not Authorized answer and a FIN, with
-/// no drain period. Each reason goes to the debug log; a summary every ten seconds says how many
+/// Until a connection has authenticated it costs almost nothing: it is reset at accept when its
+/// source has too many handshakes pending, or when every slot is taken and its source holds the
+/// most (otherwise the heaviest source's oldest handshake gives way), it holds its descriptor for
+/// at most the handshake timeout, and whatever is wrong with it (malformed, cut short, stalled, bad
+/// or unknown key, stale or older than the process, replayed) it gets the same 8-byte Not
+/// Authorized answer and a FIN, with no drain period. Each reason goes to the debug log; a summary every ten seconds says how many
 /// were turned away, why, and from where.
 public final class ConvertForwarder {
     public struct Configuration {
@@ -74,13 +75,12 @@ public final class ConvertForwarder {
     let policy: DestinationPolicy
     let admission: AdmissionPolicy
     let logger: Logger
-    /// One replay cache for all reactors: a replay must be caught whichever core accepts it.
-    private let replayLock = Mutex()
-    private var replay = ReplayGuard()
+    /// One replay state for all reactors, in shards by key id behind their own locks.
+    private let replay = ReplayShards()
     private var listener: Listener?
     public let counters = SessionCounters()
     /// Handshakes accepted and not yet authenticated, against `maxPending` and `maxPendingPerSource`.
-    let pending = PendingHandshakes()
+    let pending = PendingHandshakes<PendingAcceptor>()
     /// Connections turned away before authentication since the last summary.
     let refusals = RefusalTally()
     /// Authenticated connections to destinations the policy refuses, by rule, since the last summary:
@@ -103,14 +103,17 @@ public final class ConvertForwarder {
         self.logger = logger
     }
 
-    /// Binds the MPTCP listener (dual stack on `::`, Fast Open without cookies) and starts accepting.
+    /// Binds the MPTCP listener (dual stack on `::`, Fast Open with cookies) and starts accepting.
     public func start(group: ReactorGroup) throws {
         let listen = config.listen
         let fd = try Sockets.listener(on: listen, mptcp: true, backlog: 4096) { fd in
-            // Cookieless Fast Open: the gateway may put the request in the SYN. Safe because the
-            // request is authenticated and nothing is answered before it is checked.
+            // Fast Open with cookies: a gateway puts its request in the SYN once its kernel has the
+            // cookie from an earlier connection. Not TCP_FASTOPEN_NO_COOKIE: with it one spoofed
+            // SYN with data became a socket accept(2) handed us, holding a descriptor and a
+            // pending slot for handshake_timeout without a round trip (256 such SYNs: 256
+            // descriptors, tests/netns/hostile/flood.sh). A cookie is a MAC of the client's
+            // address, so only a source that saw our SYN-ACK once can skip the handshake.
             try Sockets.setInt(fd, braid_SOL_TCP, braid_TCP_FASTOPEN, 4096, "TCP_FASTOPEN")
-            try Sockets.setInt(fd, braid_SOL_TCP, braid_TCP_FASTOPEN_NO_COOKIE, 1, "TCP_FASTOPEN_NO_COOKIE")
             if !listen.address.isIPv4 {
                 try Sockets.setInt(fd, braid_SOL_IPV6, IPV6_V6ONLY, 0, "IPV6_V6ONLY")
             }
@@ -135,9 +138,17 @@ public final class ConvertForwarder {
             Glibc.close(fd)  // reset between accept and here: there is no one to answer
             return
         }
-        switch pending.admit(source, maxTotal: config.maxPending, maxPerSource: config.maxPendingPerSource) {
-        case .admitted:
-            ConvertAcceptor(reactor: reactor, fd: fd, forwarder: self, source: source).start()
+        let acceptor = ConvertAcceptor(reactor: reactor, fd: fd, forwarder: self, source: source)
+        let admission = pending.admit(
+            source, holder: PendingAcceptor(acceptor), maxTotal: config.maxPending,
+            maxPerSource: config.maxPendingPerSource)
+        switch admission {
+        case .admitted(let ticket, let evicted):
+            acceptor.start(holding: ticket)
+            // The evicted handshake may live on another reactor: it is ended there, by its own thread.
+            if let victim = evicted?.acceptor {
+                victim.reactor.execute { victim.evict() }
+            }
         case .overTotal:
             turnAway(fd, from: source, .maxPending)
         case .overSource:
@@ -187,9 +198,17 @@ public final class ConvertForwarder {
     }
 
     func feed(_ handshake: inout ConvertServerHandshake, _ bytes: UnsafeRawBufferPointer) -> ConvertServerHandshake.Action {
-        let now = wallClockMillis()
-        return replayLock.withLock { handshake.feed(bytes, nowMillis: now, replay: &replay) }
+        var replay = self.replay
+        return handshake.feed(bytes, nowMillis: wallClockMillis(), replay: &replay)
     }
+}
+
+/// How `pending` reaches the acceptor whose slot it gives away: weakly, so a pending slot never
+/// keeps an ended acceptor alive (the acceptor gives its slot back when it ends).
+struct PendingAcceptor {
+    weak var acceptor: ConvertAcceptor?
+
+    init(_ acceptor: ConvertAcceptor) { self.acceptor = acceptor }
 }
 
 /// One data connection from its accept to the relay: reads the request (bounded in size and
@@ -202,15 +221,15 @@ final class ConvertAcceptor: ReactorHandler {
         case done
     }
 
-    private let reactor: Reactor
+    let reactor: Reactor
     private let client: Int32
     private let forwarder: ConvertForwarder
     private var handshake: ConvertServerHandshake
     private var state = State.reading
     /// Its block, for the pending limits and the refusal summary.
     private let source: SourceBlock
-    /// Holds one of `forwarder.pending`'s slots until it authenticates or ends.
-    private var holdsPendingSlot = true
+    /// One of `forwarder.pending`'s slots, held until it authenticates or ends.
+    private var pendingTicket: PendingHandshakes<PendingAcceptor>.Ticket?
     /// Built only when logged or relayed: an unauthenticated connection costs no string.
     private lazy var peer: String = Sockets.remoteEndpoint(client).map { "\($0)" } ?? "?"
     /// The subscriber's limits and session count, from admission until the relay takes them.
@@ -234,13 +253,15 @@ final class ConvertAcceptor: ReactorHandler {
         releasePendingSlot()
     }
 
-    func start() {
+    func start(holding ticket: PendingHandshakes<PendingAcceptor>.Ticket) {
+        pendingTicket = ticket
         do {
             try Sockets.setInt(client, Int32(IPPROTO_TCP), TCP_NODELAY, 1, "TCP_NODELAY")
             try reactor.register(client, events: braid_EPOLLIN | braid_EPOLLRDHUP | braid_EPOLLET, handler: self)
         } catch {
             forwarder.logger.warning("cannot serve a data connection", metadata: ["peer": "\(peer)", "error": "\(error)"])
             releasePendingSlot()
+            state = .done
             Glibc.close(client)
             return
         }
@@ -402,9 +423,16 @@ final class ConvertAcceptor: ReactorHandler {
     }
 
     private func releasePendingSlot() {
-        guard holdsPendingSlot else { return }
-        holdsPendingSlot = false
-        forwarder.pending.release(source)
+        guard let ticket = pendingTicket else { return }
+        pendingTicket = nil
+        forwarder.pending.release(ticket)
+    }
+
+    /// Every pending slot was taken and this handshake was the oldest of the heaviest source: its
+    /// slot went to a newcomer. It gets the answer every unauthenticated connection gets.
+    func evict() {
+        refuseUnauthenticated(
+            .evicted, "its pending slot went to a newcomer (every slot taken, its source the heaviest)")
     }
 
     /// Reads and drops what the client has sent already, a bounded amount: close(2) with unread

@@ -70,56 +70,40 @@ struct SourceBlock: Hashable, Sendable, CustomStringConvertible {
     }
 }
 
-/// The data connections accepted and not yet authenticated, in total and per source block, and
-/// the limits (`max_pending`, `max_pending_per_source`) that keep a flood of them from taking
-/// every descriptor: a connection over a limit is reset at accept, before anything is allocated
-/// for it or read from it.
+/// The data connections accepted and not yet authenticated, and the limits (`max_pending`,
+/// `max_pending_per_source`) that keep a flood of them from taking every descriptor: a
+/// connection over its source's limit is reset at accept, before anything is allocated for it or
+/// read from it; when every slot is taken, the oldest handshake of the heaviest source gives its
+/// slot to the newcomer (`PendingSlots` has the policy and its numbers).
 ///
 /// Shared by every reactor behind one small lock, not counted per reactor: EPOLLEXCLUSIVE hands
 /// a source's connections to whichever reactor wakes first, so per-reactor shares of a per-source
-/// limit would refuse a source on one core while another has room. The lock is held for one
-/// dictionary update at accept and one when the handshake ends.
-final class PendingHandshakes: @unchecked Sendable {
-    enum Admission: Equatable {
-        case admitted
-        /// `max_pending` handshakes are pending already.
-        case overTotal
-        /// The source block has `max_pending_per_source` pending already.
-        case overSource
-    }
+/// limit would refuse a source on one core while another has room. The lock is held for a few
+/// dictionary updates at accept and when the handshake ends.
+final class PendingHandshakes<Holder>: @unchecked Sendable {
+    typealias Ticket = PendingSlots<Holder>.Ticket
+    typealias Admission = PendingSlots<Holder>.Admission
 
     private let lock = Mutex()
-    private var total = 0
-    private var bySource: [SourceBlock: Int] = [:]
+    private var slots = PendingSlots<Holder>()
 
-    /// Takes a slot for a handshake from `source` unless a limit is reached. Every `.admitted`
-    /// must be matched by one `release`.
-    func admit(_ source: SourceBlock, maxTotal: Int, maxPerSource: Int) -> Admission {
-        lock.withLock {
-            guard total < maxTotal else { return .overTotal }
-            let mine = bySource[source, default: 0]
-            guard mine < maxPerSource else { return .overSource }
-            total += 1
-            bySource[source] = mine + 1
-            return .admitted
-        }
+    /// Takes a slot for `holder`'s handshake from `source` (see `PendingSlots.admit`). The
+    /// evicted holder, if any, is the caller's to end.
+    func admit(_ source: SourceBlock, holder: Holder, maxTotal: Int, maxPerSource: Int) -> Admission {
+        lock.withLock { slots.admit(source, holder: holder, maxTotal: maxTotal, maxPerSource: maxPerSource) }
     }
 
-    /// Gives back the slot of a handshake that was authenticated, refused or aborted.
-    func release(_ source: SourceBlock) {
-        lock.withLock {
-            guard let mine = bySource[source] else { return }
-            total -= 1
-            // Removed at zero, so the table holds only sources with a handshake in progress.
-            bySource[source] = mine > 1 ? mine - 1 : nil
-        }
+    /// Gives back the slot of a handshake that was authenticated, refused or aborted; nothing for
+    /// one that was evicted already.
+    func release(_ ticket: Ticket) {
+        lock.withLock { slots.release(ticket) }
     }
 
     /// Handshakes pending now, in total and from `source`.
     func count(from source: SourceBlock? = nil) -> Int {
-        lock.withLock { source.map { bySource[$0, default: 0] } ?? total }
+        lock.withLock { source.map { slots.count(from: $0) } ?? slots.total }
     }
 
     /// Source blocks with a handshake pending now.
-    var sources: Int { lock.withLock { bySource.count } }
+    var sources: Int { lock.withLock { slots.sources } }
 }

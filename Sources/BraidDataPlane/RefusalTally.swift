@@ -15,6 +15,8 @@ enum RefusalReason: Hashable, Sendable, CustomStringConvertible {
     case maxPendingPerSource
     /// Authenticated, for a destination the policy refuses; `rule` names the rule.
     case destination(rule: String)
+    /// Pending when every slot was taken, the oldest of the heaviest source: its slot went to a newcomer.
+    case evicted
 
     var description: String {
         switch self {
@@ -24,6 +26,7 @@ enum RefusalReason: Hashable, Sendable, CustomStringConvertible {
         case .maxPending: "max_pending"
         case .maxPendingPerSource: "max_pending_per_source"
         case .destination(let rule): rule
+        case .evicted: "evicted"
         }
     }
 }

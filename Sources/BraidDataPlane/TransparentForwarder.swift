@@ -99,8 +99,10 @@ public final class TransparentForwarder {
             try Sockets.setInt(lan, Int32(IPPROTO_TCP), TCP_NODELAY, 1, "TCP_NODELAY")
             try Sockets.setInt(upstream, Int32(IPPROTO_TCP), TCP_NODELAY, 1, "TCP_NODELAY")
             if config.fastOpen {
+                // With a cookie: the concentrator accepts data in the SYN only with one. The first
+                // connection to it from a source asks for the cookie (its request follows the
+                // handshake); the kernel caches the cookie and later SYNs carry the request.
                 try Sockets.setInt(upstream, braid_SOL_TCP, braid_TCP_FASTOPEN_CONNECT, 1, "TCP_FASTOPEN_CONNECT")
-                try Sockets.setInt(upstream, braid_SOL_TCP, braid_TCP_FASTOPEN_NO_COOKIE, 1, "TCP_FASTOPEN_NO_COOKIE")
             }
             if let source = selectSource(), source.isIPv4 == config.server.address.isIPv4 {
                 // A failed bind (the address just went away) leaves the choice to the routing table.

@@ -61,7 +61,9 @@ public struct ConvertServerHandshake: Sendable {
 
     /// Appends bytes and decides. `replay` is consulted only after the MAC is good and the
     /// timestamp is not older than the process, so forged requests cannot fill the replay cache.
-    public mutating func feed(_ bytes: some Collection<UInt8>, nowMillis: UInt64, replay: inout ReplayGuard) -> Action {
+    public mutating func feed(
+        _ bytes: some Collection<UInt8>, nowMillis: UInt64, replay: inout some ReplayAdmission
+    ) -> Action {
         buffer.append(contentsOf: bytes)
         do {
             let parsed = try Self.step({ $0.code == .unsupportedVersion ? .unsupportedVersion : .malformed }) {
@@ -121,7 +123,7 @@ public struct ConvertServerHandshake: Sendable {
 
     /// Why `ReplayGuard.admit` refused a request whose MAC was good.
     private static func admissionRefusal(
-        _ error: ConvertError, _ auth: ConvertAuthentication, nowMillis: UInt64, _ replay: ReplayGuard
+        _ error: ConvertError, _ auth: ConvertAuthentication, nowMillis: UInt64, _ replay: some ReplayAdmission
     ) -> ConvertRefusal {
         if error.code == .resourceExceeded { return .replayCacheFull }
         return replay.isFresh(auth.timestampMillis, nowMillis: nowMillis) ? .replayed : .stale

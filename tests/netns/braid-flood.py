@@ -7,14 +7,20 @@ tests: N connections opened at a steady rate from several source addresses, each
   garbage     random bytes that are not Convert
   wrongkey    a whole request sealed with a random key (key id 0)
   unknownkey  a whole request sealed under a key id the concentrator does not have
+  idle        nothing at all: the connection is held open until the concentrator ends it
+
+With --fastopen the payload rides in the SYN (TCP Fast Open without a cookie, as a spoofed SYN
+would carry it): no round trip is waited for, so a source that never sees the SYN-ACK still
+delivers its data to a listener that accepts cookieless Fast Open.
 
 Each connection is read until the concentrator closes it or the deadline passes; the result is
 one JSON line: per kind and in total, what came back (hex) and how the connection ended (eof,
 reset, open at the deadline, connect failed). Non-blocking sockets and one selector: every
 connection and the whole run are bounded in time.
 """
-import argparse, collections, errno, hashlib, hmac, json, os, resource, selectors, socket, struct, time
+import argparse, collections, errno, hashlib, hmac, json, os, resource, selectors, signal, socket, struct, time
 
+TCP_FASTOPEN_NO_COOKIE = 34  # linux/tcp.h
 KINDS = ["partial", "partial", "partial", "truncated", "garbage", "wrongkey", "unknownkey"]
 
 
@@ -29,6 +35,8 @@ def sealed(key, key_id, dest, dport):
 
 
 def payload(kind, dest, dport):
+    if kind == "idle":
+        return b""
     if kind in ("partial", "truncated"):
         return sealed(os.urandom(32), 0, dest, dport)[:30]
     if kind == "garbage":
@@ -54,6 +62,8 @@ def main():
     p.add_argument("--dest", default="198.18.20.2")
     p.add_argument("--dport", type=int, default=8080)
     p.add_argument("--deadline", type=float, default=20, help="seconds for the whole run")
+    p.add_argument("--kinds", default=",".join(KINDS), help="comma-separated kinds, used in turn")
+    p.add_argument("--fastopen", action="store_true", help="send the payload in the SYN, without a cookie")
     a = p.parse_args()
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -61,10 +71,19 @@ def main():
     if soft < want:
         resource.setrlimit(resource.RLIMIT_NOFILE, (max(want, soft), max(want, hard)))
     sources = a.sources.split(",")
+    kinds = a.kinds.split(",")
+    family = socket.AF_INET6 if ":" in a.connect else socket.AF_INET
     sel = selectors.DefaultSelector()
     conns, opened, live = [], 0, 0
     start = time.monotonic()
     stop = start + a.deadline
+
+    def stop_now(*_):
+        # SIGTERM ends the run early and still reports: what is open then counts as "open".
+        nonlocal stop
+        stop = 0
+
+    signal.signal(signal.SIGTERM, stop_now)
 
     def finish(c, end):
         nonlocal live
@@ -76,21 +95,34 @@ def main():
     while time.monotonic() < stop and (opened < a.count or live > 0):
         now = time.monotonic()
         while opened < a.count and opened < (now - start) * a.rate + 1:
-            kind = KINDS[opened % len(KINDS)]
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            kind = kinds[opened % len(kinds)]
+            s = socket.socket(family, socket.SOCK_STREAM)
             s.setblocking(False)
             s.bind((sources[opened % len(sources)], 0))
             c = Conn(kind, s, time.monotonic())
             conns.append(c)
             opened += 1
             live += 1
-            rc = s.connect_ex((a.connect, a.port))
+            if a.fastopen:
+                s.setsockopt(socket.IPPROTO_TCP, TCP_FASTOPEN_NO_COOKIE, 1)
+                try:
+                    s.sendto(payload(c.kind, a.dest, a.dport), socket.MSG_FASTOPEN, (a.connect, a.port))
+                    rc = 0
+                except BlockingIOError:
+                    rc = 0
+                except OSError as e:
+                    rc = e.errno
+                c.connected = True
+                event = selectors.EVENT_READ
+            else:
+                rc = s.connect_ex((a.connect, a.port))
+                event = selectors.EVENT_WRITE
             if rc not in (0, errno.EINPROGRESS):
                 c.end = "connect_failed"
                 s.close()
                 live -= 1
                 continue
-            sel.register(s, selectors.EVENT_WRITE, c)
+            sel.register(s, event, c)
         for key, _ in sel.select(timeout=0.01):
             c = key.data
             if not c.connected:
@@ -101,7 +133,9 @@ def main():
                     continue
                 c.connected = True
                 try:
-                    c.sock.send(payload(c.kind, a.dest, a.dport))
+                    data = payload(c.kind, a.dest, a.dport)
+                    if data:
+                        c.sock.send(data)
                     if c.kind == "truncated":
                         c.sock.shutdown(socket.SHUT_WR)
                 except OSError:  # reset before the send, or before the half-close (ENOTCONN)
