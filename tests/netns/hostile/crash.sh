@@ -30,12 +30,20 @@ crash_snapshot() { # crash_snapshot NS
     nsx "$ns" nft list table inet braid 2>/dev/null | sed 's/^/nft /'
 }
 
-# The capability sets of a process as "CapPrm CapEff CapBnd" (hex, as /proc shows them).
-crash_caps() { awk '/^Cap(Prm|Eff|Bnd):/ { printf "%s ", $2 }' "/proc/$1/status"; }
+# The capability sets of every thread of a process as "CapPrm CapEff CapBnd" (hex, as /proc shows
+# them), one line per distinct combination: Linux keeps capabilities per thread.
+crash_caps() {
+    local task
+    for task in /proc/"$1"/task/*; do
+        awk '/^Cap(Prm|Eff|Bnd):/ { printf "%s ", $2 } END { print "" }' "$task/status"
+    done | sort -u
+}
 
 # Kills a daemon with SIGKILL: no stop code runs, as after a crash or the OOM killer.
 crash_kill() {
     kill -KILL "$1" 2>/dev/null
+    # Reaped here, so the shell does not report the kill as a job's death.
+    { wait "$1"; } 2>/dev/null
     wait_for 5 bash -c "! kill -0 $1"
 }
 
@@ -101,12 +109,12 @@ section_crash() {
     gw_caps=$(crash_caps "$LAB_GW_PID")
     conc_caps=$(crash_caps "$LAB_CONC_PID")
     if [[ $gw_caps == "0000000000003000 0000000000003000 0000000000003000 " ]]; then
-        pass "crash: the running gateway holds only cap_net_admin and cap_net_raw (permitted, effective, bounding)"
+        pass "crash: every thread of the running gateway holds only cap_net_admin and cap_net_raw (permitted, effective, bounding)"
     else
         fail "crash: gateway capabilities (CapPrm CapEff CapBnd), want 3000 each" "$gw_caps"
     fi
     if [[ $conc_caps == "0000000000001000 0000000000001000 0000000000001000 " ]]; then
-        pass "crash: the running concentrator holds only cap_net_admin (permitted, effective, bounding)"
+        pass "crash: every thread of the running concentrator holds only cap_net_admin (permitted, effective, bounding)"
     else
         fail "crash: concentrator capabilities (CapPrm CapEff CapBnd), want 1000 each" "$conc_caps"
     fi
