@@ -55,12 +55,15 @@ public final class ConcentratorService {
             role: "concentrator")
         self.state = state
         if state.recovered {
-            logger.warning("the last run did not stop cleanly; its settings are given back at stop", metadata: ["state": "\(state.path)"])
+            logger.warning(
+                "the last run did not stop cleanly; its settings are given back at stop",
+                metadata: ["state": "\(state.path)"])
         }
         do {
             if let change = try KernelSettings.enableFastOpen(server: true, state: state) {
                 logger.notice(
-                    "enabled TCP Fast Open server side", metadata: [KernelSettings.fastOpen: "\(change.old) -> \(change.new)"])
+                    "enabled TCP Fast Open server side",
+                    metadata: [KernelSettings.fastOpen: "\(change.old) -> \(change.new)"])
             }
             try acceptSubflows(state: state)
         } catch {
@@ -157,7 +160,9 @@ public final class ConcentratorService {
         }
         failed = state.restore(alsoFailed: failed)
         for error in failed { logger.warning("cannot give a kernel setting back", metadata: ["error": "\(error)"]) }
-        if !failed.isEmpty { logger.warning("the state file stays for the next start", metadata: ["state": "\(state.path)"]) }
+        if !failed.isEmpty {
+            logger.warning("the state file stays for the next start", metadata: ["state": "\(state.path)"])
+        }
         self.state = nil
     }
 

@@ -68,7 +68,8 @@ public final class KernelStateFile {
             do {
                 record = try KernelStateRecord(parsing: text)
             } catch {
-                throw KernelStateError(line: 0, "state file \(path): \(error); remove it once the settings it lists are checked")
+                throw KernelStateError(
+                    line: 0, "state file \(path): \(error); remove it once the settings it lists are checked")
             }
             recovered = true
         } else {

@@ -60,7 +60,8 @@ public final class GatewayService {
         do {
             if config.fastOpen, let change = try KernelSettings.enableFastOpen(server: false, state: state) {
                 logger.notice(
-                    "enabled TCP Fast Open client side", metadata: [KernelSettings.fastOpen: "\(change.old) -> \(change.new)"])
+                    "enabled TCP Fast Open client side",
+                    metadata: [KernelSettings.fastOpen: "\(change.old) -> \(change.new)"])
             }
             // First, while descriptor numbers are low (see Interception).
             let table = try Interception(
@@ -154,7 +155,9 @@ public final class GatewayService {
         if let state {
             let failed = state.restore()
             for error in failed { logger.warning("cannot give a kernel setting back", metadata: ["error": "\(error)"]) }
-            if !failed.isEmpty { logger.warning("the state file stays for the next start", metadata: ["state": "\(state.path)"]) }
+            if !failed.isEmpty {
+                logger.warning("the state file stays for the next start", metadata: ["state": "\(state.path)"])
+            }
         }
         state = nil
         logger.notice("gateway stopped; kernel state removed")

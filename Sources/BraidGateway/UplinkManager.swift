@@ -114,7 +114,8 @@ final class UplinkManager {
         logger.notice(
             "MPTCP path manager: userspace (subflows opened by the gateway)",
             metadata: [
-                selection.sysctl: "\(selection.value)", "previous": "\(state.record.original(selection.sysctl) ?? selection.value)",
+                selection.sysctl: "\(selection.value)",
+                "previous": "\(state.record.original(selection.sysctl) ?? selection.value)",
             ])
     }
 
@@ -253,7 +254,8 @@ extension UplinkManager {
         do {
             try state.remember(tables: [table])
         } catch {
-            logger.warning("cannot record routing table in the state file", metadata: ["table": "\(table)", "error": "\(error)"])
+            logger.warning(
+                "cannot record routing table in the state file", metadata: ["table": "\(table)", "error": "\(error)"])
         }
     }
 

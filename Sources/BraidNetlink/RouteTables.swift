@@ -116,9 +116,9 @@ public final class RouteTables {
                     default: break
                     }
                 }
+                let any = IPPrefix(v6 ? "::/0" : "0.0.0.0/0")!.address
                 guard tables.contains(table),
-                    let prefix = IPPrefix(
-                        address: destination ?? IPPrefix(v6 ? "::/0" : "0.0.0.0/0")!.address, length: Int(msg.rtm_dst_len))
+                    let prefix = IPPrefix(address: destination ?? any, length: Int(msg.rtm_dst_len))
                 else { return }
                 out.append(
                     Route(table: table, destination: prefix, gateway: gateway, ifindex: oif,
@@ -191,7 +191,9 @@ public final class RouteTables {
                     case Int(FRA_TABLE): rule.table = a.u32 ?? rule.table
                     case Int(FRA_FWMARK): rule.fwmark = a.u32
                     case Int(FRA_SRC):
-                        rule.source = IPAddress(bytes: a.bytes).flatMap { IPPrefix(address: $0, length: Int(hdr.src_len)) }
+                        rule.source = IPAddress(bytes: a.bytes).flatMap {
+                            IPPrefix(address: $0, length: Int(hdr.src_len))
+                        }
                     default: break
                     }
                 }

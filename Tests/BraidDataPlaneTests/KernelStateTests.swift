@@ -57,7 +57,10 @@ final class KernelStateTests: XCTestCase {
 
     func testBadLinesNameLineAndText() {
         let cases: [(String, String)] = [
-            ("role gateway\nsysctl net.ipv4.tcp_fastopen\n", "line 2: sysctl takes a dotted name and a value (sysctl net.ipv4.tcp_fastopen)"),
+            (
+                "role gateway\nsysctl net.ipv4.tcp_fastopen\n",
+                "line 2: sysctl takes a dotted name and a value (sysctl net.ipv4.tcp_fastopen)"
+            ),
             ("role gateway\nmptcp_limits 8 x\n", "line 2: mptcp_limits takes two numbers"),
             ("role gateway\n\ntable -1\n", "line 3: table takes a number (table -1)"),
             ("role gateway\nroute 1\n", "line 2: unknown entry 'route' (route 1)"),

@@ -13,8 +13,10 @@ final class LeftoverRulesTests: XCTestCase {
         let gone = RouteTables.Rule(ipv6: false, priority: source, table: 101, source: IPPrefix("198.18.1.200/32"))
         let v6 = RouteTables.Rule(ipv6: true, priority: source, table: 102, source: IPPrefix("2001:db8:1::2/128"))
         let markRule = RouteTables.Rule(ipv6: false, priority: mark, table: 100, fwmark: 1)
-        let operatorsTable = RouteTables.Rule(ipv6: false, priority: source, table: 200, source: IPPrefix("198.18.9.9/32"))
-        let operatorsPriority = RouteTables.Rule(ipv6: false, priority: 1000, table: 101, source: IPPrefix("198.18.1.2/32"))
+        let operatorsTable = RouteTables.Rule(
+            ipv6: false, priority: source, table: 200, source: IPPrefix("198.18.9.9/32"))
+        let operatorsPriority = RouteTables.Rule(
+            ipv6: false, priority: 1000, table: 101, source: IPPrefix("198.18.1.2/32"))
         let main = RouteTables.Rule(ipv6: false, priority: 32766, table: 254)
         let found = UplinkManager.leftoverRules(
             [gone, v6, markRule, operatorsTable, operatorsPriority, main], tables: [100, 101, 102])
