@@ -135,8 +135,8 @@ public final class ConcentratorService {
 
     /// Lets every connection have the kernel's maximum of joined subflows (8). The default, 2,
     /// is one short of a three-uplink CPE, and a subflow whose gateway address vanished can
-    /// linger here until its RM_ADDR arrives.
-    /// The limits before go to the state file first (unless a killed run recorded them).
+    /// linger here until its RM_ADDR arrives. The limits before go to the state file first
+    /// (unless a killed run recorded them), so a clean stop gives them back even after a crash.
     private func acceptSubflows(state: KernelStateFile) throws {
         let pm = try MPTCPPathManager()
         let old = try pm.limits()
