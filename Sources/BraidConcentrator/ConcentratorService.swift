@@ -21,7 +21,8 @@ public final class ConcentratorService {
     let logger: Logger
     private var group: ReactorGroup?
     private var forwarder: ConvertForwarder?
-    private var previousLimits: (subflows: UInt32, addAddrAccepted: UInt32)?
+    /// The kernel settings changed and their values before: given back at stop, also after a crash.
+    private var state: KernelStateFile?
     /// One thread for the local socket and reloads, off the data reactors.
     var control: ReactorGroup?
     private var statusServer: LocalQueryServer?
@@ -30,6 +31,11 @@ public final class ConcentratorService {
     /// Subscribers, their session keys, open sessions and rate buckets.
     private(set) var book: SubscriberBook?
     var controlServer: ControlServer?
+
+    /// What the concentrator uses once its listeners are bound: CAP_NET_ADMIN only, to give the
+    /// MPTCP limits back at stop (generic netlink's admin commands need it) and, when not uid 0,
+    /// tcp_fastopen. A reload changes neither listeners nor kernel settings.
+    public static let capabilitiesAfterStart: Capabilities = [.netAdmin]
 
     public init(config: ConcentratorConfig, logger: Logger) {
         self.config = config
@@ -52,8 +58,26 @@ public final class ConcentratorService {
         let tls = try config.tls.map {
             try TLSContext(role: .server, ca: $0.ca, certificate: $0.cert, key: $0.key, crl: $0.crl)
         }
-        if let change = try KernelSettings.enableFastOpen(server: true) {
-            logger.notice("enabled TCP Fast Open server side", metadata: ["net.ipv4.tcp_fastopen": "\(change.old) -> \(change.new)"])
+        let state = try KernelStateFile(
+            path: KernelStateFile.path(
+                directory: KernelStateFile.directory(of: config.statusSocket), role: "concentrator"),
+            role: "concentrator")
+        self.state = state
+        if state.recovered {
+            logger.warning(
+                "the last run did not stop cleanly; its settings are given back at stop",
+                metadata: ["state": "\(state.path)"])
+        }
+        do {
+            if let change = try KernelSettings.enableFastOpen(server: true, state: state) {
+                logger.notice(
+                    "enabled TCP Fast Open server side",
+                    metadata: [KernelSettings.fastOpen: "\(change.old) -> \(change.new)"])
+            }
+            try acceptSubflows(state: state)
+        } catch {
+            stop()
+            throw error
         }
         // The names a data connection's MAC may be bound to: `identity` alone when set (so two
         // concentrators on one address are told apart), else the certificate's name and the
@@ -61,7 +85,6 @@ public final class ConcentratorService {
         let certificateName = try config.tls.flatMap { try TLSContext.commonName(ofCertificateAt: $0.cert) }
         let identities = config.identities.isEmpty ? (certificateName.map { [$0] } ?? []) : config.identities
         let limit = raiseFileLimit()
-        try acceptSubflows()
         let destinationPolicy = self.destinationPolicy
         let localAddresses = LocalAddresses()
         let listen = Endpoint(address: config.listen, port: config.port)
@@ -81,6 +104,7 @@ public final class ConcentratorService {
         do {
             try forwarder.start(group: group)
         } catch {
+            stop()
             throw ServiceError("cannot listen on \(listen): \(error)")
         }
         try group.start()
@@ -128,21 +152,38 @@ public final class ConcentratorService {
 
     /// Lets every connection have the kernel's maximum of joined subflows (8). The default, 2,
     /// is one short of a three-uplink CPE, and a subflow whose gateway address vanished can
-    /// linger here until its RM_ADDR arrives.
-    private func acceptSubflows() throws {
+    /// linger here until its RM_ADDR arrives. The limits before go to the state file first
+    /// (unless a killed run recorded them), so a clean stop gives them back even after a crash.
+    private func acceptSubflows(state: KernelStateFile) throws {
         let pm = try MPTCPPathManager()
         let old = try pm.limits()
         guard old.subflows < 8 else { return }
+        try state.remember(limits: .init(subflows: old.subflows, addAddrAccepted: old.addAddrAccepted))
         try pm.setLimits(subflows: 8, addAddrAccepted: old.addAddrAccepted)
-        previousLimits = old
         logger.notice("MPTCP limits set", metadata: ["subflows": "\(old.subflows) -> 8"])
     }
 
-    public func stop() {
-        if let old = previousLimits, let pm = try? MPTCPPathManager() {
-            try? pm.setLimits(subflows: old.subflows, addAddrAccepted: old.addAddrAccepted)
-            previousLimits = nil
+    /// Gives back the MPTCP limits and sysctls as they were before the first run; the state
+    /// file goes when all went back.
+    private func restoreKernelSettings() {
+        guard let state else { return }
+        var failed: [Error] = []
+        if let old = state.record.mptcpLimits {
+            do {
+                try MPTCPPathManager().setLimits(subflows: old.subflows, addAddrAccepted: old.addAddrAccepted)
+            } catch {
+                failed.append(error)
+            }
         }
+        failed = state.restore(alsoFailed: failed)
+        for error in failed { logger.warning("cannot give a kernel setting back", metadata: ["error": "\(error)"]) }
+        if !failed.isEmpty {
+            logger.warning("the state file stays for the next start", metadata: ["state": "\(state.path)"])
+        }
+        self.state = nil
+    }
+
+    public func stop() {
         controlServer?.stop()
         controlServer = nil
         control?.stop()
@@ -153,6 +194,7 @@ public final class ConcentratorService {
         forwarder?.stop()
         group = nil
         forwarder = nil
+        restoreKernelSettings()
         logger.notice("concentrator stopped")
     }
 }

@@ -23,6 +23,14 @@ public final class GatewayService {
     var interception: Interception?
     private var controlClient: ControlClient?
     private var keys: DataKeys?
+    /// The kernel settings changed and their values before: given back at stop, also after a crash.
+    private var state: KernelStateFile?
+
+    /// What the gateway uses once started: CAP_NET_ADMIN for netlink (routes, rules, the path
+    /// manager's subflows), nftables and, when not uid 0, the sysctls it gives back at stop;
+    /// CAP_NET_RAW for the ICMP probes (raw sockets bound to a device), opened again when an
+    /// uplink comes back or a reload adds one. Listeners and the file limit are set up by then.
+    public static let capabilitiesAfterStart: Capabilities = [.netAdmin, .netRaw]
 
     public init(config: GatewayConfig, logger: Logger) {
         self.config = config
@@ -40,15 +48,25 @@ public final class GatewayService {
                 role: .client(serverName: config.serverName), ca: $0.ca, certificate: $0.cert, key: $0.key)
         }
         let server = Endpoint(address: config.server, port: config.port)
-        if config.fastOpen, let change = try KernelSettings.enableFastOpen(server: false) {
-            logger.notice("enabled TCP Fast Open client side", metadata: ["net.ipv4.tcp_fastopen": "\(change.old) -> \(change.new)"])
+        let state = try KernelStateFile(
+            path: KernelStateFile.path(directory: KernelStateFile.directory(of: config.statusSocket), role: "gateway"),
+            role: "gateway")
+        self.state = state
+        if state.recovered {
+            logger.warning(
+                "the last run did not stop cleanly; repairing what it left", metadata: ["state": "\(state.path)"])
         }
         let limit = raiseFileLimit()
         do {
+            if config.fastOpen, let change = try KernelSettings.enableFastOpen(server: false, state: state) {
+                logger.notice(
+                    "enabled TCP Fast Open client side",
+                    metadata: [KernelSettings.fastOpen: "\(change.old) -> \(change.new)"])
+            }
             // First, while descriptor numbers are low (see Interception).
             let table = try Interception(
                 .init(lanDevices: config.lanDevices, listenerPort: config.tproxyPort, fwmark: config.fwmark))
-            let manager = try UplinkManager(config: config, logger: logger)
+            let manager = try UplinkManager(config: config, state: state, logger: logger)
             uplinks = manager
             try manager.installBase()
             let control = try ReactorGroup(count: 1, logger: logger)
@@ -106,7 +124,6 @@ public final class GatewayService {
         }
     }
 
-    /// Removes the nftables table, listeners, routes and rules, and gives MPTCP back its previous path manager.
     /// The control channel in `braid status`: off (pre-shared key only), up or down, the key in use.
     func controlStatus() -> String {
         guard let client = controlClient else { return "{\"state\":\"off\"}" }
@@ -116,6 +133,8 @@ public final class GatewayService {
         return "{\"state\":\"\(client.established ? "up" : "down")\",\"key\":\(key),\"class\":\(cls)\(error)}"
     }
 
+    /// Removes the nftables table, listeners, routes and rules, and gives back every setting it
+    /// changed (the MPTCP path manager, tcp_fastopen) as it was before the first run.
     public func stop() {
         controlClient?.stop()
         controlClient = nil
@@ -133,6 +152,14 @@ public final class GatewayService {
         statusServer = nil
         uplinks?.remove()
         uplinks = nil
+        if let state {
+            let failed = state.restore()
+            for error in failed { logger.warning("cannot give a kernel setting back", metadata: ["error": "\(error)"]) }
+            if !failed.isEmpty {
+                logger.warning("the state file stays for the next start", metadata: ["state": "\(state.path)"])
+            }
+        }
+        state = nil
         logger.notice("gateway stopped; kernel state removed")
     }
 }

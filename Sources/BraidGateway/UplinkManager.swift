@@ -1,5 +1,6 @@
 import BraidConfig
 import BraidCore
+import BraidDataPlane
 import BraidNetlink
 import Logging
 
@@ -45,14 +46,17 @@ final class UplinkManager {
     private(set) var uplinks: [Uplink]
     private var baseRoutes: [RouteTables.Route] = []
     private var baseRules: [RouteTables.Rule] = []
-    private var previousPathManager: String?
+    /// Where each change to the kernel's settings is recorded before it is made, and the
+    /// routing tables braid uses: what the start after a crash repairs.
+    private let state: KernelStateFile
 
     /// Rule priorities: uplink source rules, then the TPROXY mark rule, both ahead of `main` (32766).
     static let sourceRulePriority: UInt32 = 4800
     static let markRulePriority: UInt32 = 4700
 
-    init(config: GatewayConfig, logger: Logger) throws {
+    init(config: GatewayConfig, state: KernelStateFile, logger: Logger) throws {
         self.config = config
+        self.state = state
         self.logger = logger
         routes = try RouteTables()
         let tables = config.uplinkTables
@@ -63,8 +67,34 @@ final class UplinkManager {
         uplinks.first { $0.name == name }
     }
 
-    /// TPROXY's mark rule and local routes, and the userspace path manager.
+    /// Rules a run that was killed left behind: at braid's priorities, looking up one of braid's
+    /// tables. Found by that pair and not by address, since the address a source rule was for
+    /// may be gone (a new DHCP lease while the gateway was down).
+    static func leftoverRules(_ rules: [RouteTables.Rule], tables: Set<UInt32>) -> [RouteTables.Rule] {
+        rules.filter { [sourceRulePriority, markRulePriority].contains($0.priority) && tables.contains($0.table) }
+    }
+
+    /// Removes what an earlier run left in braid's tables and rules (nothing after a clean stop):
+    /// every route in the tables the configuration and the state file name, and the rules at
+    /// braid's priorities that look them up. Runs before anything is installed.
+    private func removeLeftovers() throws {
+        let tables = Set(config.uplinkTables.values).union([config.tableBase]).union(state.record.tables)
+        let rules = Self.leftoverRules(try routes.rules(), tables: tables)
+        let stale = try routes.routes(inTables: tables)
+        for rule in rules { try routes.delete(rule) }
+        for route in stale { try? routes.delete(route) }  // a local route may go with its address
+        if !rules.isEmpty || !stale.isEmpty {
+            logger.notice(
+                "removed routing state an earlier run left",
+                metadata: ["rules": "\(rules.count)", "routes": "\(stale.count)", "tables": "\(tables.sorted())"])
+        }
+    }
+
+    /// TPROXY's mark rule and local routes, and the userspace path manager; first, whatever an
+    /// earlier run that did not stop cleanly left.
     func installBase() throws {
+        try removeLeftovers()
+        try state.remember(tables: Set(uplinks.map(\.table)).union([config.tableBase]))
         let lo = RouteTables.interfaceIndex("lo") ?? 1
         for v6 in [false, true] {
             let route = RouteTables.Route(
@@ -79,9 +109,14 @@ final class UplinkManager {
             baseRules.append(rule)
         }
         // Per namespace, for sockets created from now on: set before the first connection.
-        let previous = try MPTCPPathManager.selectPathManager("userspace")
-        previousPathManager = previous
-        logger.notice("MPTCP path manager: userspace (subflows opened by the gateway)", metadata: ["previous": "\(previous)"])
+        let selection = try MPTCPPathManager.userspaceSelection()
+        try state.set(selection.sysctl, to: selection.value)
+        logger.notice(
+            "MPTCP path manager: userspace (subflows opened by the gateway)",
+            metadata: [
+                selection.sysctl: "\(selection.value)",
+                "previous": "\(state.record.original(selection.sysctl) ?? selection.value)",
+            ])
     }
 
     /// Reads the link's state, addresses and learned next hops.
@@ -176,10 +211,6 @@ final class UplinkManager {
             do { try routes.delete(route) } catch { logger.warning("\(error)") }
         }
         baseRoutes = []
-        if let previous = previousPathManager {
-            do { _ = try MPTCPPathManager.selectPathManager(previous) } catch { logger.warning("\(error)") }
-            previousPathManager = nil
-        }
     }
 }
 
@@ -188,6 +219,7 @@ final class UplinkManager {
 extension UplinkManager {
     /// Appends an uplink; the next `refresh` and `apply` install its route and rules.
     func add(_ config: UplinkConfig, table: UInt32) {
+        rememberTable(table)
         uplinks.append(Uplink(config: config, table: table))
     }
 
@@ -204,6 +236,7 @@ extension UplinkManager {
     /// other's old one. A changed next hop or role needs nothing here; `apply` replaces the route.
     func reconfigure(_ name: String, to config: UplinkConfig, table: UInt32) {
         guard let i = uplinks.firstIndex(where: { $0.name == name }) else { return }
+        rememberTable(table)
         let old = uplinks[i]
         if old.table != table || old.config.device != config.device {
             converge(&uplinks[i], routes: [], rules: [])
@@ -213,6 +246,16 @@ extension UplinkManager {
         } else {
             uplinks[i].config = config
             uplinks[i].table = table
+        }
+    }
+
+    /// Records a table a reload brings in, so the start after a crash finds its routes.
+    private func rememberTable(_ table: UInt32) {
+        do {
+            try state.remember(tables: [table])
+        } catch {
+            logger.warning(
+                "cannot record routing table in the state file", metadata: ["table": "\(table)", "error": "\(error)"])
         }
     }
 

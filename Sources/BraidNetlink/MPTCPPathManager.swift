@@ -179,31 +179,17 @@ public final class MPTCPPathManager {
         if let port { m.put(Int(MPTCP_PM_ADDR_ATTR_PORT), u16: port) }
     }
 
-    /// Chooses the network namespace's path manager for MPTCP sockets created from now on:
-    /// `userspace` (this daemon opens and closes subflows per connection) or `kernel`. Returns
-    /// the previous choice, to put back at exit. Linux 6.15 renamed `pm_type` (0/1) to
-    /// `path_manager`; both are tried.
-    public static func selectPathManager(_ name: String) throws -> String {
-        let path = "/proc/sys/net/mptcp/path_manager"
-        if let old = readFirstLine(path) {
-            if old != name { try writeSysctl(path, name) }
-            return old
-        }
-        let legacy = "/proc/sys/net/mptcp/pm_type"
-        guard let old = readFirstLine(legacy) else {
-            throw NetlinkError("select MPTCP path manager \(name): neither \(path) nor \(legacy)", errno: ENOENT)
-        }
-        let wanted = name == "userspace" ? "1" : "0"
-        if old != wanted { try writeSysctl(legacy, wanted) }
-        return old == "1" ? "userspace" : "kernel"
-    }
-
-    private static func writeSysctl(_ path: String, _ value: String) throws {
-        let fd = open(path, O_WRONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw NetlinkError("open \(path)", errno: errno) }
-        defer { close(fd) }
-        let bytes = Array((value + "\n").utf8)
-        guard write(fd, bytes, bytes.count) == bytes.count else { throw NetlinkError("write \(value) to \(path)", errno: errno) }
+    /// The sysctl that chooses the network namespace's path manager for MPTCP sockets created
+    /// from then on, and its value that selects the userspace one (this daemon opens and closes
+    /// subflows per connection). Linux 6.15 renamed `pm_type` (0/1) to `path_manager`
+    /// (`kernel`/`userspace`); the one this kernel has is returned. Writing it is the caller's:
+    /// the old value must be recorded first (KernelStateFile).
+    public static func userspaceSelection() throws -> (sysctl: String, value: String) {
+        if access("/proc/sys/net/mptcp/path_manager", F_OK) == 0 { return ("net.mptcp.path_manager", "userspace") }
+        if access("/proc/sys/net/mptcp/pm_type", F_OK) == 0 { return ("net.mptcp.pm_type", "1") }
+        throw NetlinkError(
+            "select the userspace MPTCP path manager: neither net.mptcp.path_manager nor net.mptcp.pm_type",
+            errno: ENOENT)
     }
 }
 

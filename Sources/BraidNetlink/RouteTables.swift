@@ -92,6 +92,42 @@ public final class RouteTables {
         }
     }
 
+    /// The unicast and local routes in `tables` (both families): what a run that was killed may
+    /// have left there.
+    public func routes(inTables tables: Set<UInt32>) throws -> [Route] {
+        var out: [Route] = []
+        for v6 in [false, true] {
+            let m = NetlinkSocket.Message(type: UInt16(RTM_GETROUTE), flags: 0)
+            let rt = m.putExtraHeader(rtmsg.self)
+            rt.pointee.rtm_family = UInt8(v6 ? AF_INET6 : AF_INET)
+            try socket.dump(m, operation: "dump routes") { h in
+                let msg = mnl_nlmsg_get_payload(h).assumingMemoryBound(to: rtmsg.self).pointee
+                guard msg.rtm_type == UInt8(RTN_UNICAST) || msg.rtm_type == UInt8(RTN_LOCAL) else { return }
+                var table = UInt32(msg.rtm_table)
+                var destination: IPAddress? = nil
+                var gateway: IPAddress? = nil
+                var oif: UInt32 = 0
+                for a in NetlinkSocket.attributes(h, extraHeaderSize: MemoryLayout<rtmsg>.size) {
+                    switch Int(a.type) {
+                    case Int(RTA_TABLE.rawValue): table = a.u32 ?? table
+                    case Int(RTA_DST.rawValue): destination = IPAddress(bytes: a.bytes)
+                    case Int(RTA_OIF.rawValue): oif = a.u32 ?? 0
+                    case Int(RTA_GATEWAY.rawValue): gateway = IPAddress(bytes: a.bytes)
+                    default: break
+                    }
+                }
+                let any = IPPrefix(v6 ? "::/0" : "0.0.0.0/0")!.address
+                guard tables.contains(table),
+                    let prefix = IPPrefix(address: destination ?? any, length: Int(msg.rtm_dst_len))
+                else { return }
+                out.append(
+                    Route(table: table, destination: prefix, gateway: gateway, ifindex: oif,
+                        local: msg.rtm_type == UInt8(RTN_LOCAL)))
+            }
+        }
+        return out
+    }
+
     public func add(_ route: Route) throws {
         try send(route, type: UInt16(RTM_NEWROUTE), flags: NLM_F_CREATE | NLM_F_REPLACE, operation: "add route \(route)")
     }
@@ -136,6 +172,35 @@ public final class RouteTables {
             "\(ipv6 ? "ipv6" : "ipv4") rule pref \(priority)" + (source.map { " from \($0)" } ?? "")
                 + (fwmark.map { " fwmark \($0)" } ?? "") + " lookup \(table)"
         }
+    }
+
+    /// Every policy rule of both families that looks up a table (`ip rule` lists them).
+    public func rules() throws -> [Rule] {
+        var out: [Rule] = []
+        for v6 in [false, true] {
+            let m = NetlinkSocket.Message(type: UInt16(RTM_GETRULE), flags: 0)
+            let fr = m.putExtraHeader(fib_rule_hdr.self)
+            fr.pointee.family = UInt8(v6 ? AF_INET6 : AF_INET)
+            try socket.dump(m, operation: "dump rules") { h in
+                let hdr = mnl_nlmsg_get_payload(h).assumingMemoryBound(to: fib_rule_hdr.self).pointee
+                guard hdr.action == UInt8(FR_ACT_TO_TBL) else { return }
+                var rule = Rule(ipv6: v6, priority: 0, table: UInt32(hdr.table))
+                for a in NetlinkSocket.attributes(h, extraHeaderSize: MemoryLayout<fib_rule_hdr>.size) {
+                    switch Int(a.type) {
+                    case Int(FRA_PRIORITY): rule.priority = a.u32 ?? 0
+                    case Int(FRA_TABLE): rule.table = a.u32 ?? rule.table
+                    case Int(FRA_FWMARK): rule.fwmark = a.u32
+                    case Int(FRA_SRC):
+                        rule.source = IPAddress(bytes: a.bytes).flatMap {
+                            IPPrefix(address: $0, length: Int(hdr.src_len))
+                        }
+                    default: break
+                    }
+                }
+                out.append(rule)
+            }
+        }
+        return out
     }
 
     public func add(_ rule: Rule) throws {

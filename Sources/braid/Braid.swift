@@ -42,6 +42,7 @@ struct Gateway: ParsableCommand {
         service.configFile = options.config
         try runUntilSignal(logger: logger, reload: service.reload) {
             try service.start()
+            keepCapabilities(GatewayService.capabilitiesAfterStart, logger: logger)
             return service.stop
         }
     }
@@ -58,8 +59,24 @@ struct Concentrator: ParsableCommand {
         service.configFile = options.config
         try runUntilSignal(logger: logger, reload: service.reload) {
             try service.start()
+            keepCapabilities(ConcentratorService.capabilitiesAfterStart, logger: logger)
             return service.stop
         }
+    }
+}
+
+/// Once the role runs, gives up every capability it no longer uses, on every thread and, where
+/// allowed, from the bounding set. Before the signal handlers below start libdispatch's threads,
+/// which block the signal the drop uses. A failure is logged, not fatal: the daemon runs as
+/// before this step, and the operator sees which threads kept more.
+func keepCapabilities(_ keep: Capabilities, logger: Logger) {
+    do {
+        let now = try Capabilities.keepOnly(keep)
+        logger.notice(
+            "capabilities reduced to what the running daemon uses",
+            metadata: ["permitted": "\(now.permitted)", "bounding": "\(now.bounding)"])
+    } catch {
+        logger.error("cannot reduce capabilities", metadata: ["error": "\(error)"])
     }
 }
 

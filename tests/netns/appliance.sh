@@ -142,7 +142,7 @@ test_init_script() {
     init_case init-gw "$gw" start_service
     if ((RC == 0)) && has_call "procd_open_instance gateway" &&
         has_call "procd_set_param command /usr/bin/braid gateway --config /etc/config/braid" &&
-        has_call "procd_set_param respawn 3600 5 5" && has_call "procd_set_param stderr 1"; then
+        has_call "procd_set_param respawn 3600 1 5" && has_call "procd_set_param stderr 1"; then
         pass "init: a gateway configuration starts instance 'gateway':" \
             "braid gateway --config /etc/config/braid, respawn, stderr to logd"
     else

@@ -1,6 +1,7 @@
 // CBraidLinux: Linux socket constants and tiny helpers that Glibc's Swift overlay does not export
 // (transparent proxying, TCP Fast Open on connect, MPTCP's protocol number and its info
-// getsockopt, splice, epoll and eventfd). Everything here is a constant or a one-line wrapper; policy lives in Swift.
+// getsockopt, splice, epoll and eventfd), and the capability drop, which must run on every thread
+// (see braid_keep_capabilities). Everything else here is a constant or a one-line wrapper; policy lives in Swift.
 #ifndef CBRAIDLINUX_H
 #define CBRAIDLINUX_H
 
@@ -48,5 +49,19 @@ extern const unsigned int braid_EPOLLERR;
 extern const unsigned int braid_EPOLLHUP;
 extern const unsigned int braid_EPOLLET;
 extern const unsigned int braid_EPOLLEXCLUSIVE;
+
+/// Reduces the capabilities of every thread of the process to `keep` (a bit mask of CAP_* numbers):
+/// permitted and effective become what they held of `keep`, inheritable and ambient are cleared,
+/// and, while CAP_SETPCAP is effective, every capability outside `keep` leaves the bounding set.
+/// Linux keeps capabilities per thread and capset(2) changes only the caller's, so the other
+/// threads (reactors, NIO's) are asked to do the same from a real-time signal handler, as libcap's
+/// psx does; each thread's /proc status is then read back. Call it once the threads are running
+/// and before any thread blocks that signal (libdispatch's do).
+/// Returns 0, or -1 with errno set; *unconverged gets the number of threads that still hold more
+/// than `keep` afterwards (they did not answer within a second).
+int braid_keep_capabilities(uint64_t keep, int *unconverged);
+
+/// The calling thread's permitted, effective and bounding sets, as bit masks. Returns 0 or -1.
+int braid_capabilities(uint64_t *permitted, uint64_t *effective, uint64_t *bounding);
 
 #endif
