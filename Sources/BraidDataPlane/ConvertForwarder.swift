@@ -57,7 +57,7 @@ public final class ConvertForwarder {
     /// Handshakes accepted and not yet authenticated, against `maxPending` and `maxPendingPerSource`.
     let pending = PendingHandshakes()
     /// Connections turned away before authentication since the last summary.
-    let refusals = RefusalTally()
+    let refusals = RefusalTally<RefusalReason>()
     /// How often the summary of `refusals` is logged (when there is anything to say).
     static let summaryIntervalNanos: UInt64 = 10_000_000_000
 
