@@ -69,7 +69,8 @@ extension SourceBlock {
 }
 
 /// Holds one handshake slot of `ControlAdmission` from accept until the TLS handshake finishes
-/// or the connection ends, whichever comes first; gives it back exactly once.
+/// or the connection ends, whichever comes first; gives it back exactly once. Goes after the TLS
+/// handler in the pipeline, where its `TLSHandshakeCompleted` arrives.
 final class ControlHandshakeSlot: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = NIOAny
 

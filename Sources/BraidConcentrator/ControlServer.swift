@@ -66,13 +66,14 @@ final class ControlServer {
                     }
                     var connectionLogger = logger
                     connectionLogger[metadataKey: "peer"] = "\(channel.remoteAddress.map { "\($0)" } ?? "?")"
-                    let slot = ControlHandshakeSlot(admission: admission, source: source)
-                    try channel.pipeline.syncOperations.addHandler(slot)
                     try channel.pipeline.syncOperations.addHandler(UnsentOutputLimit())
                     let handler = try TLSHandler(
                         context: tls, handshakeTimeout: .seconds(10), logger: connectionLogger,
                         refusals: .counted { admission.refusals.record(.tls($0.reason), from: source) })
                     try channel.pipeline.syncOperations.addHandler(handler)
+                    // After the TLS handler: its handshake-completed event travels towards the tail.
+                    try channel.pipeline.syncOperations.addHandler(
+                        ControlHandshakeSlot(admission: admission, source: source))
                     try channel.pipeline.syncOperations.addHandler(
                         ControlServerHandler(
                             book: book, sessionLifetime: sessionLifetime, open: open, logger: connectionLogger))

@@ -9,8 +9,9 @@ final class UnsentOutputLimitTests: XCTestCase {
     func testAChannelWhosePeerDoesNotReadIsClosedOncePastTheLimit() throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         defer { try? group.syncShutdownGracefully() }
-        let limit = 64 * 1024
-        let caught = group.next().makePromise(of: Error.self)
+        // Above NIO's default high water mark (64 KiB), so the test sees the handler set its own.
+        let limit = 1024 * 1024
+        let caught = group.next().makePromise(of: (Error, Int).self)
         group.next().scheduleTask(in: .seconds(10)) { caught.fail(TLSError(.handshakeTimeout, "test waited 10 s")) }
         let server = try ServerBootstrap(group: group)
             .childChannelInitializer { channel in
@@ -28,20 +29,24 @@ final class UnsentOutputLimitTests: XCTestCase {
             .connect(to: server.localAddress!).wait()
         defer { try? client.close().wait() }
 
-        let error = try caught.futureResult.wait()
+        let (error, written) = try caught.futureResult.wait()
         XCTAssertEqual(error as? UnsentOutputOverflow, UnsentOutputOverflow(limit: limit))
-        XCTAssertEqual("\(error)", "the peer does not read: more than 65536 bytes unsent")
+        XCTAssertEqual("\(error)", "the peer does not read: more than 1048576 bytes unsent")
+        // `written` counts the chunks before the one that tipped it over.
+        XCTAssertGreaterThanOrEqual(written + 64 * 1024, limit, "not closed before the limit")
+        XCTAssertLessThan(written, 64 * 1024 * 1024, "closed long before everything was queued")
     }
 }
 
-/// Writes 64 KiB chunks while the channel is writable, up to 64 MiB; hands on the first error.
+/// Writes 64 KiB chunks while the channel is active, up to 64 MiB; hands on the first error and
+/// how much had been written by then.
 private final class Flooder: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
-    let caught: EventLoopPromise<Error>
+    let caught: EventLoopPromise<(Error, Int)>
     var written = 0
 
-    init(caught: EventLoopPromise<Error>) { self.caught = caught }
+    init(caught: EventLoopPromise<(Error, Int)>) { self.caught = caught }
 
     func channelActive(context: ChannelHandlerContext) {
         let chunk = context.channel.allocator.buffer(repeating: 0x42, count: 64 * 1024)
@@ -55,6 +60,6 @@ private final class Flooder: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        caught.succeed(error)
+        caught.succeed((error, written))
     }
 }

@@ -154,18 +154,21 @@ def pinger(args):
     # A small receive window, so the pongs back up into the server's buffers soon.
     raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     raw.settimeout(5)
-    raw.connect((args.target, args.port))
-    tls = ctx.wrap_socket(raw, server_hostname=args.server_name)
-    software = b"hostile pinger"
-    tls.sendall(frame(1, bytes([1, len(software)]) + software))
-    # The first grant proves the channel is up (the subscriber was accepted); nothing is read after it.
-    got = b""
-    while len(got) < 4 or got[1] != 2:
-        chunk = tls.recv(4096)
-        if not chunk:
-            print(json.dumps({"result": "closed before the first grant"}))
-            return
-        got += chunk
+    try:
+        raw.connect((args.target, args.port))
+        tls = ctx.wrap_socket(raw, server_hostname=args.server_name)
+        software = b"hostile pinger"
+        tls.sendall(frame(1, bytes([1, len(software)]) + software))
+        # The first grant proves the channel is up (the subscriber was accepted); nothing is read after it.
+        got = b""
+        while len(got) < 4 or got[1] != 2:
+            chunk = tls.recv(4096)
+            if not chunk:
+                raise ConnectionError("closed by the server")
+            got += chunk
+    except (OSError, ssl.SSLError) as e:
+        print(json.dumps({"result": f"no control channel before the first grant: {e}", "disconnected": False}))
+        return
     baseline = rss_kib(args.pid)
     batch = b"".join(frame(4, struct.pack("!QQ", n, n)) for n in range(1000))
     sent, peak, outcome = 0, baseline, "not disconnected"

@@ -101,13 +101,18 @@ control_refusal_summary() {
 }
 
 # (c) A subscriber that pings without reading the pongs is disconnected; the concentrator's RSS
-# stays bounded and the disconnection is logged once.
+# stays bounded and the disconnection is logged once. The concentrator runs with one handshake
+# slot: the gateway's channel and then the pinger's can only both come up if a finished handshake
+# gives its slot back.
 control_pinger() {
     local offset out growth logged limit_kib=32768
     [[ -f $CA/issued/cpe_2.crt ]] || "$BRAID_BIN" pki issue "$CA" cpe_2 >/dev/null
     hostile_conc_conf "config subscriber 'cpe_2'
-	option class 'standard'" </dev/null
-    nsx "$NS_CONC" "$BRAID_BIN" reload --socket "$CONC_SOCK" >/dev/null 2>&1
+	option class 'standard'" <<<"	option max_control_handshakes '1'"
+    hostile_stop_pid "$LAB_CONC_PID"
+    hostile_start_conc
+    wait_for 45 control_key_granted_by_real_concentrator ||
+        fail "control port: the gateway back after a restart with max_control_handshakes 1" "$(tail -3 "$LAB_WORK/gateway.log")"
     offset=$(stat -c %s "$LAB_WORK/concentrator.log")
     out=$(nsx "$NS_INET" timeout 90 python3 "$CONTROL_ABUSE" pinger --target "$CONC_ADDR" --port "$CONTROL_PORT" \
         --ca "$CA/ca.crt" --cert "$CA/issued/cpe_2.crt" --key "$CA/issued/cpe_2.key" --server-name conc.braid.test \
@@ -145,7 +150,9 @@ control_hostile_concentrator() {
         fail "control port: the gateway drops a concentrator that never reads, RSS bounded" \
             "$(json_field result <"$out"), RSS growth ${growth:-?} KiB (want < $limit_kib)"
     fi
-    # The real concentrator again; the gateway keeps the flooder's key (7) until it has a real one.
+    # The real concentrator again, with the lab's configuration; the gateway keeps the flooder's
+    # key (7) until it has a real one.
+    hostile_conc_conf </dev/null
     hostile_start_conc
     wait_for 45 control_key_granted_by_real_concentrator ||
         fail "control port: the gateway back on the real concentrator after the flooder" "$(tail -3 "$LAB_WORK/gateway.log")"
