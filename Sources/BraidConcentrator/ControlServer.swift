@@ -90,8 +90,9 @@ final class ControlServer {
             let expired = book.prune()
             if !expired.isEmpty { logger.debug("expired session keys dropped", metadata: ["keys": "\(expired)"]) }
         }
-        summary = group.next().scheduleRepeatedTask(initialDelay: Self.summaryInterval, delay: Self.summaryInterval) {
-            _ in Self.logRefusals(admission, logger)
+        let interval = Self.summaryInterval
+        summary = group.next().scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
+            Self.logRefusals(admission, logger)
         }
     }
 
