@@ -15,8 +15,8 @@ enum ControlRefusalReason: Hashable, Sendable, CustomStringConvertible {
 
     var description: String {
         switch self {
-        // "handshake timeout" → "handshake_timeout": one word per reason, as the data port's.
-        case .tls(let reason): reason.rawValue.replacingOccurrences(of: " ", with: "_")
+        // The TLS handler's own words ("expired certificate"), as the gateway logs them.
+        case .tls(let reason): reason.rawValue
         case .maxHandshakes: "max_control_handshakes"
         case .maxHandshakesPerSource: "max_control_handshakes_per_source"
         }
