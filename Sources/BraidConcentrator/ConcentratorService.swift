@@ -114,7 +114,11 @@ public final class ConcentratorService {
             let controlListen = Endpoint(address: config.listen, port: config.controlPort)
             do {
                 controlServer = try ControlServer(
-                    listen: controlListen, tls: tls, book: book, sessionLifetime: config.sessionLifetime, logger: logger)
+                    listen: controlListen, tls: tls, book: book, sessionLifetime: config.sessionLifetime,
+                    limits: .init(
+                        maxHandshakes: Int(config.maxControlHandshakes),
+                        maxHandshakesPerSource: Int(config.maxControlHandshakesPerSource)),
+                    logger: logger)
             } catch {
                 stop()
                 throw error

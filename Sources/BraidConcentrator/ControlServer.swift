@@ -11,19 +11,36 @@ import NIOPosix
 /// each gateway proves who it is with its certificate, is looked up among the subscribers, and
 /// gets session keys (rotated before they expire) and its service class. Keys go into the
 /// SubscriberBook, where the data reactors find them.
+///
+/// Anyone may connect, so the port is hardened like the data port: handshakes in flight are
+/// limited in total and per source block (over a limit, a connection is reset at accept), refused
+/// handshakes are counted into a summary logged every ten seconds instead of a line each, and a
+/// peer that stops reading is disconnected once its unsent output passes a bound.
 final class ControlServer {
+    /// Handshake limits, from `max_control_handshakes` and `max_control_handshakes_per_source`.
+    struct Limits {
+        var maxHandshakes: Int
+        var maxHandshakesPerSource: Int
+    }
+
+    /// How often the refusal summary is logged (when there is anything to say).
+    static let summaryInterval: TimeAmount = .seconds(10)
+
     private let group: MultiThreadedEventLoopGroup
     private var channel: Channel?
     private let logger: Logger
     private let open = OpenChannels()
+    private let admission: ControlAdmission
     private var pruning: RepeatedTask?
     /// The TLS context new handshakes use and the CRL they were checked with; a reload replaces both.
     private let current: CurrentTLS
     private let book: SubscriberBook
+    private var summary: RepeatedTask?
 
     /// Binds the listener. The TLS context is built by the caller, so a bad file stops the start.
     init(
-        listen: Endpoint, tls: TLSContext, book: SubscriberBook, sessionLifetime: UInt32, logger: Logger
+        listen: Endpoint, tls: TLSContext, book: SubscriberBook, sessionLifetime: UInt32, limits: Limits,
+        logger: Logger
     ) throws {
         self.logger = logger
         self.book = book
@@ -31,6 +48,8 @@ final class ControlServer {
         self.current = current
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let open = self.open
+        let admission = ControlAdmission(maxTotal: limits.maxHandshakes, maxPerSource: limits.maxHandshakesPerSource)
+        self.admission = admission
         let address = try SocketAddress(ipAddress: "\(listen.address)", port: Int(listen.port))
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
@@ -39,11 +58,32 @@ final class ControlServer {
             .enableMPTCP(true)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    guard let source = SourceBlock(channel.remoteAddress) else {
+                        try channel.pipeline.syncOperations.addHandler(CloseAtAccept())  // gone already
+                        return
+                    }
+                    // Over a limit: nothing is allocated for it, and its reset is counted, not logged.
+                    let ticket: PendingHandshakes<Channel>.Ticket
+                    switch admission.admit(source, channel: channel) {
+                    case .success(let t):
+                        ticket = t
+                    case .failure(let refused):
+                        logger.debug(
+                            "control connection reset at accept",
+                            metadata: ["source": "\(source)", "reason": "\(refused.reason)"])
+                        try channel.pipeline.syncOperations.addHandler(CloseAtAccept())
+                        return
+                    }
                     var connectionLogger = logger
                     connectionLogger[metadataKey: "peer"] = "\(channel.remoteAddress.map { "\($0)" } ?? "?")"
+                    try channel.pipeline.syncOperations.addHandler(UnsentOutputLimit())
                     let handler = try TLSHandler(
-                        context: current.context, handshakeTimeout: .seconds(10), logger: connectionLogger)
+                        context: current.context, handshakeTimeout: .seconds(10), logger: connectionLogger,
+                        refusals: .counted { admission.refusals.record(.tls($0.reason), from: source) })
                     try channel.pipeline.syncOperations.addHandler(handler)
+                    // After the TLS handler: its handshake-completed event travels towards the tail.
+                    try channel.pipeline.syncOperations.addHandler(
+                        ControlHandshakeSlot(admission: admission, ticket: ticket))
                     try channel.pipeline.syncOperations.addHandler(
                         ControlServerHandler(
                             book: book, sessionLifetime: sessionLifetime, open: open, current: current,
@@ -61,6 +101,22 @@ final class ControlServer {
             let expired = book.prune()
             if !expired.isEmpty { logger.debug("expired session keys dropped", metadata: ["keys": "\(expired)"]) }
         }
+        let interval = Self.summaryInterval
+        summary = group.next().scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
+            Self.logRefusals(admission, logger)
+        }
+    }
+
+    /// One notice line for every connection refused before its handshake finished since the last.
+    private static func logRefusals(_ admission: ControlAdmission, _ logger: Logger) {
+        guard let summary = admission.refusals.take() else { return }
+        logger.notice(
+            "control connections refused before authentication",
+            metadata: [
+                "seconds": "\(summaryInterval.nanoseconds / 1_000_000_000)", "refused": "\(summary.total)",
+                "reasons": "\(summary.reasonsText)", "sources": "\(summary.sourcesText)",
+                "handshakes": "\(admission.inFlight.count())",
+            ])
     }
 
     /// Closes the control channels of subscribers a reload removed or disabled.
@@ -97,6 +153,7 @@ final class ControlServer {
 
     func stop() {
         pruning?.cancel()
+        summary?.cancel()
         try? channel?.close().wait()
         channel = nil
         try? group.syncShutdownGracefully()
@@ -225,8 +282,13 @@ final class ControlServerHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        // TLS refusals are logged by the TLS handler with their reason; others here.
-        if !(error is TLSError) { logger.info("control channel error", metadata: ["error": "\(error)"]) }
+        // TLS refusals are counted by the TLS handler with their reason; others are logged here.
+        if let overflow = error as? UnsentOutputOverflow {
+            // A subscriber's gateway (or whoever holds its certificate) misbehaving: worth a line, once.
+            logger.notice("control channel closed: \(overflow)")
+        } else if !(error is TLSError) {
+            logger.info("control channel error", metadata: ["error": "\(error)"])
+        }
         context.close(promise: nil)
     }
 

@@ -126,6 +126,10 @@ public struct ConcentratorConfig: Equatable, Sendable {
     public var maxPending: UInt32 = 16384
     /// The same, from one IPv4 address or IPv6 /64 (`max_pending_per_source`).
     public var maxPendingPerSource: UInt32 = 1024
+    /// TLS handshakes in progress on the control port, at most (`max_control_handshakes`).
+    public var maxControlHandshakes: UInt32 = 256
+    /// The same, from one IPv4 address or IPv6 /64 (`max_control_handshakes_per_source`).
+    public var maxControlHandshakesPerSource: UInt32 = 16
     /// TLS control port.
     public var controlPort: UInt16 = 4803
     /// Certificate files of the control channel, with an optional revocation list; nil when not configured.
@@ -301,6 +305,9 @@ public struct BraidConfigReader {
             handshakeTimeout: c.seconds("handshake_timeout") ?? 0,
             maxPending: UInt32(truncatingIfNeeded: c.number("max_pending") ?? 0),
             maxPendingPerSource: UInt32(truncatingIfNeeded: c.number("max_pending_per_source") ?? 0),
+            maxControlHandshakes: UInt32(truncatingIfNeeded: c.number("max_control_handshakes") ?? 0),
+            maxControlHandshakesPerSource: UInt32(
+                truncatingIfNeeded: c.number("max_control_handshakes_per_source") ?? 0),
             controlPort: UInt16(truncatingIfNeeded: c.number("control_port") ?? 0),
             tls: tls,
             sessionLifetime: UInt32(c.seconds("session_lifetime") ?? 0),

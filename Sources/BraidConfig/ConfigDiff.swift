@@ -186,6 +186,9 @@ public struct ConcentratorConfigDiff: Equatable, Sendable {
         fixed.compare("handshake_timeout", old.handshakeTimeout, new.handshakeTimeout)
         fixed.compare("max_pending", old.maxPending, new.maxPending)
         fixed.compare("max_pending_per_source", old.maxPendingPerSource, new.maxPendingPerSource)
+        fixed.compare("max_control_handshakes", old.maxControlHandshakes, new.maxControlHandshakes)
+        fixed.compare(
+            "max_control_handshakes_per_source", old.maxControlHandshakesPerSource, new.maxControlHandshakesPerSource)
         fixed.compare("status_socket", old.statusSocket, new.statusSocket)
         fixed.compare("identity", old.identities, new.identities)
         self.fixed = fixed.changes

@@ -155,6 +155,14 @@ extension ConfigSchema {
                     doc: "The same, from one IPv4 address or IPv6 /64. A CPE opens its users' connections in bursts "
                         + "(a page load, a sync) from one address; 64 reset real sessions in a 9,750-connection burst."),
                 OptionSchema(
+                    "max_control_handshakes", .uint(1...100_000), default: "256",
+                    doc: "TLS handshakes in progress on the control port, at most; more connections are reset at "
+                        + "accept. Each holds a descriptor and a TLS session for up to 10 s."),
+                OptionSchema(
+                    "max_control_handshakes_per_source", .uint(1...100_000), default: "16",
+                    doc: "The same, from one IPv4 address or IPv6 /64. Gateways behind one carrier-grade NAT "
+                        + "address share it; a handshake takes two round trips, so 16 still admit hundreds a second."),
+                OptionSchema(
                     "status_socket", .path(maxBytes: 107), default: "/run/braid/concentrator.sock",
                     doc: "Unix socket where `braid reload` asks the running concentrator."),
             ]),

@@ -82,10 +82,10 @@ public final class ConvertForwarder {
     /// Handshakes accepted and not yet authenticated, against `maxPending` and `maxPendingPerSource`.
     let pending = PendingHandshakes<PendingAcceptor>()
     /// Connections turned away before authentication since the last summary.
-    let refusals = RefusalTally()
+    let refusals = RefusalTally<RefusalReason>()
     /// Authenticated connections to destinations the policy refuses, by rule, since the last summary:
     /// a gateway's users can ask for such destinations as fast as they like.
-    let deniedDestinations = RefusalTally()
+    let deniedDestinations = RefusalTally<RefusalReason>()
     /// How often the summary of `refusals` is logged (when there is anything to say).
     static let summaryIntervalNanos: UInt64 = 10_000_000_000
 

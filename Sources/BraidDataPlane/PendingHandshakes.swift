@@ -8,12 +8,12 @@ import Glibc
 /// address, or the /64 an IPv6 address lies in. A subscriber line is given a /64 at least, so
 /// whoever holds one must not pass for 2^64 sources. IPv4-mapped IPv6 addresses (a dual-stack
 /// listener's IPv4 clients) count as the IPv4 address. A plain value: hashing it allocates nothing.
-struct SourceBlock: Hashable, Sendable, CustomStringConvertible {
+public struct SourceBlock: Hashable, Sendable, CustomStringConvertible {
     /// The IPv4 address in the low 32 bits, or the first 64 bits of the IPv6 address.
-    let bits: UInt64
-    let isIPv6: Bool
+    public let bits: UInt64
+    public let isIPv6: Bool
 
-    init(_ address: IPAddress) {
+    public init(_ address: IPAddress) {
         switch address {
         case .v4(let v):
             self.init(ipv4: v)
@@ -22,19 +22,19 @@ struct SourceBlock: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
-    init(ipv4 address: UInt32) {
+    public init(ipv4 address: UInt32) {
         bits = UInt64(address)
         isIPv6 = false
     }
 
-    init(ipv6Prefix: UInt64) {
+    public init(ipv6Prefix: UInt64) {
         bits = ipv6Prefix
         isIPv6 = true
     }
 
     /// The peer of a connected socket, read straight from `getpeername` (no address object is
     /// built); nil when the peer is gone already.
-    init?(peerOf fd: Int32) {
+    public init?(peerOf fd: Int32) {
         var ss = sockaddr_storage()
         var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
         let rc = withUnsafeMutablePointer(to: &ss) {
@@ -63,7 +63,7 @@ struct SourceBlock: Hashable, Sendable, CustomStringConvertible {
         self = block
     }
 
-    var description: String {
+    public var description: String {
         guard isIPv6 else { return "\(IPAddress.v4(UInt32(truncatingIfNeeded: bits)))" }
         let bytes = (0..<8).map { UInt8(truncatingIfNeeded: bits >> (56 - 8 * UInt64($0))) }
         return "\(IPAddress.v6(bytes + [UInt8](repeating: 0, count: 8)))/64"
@@ -74,36 +74,40 @@ struct SourceBlock: Hashable, Sendable, CustomStringConvertible {
 /// `max_pending_per_source`) that keep a flood of them from taking every descriptor: a
 /// connection over its source's limit is reset at accept, before anything is allocated for it or
 /// read from it; when every slot is taken, the oldest handshake of the heaviest source gives its
-/// slot to the newcomer (`PendingSlots` has the policy and its numbers).
+/// slot to the newcomer (`PendingSlots` has the policy and its numbers). The control port keeps
+/// its TLS handshakes in flight in another one (`max_control_handshakes`,
+/// `max_control_handshakes_per_source`).
 ///
 /// Shared by every reactor behind one small lock, not counted per reactor: EPOLLEXCLUSIVE hands
 /// a source's connections to whichever reactor wakes first, so per-reactor shares of a per-source
 /// limit would refuse a source on one core while another has room. The lock is held for a few
 /// dictionary updates at accept and when the handshake ends.
-final class PendingHandshakes<Holder>: @unchecked Sendable {
-    typealias Ticket = PendingSlots<Holder>.Ticket
-    typealias Admission = PendingSlots<Holder>.Admission
+public final class PendingHandshakes<Holder>: @unchecked Sendable {
+    public typealias Ticket = PendingSlots<Holder>.Ticket
+    public typealias Admission = PendingSlots<Holder>.Admission
 
     private let lock = Mutex()
     private var slots = PendingSlots<Holder>()
 
+    public init() {}
+
     /// Takes a slot for `holder`'s handshake from `source` (see `PendingSlots.admit`). The
     /// evicted holder, if any, is the caller's to end.
-    func admit(_ source: SourceBlock, holder: Holder, maxTotal: Int, maxPerSource: Int) -> Admission {
+    public func admit(_ source: SourceBlock, holder: Holder, maxTotal: Int, maxPerSource: Int) -> Admission {
         lock.withLock { slots.admit(source, holder: holder, maxTotal: maxTotal, maxPerSource: maxPerSource) }
     }
 
     /// Gives back the slot of a handshake that was authenticated, refused or aborted; nothing for
     /// one that was evicted already.
-    func release(_ ticket: Ticket) {
+    public func release(_ ticket: Ticket) {
         lock.withLock { slots.release(ticket) }
     }
 
     /// Handshakes pending now, in total and from `source`.
-    func count(from source: SourceBlock? = nil) -> Int {
+    public func count(from source: SourceBlock? = nil) -> Int {
         lock.withLock { source.map { slots.count(from: $0) } ?? slots.total }
     }
 
     /// Source blocks with a handshake pending now.
-    var sources: Int { lock.withLock { slots.sources } }
+    public var sources: Int { lock.withLock { slots.sources } }
 }

@@ -63,11 +63,11 @@ struct HeaviestTally<Key: Hashable> {
 /// attacker present; eviction only acts when every slot is taken, and only on the heaviest.
 ///
 /// Work per call: a few dictionary updates per level; no pass over sources or handshakes.
-struct PendingSlots<Holder> {
+public struct PendingSlots<Holder> {
     /// A held slot, to give back with `release`.
-    typealias Ticket = UInt64
+    public typealias Ticket = UInt64
 
-    enum Admission {
+    public enum Admission {
         /// The slot is `ticket`; `evicted` held a slot that was taken for it: end its handshake.
         case admitted(Ticket, evicted: Holder?)
         /// Every slot is taken, and the newcomer's source is the heaviest at every level.

@@ -31,30 +31,32 @@ enum RefusalReason: Hashable, Sendable, CustomStringConvertible {
     }
 }
 
-/// Counts data connections turned away (before authentication, or for a refused destination), by
+/// Counts connections turned away (before authentication, or for a refused destination), by
 /// reason and by source block, so the log gets one summary per interval rather than one line per
 /// connection: a flood cannot flood the log. Each connection's own reason goes to the debug log.
+/// The data port counts `RefusalReason`s; the concentrator's control port counts its own reasons
+/// (TLS refusals and its handshake limits) in another tally of the same kind.
 ///
 /// One small lock, shared by the reactors; memory is bounded by `maxSources`: refusals from
 /// further sources within one interval are counted, not named.
-final class RefusalTally: @unchecked Sendable {
+public final class RefusalTally<Reason: Hashable & Sendable & CustomStringConvertible>: @unchecked Sendable {
     /// What was counted since the last `take`.
-    struct Summary {
-        var total: Int
+    public struct Summary {
+        public var total: Int
         /// Reasons, most frequent first.
-        var reasons: [(reason: RefusalReason, count: Int)]
+        public var reasons: [(reason: Reason, count: Int)]
         /// The busiest source blocks, most refused first.
-        var topSources: [(source: SourceBlock, count: Int)]
+        public var topSources: [(source: SourceBlock, count: Int)]
         /// Source blocks counted but not in `topSources`.
-        var otherSources: Int
+        public var otherSources: Int
         /// Refusals from source blocks beyond the first `maxSources` of the interval.
-        var untracked: Int
+        public var untracked: Int
 
         /// "timeout 180, bad_mac 12"
-        var reasonsText: String { reasons.map { "\($0.reason) \($0.count)" }.joined(separator: ", ") }
+        public var reasonsText: String { reasons.map { "\($0.reason) \($0.count)" }.joined(separator: ", ") }
 
         /// "198.18.1.1 120, 2001:db8:10::/64 60, +3 more"
-        var sourcesText: String {
+        public var sourcesText: String {
             var parts = topSources.map { "\($0.source) \($0.count)" }
             if otherSources > 0 { parts.append("+\(otherSources) more") }
             if untracked > 0 { parts.append("\(untracked) from sources not tracked") }
@@ -62,18 +64,18 @@ final class RefusalTally: @unchecked Sendable {
         }
     }
 
-    let maxSources: Int
+    public let maxSources: Int
     private let lock = Mutex()
-    private var byReason: [RefusalReason: Int] = [:]
+    private var byReason: [Reason: Int] = [:]
     private var bySource: [SourceBlock: Int] = [:]
     private var untracked = 0
     private var total = 0
 
-    init(maxSources: Int = 1024) {
+    public init(maxSources: Int = 1024) {
         self.maxSources = maxSources
     }
 
-    func record(_ reason: RefusalReason, from source: SourceBlock) {
+    public func record(_ reason: Reason, from source: SourceBlock) {
         lock.withLock {
             total += 1
             byReason[reason, default: 0] += 1
@@ -86,7 +88,7 @@ final class RefusalTally: @unchecked Sendable {
     }
 
     /// The counts since the last call, which start again from zero; nil when there were none.
-    func take(top: Int = 3) -> Summary? {
+    public func take(top: Int = 3) -> Summary? {
         let (total, reasons, sources, untracked) = lock.withLock {
             defer {
                 self.total = 0

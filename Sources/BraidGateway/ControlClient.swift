@@ -120,6 +120,9 @@ final class ControlClient: @unchecked Sendable {
             .enableMPTCP(true)
             .channelInitializer { [weak self] channel in
                 channel.eventLoop.makeCompletedFuture {
+                    // A concentrator that stops reading (hostile, or broken) must not grow our
+                    // memory with the pongs and pings it never takes: past the bound, reconnect.
+                    try channel.pipeline.syncOperations.addHandler(UnsentOutputLimit())
                     try channel.pipeline.syncOperations.addHandler(
                         try TLSHandler(context: tls, handshakeTimeout: .seconds(10), logger: logger))
                     try channel.pipeline.syncOperations.addHandler(ControlClientHandler(client: self, timers: timers))

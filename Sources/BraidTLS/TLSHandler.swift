@@ -10,11 +10,22 @@ public struct TLSHandshakeCompleted: Sendable, Equatable {
     public var peerSerial: String = ""
 }
 
+/// How a TLS handler reports a refused handshake, besides passing it on as `errorCaught`.
+public enum TLSRefusalReport {
+    /// One warning line per refusal: a gateway's own connection to its concentrator, rare and
+    /// worth an operator's eye.
+    case warning
+    /// A debug line and this callback, on the channel's event loop: a listener anyone may call,
+    /// where a line per refusal would let a flood of bad handshakes flood the log; the callback
+    /// counts it for a periodic summary instead.
+    case counted((TLSError) -> Void)
+}
+
 /// TLS for one NIO channel: ciphertext on the socket side, plaintext (`ByteBuffer`) on the
 /// application side, a `TLSEngine` in between. The handshake must finish within
 /// `handshakeTimeout`, or the connection is closed with reason `handshake timeout`; every
-/// refusal is logged with its reason and the peer's address, passed on as `errorCaught`
-/// (a `TLSError`), and followed by the alert OpenSSL chose and a close.
+/// refusal is reported with its reason and the peer's address (`TLSRefusalReport`), passed on as
+/// `errorCaught` (a `TLSError`), and followed by the alert OpenSSL chose and a close.
 ///
 /// Plaintext written before the handshake has finished is held and sent right after it; its
 /// write promises complete when that ciphertext is written.
@@ -26,6 +37,7 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private let engine: TLSEngine
     private let handshakeTimeout: TimeAmount
+    private let refusalReport: TLSRefusalReport
     private var logger: Logger
     private var timer: Scheduled<Void>?
     private var started = false
@@ -40,9 +52,14 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
     ///   - context: the client (gateway) or server (concentrator) context.
     ///   - handshakeTimeout: how long the peer gets to finish the handshake.
     ///   - logger: where refusals and completed handshakes are logged.
-    public init(context: TLSContext, handshakeTimeout: TimeAmount = .seconds(10), logger: Logger) throws {
+    ///   - refusals: a warning line per refused handshake, or a debug line and a count.
+    public init(
+        context: TLSContext, handshakeTimeout: TimeAmount = .seconds(10), logger: Logger,
+        refusals: TLSRefusalReport = .warning
+    ) throws {
         self.engine = try TLSEngine(context: context)
         self.handshakeTimeout = handshakeTimeout
+        self.refusalReport = refusals
         self.logger = logger
     }
 
@@ -196,9 +213,14 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
         timer?.cancel()
         let tlsError = error as? TLSError ?? TLSError(.protocolFailure, "\(error)")
         engine.abort(tlsError)
-        logger.warning(
-            "TLS refused: \(tlsError.reason.rawValue)",
-            metadata: ["reason": "\(tlsError.reason.rawValue)", "detail": "\(tlsError.detail)"])
+        let metadata: Logger.Metadata = ["reason": "\(tlsError.reason.rawValue)", "detail": "\(tlsError.detail)"]
+        switch refusalReport {
+        case .warning:
+            logger.warning("TLS refused: \(tlsError.reason.rawValue)", metadata: metadata)
+        case .counted(let count):
+            logger.debug("TLS refused: \(tlsError.reason.rawValue)", metadata: metadata)
+            count(tlsError)
+        }
         failHeldPromises(tlsError)
         context.fireErrorCaught(tlsError)
         guard close else { return }

@@ -139,7 +139,7 @@ final class PendingHandshakesTests: XCTestCase {
     }
 
     func testTallySummarisesAndStartsAgain() {
-        let tally = RefusalTally(maxSources: 3)
+        let tally = RefusalTally<RefusalReason>(maxSources: 3)
         XCTAssertNil(tally.take())
         for _ in 0..<5 { tally.record(.timeout, from: block("198.18.1.1")) }
         for _ in 0..<3 { tally.record(.maxPendingPerSource, from: block("198.18.1.1")) }

@@ -87,6 +87,29 @@ final class TLSHandlerTests: XCTestCase {
         XCTAssertTrue(log.messages.contains { $0.contains("TLS refused: not TLS") }, "\(log.messages)")
     }
 
+    func testCountedRefusalsGoToTheCounterAndTheDebugLogNotAWarning() throws {
+        let f = try TLSFixture()
+        let log = LogRecorder()
+        let serverEvents = Recorder()
+        let counted = Recorder()
+        let server = try startServer(
+            try f.serverContext(), logger: log.logger("server"), recorder: serverEvents,
+            refusals: .counted { counted.add(error: $0) })
+        defer { try? server.close().wait() }
+
+        let client = try ClientBootstrap(group: group).connect(to: server.localAddress!).wait()
+        var request = client.allocator.buffer(capacity: 32)
+        request.writeString("GET / HTTP/1.1\r\n\r\n")
+        try client.writeAndFlush(request).wait()
+        try counted.waitForError()
+        try serverEvents.waitForError()
+
+        XCTAssertEqual(counted.errors.map(\.reason), [.notTLS])
+        XCTAssertEqual(serverEvents.errors.map(\.reason), [.notTLS], "the pipeline still hears of it")
+        XCTAssertFalse(log.messages.contains { $0.hasPrefix("warning") }, "\(log.messages)")
+        XCTAssertTrue(log.messages.contains { $0.hasPrefix("debug TLS refused: not TLS") }, "\(log.messages)")
+    }
+
     func testExpiredClientIsRefusedOverSocketsAndBothSidesLogWhy() throws {
         let f = try TLSFixture()
         let now = time(nil)
@@ -119,13 +142,15 @@ final class TLSHandlerTests: XCTestCase {
     // MARK: - Harness
 
     private func startServer(
-        _ context: TLSContext, timeout: TimeAmount = .seconds(5), logger: Logger, recorder: Recorder
+        _ context: TLSContext, timeout: TimeAmount = .seconds(5), logger: Logger, recorder: Recorder,
+        refusals: TLSRefusalReport = .warning
     ) throws -> Channel {
         try ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    let tls = try TLSHandler(context: context, handshakeTimeout: timeout, logger: logger)
+                    let tls = try TLSHandler(
+                        context: context, handshakeTimeout: timeout, logger: logger, refusals: refusals)
                     try channel.pipeline.syncOperations.addHandlers(tls, EventRecorder(recorder), EchoWithName())
                 }
             }
