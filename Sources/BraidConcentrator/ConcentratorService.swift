@@ -140,26 +140,6 @@ public final class ConcentratorService {
     }
 }
 
-/// The host's own addresses (always refused as destinations), refreshed at most once a second:
-/// addresses change rarely, and getifaddrs per connection would cost more than the rest of the
-/// handshake.
-final class LocalAddresses {
-    private let lock = Mutex()
-    private var at: UInt64 = 0
-    private var set: Set<IPAddress> = []
-
-    func current() -> Set<IPAddress> {
-        let now = wallClockMillis()
-        return lock.withLock {
-            if now &- at > 1000 {
-                set = DenyList.localAddresses()
-                at = now
-            }
-            return set
-        }
-    }
-}
-
 /// Startup failures of a role, with the reason an operator needs.
 public struct ServiceError: Error, CustomStringConvertible {
     public var description: String

@@ -27,29 +27,4 @@ public struct DenyList: Sendable {
         if let p = configured.first(where: { $0.contains(destination) }) { return "deny_dest \(p)" }
         return nil
     }
-
-    /// Addresses configured on this host's interfaces (getifaddrs).
-    public static func localAddresses() -> Set<IPAddress> {
-        var out: Set<IPAddress> = []
-        var list: UnsafeMutablePointer<ifaddrs>? = nil
-        guard getifaddrs(&list) == 0 else { return out }
-        defer { freeifaddrs(list) }
-        var p = list
-        while let entry = p {
-            if let sa = entry.pointee.ifa_addr {
-                switch Int32(sa.pointee.sa_family) {
-                case AF_INET:
-                    let a = sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee.sin_addr.s_addr }
-                    out.insert(.v4(UInt32(bigEndian: a)))
-                case AF_INET6:
-                    var a = sa.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { $0.pointee.sin6_addr }
-                    out.insert(.v6(withUnsafeBytes(of: &a) { Array($0) }))
-                default:
-                    break
-                }
-            }
-            p = entry.pointee.ifa_next
-        }
-        return out
-    }
 }
