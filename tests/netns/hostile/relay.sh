@@ -10,11 +10,13 @@
 
 RUDE="$LAB_DIR/tests/netns/braid-rude.py"
 RUDE_PORT=8081
+TPROXY_PORT=4801  # the gateway's default tproxy_port; the lab does not set it
 
 section_relay() {
     relay_curl
     relay_round "lab daemons, TLS control channel"
     relay_from_uplinks
+    relay_second_line
     relay_psk_daemons && relay_round "pre-shared key only, no TLS socket ever opened"
     hostile_stop_pid "$LAB_GW_PID"
     hostile_stop_pid "$LAB_CONC_PID"
@@ -171,6 +173,43 @@ PY
         hostile_stop_pid "$LAB_CONC_PID"
         hostile_restore
     fi
+}
+
+# The gateway's own check behind the input chain: with that chain emptied, a connection from an
+# uplink to the listener's port is accepted by the kernel, and the gateway must reset it instead
+# of relaying it. The gateway is restarted afterwards to get its table back.
+relay_second_line() {
+    local addr=198.18.1.2 before answer relayed=0
+    before=$(gw_sessions_total)
+    if ! nsx "$NS_GW" nft flush chain inet braid input; then
+        fail "second line: emptied the interception table's input chain"
+        return
+    fi
+    answer=$(nsx "$NS_INET" timeout 10 python3 - "$addr" "$TPROXY_PORT" <<'PY'
+import socket, sys
+try:
+    s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3)
+    s.sendall(b"GET 1000\n")
+    print("data" if s.recv(100) else "closed")
+except ConnectionResetError:
+    print("reset")
+except OSError as e:
+    print(type(e).__name__)
+PY
+    )
+    if wait_for 3 gw_sessions_above "$before"; then relayed=$((RELAY_SESSIONS_SEEN - before)); fi
+    if [[ $answer == reset && $relayed == 0 ]] && relay_alive &&
+        wait_for 5 grep -q "not handed over by the interception rule" "$LAB_WORK/gateway.log"; then
+        pass "without the input chain, the gateway resets a connection from an uplink to $addr:$TPROXY_PORT"
+    else
+        relay_status
+        fail "without the input chain, the gateway resets a connection from an uplink to $addr:$TPROXY_PORT" \
+            "client saw: $answer" "gateway sessions: $before before, at least $relayed more within 3 s" \
+            "$RELAY_STATUS" "$(tail -2 "$LAB_WORK/gateway.log")"
+    fi
+    hostile_stop_pid "$LAB_GW_PID"
+    hostile_stop_pid "$LAB_CONC_PID"
+    hostile_restore
 }
 
 gw_sessions_total() {
