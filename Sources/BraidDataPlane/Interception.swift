@@ -75,6 +75,10 @@ public final class Interception {
                     socket transparent 1 meta mark set \(mark) accept
                     meta l4proto tcp tproxy ip to :\(s.listenerPort) meta mark set \(mark) accept
                     meta l4proto tcp tproxy ip6 to :\(s.listenerPort) meta mark set \(mark) accept
+                    # TPROXY found no listener: the daemon died without removing this table (its
+                    # stop does). Routed, LAN TCP would leave unbonded through the main table;
+                    # dropped, a client's SYN retries reach the restarted daemon, which replaces it.
+                    meta l4proto tcp counter drop
                 }
                 # The transparent listener is bound to every address (IP_TRANSPARENT needs it), so a
                 # connection addressed to its port from an uplink, or to the gateway's own address

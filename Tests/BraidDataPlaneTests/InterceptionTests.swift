@@ -19,4 +19,15 @@ final class InterceptionTests: XCTestCase {
         XCTAssertTrue(rules.contains("type filter hook input priority filter; policy accept;"))
         XCTAssertTrue(rules.contains("tcp dport 4801 meta mark != 0x6272 counter drop"))
     }
+
+    /// With the daemon gone and its table left behind, TPROXY finds no listener and the packet
+    /// would go on through the main table, unbonded: the last rule of the chain drops it.
+    func testLANTCPWithoutAListenerIsDroppedNotRouted() {
+        let rules = Interception.ruleset(settings)
+        let tproxy6 = rules.range(of: "tproxy ip6 to :4801")
+        let drop = rules.range(of: "meta l4proto tcp counter drop")
+        XCTAssertNotNil(tproxy6)
+        XCTAssertNotNil(drop)
+        if let tproxy6, let drop { XCTAssertLessThan(tproxy6.lowerBound, drop.lowerBound) }
+    }
 }

@@ -17,6 +17,7 @@ section_relay() {
     relay_round "lab daemons, TLS control channel"
     relay_from_uplinks
     relay_second_line
+    relay_gateway_killed
     relay_psk_daemons && relay_round "pre-shared key only, no TLS socket ever opened"
     hostile_stop_pid "$LAB_GW_PID"
     hostile_stop_pid "$LAB_CONC_PID"
@@ -210,6 +211,47 @@ PY
     hostile_stop_pid "$LAB_GW_PID"
     hostile_stop_pid "$LAB_CONC_PID"
     hostile_restore
+}
+
+# A gateway killed without its clean stop leaves its interception table behind. LAN TCP must not
+# then leave unbonded through the main table: no packet from the LAN host's own address may reach
+# the internet side (counted there by nftables; the lab has no NAT, so such a connection could not
+# complete, but a CPE's would). A restarted gateway replaces the table and relays again.
+relay_gateway_killed() {
+    local leaked out forwarding
+    # A CPE forwards (UDP, ICMP and the box's own traffic are routed, not relayed); the lab's
+    # gateway namespace does not unless told to, which would hide a leak.
+    forwarding=$(nsx "$NS_GW" sysctl -n net.ipv4.ip_forward)
+    nsx "$NS_GW" sysctl -qw net.ipv4.ip_forward=1
+    nsx "$NS_INET" nft -f - <<NFT
+table inet relay_leak {
+    counter lan_tcp {}
+    chain forward {
+        type filter hook forward priority filter; policy accept;
+        ip saddr 198.18.0.0/24 meta l4proto tcp counter name lan_tcp
+        ip6 saddr 2001:db8::/64 meta l4proto tcp counter name lan_tcp
+    }
+}
+NFT
+    kill -KILL "$LAB_GW_PID"
+    wait "$LAB_GW_PID" 2>/dev/null
+    out=$(nsx "$NS_LAN" python3 "$TRAFFIC" client --connect "$ORIGIN4" --port "$ORIGIN_PORT" --get 100000 --timeout 3)
+    leaked=$(nsx "$NS_INET" nft list counter inet relay_leak lan_tcp | awk '/packets/ {print $2}')
+    nsx "$NS_INET" nft delete table inet relay_leak
+    nsx "$NS_GW" sysctl -qw net.ipv4.ip_forward="$forwarding"
+    if [[ $(json_field result <<<"$out" 2>/dev/null) != ok && $leaked == 0 ]]; then
+        pass "gateway killed: LAN TCP does not leave unbonded through the main table"
+    else
+        fail "gateway killed: LAN TCP does not leave unbonded through the main table" "client: $out" \
+            "TCP packets from the LAN's addresses on the internet side: '$leaked'"
+    fi
+    hostile_restore
+    if relay_alive && wait_for 15 relay_small_get; then
+        pass "gateway restarted after a kill: it relays again (sha256 equal)"
+    else
+        relay_status
+        fail "gateway restarted after a kill: it relays again" "$RELAY_STATUS" "$(tail -3 "$LAB_WORK/gateway.log")"
+    fi
 }
 
 gw_sessions_total() {
