@@ -203,56 +203,8 @@ public final class ConcentratorService {
     }
 }
 
-/// The host's own addresses (always refused as destinations), refreshed at most once a second:
-/// addresses change rarely, and getifaddrs per connection would cost more than the rest of the
-/// handshake.
-final class LocalAddresses: @unchecked Sendable {
-    private let lock = Mutex()
-    private var at: UInt64 = 0
-    private var set: Set<IPAddress> = []
-
-    func current() -> Set<IPAddress> {
-        let now = wallClockMillis()
-        return lock.withLock {
-            if now &- at > 1000 {
-                set = Self.read()
-                at = now
-            }
-            return set
-        }
-    }
-}
-
 /// Startup failures of a role, with the reason an operator needs.
 public struct ServiceError: Error, CustomStringConvertible {
     public var description: String
     public init(_ d: String) { description = d }
-}
-
-extension LocalAddresses {
-    /// Addresses configured on this host's interfaces (getifaddrs); empty when it fails, which
-    /// leaves the built-in loopback and unspecified ranges refused all the same.
-    static func read() -> Set<IPAddress> {
-        var out: Set<IPAddress> = []
-        var list: UnsafeMutablePointer<ifaddrs>? = nil
-        guard getifaddrs(&list) == 0 else { return out }
-        defer { freeifaddrs(list) }
-        var p = list
-        while let entry = p {
-            if let sa = entry.pointee.ifa_addr {
-                switch Int32(sa.pointee.sa_family) {
-                case AF_INET:
-                    let a = sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee.sin_addr.s_addr }
-                    out.insert(.v4(UInt32(bigEndian: a)))
-                case AF_INET6:
-                    var a = sa.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { $0.pointee.sin6_addr }
-                    out.insert(.v6(withUnsafeBytes(of: &a) { Array($0) }))
-                default:
-                    break
-                }
-            }
-            p = entry.pointee.ifa_next
-        }
-        return out
-    }
 }

@@ -6,7 +6,8 @@ import Glibc
 #endif
 
 /// The gateway's nftables table: TCP arriving on the LAN devices is handed to the transparent
-/// listener with TPROXY (original destination kept, no NAT). The daemon owns the whole table
+/// listener with TPROXY (original destination kept, no NAT), and nothing else reaches that
+/// listener. The daemon owns the whole table
 /// `inet braid` and nothing else, so an operator's own ruleset is never touched.
 public final class Interception {
     public struct Settings: Equatable, Sendable {
@@ -74,6 +75,19 @@ public final class Interception {
                     socket transparent 1 meta mark set \(mark) accept
                     meta l4proto tcp tproxy ip to :\(s.listenerPort) meta mark set \(mark) accept
                     meta l4proto tcp tproxy ip6 to :\(s.listenerPort) meta mark set \(mark) accept
+                    # TPROXY found no listener: the daemon died without removing this table (its
+                    # stop does). Routed, LAN TCP would leave unbonded through the main table;
+                    # dropped, a client's SYN retries reach the restarted daemon, which replaces it.
+                    meta l4proto tcp counter drop
+                }
+                # The transparent listener is bound to every address (IP_TRANSPARENT needs it), so a
+                # connection addressed to its port from an uplink, or to the gateway's own address
+                # from the LAN, would be accepted without TPROXY and relayed to the gateway itself;
+                # the concentrator's connection back would arrive here again, a loop of thousands of
+                # connections a second. Only packets TPROXY marked above may reach that port.
+                chain input {
+                    type filter hook input priority filter; policy accept;
+                    tcp dport \(s.listenerPort) meta mark != \(mark) counter drop
                 }
             }
 

@@ -44,6 +44,12 @@ public final class TransparentForwarder {
     private let logger: Logger
     private var listeners: [Listener] = []
     public let counters = SessionCounters()
+    /// The gateway's own addresses, for `SelfDestination`.
+    private let localAddresses = LocalAddresses()
+    /// Connections refused as addressed to the gateway itself, since the last warning about them.
+    private let refusedLock = Mutex()
+    private var refusedSelf = 0
+    private var lastRefusalWarning: UInt64 = 0
 
     public init(
         config: Configuration, logger: Logger, selectSource: @escaping SourceSelector = { nil },
@@ -84,6 +90,13 @@ public final class TransparentForwarder {
             return
         }
         let client = Sockets.remoteEndpoint(lan).map { "\($0)" } ?? "?"
+        if let why = SelfDestination.check(
+            destination, listenerPort: config.listenerPort, localAddresses: localAddresses.current())
+        {
+            refuseSelf(why, client: client)
+            Sockets.closeWithReset(lan)
+            return
+        }
         let request: [UInt8]
         let upstream: Int32
         let connected: Bool
@@ -150,6 +163,25 @@ public final class TransparentForwarder {
             }
         }
         relay.start(connectTimeoutNanos: config.connectTimeoutNanos)
+    }
+
+    /// Counts a connection refused as addressed to the gateway itself; warns at most every ten
+    /// seconds with the count, since a scan from the internet would otherwise write a line per port.
+    private func refuseSelf(_ why: SelfDestination, client: String) {
+        logger.debug("connection to the gateway itself refused", metadata: ["client": "\(client)", "reason": "\(why)"])
+        let now = monotonicNanos()
+        let count: Int? = refusedLock.withLock {
+            refusedSelf += 1
+            guard lastRefusalWarning == 0 || now &- lastRefusalWarning >= 10_000_000_000 else { return nil }
+            lastRefusalWarning = now
+            defer { refusedSelf = 0 }
+            return refusedSelf
+        }
+        if let count {
+            logger.warning(
+                "connections on the transparent listener refused: not handed over by the interception rule",
+                metadata: ["refused": "\(count)", "last_client": "\(client)", "reason": "\(why)"])
+        }
     }
 }
 

@@ -180,6 +180,13 @@ func makeLogger(_ label: String, level: String) throws -> Logger {
 /// Starts a role, waits for SIGTERM or SIGINT, then stops it so kernel state is removed. SIGHUP
 /// calls `reload`, which hands the work to the role's own thread and returns.
 func runUntilSignal(logger: Logger, reload: (() -> Void)? = nil, start: () throws -> () -> Void) throws {
+    // A write or splice(2) to a socket whose peer has reset it raises SIGPIPE, and its default
+    // action ends the process: one LAN client closing a tab, or one origin resetting, would take
+    // every session with it. Ignored, the call fails with EPIPE and only that session ends. The
+    // relay's send()s also pass MSG_NOSIGNAL, but splice(2) has no such flag, and the writes of
+    // swift-nio and OpenSSL are not ours (swift-nio ignores SIGPIPE itself, but only once it opens
+    // its first socket: a daemon without the TLS control channel never does).
+    signal(SIGPIPE, SIG_IGN)
     let stop: () -> Void
     do {
         stop = try start()
