@@ -183,8 +183,8 @@ def convert(args):
         reply = b""
         try:
             if args.tfo:
-                # Cookieless TCP Fast Open: the whole Convert message rides in the SYN.
-                s.setsockopt(socket.IPPROTO_TCP, 34, 1)  # TCP_FASTOPEN_NO_COOKIE
+                # TCP Fast Open: with a cookie from an earlier connection the whole Convert message
+                # rides in the SYN; without one the SYN asks for a cookie and the data follows.
                 s.sendto(m, socket.MSG_FASTOPEN, (args.connect, args.port))
             else:
                 s.connect((args.connect, args.port))
@@ -303,7 +303,7 @@ def main():
     v.add_argument("--dport", type=int, required=True)
     v.add_argument("--mode", choices=["valid", "badmac", "noauth", "stale", "replay", "garbage"], default="valid")
     v.add_argument("--timeout", type=float, default=10)
-    v.add_argument("--tfo", action="store_true", help="send the request in the SYN (TCP Fast Open)")
+    v.add_argument("--tfo", action="store_true", help="send the request in the SYN (TCP Fast Open, with a cookie)")
     v.add_argument("--identity", help="concentrator name the MAC is bound to (default: the --connect address)")
     v.add_argument("--save", help="write the sealed request (hex) to this file")
     v.add_argument("--load", help="send this captured request (hex) instead of sealing one")
