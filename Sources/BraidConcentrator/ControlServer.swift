@@ -74,20 +74,26 @@ final class ControlServer {
                         try channel.pipeline.syncOperations.addHandler(CloseAtAccept())
                         return
                     }
-                    var connectionLogger = logger
-                    connectionLogger[metadataKey: "peer"] = "\(channel.remoteAddress.map { "\($0)" } ?? "?")"
-                    try channel.pipeline.syncOperations.addHandler(UnsentOutputLimit())
-                    let handler = try TLSHandler(
-                        context: current.context, handshakeTimeout: .seconds(10), logger: connectionLogger,
-                        refusals: .counted { admission.refusals.record(.tls($0.reason), from: source) })
-                    try channel.pipeline.syncOperations.addHandler(handler)
-                    // After the TLS handler: its handshake-completed event travels towards the tail.
-                    try channel.pipeline.syncOperations.addHandler(
-                        ControlHandshakeSlot(admission: admission, ticket: ticket))
-                    try channel.pipeline.syncOperations.addHandler(
-                        ControlServerHandler(
-                            book: book, sessionLifetime: sessionLifetime, open: open, current: current,
-                            logger: connectionLogger))
+                    do {
+                        var connectionLogger = logger
+                        connectionLogger[metadataKey: "peer"] = "\(channel.remoteAddress.map { "\($0)" } ?? "?")"
+                        try channel.pipeline.syncOperations.addHandler(UnsentOutputLimit())
+                        let handler = try TLSHandler(
+                            context: current.context, handshakeTimeout: .seconds(10), logger: connectionLogger,
+                            refusals: .counted { admission.refusals.record(.tls($0.reason), from: source) })
+                        try channel.pipeline.syncOperations.addHandler(handler)
+                        // After the TLS handler: its handshake-completed event travels towards the tail.
+                        try channel.pipeline.syncOperations.addHandler(
+                            ControlHandshakeSlot(admission: admission, ticket: ticket))
+                        try channel.pipeline.syncOperations.addHandler(
+                            ControlServerHandler(
+                                book: book, sessionLifetime: sessionLifetime, open: open, current: current,
+                                logger: connectionLogger))
+                    } catch {
+                        // The slot goes back with a pipeline that could not be built.
+                        admission.inFlight.release(ticket)
+                        throw error
+                    }
                 }
             }
         do {

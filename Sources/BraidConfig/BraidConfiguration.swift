@@ -244,6 +244,10 @@ public struct BraidConfigReader {
                     role: u.text("role").flatMap(UplinkRole.init) ?? .off,
                     gateway: u.address("gateway"), table: u.number("table").map { UInt32(truncatingIfNeeded: $0) }))
         }
+        if let base = g.number("table_base"), (253...255).contains(base) {
+            // braid fills and, after a crash, empties this table: never one of the kernel's own.
+            p.error(g, "table_base", "is one of the kernel's tables (253 default, 254 main, 255 local)", value: "\(base)")
+        }
         checkUplinks(p.sections(ofType: "uplink"), tableBase: g.number("table_base"), &p)
         return (config, sortedByLine(p.errors))
     }

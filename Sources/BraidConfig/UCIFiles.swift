@@ -1,3 +1,4 @@
+import BraidCore
 import Glibc
 
 /// The file operations `braid uci` needs, and nothing else: the commands are written against this
@@ -78,21 +79,7 @@ public struct UCILocalFiles: UCIFileSystem {
     }
 
     public func checkPrivateDirectory(_ path: String) throws {
-        var st = stat()
-        guard lstat(path, &st) == 0 else {
-            if errno == ENOENT { return }
-            throw UCIError.unsafeDirectory(path: path, reason: String(cString: strerror(errno)))
-        }
-        let refuse = { (reason: String) in UCIError.unsafeDirectory(path: path, reason: reason) }
-        switch st.st_mode & S_IFMT {
-        case S_IFDIR: break
-        case S_IFLNK: throw refuse("it is a symbolic link")
-        default: throw refuse("it is not a directory")
-        }
-        guard st.st_uid == geteuid() else { throw refuse("it belongs to uid \(st.st_uid), not to uid \(geteuid())") }
-        guard st.st_mode & 0o022 == 0 else {
-            throw refuse("group or others may write to it (mode \(String(st.st_mode & 0o7777, radix: 8)))")
-        }
+        if let reason = privateDirectoryProblem(path) { throw UCIError.unsafeDirectory(path: path, reason: reason) }
     }
 
     public func replaceAtomically(_ path: String, _ text: String) throws {

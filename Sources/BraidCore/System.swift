@@ -90,3 +90,21 @@ public func secretFileProblem(_ path: String) -> String? {
     return "permissions \(String(mode, radix: 8)) for \(path) are too open: a secret must be readable by its owner "
         + "only (chmod 600 \(path))"
 }
+
+/// Why a directory must not hold files braid trusts (staged uci changes, the kernel state file),
+/// or nil when it is safe or does not exist: one that is a symbolic link, not a directory, owned
+/// by another user, or writable by group or others could have been filled by someone else.
+public func privateDirectoryProblem(_ path: String) -> String? {
+    var st = stat()
+    guard lstat(path, &st) == 0 else { return errno == ENOENT ? nil : String(cString: strerror(errno)) }
+    switch st.st_mode & S_IFMT {
+    case S_IFDIR: break
+    case S_IFLNK: return "it is a symbolic link"
+    default: return "it is not a directory"
+    }
+    guard st.st_uid == geteuid() else { return "it belongs to uid \(st.st_uid), not to uid \(geteuid())" }
+    guard st.st_mode & 0o022 == 0 else {
+        return "group or others may write to it (mode \(String(st.st_mode & 0o7777, radix: 8)))"
+    }
+    return nil
+}

@@ -118,6 +118,17 @@ public final class Interception {
         settings.lanDevices = devices
     }
 
+    /// Deletes table `inet TABLENAME` if it exists, as a run killed without its clean stop left
+    /// it; does nothing otherwise. Errors are not reported: there is nothing left to do about them.
+    public static func removeLeftover(tableName: String = "braid") {
+        guard let ctx = nft_ctx_new(UInt32(NFT_CTX_DEFAULT)) else { return }
+        defer { nft_ctx_free(ctx) }
+        nft_ctx_buffer_output(ctx)
+        nft_ctx_buffer_error(ctx)
+        // `add` first makes the delete valid when there is no such table.
+        _ = nft_run_cmd_from_buffer(ctx, "add table inet \(tableName)\ndelete table inet \(tableName)\n")
+    }
+
     public func remove() throws {
         guard installed else { return }
         try run("delete table inet \(settings.tableName)\n")

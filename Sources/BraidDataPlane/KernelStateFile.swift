@@ -64,6 +64,10 @@ public final class KernelStateFile {
     public init(path: String, role: String, sysctls: SysctlAccess = ProcSysctls()) throws {
         self.path = path
         self.sysctls = sysctls
+        let dir = Self.directory(of: path)
+        if !dir.isEmpty, let problem = privateDirectoryProblem(dir) {
+            throw KernelStateError(line: 0, "state file directory \(dir): \(problem)")
+        }
         if let text = try Self.readFile(path) {
             do {
                 record = try KernelStateRecord(parsing: text)
@@ -148,7 +152,11 @@ public final class KernelStateFile {
         let dir = Self.directory(of: path)
         if !dir.isEmpty { _ = mkdir(dir, 0o755) }
         let temporary = path + ".new"
-        let fd = try syscall("open(\(temporary))") { open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600) }
+        // A fresh file, never one found there (nor a link's target).
+        unlink(temporary)
+        let fd = try syscall("open(\(temporary))") {
+            open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        }
         let bytes = Array(record.text.utf8)
         let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
         let synced = fsync(fd)
@@ -161,7 +169,8 @@ public final class KernelStateFile {
     }
 
     private static func readFile(_ path: String) throws -> String? {
-        guard let f = fopen(path, "r") else {
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0, let f = fdopen(fd, "r") else {
             if errno == ENOENT { return nil }
             throw SystemError("open state file \(path)", errno: errno)
         }

@@ -10,6 +10,11 @@
 ///     mptcp_limits 2 0
 ///     table 100
 public struct KernelStateRecord: Equatable, Sendable {
+    /// The sysctls braid changes, and so the only ones a state file may name.
+    public static let restorableSysctls: Set<String> = [
+        "net.ipv4.tcp_fastopen", "net.mptcp.path_manager", "net.mptcp.pm_type",
+    ]
+
     /// A sysctl by its dotted name and its value as /proc/sys shows it, without the newline.
     public struct Sysctl: Equatable, Sendable {
         public var name: String
@@ -96,6 +101,8 @@ public struct KernelStateRecord: Equatable, Sendable {
                 guard words.count >= 3, !words[1].contains("/"), !words[1].hasPrefix(".") else {
                     throw bad("sysctl takes a dotted name and a value")
                 }
+                // Only what braid itself changes: the file is written back to /proc/sys at stop.
+                guard Self.restorableSysctls.contains(words[1]) else { throw bad("not a setting braid changes") }
                 let value = line.dropFirst("sysctl".count).trimmingCharacters(in: " \t")
                     .dropFirst(words[1].count).trimmingCharacters(in: " \t")
                 guard record.remember(words[1], original: String(value)) else { throw bad("sysctl recorded twice") }
@@ -105,7 +112,9 @@ public struct KernelStateRecord: Equatable, Sendable {
                 }
                 record.mptcpLimits = MPTCPLimits(subflows: s, addAddrAccepted: a)
             case "table":
-                guard words.count == 2, let t = UInt32(words[1]) else { throw bad("table takes a number") }
+                guard words.count == 2, let t = UInt32(words[1]), t != 0, !(253...255).contains(t) else {
+                    throw bad("table takes a number, not 0 nor one of the kernel's tables 253-255")
+                }
                 record.remember(tables: [t])
             default:
                 throw bad("unknown entry '\(words[0])'")

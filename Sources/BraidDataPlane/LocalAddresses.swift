@@ -17,13 +17,16 @@ public final class LocalAddresses {
     /// The addresses as of at most a second ago.
     public func current() -> Set<IPAddress> {
         let now = monotonicNanos()
-        return lock.withLock {
-            if at == 0 || now &- at > 1_000_000_000 {
-                set = Self.scan()
-                at = now
-            }
-            return set
+        let (cached, stale) = lock.withLock { (set, at == 0 || now &- at > 1_000_000_000) }
+        guard stale else { return cached }
+        // getifaddrs outside the lock: every reactor reads the set, none should wait on a netlink
+        // dump. Two threads may scan at once; either result is current.
+        let fresh = Self.scan()
+        lock.withLock {
+            set = fresh
+            at = now
         }
+        return fresh
     }
 
     /// Addresses configured on this host's interfaces now (getifaddrs); empty if it fails.

@@ -90,9 +90,7 @@ public final class TransparentForwarder {
             return
         }
         let client = Sockets.remoteEndpoint(lan).map { "\($0)" } ?? "?"
-        if let why = SelfDestination.check(
-            destination, listenerPort: config.listenerPort, localAddresses: localAddresses.current())
-        {
+        if let why = SelfDestination.check(destination, localAddresses: localAddresses.current()) {
             refuseSelf(why, client: client)
             Sockets.closeWithReset(lan)
             return

@@ -37,8 +37,19 @@ public final class GatewayService {
         self.logger = logger
     }
 
-    /// Installs kernel state and starts listening. On failure, whatever was installed is removed.
+    /// Installs kernel state and starts listening. On failure, whatever was installed is removed,
+    /// and so is an interception table a killed run left: it holds LAN TCP for the restarted
+    /// gateway, and a gateway that cannot start must not keep holding it.
     public func start() throws {
+        do {
+            try startSteps()
+        } catch {
+            Interception.removeLeftover()
+            throw error
+        }
+    }
+
+    private func startSteps() throws {
         let key = config.pskFile.isEmpty ? nil : try PresharedKey.load(path: config.pskFile)
         let keys = DataKeys(preshared: key, identity: config.serverName)
         self.keys = keys

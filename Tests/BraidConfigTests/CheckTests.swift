@@ -277,6 +277,13 @@ final class CheckTests: XCTestCase {
         }
     }
 
+    /// braid empties table_base after a crash: one of the kernel's own tables would lose its routes.
+    func testTableBaseIsNotAKernelTable() {
+        XCTAssertEqual(
+            problems(gateway + "\toption table_base '254'\n"),
+            ["braid.conf:5: main.table_base: is one of the kernel's tables (253 default, 254 main, 255 local) (254)"])
+    }
+
     func testRoleGivenButNotInTheFile() {
         XCTAssertEqual(problems(concentrator, role: .gateway), ["braid.conf:0: no 'config gateway' section"])
         // Sections of the other role are not checked for this one.

@@ -40,7 +40,7 @@ final class KernelStateTests: XCTestCase {
     func testRecordTextRoundTrips() throws {
         var record = KernelStateRecord(role: "gateway")
         record.remember("net.mptcp.path_manager", original: "kernel")
-        record.remember("net.ipv4.tcp_rmem", original: "4096\t131072\t33554432")
+        record.remember("net.ipv4.tcp_fastopen", original: "1")
         record.mptcpLimits = .init(subflows: 2, addAddrAccepted: 0)
         record.remember(tables: [101, 100, 101])
         XCTAssertEqual(record.tables, [100, 101])
@@ -62,9 +62,12 @@ final class KernelStateTests: XCTestCase {
                 "line 2: sysctl takes a dotted name and a value (sysctl net.ipv4.tcp_fastopen)"
             ),
             ("role gateway\nmptcp_limits 8 x\n", "line 2: mptcp_limits takes two numbers"),
-            ("role gateway\n\ntable -1\n", "line 3: table takes a number (table -1)"),
+            ("role gateway\n\ntable -1\n", "line 3: table takes a number, not 0 nor one of the kernel's tables 253-255 (table -1)"),
             ("role gateway\nroute 1\n", "line 2: unknown entry 'route' (route 1)"),
-            ("sysctl a.b 1\n", "no role line"),
+            ("sysctl net.ipv4.tcp_fastopen 1\n", "no role line"),
+            // Written back to /proc/sys at stop: nothing braid does not change itself.
+            ("role gateway\nsysctl kernel.core_pattern |/tmp/x\n", "line 2: not a setting braid changes"),
+            ("role gateway\ntable 254\n", "line 2: table takes a number, not 0 nor one of the kernel's tables"),
         ]
         for (text, message) in cases {
             XCTAssertThrowsError(try KernelStateRecord(parsing: text), text) { error in
@@ -134,6 +137,15 @@ final class KernelStateTests: XCTestCase {
         try TestFiles.write(path, "role gateway\nsysctl\n")
         XCTAssertThrowsError(try KernelStateFile(path: path, role: "gateway", sysctls: FakeSysctls([:]))) { error in
             XCTAssertTrue("\(error)".contains(path) && "\(error)".contains("line 2"), "\(error)")
+        }
+    }
+
+    /// A directory others may write to could hold a planted state file: refused, naming why.
+    func testDirectoryOthersMayWriteToIsRefused() throws {
+        chmod(directory, 0o1777)
+        let path = KernelStateFile.path(directory: directory, role: "gateway")
+        XCTAssertThrowsError(try KernelStateFile(path: path, role: "gateway", sysctls: FakeSysctls([:]))) { error in
+            XCTAssertTrue("\(error)".contains("group or others may write to it (mode 1777)"), "\(error)")
         }
     }
 
