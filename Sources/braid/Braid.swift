@@ -163,6 +163,9 @@ func makeLogger(_ label: String, level: String) throws -> Logger {
 /// Starts a role, waits for SIGTERM or SIGINT, then stops it so kernel state is removed. SIGHUP
 /// calls `reload`, which hands the work to the role's own thread and returns.
 func runUntilSignal(logger: Logger, reload: (() -> Void)? = nil, start: () throws -> () -> Void) throws {
+    // A write to a socket the peer has reset raises SIGPIPE, whose default action ends the process:
+    // one session's reset must end that session only (EPIPE from the write does that).
+    signal(SIGPIPE, SIG_IGN)
     let stop: () -> Void
     do {
         stop = try start()
