@@ -33,6 +33,14 @@ CHURN="$LAB_DIR/tests/netns/braid-churn.py"
 CHURN_PORT=8082
 CHECKED_PORT=8081 # braid-traffic.py for the checked transfers alone, so its log matches them
 SOAK="$LAB_WORK/soak"
+WORKERS=()
+
+# Interrupted: stop the workers, then exit, which runs the harness's cleanup (lab_down).
+soak_abort() {
+    ((${#WORKERS[@]})) && kill "${WORKERS[@]}" 2>/dev/null
+    exit 1
+}
+trap soak_abort INT TERM
 
 # "descriptors rss_kb threads" of a process, or nothing when it is gone.
 proc_usage() {
@@ -47,6 +55,11 @@ proc_usage() {
 fd_kinds() {
     find "/proc/$1/fd" -mindepth 1 -maxdepth 1 -printf '%l\n' 2>/dev/null | sed 's/:\[[0-9]*\]$//; s|^/.*|file|' |
         sort | uniq -c | awk '{printf "%s:%s ", $2, $1}'
+}
+
+# The TCP and MPTCP sockets a daemon holds, one "state local peer" a line, ';'-separated.
+daemon_sockets() { # daemon_sockets NS PID
+    { nsx "$1" ss -Htanp; nsx "$1" ss -HanpM; } 2>/dev/null | grep "pid=$2," | awk '{print $1, $4, $5}' | tr '\n' ';'
 }
 
 # Back to the baseline: descriptors and RSS at most 5 % (descriptors: at least 1) above it,
@@ -259,6 +272,11 @@ for w in checked_worker curl_worker iperf3_worker flap_worker reload_worker usag
     WORKERS+=($!)
 done
 wait "${WORKERS[@]}"
+WORKERS=()
+# A last burst of plain GETs and PUTs, up to 400 open at once: the churn may end with few
+# sessions open, which would hide what a daemon keeps after a burst (pooled pipes, buffers).
+nsx "$NS_LAN" python3 "$CHURN" run --connect "$ORIGIN4,$ORIGIN6" --port "$CHURN_PORT" --seconds 2 --rate 400 \
+    --concurrency 400 --kinds get,put >"$SOAK/burst.json"
 CHURN_TOOK=$((EPOCHSECONDS - SOAK_START))
 
 # What the churn did, and the peaks.
@@ -270,6 +288,9 @@ e = d["ended"]
 total = lambda kinds, outcome: sum(e.get(k, {}).get(outcome, 0) for k in kinds)
 print(d["opened"], total(["get", "put"], "done"), total(["reset_get", "reset_put", "reset_connect"], "client_reset"),
       total(["origin_get", "origin_put"], "reset"), d["corrupt"])' "$churn" 2>/dev/null)
+burst=$(cat "$SOAK/burst.json")
+burst_done=$(python3 -c 'import json, sys; e = json.loads(sys.argv[1])["ended"]
+print(sum(e.get(k, {}).get("done", 0) for k in ("get", "put")))' "$burst" 2>/dev/null)
 curl_ok=$(count -x '200 32768' "$SOAK/curl")
 curl_all=$(wc -l <"$SOAK/curl")
 iperf_ok=$(count -x 0 "$SOAK/iperf3")
@@ -287,11 +308,13 @@ PEAK_CONC=$(awk '{for (i = 4; i <= 6; i++) if ($i > m[i]) m[i] = $i} END {print 
 
 echo "-- churn of ${CHURN_TOOK} s: $opened connections by braid-churn.py ($done_ GET/PUT done, $client_resets reset" \
     "by the client, $origin_resets reset by the origin), $curl_ok/$curl_all curl requests, $iperf_ok/$iperf_all" \
-    "iperf3 runs, $flaps_carrier carrier flaps, $flaps_silent silent outages, $reloads_ok/$reloads_all reloads"
-if [[ -n ${opened:-} ]] && ((opened >= SOAK_SECONDS * 20 && corrupt_churn == 0 && done_ > 0)); then
-    pass "churn: $opened short connections, $((client_resets + origin_resets)) of them reset on purpose; every PUT the origin answered had the sha256 sent"
+    "iperf3 runs, $flaps_carrier carrier flaps, $flaps_silent silent outages, $reloads_ok/$reloads_all reloads;" \
+    "then a burst of 800 GETs and PUTs, ${burst_done:-0} done"
+if [[ -n ${opened:-} ]] && ((opened >= SOAK_SECONDS * 20 && corrupt_churn == 0 && done_ > 0)) &&
+    [[ $(json_field corrupt <<<"$burst") == 0 ]]; then
+    pass "churn: $opened short connections, $((client_resets + origin_resets)) of them reset on purpose, and a burst of 800; every PUT the origin answered had the sha256 sent"
 else
-    fail "churn of short connections" "braid-churn.py: $churn"
+    fail "churn of short connections" "braid-churn.py: $churn" "burst: $burst"
 fi
 if ((checked_corrupt == 0 && checked_ok * 4 >= checked_all * 3 && checked_all > 0)); then
     pass "checked transfers: $checked_ok of $checked_all complete with sha256 equal, $checked_cut cut by a flap, none corrupt"
@@ -321,16 +344,17 @@ while ((EPOCHSECONDS < deadline)) && kill -0 "$GW_PID" 2>/dev/null && kill -0 "$
 done
 for role in gateway concentrator; do
     if [[ $role == gateway ]]; then
-        b=$BASE_GW p=$PEAK_GW e=$END_GW pid=$GW_PID fds=$BASE_FDS_GW
+        b=$BASE_GW p=$PEAK_GW e=$END_GW pid=$GW_PID fds=$BASE_FDS_GW ns=$NS_GW
     else
-        b=$BASE_CONC p=$PEAK_CONC e=$END_CONC pid=$CONC_PID fds=$BASE_FDS_CONC
+        b=$BASE_CONC p=$PEAK_CONC e=$END_CONC pid=$CONC_PID fds=$BASE_FDS_CONC ns=$NS_CONC
     fi
     line="(descriptors RSS-kB threads) baseline $b, peak $p, end $e"
     if back_to_baseline "$b" "$e"; then
         pass "$role: descriptors, threads and memory back within 5 % of the baseline ${settled}s after the churn $line"
     else
         fail "$role: descriptors, threads and memory back within 5 % of the baseline within ${SETTLE_SECONDS} s" "$line" \
-            "descriptors at the baseline: $fds" "descriptors now: $(fd_kinds "$pid")"
+            "descriptors at the baseline: $fds" "descriptors now: $(fd_kinds "$pid")" \
+            "sockets now: $(daemon_sockets "$ns" "$pid")"
     fi
 done
 
