@@ -1,7 +1,7 @@
 # braid: `make lab` runs the demo lab, `make test` runs every test (needs root, Linux with MPTCP).
 SWIFT ?= swift
 
-.PHONY: build release test unit netns lab lab-unshaped bench image clean config
+.PHONY: build release test unit netns soak lab lab-unshaped bench image clean config
 
 build:
 	$(SWIFT) build
@@ -16,13 +16,19 @@ unit:
 NETNS_ENV = BRAID_BIN=$(CURDIR)/.build/debug/braid LAB_TOOL=$(CURDIR)/.build/debug/braid-lab
 netns: build
 	@status=0; \
-	for t in bonded-path delay-line failover backup-middlebox appliance reload untouchable control-channel hostile; do \
+	for t in bonded-path delay-line failover backup-middlebox appliance reload untouchable control-channel hostile soak; do \
 		echo "== tests/netns/$$t.sh"; \
 		$(NETNS_ENV) bash tests/netns/$$t.sh || status=1; \
 	done; \
 	exit $$status
 
 test: unit netns
+
+# The soak (not in CI; CI's netns list runs it for 2 minutes): 10 minutes of connection churn,
+# resets, uplink flaps and reloads, then both daemons back to their baseline (tests/netns/soak.sh).
+SOAK_SECONDS ?= 600
+soak: build
+	SOAK_SECONDS=$(SOAK_SECONDS) $(NETNS_ENV) bash tests/netns/soak.sh
 
 # Config/ and docs/configuration.md are rendered from the configuration schema; a unit test fails when
 # they are not current.

@@ -25,12 +25,20 @@ final class PipePool {
     var capacity: Int { Int(Self.pipeSize) }
     /// Empty pipes kept for reuse; more are closed when returned.
     static let keep = 64
+    /// How often the reactor trims the pool (`trim`): a pipe idle for a whole period is closed.
+    static let trimNanos: UInt64 = 10_000_000_000
 
+    /// Oldest first: `take` reuses the newest, so the front holds the ones idle longest.
     private var free: [Pipe] = []
+    /// The fewest pipes `free` held since the last trim: that many were never needed meanwhile.
+    private var lowWater = 0
     private(set) var created = 0
 
     func take() throws -> Pipe {
-        if let p = free.popLast() { return p }
+        if let p = free.popLast() {
+            lowWater = min(lowWater, free.count)
+            return p
+        }
         var fds: [Int32] = [-1, -1]
         var capacity: Int32 = 0
         try syscall("pipe2") { braid_pipe(&fds, Self.pipeSize, &capacity) }
@@ -45,6 +53,19 @@ final class PipePool {
         } else {
             discard(pipe)
         }
+    }
+
+    /// Closes the pipes that sat in the pool for the whole period since the previous trim, and
+    /// returns how many. Without it a burst of sessions left up to `keep` pipes (two descriptors
+    /// each) open for the life of the process; with it the pool follows what traffic needs, one
+    /// period behind, and a daemon's descriptors return to their baseline after the burst.
+    @discardableResult
+    func trim() -> Int {
+        let idle = min(lowWater, free.count)
+        for p in free.prefix(idle) { discard(p) }
+        free.removeFirst(idle)
+        lowWater = free.count
+        return idle
     }
 
     func discard(_ pipe: Pipe) {

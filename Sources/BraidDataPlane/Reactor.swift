@@ -138,6 +138,7 @@ public final class Reactor {
     // MARK: the loop
 
     func run() {
+        scheduleTrim()
         let capacity = 256
         let events = UnsafeMutablePointer<epoll_event>.allocate(capacity: capacity)
         defer { events.deallocate() }
@@ -163,6 +164,15 @@ public final class Reactor {
                 // Taken out first: an action may schedule another timer.
                 for action in timers.popDue(now: monotonicNanos()) { action() }
             }
+        }
+    }
+
+    /// Trims the pipe pool every `PipePool.trimNanos`, for as long as the reactor runs.
+    private func scheduleTrim() {
+        schedule(afterNanos: PipePool.trimNanos) { [weak self] in
+            guard let self else { return }
+            self.pipes.trim()
+            self.scheduleTrim()
         }
     }
 

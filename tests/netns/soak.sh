@@ -1,0 +1,381 @@
+#!/usr/bin/env bash
+# braid namespace tests: the soak. Both daemons (TLS control channel, the lab of hostile.sh) carry
+# a mixed churn for SOAK_SECONDS (default 120; `make soak` runs 600), then must come back to the
+# descriptors, threads and memory they had before, as the same processes.
+#
+#   lan ── [gw: braid gateway] ══ wan1/wan2/wan3 (40/20/10 Mbit/s) ══ [inet] ── [conc] ── [origin]
+#   braid-churn.py run              ▲ carrier flaps: ip link set wanN        ▲    braid-churn.py serve
+#   curl --parallel, iperf3 -c      │ down/up on the gateway                 │    (resets on request),
+#   sha256-checked transfers        silent outages: nft drop in inet          │    nginx, iperf3 -s,
+#                                   reloads of both daemons (braid reload) ───┘    braid-traffic.py
+#
+# During the churn, in parallel and each bounded in time: thousands of short connections (a third
+# of them reset by the client or the origin at a random point), curl against nginx, short iperf3
+# runs, uplink flaps (one uplink at a time), reloads of both daemons alternating between two
+# configurations, and back-to-back transfers checked by sha256 (a transfer may be cut by a flap,
+# but one that completes must be intact, and most must complete); then a burst of 800 GETs and
+# PUTs, so what a daemon keeps after a burst shows. The daemons' descriptors
+# (/proc/PID/fd), threads and RSS (/proc/PID/status) are sampled every second; the baseline is
+# taken after a warm-up so the allocator's growth on first use does not count.
+#
+# Prints "N passed, N failed" last; exits non-zero on any failure or missing prerequisite.
+set -u
+cd "$(dirname "$0")/../.."
+export LAB_SUFFIX="s$$"
+# A smaller nginx file and final transfer than hostile.sh: the soak's time goes to the churn.
+export BRAID_TEST_BYTES=${BRAID_TEST_BYTES:-8000000}
+source lab/lab.sh
+source tests/netns/harness.sh
+source tests/netns/uplink-helpers.sh
+source tests/netns/hostile/common.sh
+SOAK_SECONDS=${SOAK_SECONDS:-120}
+SETTLE_SECONDS=${SOAK_SETTLE_SECONDS:-90}
+CHURN="$LAB_DIR/tests/netns/braid-churn.py"
+CHURN_PORT=8082
+CHECKED_PORT=8081 # braid-traffic.py for the checked transfers alone, so its log matches them
+SOAK="$LAB_WORK/soak"
+WORKERS=()
+
+# Interrupted: stop the workers, then exit, which runs the harness's cleanup (lab_down).
+soak_abort() {
+    ((${#WORKERS[@]})) && kill "${WORKERS[@]}" 2>/dev/null
+    exit 1
+}
+trap soak_abort INT TERM
+
+# "descriptors rss_kb threads" of a process, or nothing when it is gone.
+proc_usage() {
+    local fds rss threads
+    [[ -d /proc/$1 ]] || return 1
+    fds=$(find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
+    read -r rss threads < <(awk '/^VmRSS:/ {r = $2} /^Threads:/ {t = $2} END {print r, t}' "/proc/$1/status")
+    echo "$fds $rss $threads"
+}
+
+# What a process's descriptors are, counted by kind: "socket:12 pipe:8 anon_inode:[eventfd]:2 ...".
+fd_kinds() {
+    find "/proc/$1/fd" -mindepth 1 -maxdepth 1 -printf '%l\n' 2>/dev/null | sed 's/:\[[0-9]*\]$//; s|^/.*|file|' |
+        sort | uniq -c | awk '{printf "%s:%s ", $2, $1}'
+}
+
+# The TCP and MPTCP sockets a daemon holds, one "state local peer" a line, ';'-separated.
+daemon_sockets() { # daemon_sockets NS PID
+    { nsx "$1" ss -Htanp; nsx "$1" ss -HanpM; } 2>/dev/null | grep "pid=$2," | awk '{print $1, $4, $5}' | tr '\n' ';'
+}
+
+# Back to the baseline: descriptors and RSS at most 5 % (descriptors: at least 1) above it,
+# threads within 5 % (at least 1) either way. Fewer descriptors or less memory than at the
+# baseline is no harm (pools the warm-up filled may have been trimmed since).
+back_to_baseline() { # back_to_baseline "BASE" "NOW"
+    local b n
+    read -r -a b <<<"$1"
+    read -r -a n <<<"$2"
+    ((${#n[@]} == 3)) || return 1
+    python3 - "${b[@]}" "${n[@]}" <<'EOF'
+import math, sys
+bf, br, bt, nf, nr, nt = map(int, sys.argv[1:])
+tol = lambda base: max(1, math.ceil(base * 0.05))
+sys.exit(0 if nf - bf <= tol(bf) and abs(nt - bt) <= tol(bt) and nr <= br * 1.05 else 1)
+EOF
+}
+
+# The checked transfers: GETs and PUTs with braid-traffic.py and curl of nginx's file, one at a
+# time until the end; one line per transfer in $SOAK/checked: "ok|cut|corrupt WHAT DETAIL".
+# Each GET asks for a size of its own, so the origin's log line for it is found by its size.
+checked_worker() {
+    local n=0 out size sha want
+    while ((EPOCHSECONDS < SOAK_END)); do
+        n=$((n + 1))
+        case $((n % 3)) in
+        0)
+            size=$((4000000 + n))
+            out=$(nsx "$NS_LAN" python3 "$TRAFFIC" client --connect "$ORIGIN4" --port "$CHECKED_PORT" \
+                --get "$size" --timeout 30)
+            want=$(grep "\"bytes\": $size," "$LAB_WORK/checked.log" | grep '"sent"' | tail -1 | json_field sha256)
+            transfer_outcome "$out" "$size" "$want" "get $size"
+            ;;
+        1)
+            size=$((2000000 + n))
+            out=$(nsx "$NS_LAN" python3 "$TRAFFIC" client --connect "$ORIGIN6" --port "$CHECKED_PORT" \
+                --put "$size" --timeout 30)
+            # The origin answers "BYTES SHA256" of what it received.
+            want=$(json_field answer <<<"$out" | awk -v s="$size" '$1 == s {print $2}')
+            transfer_outcome "$out" "$size" "$want" "put $size"
+            ;;
+        2)
+            size=$(nsx "$NS_LAN" curl -sS --max-time 30 -o "$SOAK/big" -w '%{size_download}' \
+                "http://$ORIGIN4/big" 2>/dev/null) && sha=$(sha256sum <"$SOAK/big" | cut -d' ' -f1) || sha=""
+            if [[ $sha == "$BIG_SHA" ]]; then
+                echo "ok curl /big"
+            elif [[ -n $sha ]]; then
+                echo "corrupt curl /big: $size bytes, sha256 $sha, want $BIG_SHA"
+            else
+                echo "cut curl /big"
+            fi
+            ;;
+        esac
+    done >"$SOAK/checked"
+}
+
+transfer_outcome() { # transfer_outcome CLIENT_JSON BYTES WANT_SHA WHAT
+    local result bytes sha
+    result=$(json_field result <<<"$1")
+    bytes=$(json_field bytes <<<"$1")
+    sha=$(json_field sha256 <<<"$1")
+    if [[ $result == ok && $bytes == "$2" && $sha == "$3" ]]; then
+        echo "ok $4"
+    elif [[ $result == ok ]]; then
+        # An orderly end is a claim that everything arrived: a cut must show as a reset or timeout.
+        echo "corrupt $4: $bytes bytes, sha256 $sha, want ${3:-nothing logged}"
+    else
+        echo "cut $4 $1"
+    fi
+}
+
+# curl against nginx: batches of 40 requests for a 32 kB file, 8 at a time, each on a connection
+# of its own, IPv4 and IPv6 in turn. $SOAK/curl: one line per request, "HTTP_CODE BYTES".
+curl_worker() {
+    local args i
+    while ((EPOCHSECONDS < SOAK_END)); do
+        args=()
+        for i in $(seq 20); do args+=(-o /dev/null "http://$ORIGIN4/small" -o /dev/null "http://[$ORIGIN6]/small"); done
+        nsx "$NS_LAN" curl -sS -g --parallel --parallel-max 8 --max-time 20 -H 'Connection: close' \
+            -w '%{http_code} %{size_download}\n' "${args[@]}" 2>/dev/null
+    done >"$SOAK/curl"
+}
+
+# Short iperf3 runs (2 s, 2 streams, each direction in turn). $SOAK/iperf3: one exit code a line.
+iperf3_worker() {
+    local n=0 reverse
+    while ((EPOCHSECONDS < SOAK_END - 3)); do
+        n=$((n + 1))
+        reverse=()
+        ((n % 2)) && reverse=(-R)
+        timeout 15 ip netns exec "$NS_LAN" iperf3 -c "$ORIGIN4" -p 5201 -t 2 -P 2 -b 8M --connect-timeout 3000 \
+            "${reverse[@]}" >/dev/null 2>&1
+        echo $?
+        sleep 1 # pacing, not a wait: leave the uplinks to the rest for a moment
+    done >"$SOAK/iperf3"
+}
+
+# Uplink flaps, one uplink at a time, 2-4 s each with 2-4 s between them: carrier loss on the
+# gateway's side (ip link set down) or a silent outage in inet (nft drop, carrier up). Every flap
+# is undone before the next starts and before the worker returns. $SOAK/flaps: "carrier|silent wanN".
+flap_worker() {
+    local i
+    while ((EPOCHSECONDS < SOAK_END - 4)); do
+        sleep $((2 + RANDOM % 3)) # pacing between flaps
+        i=$((1 + RANDOM % 3))
+        if ((RANDOM % 2)); then
+            nsx "$NS_GW" ip link set "wan$i" down
+            sleep $((2 + RANDOM % 3)) # the outage itself
+            nsx "$NS_GW" ip link set "wan$i" up
+            # Carrier loss took the main table's default route with it; a DHCP client puts it back.
+            [[ $i == 1 ]] && nsx "$NS_GW" ip route replace default via 198.18.1.1 dev wan1
+            echo "carrier wan$i"
+        else
+            silent_cut on "$i"
+            sleep $((2 + RANDOM % 3)) # the outage itself
+            silent_cut off "$i"
+            echo "silent wan$i"
+        fi
+    done >"$SOAK/flaps"
+}
+
+# Reloads of both daemons every 5 s, in turn, alternating each between the lab's configuration
+# and a variant (the gateway: max_subflows and probe_interval; the concentrator: one more deny_dest,
+# a second class and subscriber), so each reload applies a real diff. $SOAK/reloads: "ROLE RC".
+reload_worker() {
+    local n=0
+    while ((EPOCHSECONDS < SOAK_END - 2)); do
+        sleep 5 # pacing between reloads
+        n=$((n + 1))
+        if ((n % 2)); then
+            if (((n / 2) % 2)); then hostile_gw_conf </dev/null; else
+                printf '\toption max_subflows %s\n\toption probe_interval %s\n' "'4'" "'300'" | hostile_gw_conf
+            fi
+            nsx "$NS_GW" "$BRAID_BIN" reload --socket "$STATUS_SOCK" >>"$SOAK/reload.out" 2>&1
+            echo "gateway $?"
+        else
+            if (((n / 2) % 2)); then
+                printf '\tlist deny_dest %s\n' "'198.18.22.0/24'" | hostile_conc_conf "
+config class 'premium'
+	option rate_down '80M'
+
+config subscriber 'cpe_2'
+	option class 'premium'"
+            else
+                hostile_conc_conf </dev/null
+            fi
+            nsx "$NS_CONC" "$BRAID_BIN" reload --socket "$CONC_SOCK" >>"$SOAK/reload.out" 2>&1
+            echo "concentrator $?"
+        fi
+    done >"$SOAK/reloads"
+}
+
+# Every second: "gw_fds gw_rss gw_threads conc_fds conc_rss conc_threads" into $SOAK/usage.
+usage_sampler() {
+    while ((EPOCHSECONDS < SOAK_END)); do
+        echo "$(proc_usage "$LAB_GW_PID") $(proc_usage "$LAB_CONC_PID")"
+        sleep 1 # the sampling period
+    done >"$SOAK/usage"
+}
+
+count() { grep -c "$@" 2>/dev/null || true; }
+
+# No data connection of the gateway's is established (the control channel is on its own port).
+no_data_sessions() { [[ -z $(nsx "$NS_GW" ss -Htn state established "( dport = :$BRAID_PORT )") ]]; }
+
+need_braid_lab
+need_cmd iperf3 curl nginx timeout
+check_prerequisites
+mkdir -p "$SOAK"
+lab_up shaped
+hostile_start || { fail "lab start" "$(tail -5 "$LAB_WORK/concentrator.log")" "$(tail -5 "$LAB_WORK/gateway.log")"; finish; exit 1; }
+head -c 32768 /dev/urandom >"$LAB_WORK/www/small"
+ip netns exec "$NS_ORG" python3 "$CHURN" serve --port "$CHURN_PORT" --lifetime $((SOAK_SECONDS + 600)) &
+LAB_PIDS+=($!)
+ip netns exec "$NS_ORG" python3 "$TRAFFIC" serve --port "$CHECKED_PORT" --log "$LAB_WORK/checked.log" \
+    --timeout 60 --lifetime $((SOAK_SECONDS + 600)) &
+LAB_PIDS+=($!)
+wait_for 10 nsx "$NS_ORG" bash -c "ss -Hltn | grep -q ':$CHURN_PORT ' && ss -Hltn | grep -q ':$CHECKED_PORT '" ||
+    { fail "origin servers for the soak did not start"; finish; exit 1; }
+GW_PID=$LAB_GW_PID
+CONC_PID=$LAB_CONC_PID
+
+# Warm-up: a short churn and a checked transfer each way, so the baseline is taken after the
+# daemons' first use (allocator arenas, pipe pool, the control channel's first key). Then the
+# burst the churn ends with, for the memory baseline alone: the allocator keeps what its first
+# burst of 400 sessions grew it to, while the pipe pool gives back what the burst took only
+# after a trim period, which the descriptor baseline must not include.
+nsx "$NS_LAN" python3 "$CHURN" run --connect "$ORIGIN4,$ORIGIN6" --port "$CHURN_PORT" --seconds 5 --rate 50 \
+    >"$SOAK/warmup.json"
+warm_down=$(lan_get 4000000)
+warm_up=$(lan_put 4000000)
+if intact "$warm_down" 4000000 sent && intact "$warm_up" 4000000 received; then
+    pass "warm-up: $(json_field opened <"$SOAK/warmup.json") churn connections, 4 MB down and up, sha256 equal"
+else
+    fail "warm-up transfers" "down: $warm_down" "up: $warm_up"
+fi
+wait_for 30 no_data_sessions
+BASE_GW=$(proc_usage "$GW_PID")
+BASE_CONC=$(proc_usage "$CONC_PID")
+BASE_FDS_GW=$(fd_kinds "$GW_PID")
+BASE_FDS_CONC=$(fd_kinds "$CONC_PID")
+nsx "$NS_LAN" python3 "$CHURN" run --connect "$ORIGIN4,$ORIGIN6" --port "$CHURN_PORT" --seconds 2 --rate 400 \
+    --concurrency 400 --kinds get,put >/dev/null
+wait_for 30 no_data_sessions
+with_rss_of() { local b n; read -r -a b <<<"$1"; read -r -a n <<<"$2"; echo "${b[0]} ${n[1]} ${b[2]}"; }
+BASE_GW=$(with_rss_of "$BASE_GW" "$(proc_usage "$GW_PID")")
+BASE_CONC=$(with_rss_of "$BASE_CONC" "$(proc_usage "$CONC_PID")")
+
+# The churn: every worker runs until SOAK_END and returns on its own; the churn tool bounds each
+# connection by 20 s, so it ends at most 20 s after SOAK_END.
+SOAK_START=$EPOCHSECONDS
+SOAK_END=$((EPOCHSECONDS + SOAK_SECONDS))
+nsx "$NS_LAN" python3 "$CHURN" run --connect "$ORIGIN4,$ORIGIN6" --port "$CHURN_PORT" --seconds "$SOAK_SECONDS" \
+    --rate "${SOAK_RATE:-60}" --concurrency 300 >"$SOAK/churn.json" &
+WORKERS=($!)
+for w in checked_worker curl_worker iperf3_worker flap_worker reload_worker usage_sampler; do
+    "$w" &
+    WORKERS+=($!)
+done
+wait "${WORKERS[@]}"
+WORKERS=()
+# A last burst of plain GETs and PUTs, up to 400 open at once: the churn may end with few
+# sessions open, which would hide what a daemon keeps after a burst (pooled pipes, buffers).
+nsx "$NS_LAN" python3 "$CHURN" run --connect "$ORIGIN4,$ORIGIN6" --port "$CHURN_PORT" --seconds 2 --rate 400 \
+    --concurrency 400 --kinds get,put >"$SOAK/burst.json"
+CHURN_TOOK=$((EPOCHSECONDS - SOAK_START))
+
+# What the churn did, and the peaks.
+churn=$(cat "$SOAK/churn.json")
+read -r opened done_ client_resets origin_resets corrupt_churn < <(python3 -c '
+import json, sys
+d = json.loads(sys.argv[1])
+e = d["ended"]
+total = lambda kinds, outcome: sum(e.get(k, {}).get(outcome, 0) for k in kinds)
+print(d["opened"], total(["get", "put"], "done"), total(["reset_get", "reset_put", "reset_connect"], "client_reset"),
+      total(["origin_get", "origin_put"], "reset"), d["corrupt"])' "$churn" 2>/dev/null)
+burst=$(cat "$SOAK/burst.json")
+burst_done=$(python3 -c 'import json, sys; e = json.loads(sys.argv[1])["ended"]
+print(sum(e.get(k, {}).get("done", 0) for k in ("get", "put")))' "$burst" 2>/dev/null)
+curl_ok=$(count -x '200 32768' "$SOAK/curl")
+curl_all=$(wc -l <"$SOAK/curl")
+iperf_ok=$(count -x 0 "$SOAK/iperf3")
+iperf_all=$(wc -l <"$SOAK/iperf3")
+flaps_carrier=$(count carrier "$SOAK/flaps")
+flaps_silent=$(count silent "$SOAK/flaps")
+reloads_ok=$(count ' 0$' "$SOAK/reloads")
+reloads_all=$(wc -l <"$SOAK/reloads")
+checked_ok=$(count '^ok' "$SOAK/checked")
+checked_cut=$(count '^cut' "$SOAK/checked")
+checked_corrupt=$(count '^corrupt' "$SOAK/checked")
+checked_all=$((checked_ok + checked_cut + checked_corrupt))
+PEAK_GW=$(awk '{for (i = 1; i <= 3; i++) if ($i > m[i]) m[i] = $i} END {print m[1] + 0, m[2] + 0, m[3] + 0}' "$SOAK/usage")
+PEAK_CONC=$(awk '{for (i = 4; i <= 6; i++) if ($i > m[i]) m[i] = $i} END {print m[4] + 0, m[5] + 0, m[6] + 0}' "$SOAK/usage")
+
+echo "-- churn of ${CHURN_TOOK} s: $opened connections by braid-churn.py ($done_ GET/PUT done, $client_resets reset" \
+    "by the client, $origin_resets reset by the origin), $curl_ok/$curl_all curl requests, $iperf_ok/$iperf_all" \
+    "iperf3 runs, $flaps_carrier carrier flaps, $flaps_silent silent outages, $reloads_ok/$reloads_all reloads;" \
+    "then a burst of 800 GETs and PUTs, ${burst_done:-0} done"
+echo "-- warnings logged: gateway $(count ' warning ' "$LAB_WORK/gateway.log") ($(count 'uplink breaks MPTCP' \
+    "$LAB_WORK/gateway.log") 'uplink breaks MPTCP'), concentrator $(count ' warning ' "$LAB_WORK/concentrator.log")"
+if [[ -n ${opened:-} ]] && ((opened >= SOAK_SECONDS * 20 && corrupt_churn == 0 && done_ > 0)) &&
+    [[ $(json_field corrupt <<<"$burst") == 0 ]]; then
+    pass "churn: $opened short connections, $((client_resets + origin_resets)) of them reset on purpose, and a burst of 800; every PUT the origin answered had the sha256 sent"
+else
+    fail "churn of short connections" "braid-churn.py: $churn" "burst: $burst"
+fi
+if ((checked_corrupt == 0 && checked_ok * 4 >= checked_all * 3 && checked_all > 0)); then
+    pass "checked transfers: $checked_ok of $checked_all complete with sha256 equal, $checked_cut cut by a flap, none corrupt"
+else
+    fail "checked transfers: none corrupt and at least 3/4 complete" "$checked_ok ok, $checked_cut cut, $checked_corrupt corrupt" \
+        "$(grep -v '^ok' "$SOAK/checked" | head -5)"
+fi
+if ((reloads_all > 0 && reloads_ok == reloads_all)); then
+    pass "reloads: all $reloads_all accepted while the churn ran"
+else
+    fail "reloads during the churn" "$reloads_ok of $reloads_all accepted" "$(tail -4 "$SOAK/reload.out")"
+fi
+
+# Back to the lab's configuration, then wait until the daemons are back to their baseline.
+hostile_restore
+settled=""
+t0=$EPOCHSECONDS
+deadline=$((EPOCHSECONDS + SETTLE_SECONDS))
+while ((EPOCHSECONDS < deadline)) && kill -0 "$GW_PID" 2>/dev/null && kill -0 "$CONC_PID" 2>/dev/null; do
+    END_GW=$(proc_usage "$GW_PID")
+    END_CONC=$(proc_usage "$CONC_PID")
+    if back_to_baseline "$BASE_GW" "$END_GW" && back_to_baseline "$BASE_CONC" "$END_CONC"; then
+        settled=$((EPOCHSECONDS - t0))
+        break
+    fi
+    sleep 1 # polling period, bounded by the deadline
+done
+for role in gateway concentrator; do
+    if [[ $role == gateway ]]; then
+        b=$BASE_GW p=$PEAK_GW e=$END_GW pid=$GW_PID fds=$BASE_FDS_GW ns=$NS_GW
+    else
+        b=$BASE_CONC p=$PEAK_CONC e=$END_CONC pid=$CONC_PID fds=$BASE_FDS_CONC ns=$NS_CONC
+    fi
+    line="(descriptors RSS-kB threads) baseline $b, peak $p, end $e"
+    if back_to_baseline "$b" "$e"; then
+        pass "$role: descriptors, threads and memory back within 5 % of the baseline ${settled}s after the churn $line"
+    else
+        fail "$role: descriptors, threads and memory back within 5 % of the baseline within ${SETTLE_SECONDS} s" "$line" \
+            "descriptors at the baseline: $fds" "descriptors now: $(fd_kinds "$pid")" \
+            "sockets now: $(daemon_sockets "$ns" "$pid")"
+    fi
+done
+
+if [[ $LAB_GW_PID == "$GW_PID" && $LAB_CONC_PID == "$CONC_PID" ]] && kill -0 "$GW_PID" 2>/dev/null &&
+    kill -0 "$CONC_PID" 2>/dev/null; then
+    pass "neither daemon restarted: gateway pid $GW_PID, concentrator pid $CONC_PID"
+else
+    fail "neither daemon restarted" "gateway $GW_PID now ${LAB_GW_PID:-}, concentrator $CONC_PID now ${LAB_CONC_PID:-}" \
+        "$(tail -3 "$LAB_WORK/gateway.log")" "$(tail -3 "$LAB_WORK/concentrator.log")"
+fi
+hostile_final_check
+if [[ -n ${BRAID_TEST_LOGS:-} ]]; then mkdir -p "$BRAID_TEST_LOGS" && cp -r "$SOAK" "$BRAID_TEST_LOGS"/; fi
+finish
