@@ -70,6 +70,18 @@ final class SpliceRelay: ReactorHandler {
     private var ended = false
     private let counters: SessionCounters
     var onEnd: ((SpliceRelay, RelayEnd) -> Void)?
+    /// Set while the half-close watch runs: one direction has ended, the other has not.
+    private var halfClosedWatch: (bytes: UInt64, since: UInt64)?
+
+    /// How long a half-closed relay may sit with no byte moving the other way before it is
+    /// aborted. An MPTCP connection whose last subflow died while its FIN was on the way never
+    /// learns that the peer is gone (the soak found sessions in FIN-WAIT-1 on one side and
+    /// CLOSE-WAIT on the other an hour later): without this bound each one holds two descriptors
+    /// for good. A half-closed exchange still moving bytes is never touched; proxies bound the
+    /// same state the same way (a "client-fin" timeout).
+    static let halfClosedIdleNanos: UInt64 = 60_000_000_000
+    /// How often the watch looks; a dead half-closed relay goes within 75 s of its last byte.
+    static let halfClosedCheckNanos: UInt64 = 15_000_000_000
 
     /// Takes ownership of `a` and `b`. The relay counts itself in `counters` from `start` to its end.
     init(
@@ -137,7 +149,32 @@ final class SpliceRelay: ReactorHandler {
             abort(failure)
             return
         }
-        if toB.done && toA.done { finish() }
+        if toB.done && toA.done {
+            finish()
+        } else if (toB.done || toA.done) && halfClosedWatch == nil {
+            watchHalfClosed()
+        }
+    }
+
+    /// Bytes moved so far in the direction that is still open.
+    private var openDirectionBytes: UInt64 { toB.done ? toA.bytes : toB.bytes }
+
+    /// Aborts the relay once the open direction has moved nothing for `halfClosedIdleNanos`.
+    private func watchHalfClosed() {
+        halfClosedWatch = (openDirectionBytes, monotonicNanos())
+        reactor.schedule(afterNanos: Self.halfClosedCheckNanos) { [weak self] in self?.checkHalfClosed() }
+    }
+
+    private func checkHalfClosed() {
+        guard !ended, let watch = halfClosedWatch else { return }
+        let now = monotonicNanos()
+        if openDirectionBytes != watch.bytes {
+            halfClosedWatch = (openDirectionBytes, now)
+        } else if now &- watch.since >= Self.halfClosedIdleNanos {
+            abort("half-closed and idle for \((now &- watch.since) / 1_000_000_000) s")
+            return
+        }
+        reactor.schedule(afterNanos: Self.halfClosedCheckNanos) { [weak self] in self?.checkHalfClosed() }
     }
 
     /// Moves bytes one way until something would block. Returns why the relay must be aborted, or

@@ -92,8 +92,32 @@ struct SubflowPlanner {
         self.judgedPort = judgedPort
     }
 
-    /// Follows the kernel's account of connections and subflows.
+    /// Subflow losses seen in the batch of events being handled, by connection, judged at its end.
+    private var unjudged: [UInt32: [(address: IPAddress, port: UInt16, reason: String)]] = [:]
+
+    /// Follows the kernel's account of connections and subflows: one event.
     mutating func handle(_ e: MPTCPEvent) {
+        handle(CollectionOfOne(e))
+    }
+
+    /// Follows a batch of events (what one read of the event socket brought). Subflows lost in it
+    /// count against their paths at its end, except those of connections that ended in it too: a
+    /// connection the concentrator resets (an origin's reset, carried as MP_FASTCLOSE) or closes
+    /// loses every subflow at once, which says nothing of the paths. The soak counted thousands
+    /// of false "uplink breaks MPTCP" reports in two minutes of origin resets before this.
+    mutating func handle(_ events: some Sequence<MPTCPEvent>) {
+        for e in events { apply(e) }
+        for (_, losses) in unjudged.sorted(by: { $0.key < $1.key }) {
+            for loss in losses { failed(loss.address, loss.port, loss.reason) }
+        }
+        unjudged = [:]
+    }
+
+    private mutating func lost(_ token: UInt32, _ address: IPAddress, _ port: UInt16, _ reason: String) {
+        unjudged[token, default: []].append((address, port, reason))
+    }
+
+    private mutating func apply(_ e: MPTCPEvent) {
         switch e.kind {
         case .created, .established:
             guard !e.serverSide, let local = e.local, let remote = e.remote, remote.address == server else { return }
@@ -103,6 +127,7 @@ struct SubflowPlanner {
             connections[e.token] = c
         case .closed:
             connections[e.token] = nil
+            unjudged[e.token] = nil
         case .subflowEstablished, .subflowPriority:
             guard var c = connections[e.token], let local = e.local, let remote = e.remote else { return }
             let s = Subflow(local: local, remote: remote)
@@ -118,12 +143,14 @@ struct SubflowPlanner {
             guard var c = connections[e.token], let local = e.local, let remote = e.remote else { return }
             let s = Subflow(local: local, remote: remote)
             if c.subflows.removeValue(forKey: s) != nil, !c.destroying.contains(s) {
-                failed(local.address, remote.port, e.error.map { "subflow closed, error \($0)" } ?? "subflow closed by the path or the peer")
+                lost(
+                    e.token, local.address, remote.port,
+                    e.error.map { "subflow closed, error \($0)" } ?? "subflow closed by the path or the peer")
             } else if c.attempts[local.address] != nil, !c.destroying.contains(s),
                 c.refused.insert(local.address).inserted
             {
                 // The attempt stays on record, so the next one waits for retryDelay.
-                failed(local.address, remote.port, e.error.map { "subflow refused, error \($0)" } ?? "subflow refused")
+                lost(e.token, local.address, remote.port, e.error.map { "subflow refused, error \($0)" } ?? "subflow refused")
             }
             c.destroying.remove(s)
             c.priorityAsked[s] = nil

@@ -190,9 +190,12 @@ final class UplinkSupervisor {
 
     private func mptcpReadable() {
         var touched: Set<UInt32>? = []
+        var batch: [MPTCPEvent] = []
         for e in mptcpEvents.drain() {
             switch e {
             case .overrun:
+                planner.handle(batch)
+                batch = []
                 logger.warning("MPTCP events lost; asking again for every missing subflow")
                 planner.forgetAttempts()
                 touched = nil  // any connection may have changed
@@ -202,9 +205,12 @@ final class UplinkSupervisor {
                 if event.kind == .subflowClosed, let error = event.error, error != 0 {
                     logger.debug("subflow closed", metadata: ["event": "\(event)"])
                 }
-                planner.handle(event)
+                batch.append(event)
             }
         }
+        // As one batch: subflows lost by a connection that ended with them are not held against
+        // their paths (SubflowPlanner.handle).
+        planner.handle(batch)
         replan(only: touched)
     }
 

@@ -104,6 +104,37 @@ final class SubflowPlannerTests: XCTestCase {
         XCTAssertEqual(p.records[a2]?.failures, 1)
     }
 
+    /// An origin's reset reaches the gateway as the concentrator's MP_FASTCLOSE: every subflow of
+    /// the connection closes, then the connection, in one read of the event socket. None of that
+    /// is held against the uplinks; a subflow lost by a connection that lives on still is.
+    func testSubflowsLostWithTheirConnectionSayNothingOfThePaths() {
+        var p = planner()  // connection 7, first subflow from a1
+        let tokens: [UInt32] = [7, 8, 9]
+        for t in tokens.dropFirst() { p.handle(event(.established, t, local: a1, port: 1000 + UInt16(t))) }
+        _ = p.plan(paths: paths(healthy: [true, true, true]), now: 0)
+        for t in tokens {
+            p.handle(event(.subflowEstablished, t, local: a2, port: 2000 + UInt16(t), id: 1))
+            p.handle(event(.subflowEstablished, t, local: a3, port: 3000 + UInt16(t), id: 2))
+        }
+        // Three origins reset: each connection loses all its subflows, then ends, in one read.
+        p.handle(
+            tokens.flatMap { t in
+                [
+                    event(.subflowClosed, t, local: a2, port: 2000 + UInt16(t)),
+                    event(.subflowClosed, t, local: a3, port: 3000 + UInt16(t)),
+                    event(.subflowClosed, t, local: a1, port: 1000 + UInt16(t)), event(.closed, t),
+                ]
+            })
+        XCTAssertNil(p.breaksMPTCP(a2))
+        XCTAssertEqual(p.records[a2]?.failures ?? 0, 0)
+        // A subflow lost by a connection that lives on still counts.
+        p.handle(event(.established, 10, local: a1, port: 1010))
+        _ = p.plan(paths: paths(healthy: [true, true, true]), now: 0)
+        p.handle(event(.subflowEstablished, 10, local: a2, port: 2010, id: 1))
+        p.handle([event(.subflowClosed, 10, local: a2, port: 2010)])
+        XCTAssertEqual(p.records[a2]?.failures, 1, "the connection lives on: its lost subflow counts")
+    }
+
     func testAConnectionWithNoSubflowLeftIsForgotten() {
         var p = planner()  // its CLOSED event lost
         p.reconcile(established: [])
@@ -203,3 +234,4 @@ final class SubflowPlannerTests: XCTestCase {
         XCTAssertTrue(p.connections.isEmpty)
     }
 }
+
