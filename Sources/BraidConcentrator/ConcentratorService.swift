@@ -48,6 +48,7 @@ public final class ConcentratorService {
     public func start() throws {
         // Taken first: a request stamped before this may have been captured before a restart.
         let startedMillis = wallClockMillis()
+        let startedNanos = monotonicNanos()
         let key = config.pskFile.isEmpty ? nil : try PresharedKey.load(path: config.pskFile)
         let book = SubscriberBook(config: config, presharedKey: key)
         if key != nil, !config.acceptsPresharedKey {
@@ -92,7 +93,8 @@ public final class ConcentratorService {
             config: .init(
                 listen: listen, handshakeTimeoutNanos: UInt64(config.handshakeTimeout * 1e9),
                 maxPending: Int(config.maxPending), maxPendingPerSource: Int(config.maxPendingPerSource),
-                identities: identities, addressIsIdentity: config.identities.isEmpty, notBeforeMillis: startedMillis),
+                identities: identities, addressIsIdentity: config.identities.isEmpty, notBeforeMillis: startedMillis,
+                notBeforeMonotonicNanos: startedNanos),
             keys: { id in try book.key(for: id) }, logger: logger,
             admission: { request in book.admit(keyID: request.authentication.keyID) }
         ) { destination in

@@ -35,12 +35,25 @@ public final class ConvertForwarder {
         /// Requests stamped earlier (ms since 1970) are refused as `before_start`: the process's
         /// start, so nothing captured before a restart is accepted after it.
         public var notBeforeMillis: UInt64
+        /// The monotonic clock when `notBeforeMillis` was read, if it is the process's start: the
+        /// floor then follows a step of the wall clock (NTP setting back a clock that was ahead at
+        /// start would otherwise refuse every request until the clock caught up).
+        public var notBeforeMonotonicNanos: UInt64?
+
+        /// The floor as the wall clock reads it now.
+        func currentNotBeforeMillis() -> UInt64 {
+            guard let start = notBeforeMonotonicNanos else { return notBeforeMillis }
+            let elapsed = (monotonicNanos() &- start) / 1_000_000
+            let now = wallClockMillis()
+            return now > elapsed ? now - elapsed : 0
+        }
 
         public init(
             listen: Endpoint, handshakeTimeoutNanos: UInt64, connectTimeoutNanos: UInt64 = 10_000_000_000,
             maxPending: Int = 16384, maxPendingPerSource: Int = 1024, identities: [String] = [],
-            addressIsIdentity: Bool = true, notBeforeMillis: UInt64 = 0
+            addressIsIdentity: Bool = true, notBeforeMillis: UInt64 = 0, notBeforeMonotonicNanos: UInt64? = nil
         ) {
+            self.notBeforeMonotonicNanos = notBeforeMonotonicNanos
             self.addressIsIdentity = addressIsIdentity
             self.listen = listen
             self.handshakeTimeoutNanos = handshakeTimeoutNanos
@@ -245,7 +258,7 @@ final class ConvertAcceptor: ReactorHandler {
             forwarder.config.addressIsIdentity ? Sockets.localEndpoint(fd).map { ["\($0.address)"] } ?? [] : []
         self.handshake = ConvertServerHandshake(
             lookup: forwarder.keys, identities: forwarder.config.identities + arrivedOn,
-            notBeforeMillis: forwarder.config.notBeforeMillis)
+            notBeforeMillis: forwarder.config.currentNotBeforeMillis())
         self.source = source
     }
 
