@@ -147,11 +147,22 @@ final class ControlServer {
         let book = self.book
         let logger = self.logger
         group.next().execute {
-            for entry in open.entries where crl.revokes(serial: entry.serial) {
-                book.retireAll(owner: entry.name)
-                logger.notice(
-                    "control channel closed: certificate revoked",
-                    metadata: ["subscriber": "\(entry.name)", "serial": "\(entry.serial)"])
+            // Keys are the subscriber's, not one certificate's: all of them go, and so does every
+            // channel of that subscriber. One with a certificate the CRL leaves alone (a re-issued
+            // one) reconnects at once and is granted a fresh key, instead of holding keys the
+            // concentrator no longer knows until its next rotation.
+            let revoked = Set(open.entries.filter { crl.revokes(serial: $0.serial) }.map(\.name))
+            for name in revoked { book.retireAll(owner: name) }
+            for entry in open.entries where revoked.contains(entry.name) {
+                if crl.revokes(serial: entry.serial) {
+                    logger.notice(
+                        "control channel closed: certificate revoked",
+                        metadata: ["subscriber": "\(entry.name)", "serial": "\(entry.serial)"])
+                } else {
+                    logger.notice(
+                        "control channel closed to grant a new key: another certificate of its subscriber was revoked",
+                        metadata: ["subscriber": "\(entry.name)", "serial": "\(entry.serial)"])
+                }
                 entry.channel.close(promise: nil)
             }
         }
