@@ -92,29 +92,50 @@ struct SubflowPlanner {
         self.judgedPort = judgedPort
     }
 
-    /// Subflow losses seen in the batch of events being handled, by connection, judged at its end.
-    private var unjudged: [UInt32: [(address: IPAddress, port: UInt16, reason: String)]] = [:]
+    /// A live subflow that closed, not yet held against its path.
+    struct Loss {
+        var address: IPAddress
+        var port: UInt16
+        var reason: String
+        /// When a pass first saw it; nil until then.
+        var seenAt: UInt64?
+    }
+
+    /// Subflows lost by connections that are still open, by connection, judged after `lossGraceNanos`.
+    private var unjudged: [UInt32: [Loss]] = [:]
+
+    /// How long a lost subflow waits before it counts against its path: a connection the
+    /// concentrator resets (an origin's reset, carried as MP_FASTCLOSE) loses every subflow at
+    /// once, and its CLOSED event comes only when the relay has closed the socket, a moment later.
+    /// Those losses say nothing of the paths; the soak counted thousands of false "uplink breaks
+    /// MPTCP" reports in two minutes of origin resets when each counted at once.
+    static let lossGraceNanos: UInt64 = 500_000_000
 
     /// Follows the kernel's account of connections and subflows: one event.
     mutating func handle(_ e: MPTCPEvent) {
         handle(CollectionOfOne(e))
     }
 
-    /// Follows a batch of events (what one read of the event socket brought). Subflows lost in it
-    /// count against their paths at its end, except those of connections that ended in it too: a
-    /// connection the concentrator resets (an origin's reset, carried as MP_FASTCLOSE) or closes
-    /// loses every subflow at once, which says nothing of the paths. The soak counted thousands
-    /// of false "uplink breaks MPTCP" reports in two minutes of origin resets before this.
+    /// Follows a batch of events (what one read of the event socket brought).
     mutating func handle(_ events: some Sequence<MPTCPEvent>) {
         for e in events { apply(e) }
-        for (_, losses) in unjudged.sorted(by: { $0.key < $1.key }) {
-            for loss in losses { failed(loss.address, loss.port, loss.reason) }
-        }
-        unjudged = [:]
     }
 
-    private mutating func lost(_ token: UInt32, _ address: IPAddress, _ port: UInt16, _ reason: String) {
-        unjudged[token, default: []].append((address, port, reason))
+    /// Holds the losses of connections still open after the grace period against their paths,
+    /// and forgets those of connections that have ended.
+    mutating func judgeLosses(now: UInt64) {
+        for token in unjudged.keys.sorted() {
+            guard connections[token] != nil, var losses = unjudged[token] else {
+                unjudged[token] = nil
+                continue
+            }
+            for i in losses.indices where losses[i].seenAt == nil { losses[i].seenAt = now }
+            for loss in losses where now &- (loss.seenAt ?? now) >= Self.lossGraceNanos {
+                failed(loss.address, loss.port, loss.reason)
+            }
+            losses.removeAll { now &- ($0.seenAt ?? now) >= Self.lossGraceNanos }
+            unjudged[token] = losses.isEmpty ? nil : losses
+        }
     }
 
     private mutating func apply(_ e: MPTCPEvent) {
@@ -143,14 +164,15 @@ struct SubflowPlanner {
             guard var c = connections[e.token], let local = e.local, let remote = e.remote else { return }
             let s = Subflow(local: local, remote: remote)
             if c.subflows.removeValue(forKey: s) != nil, !c.destroying.contains(s) {
-                lost(
-                    e.token, local.address, remote.port,
-                    e.error.map { "subflow closed, error \($0)" } ?? "subflow closed by the path or the peer")
+                unjudged[e.token, default: []].append(
+                    Loss(
+                        address: local.address, port: remote.port,
+                        reason: e.error.map { "subflow closed, error \($0)" } ?? "subflow closed by the path or the peer"))
             } else if c.attempts[local.address] != nil, !c.destroying.contains(s),
                 c.refused.insert(local.address).inserted
             {
                 // The attempt stays on record, so the next one waits for retryDelay.
-                lost(e.token, local.address, remote.port, e.error.map { "subflow refused, error \($0)" } ?? "subflow refused")
+                failed(local.address, remote.port, e.error.map { "subflow refused, error \($0)" } ?? "subflow refused")
             }
             c.destroying.remove(s)
             c.priorityAsked[s] = nil
@@ -214,6 +236,7 @@ struct SubflowPlanner {
     /// then costs what it touched, not every connection (a burst of thousands of new connections
     /// sends three events each). Uplink changes and the periodic pass look at all of them.
     mutating func plan(paths: [Path], now: UInt64, only: Set<UInt32>? = nil) -> [Action] {
+        judgeLosses(now: now)
         var actions: [Action] = []
         for token in (only.map { $0.filter { connections[$0] != nil } } ?? Array(connections.keys)).sorted() {
             guard var c = connections[token], c.established else { continue }

@@ -208,8 +208,6 @@ final class UplinkSupervisor {
                 batch.append(event)
             }
         }
-        // As one batch: subflows lost by a connection that ended with them are not held against
-        // their paths (SubflowPlanner.handle).
         planner.handle(batch)
         replan(only: touched)
     }

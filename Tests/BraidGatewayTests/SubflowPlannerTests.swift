@@ -105,33 +105,42 @@ final class SubflowPlannerTests: XCTestCase {
     }
 
     /// An origin's reset reaches the gateway as the concentrator's MP_FASTCLOSE: every subflow of
-    /// the connection closes, then the connection, in one read of the event socket. None of that
-    /// is held against the uplinks; a subflow lost by a connection that lives on still is.
+    /// the connection closes at once, and the connection's CLOSED event follows when the relay has
+    /// closed its socket. None of that is held against the uplinks; a subflow lost by a connection
+    /// that lives on counts once the grace period is over.
     func testSubflowsLostWithTheirConnectionSayNothingOfThePaths() {
         var p = planner()  // connection 7, first subflow from a1
+        let all = paths(healthy: [true, true, true])
         let tokens: [UInt32] = [7, 8, 9]
         for t in tokens.dropFirst() { p.handle(event(.established, t, local: a1, port: 1000 + UInt16(t))) }
-        _ = p.plan(paths: paths(healthy: [true, true, true]), now: 0)
+        _ = p.plan(paths: all, now: 0)
         for t in tokens {
             p.handle(event(.subflowEstablished, t, local: a2, port: 2000 + UInt16(t), id: 1))
             p.handle(event(.subflowEstablished, t, local: a3, port: 3000 + UInt16(t), id: 2))
         }
-        // Three origins reset: each connection loses all its subflows, then ends, in one read.
+        // Three origins reset: each connection loses all its subflows; a pass runs before the
+        // relays have closed their sockets, then the CLOSED events come.
         p.handle(
             tokens.flatMap { t in
                 [
                     event(.subflowClosed, t, local: a2, port: 2000 + UInt16(t)),
                     event(.subflowClosed, t, local: a3, port: 3000 + UInt16(t)),
-                    event(.subflowClosed, t, local: a1, port: 1000 + UInt16(t)), event(.closed, t),
+                    event(.subflowClosed, t, local: a1, port: 1000 + UInt16(t)),
                 ]
             })
+        _ = p.plan(paths: all, now: second / 10)
+        p.handle(tokens.map { event(.closed, $0) })
+        _ = p.plan(paths: all, now: 2 * second)
         XCTAssertNil(p.breaksMPTCP(a2))
         XCTAssertEqual(p.records[a2]?.failures ?? 0, 0)
-        // A subflow lost by a connection that lives on still counts.
+        // A subflow lost by a connection that lives on counts, after the grace period.
         p.handle(event(.established, 10, local: a1, port: 1010))
-        _ = p.plan(paths: paths(healthy: [true, true, true]), now: 0)
+        _ = p.plan(paths: all, now: 3 * second)
         p.handle(event(.subflowEstablished, 10, local: a2, port: 2010, id: 1))
-        p.handle([event(.subflowClosed, 10, local: a2, port: 2010)])
+        p.handle(event(.subflowClosed, 10, local: a2, port: 2010))
+        _ = p.plan(paths: all, now: 4 * second)
+        XCTAssertEqual(p.records[a2]?.failures ?? 0, 0, "not yet: its connection may be ending")
+        _ = p.plan(paths: all, now: 4 * second + SubflowPlanner.lossGraceNanos)
         XCTAssertEqual(p.records[a2]?.failures, 1, "the connection lives on: its lost subflow counts")
     }
 
