@@ -82,9 +82,11 @@ public final class ConcentratorService {
         }
         // The names a data connection's MAC may be bound to: `identity` alone when set (so two
         // concentrators on one address are told apart), else the certificate's name and the
-        // address the connection arrived on (what a gateway's `server_name` defaults to).
-        let certificateName = try config.tls.flatMap { try TLSContext.commonName(ofCertificateAt: $0.cert) }
-        let identities = config.identities.isEmpty ? (certificateName.map { [$0] } ?? []) : config.identities
+        // address the connection arrived on (what a gateway's `server_name` defaults to). The
+        // certificate's names are its common name and its DNS subjectAltNames: the gateway checks
+        // its `server_name` against those.
+        let certificateNames = try config.tls.map { try TLSContext.names(ofCertificateAt: $0.cert) } ?? []
+        let identities = config.identities.isEmpty ? certificateNames : config.identities
         let limit = raiseFileLimit()
         let destinationPolicy = self.destinationPolicy
         let localAddresses = LocalAddresses()

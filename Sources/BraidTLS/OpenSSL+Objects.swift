@@ -92,6 +92,17 @@ func unixTime(_ t: UnsafePointer<ASN1_TIME>?) -> Int64? {
     return Int64(timegm(&tm))
 }
 
+/// The DNS names of a certificate's subjectAltName, in order.
+func dnsAltNames(of cert: OpaquePointer) -> [String] {
+    var names: [String] = []
+    var buffer = [CChar](repeating: 0, count: 256)
+    // A DNS name is at most 253 bytes; a certificate with hundreds of them is not ours to read.
+    while names.count < 64, braid_x509_dns_alt_name(cert, Int32(names.count), &buffer, buffer.count) == 1 {
+        names.append(String(cString: buffer))
+    }
+    return names
+}
+
 extension TLSContext {
     /// The subject common name of the first certificate in `path` (a concentrator's own name,
     /// which its data connections' MACs may be bound to); nil when it has none.
@@ -99,5 +110,19 @@ extension TLSContext {
         let cert = try readCertificate(path, reason: .configuration)
         defer { X509_free(cert) }
         return BraidTLS.commonName(of: cert)
+    }
+
+    /// Every name a gateway may know the certificate in `path` by: its subject common name and
+    /// the DNS names of its subjectAltName (what a gateway's `server_name` is checked against),
+    /// without repeats.
+    public static func names(ofCertificateAt path: String) throws -> [String] {
+        let cert = try readCertificate(path, reason: .configuration)
+        defer { X509_free(cert) }
+        var names: [String] = []
+        for name in [BraidTLS.commonName(of: cert)].compactMap({ $0 }) + dnsAltNames(of: cert)
+        where !names.contains(name) {
+            names.append(name)
+        }
+        return names
     }
 }

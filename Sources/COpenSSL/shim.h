@@ -2,6 +2,7 @@
 // uses these rather than a home-grown SHA-256), and libssl plus X.509 for the control channel's
 // TLS and the operator's PKI. The inline functions below exist only because the OpenSSL calls
 // they wrap are C macros or variadic functions, which Swift cannot call.
+#include <string.h>
 #include <openssl/hmac.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -45,3 +46,25 @@ static inline void braid_openssl_free(void *p) {
 
 static inline int braid_err_lib(unsigned long e) { return ERR_GET_LIB(e); }
 static inline int braid_err_reason(unsigned long e) { return ERR_GET_REASON(e); }
+
+/// Copies the `index`th DNS name of a certificate's subjectAltName into `buf` (NUL-terminated)
+/// and returns 1, or returns 0 past the last one or when a name does not fit (the GENERAL_NAME
+/// stack is a set of macros over a union).
+static inline int braid_x509_dns_alt_name(X509 *cert, int index, char *buf, size_t size) {
+    GENERAL_NAMES *names = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
+    if (!names) return 0;
+    int found = 0, seen = 0;
+    for (int i = 0; i < sk_GENERAL_NAME_num(names) && !found; i++) {
+        const GENERAL_NAME *n = sk_GENERAL_NAME_value(names, i);
+        if (n->type != GEN_DNS) continue;
+        if (seen++ != index) continue;
+        int length = ASN1_STRING_length(n->d.dNSName);
+        if (length >= 0 && (size_t)length < size) {
+            memcpy(buf, ASN1_STRING_get0_data(n->d.dNSName), (size_t)length);
+            buf[length] = 0;
+            found = 1;
+        }
+    }
+    GENERAL_NAMES_free(names);
+    return found;
+}

@@ -53,6 +53,29 @@ final class PKITests: XCTestCase {
         XCTAssertNotEqual(X509_get_extended_key_usage(cert) & UInt32(XKU_SSL_SERVER), 0, "serverAuth")
     }
 
+    /// The names a concentrator binds data connections to: its common name and every DNS name of
+    /// its subjectAltName, since a gateway's `server_name` is checked against those. A certificate
+    /// from another CA tool may have a common name that is none of them.
+    func testCertificateNamesAreTheCommonNameAndTheDNSAltNames() throws {
+        let f = try TLSFixture()
+        XCTAssertEqual(
+            try TLSContext.names(ofCertificateAt: f.pki.certificatePath(for: TLSFixture.serverName)),
+            [TLSFixture.serverName])
+        let dir = f.pki.directory
+        let openssl = Process()
+        openssl.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+        openssl.arguments = [
+            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1",
+            "-subj", "/CN=conc1", "-addext", "subjectAltName=DNS:conc.example.net,IP:198.18.10.2,DNS:conc1",
+            "-keyout", dir + "/other.key", "-out", dir + "/other.crt",
+        ]
+        openssl.standardError = FileHandle.nullDevice
+        try openssl.run()
+        openssl.waitUntilExit()
+        XCTAssertEqual(openssl.terminationStatus, 0)
+        XCTAssertEqual(try TLSContext.names(ofCertificateAt: dir + "/other.crt"), ["conc1", "conc.example.net"])
+    }
+
     func testRevokePutsTheSerialInASignedCRL() throws {
         let f = try TLSFixture()
         let serial = try XCTUnwrap(try f.pki.readIndex().first { $0.name == TLSFixture.clientName }?.serial)
