@@ -108,9 +108,11 @@ table inet braid_crash_test {
     }
 }
 NFT
+    # The first CRASH_SIZE bytes of nginx's file: this gateway runs with `fastopen 1`, and an
+    # MPTCP connection whose SYN carried data is slow for long downloads (README, Known limits).
     : >"$LAB_WORK/crash-held.body"
-    nsx "$NS_LAN" curl -sS --max-time 60 -o "$LAB_WORK/crash-held.body" "http://$ORIGIN4/big" \
-        2>"$LAB_WORK/crash-curl.err" &
+    nsx "$NS_LAN" curl -sS --max-time 60 -r "0-$((CRASH_SIZE - 1))" -o "$LAB_WORK/crash-held.body" \
+        "http://$ORIGIN4/big" 2>"$LAB_WORK/crash-curl.err" &
     local held=$!
     # The held SYN is counted by the leftover table's drop rule.
     wait_for 5 bash -c "nsx $NS_GW nft list chain inet braid prerouting | grep 'l4proto tcp counter' | grep -qv 'packets 0 '"
@@ -127,8 +129,9 @@ NFT
     nsx "$NS_INET" nft delete table inet braid_crash_test
     nsx "$NS_INET" ip route del 198.18.0.0/24 via 198.18.1.2
     nsx "$NS_GW" sysctl -qw net.ipv4.ip_forward="$fwd"
-    if ((held_rc == 0)) && [[ $(sha256sum <"$LAB_WORK/crash-held.body" | cut -d' ' -f1) == "$BIG_SHA" && $leaked == 0 ]]; then
-        pass "crash: a LAN connection opened while the gateway was down is held, not sent unbonded (0 LAN TCP packets on the internet side), and completes bonded once it is back (curl, sha256 equal)"
+    if ((held_rc == 0)) && [[ $(sha256sum <"$LAB_WORK/crash-held.body" | cut -d' ' -f1) == \
+        "$(head -c "$CRASH_SIZE" "$LAB_WORK/www/big" | sha256sum | cut -d' ' -f1)" && $leaked == 0 ]]; then
+        pass "crash: a LAN connection opened while the gateway was down is held, not sent unbonded (0 LAN TCP packets on the internet side), and completes bonded once it is back (curl, $CRASH_SIZE bytes, sha256 equal)"
     else
         fail "crash: a LAN connection opened while the gateway was down" "curl exit $held_rc: $(cat "$LAB_WORK/crash-curl.err")" \
             "LAN TCP packets on the internet side: $leaked"
