@@ -145,6 +145,33 @@ def frame(kind, payload):
     return struct.pack("!BBH", 1, kind, len(payload)) + payload
 
 
+def ping_without_reading(tls, args, peer):
+    """Sends pings and never reads the pongs, until `peer` disconnects, args.max_bytes are sent or
+    args.timeout passes; prints what happened and how the RSS of args.pid grew meanwhile."""
+    baseline = rss_kib(args.pid)
+    batch = b"".join(frame(4, struct.pack("!QQ", n, n)) for n in range(1000))
+    sent, peak, outcome = 0, baseline, "not disconnected"
+    start = time.monotonic()
+    while sent < args.max_bytes and time.monotonic() - start < args.timeout:
+        try:
+            tls.sendall(batch)
+        except socket.timeout:
+            outcome = f"{peer} stopped reading but kept the connection"
+            break
+        except (OSError, ssl.SSLError) as e:
+            outcome = f"disconnected ({type(e).__name__})"
+            break
+        sent += len(batch)
+        if sent % (50 * len(batch)) == 0:
+            peak = max(peak, rss_kib(args.pid))
+    peak = max(peak, rss_kib(args.pid))
+    print(json.dumps({
+        "result": outcome, "disconnected": outcome.startswith("disconnected"), "ping_bytes": sent,
+        "seconds": round(time.monotonic() - start, 2), "rss_baseline_kib": baseline, "rss_peak_kib": peak,
+        "rss_growth_kib": peak - baseline,
+    }))
+
+
 def pinger(args):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
@@ -169,28 +196,7 @@ def pinger(args):
     except (OSError, ssl.SSLError) as e:
         print(json.dumps({"result": f"no control channel before the first grant: {e}", "disconnected": False}))
         return
-    baseline = rss_kib(args.pid)
-    batch = b"".join(frame(4, struct.pack("!QQ", n, n)) for n in range(1000))
-    sent, peak, outcome = 0, baseline, "not disconnected"
-    start = time.monotonic()
-    while sent < args.max_bytes and time.monotonic() - start < args.timeout:
-        try:
-            tls.sendall(batch)
-        except socket.timeout:
-            outcome = "server stopped reading but kept the connection"
-            break
-        except (OSError, ssl.SSLError) as e:
-            outcome = f"disconnected ({type(e).__name__})"
-            break
-        sent += len(batch)
-        if sent % (50 * len(batch)) == 0:
-            peak = max(peak, rss_kib(args.pid))
-    peak = max(peak, rss_kib(args.pid))
-    print(json.dumps({
-        "result": outcome, "disconnected": outcome.startswith("disconnected"), "ping_bytes": sent,
-        "seconds": round(time.monotonic() - start, 2), "rss_baseline_kib": baseline, "rss_peak_kib": peak,
-        "rss_growth_kib": peak - baseline,
-    }))
+    ping_without_reading(tls, args, "server")
 
 
 def flooder(args):
@@ -225,28 +231,7 @@ def flooder(args):
     tls.recv(4096)  # the gateway's hello
     key = os.urandom(32)
     tls.sendall(frame(2, struct.pack("!I", 7) + key + struct.pack("!IQ", 3600, 0)))
-    baseline = rss_kib(args.pid)
-    batch = b"".join(frame(4, struct.pack("!QQ", n, n)) for n in range(1000))
-    sent, peak, outcome = 0, baseline, "not disconnected"
-    start = time.monotonic()
-    while sent < args.max_bytes and time.monotonic() - start < args.timeout:
-        try:
-            tls.sendall(batch)
-        except socket.timeout:
-            outcome = "the gateway stopped reading but kept the connection"
-            break
-        except (OSError, ssl.SSLError) as e:
-            outcome = f"disconnected ({type(e).__name__})"
-            break
-        sent += len(batch)
-        if sent % (50 * len(batch)) == 0:
-            peak = max(peak, rss_kib(args.pid))
-    peak = max(peak, rss_kib(args.pid))
-    print(json.dumps({
-        "result": outcome, "disconnected": outcome.startswith("disconnected"), "ping_bytes": sent,
-        "seconds": round(time.monotonic() - start, 2), "rss_baseline_kib": baseline, "rss_peak_kib": peak,
-        "rss_growth_kib": peak - baseline,
-    }))
+    ping_without_reading(tls, args, "the gateway")
 
 
 def main():
