@@ -59,6 +59,18 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // A small read-only HTTP listener for the metrics exposition and the gateway's status page.
+        .target(
+            name: "BraidHTTP",
+            dependencies: [
+                "BraidCore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
+        ),
         .target(
             name: "BraidGateway",
             dependencies: [
@@ -102,6 +114,7 @@ let package = Package(
         .testTarget(name: "BraidFuzzTargetsTests", dependencies: ["BraidFuzzTargets"]),
         .testTarget(name: "BraidConfigTests", dependencies: ["BraidConfig", "BraidCore"]),
         .testTarget(name: "BraidGatewayTests", dependencies: ["BraidGateway"]),
+        .testTarget(name: "BraidHTTPTests", dependencies: ["BraidHTTP", "BraidCore", .product(name: "Logging", package: "swift-log")]),
         .testTarget(
             name: "BraidConcentratorTests",
             dependencies: ["BraidConcentrator", "BraidConfig", "BraidCore", "BraidDataPlane", "BraidWire"]),
