@@ -1,8 +1,8 @@
 /// The edits uci's commands make, with uci's rules: which ones need the entry to exist, which are
 /// no-ops, and where a changed entry ends up. Each returns whether there is a change to record.
 extension UCIDocument {
-    /// `set`: an option's value (a new option goes last, and so does a changed one, as in uci),
-    /// a section's type, or a new named section. An empty value deletes.
+    /// `set`: an option's value (a new option goes last, a changed one keeps its place, as in
+    /// uci_set), a section's type, or a new named section. An empty value deletes.
     public mutating func set(_ found: UCILookup, _ path: UCIPath) throws -> Bool {
         guard let value = path.value else { throw UCIError.invalidArgument }
         guard found.sectionIndex != nil || (path.option == nil && path.section != nil) else {
@@ -17,9 +17,10 @@ extension UCIDocument {
         if let s = found.sectionIndex, let option = path.option {
             if let o = found.optionIndex {
                 if sections[s].options[o].value == .string(value) { return false }
-                sections[s].options.remove(at: o)
+                sections[s].options[o] = Option(name: option, value: .string(value), line: 0)
+            } else {
+                sections[s].options.append(Option(name: option, value: .string(value), line: 0))
             }
-            sections[s].options.append(Option(name: option, value: .string(value), line: 0))
         } else if let s = found.sectionIndex {
             sections[s].type = value
         } else {
@@ -30,7 +31,8 @@ extension UCIDocument {
         return true
     }
 
-    /// `add_list`: appends an item; an option holding a string becomes a list of it and the item.
+    /// `add_list`: appends an item; an option holding a string becomes, in its place, a list of it
+    /// and the item.
     public mutating func addList(_ found: UCILookup, _ path: UCIPath) throws {
         guard let s = found.sectionIndex, let option = path.option, let value = path.value else {
             throw UCIError.invalidArgument
@@ -41,8 +43,7 @@ extension UCIDocument {
                 sections[s].options[o].value = .list(items + [value])
                 return
             case .string(let old):
-                sections[s].options.remove(at: o)
-                sections[s].options.append(Option(name: option, value: .list([old, value]), line: 0))
+                sections[s].options[o] = Option(name: option, value: .list([old, value]), line: 0)
             }
         } else {
             sections[s].options.append(Option(name: option, value: .list([value]), line: 0))
@@ -80,8 +81,8 @@ extension UCIDocument {
     public mutating func rename(_ found: UCILookup, _ path: UCIPath) throws {
         guard found.isComplete else { throw UCIError.notFound }
         guard let s = found.sectionIndex, let value = path.value else { throw UCIError.invalidArgument }
-        // uci would write the rename and then refuse to read it back; refuse it here.
-        guard UCINames.isValidName(value) else { throw UCIError.invalidArgument }
+        // A name uci cannot read back (`bad-name`) is taken and saved all the same, as uci does;
+        // the saved record is then skipped on every load, so the rename never happens.
         if let o = found.optionIndex {
             sections[s].options[o].name = value
         } else {
@@ -100,9 +101,11 @@ extension UCIDocument {
         return String(Int32(truncatingIfNeeded: wanted))
     }
 
-    /// `add`: a new anonymous section at the end; returns its generated name.
-    public mutating func addSection(type: String) throws -> String {
-        guard UCINames.isValidType(type) else { throw UCIError.invalidArgument }
+    /// `add`: a new anonymous section at the end; returns its generated name. Any type is taken,
+    /// as uci_add_section takes it: the check is where the change is read back (`set` of a
+    /// section type), so `add braid 'bad type'` succeeds and the section is then dropped on load,
+    /// both as uci does. braid's own schema is `braid check`'s business, not this command's.
+    public mutating func addSection(type: String) -> String {
         let index = allocateSection(type: type, name: nil)
         return sections[index].name
     }
