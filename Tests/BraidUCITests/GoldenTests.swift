@@ -99,6 +99,11 @@ final class GoldenTests: XCTestCase {
     /// Splits a script line the way a shell would: white space between words, single quotes
     /// literal, double quotes literal but for `\"`, a backslash outside quotes escaping one character.
     static func split(_ line: String) -> [String] {
+        splitComplete(line) ?? []
+    }
+
+    /// As `split`, or nil while a quote is still open (the line goes on in the next one).
+    static func splitComplete(_ line: String) -> [String]? {
         var words: [String] = []
         var word = ""
         var inWord = false
@@ -131,6 +136,7 @@ final class GoldenTests: XCTestCase {
                 inWord = true
             }
         }
+        if quote != nil || escaped { return nil }
         if inWord { words.append(word) }
         return words
     }
