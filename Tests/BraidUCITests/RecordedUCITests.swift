@@ -18,7 +18,7 @@ final class RecordedUCITests: XCTestCase {
 
     func testEveryRecordedCase() throws {
         let cases = try XCTUnwrap(UCILocalFiles().list(Self.root + "/expected")).filter { $0.hasSuffix(".txt") }
-        XCTAssertGreaterThanOrEqual(cases.count, 35)
+        XCTAssertGreaterThanOrEqual(cases.count, 37)
         for name in cases {
             try replay(name)
         }
@@ -116,7 +116,8 @@ final class RecordedUCITests: XCTestCase {
             let number = i + 1
             if line.hasPrefix("# fixture: "), let arrow = line.range(of: " -> conf/") {
                 let fixture = String(line[line.index(line.startIndex, offsetBy: 11)..<arrow.lowerBound])
-                steps.append(Step(kind: .fixture(name: fixture, package: String(line[arrow.upperBound...])), line: number))
+                let package = String(line[arrow.upperBound...])
+                steps.append(Step(kind: .fixture(name: fixture, package: package), line: number))
                 i += 1
             } else if line.hasPrefix("=== made file ") || line.hasPrefix("=== file ") {
                 let made = line.hasPrefix("=== made file ")
@@ -124,7 +125,8 @@ final class RecordedUCITests: XCTestCase {
                 i += 1
                 let body = block { $0 == "=== end" }
                 i += 1
-                steps.append(Step(kind: made ? .madeFile(path: path, text: body) : .file(path: path, text: body), line: number))
+                let kind: Step.Kind = made ? .madeFile(path: path, text: body) : .file(path: path, text: body)
+                steps.append(Step(kind: kind, line: number))
             } else if line.hasPrefix("$ uci") {
                 // A quoted argument may hold line breaks: read on until the quotes close.
                 var commandLine = String(line.dropFirst(2))
@@ -148,10 +150,9 @@ final class RecordedUCITests: XCTestCase {
                 let stderr = block { $0.hasPrefix("--- exit ") }
                 let status = try XCTUnwrap(Int32(lines[i].dropFirst(9)), "\(name):\(i + 1): exit status")
                 i += 1
-                steps.append(
-                    Step(
-                        kind: .command(arguments: arguments, stdin: stdin, stdout: stdout, stderr: stderr, status: status),
-                        line: number))
+                let kind = Step.Kind.command(
+                    arguments: arguments, stdin: stdin, stdout: stdout, stderr: stderr, status: status)
+                steps.append(Step(kind: kind, line: number))
             } else {
                 i += 1
             }
