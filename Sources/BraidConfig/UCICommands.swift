@@ -459,8 +459,9 @@ public struct UCICommandLine {
                 }
             case "reorder":
                 guard let s = found.sectionIndex, let value = path.value else { throw UCIError.notFound }
-                let position = document.reorder(section: s, to: value)
-                delta = UCIDelta(.reorder, package: path.package, section: section, value: position)
+                if let position = document.reorder(section: s, to: value) {
+                    delta = UCIDelta(.reorder, package: path.package, section: section, value: position)
+                }
             case "del", "delete":
                 if let v = path.value, !v.isEmpty, UCIDocument.leadingInteger(v) == nil { return 1 }
                 // Only a list item deletion records its index.

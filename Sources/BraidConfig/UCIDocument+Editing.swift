@@ -22,6 +22,9 @@ extension UCIDocument {
                 sections[s].options.append(Option(name: option, value: .string(value), line: 0))
             }
         } else if let s = found.sectionIndex {
+            // uci_set writes a type of the same length over the old one, and otherwise allocates the
+            // section anew under its (generated) name: an unnamed section then becomes a named one.
+            if sections[s].type.utf8.count != value.utf8.count { sections[s].isAnonymous = false }
             sections[s].type = value
         } else {
             // A new section needs a real name; uci would create one called `@type[9]`.
@@ -91,14 +94,28 @@ extension UCIDocument {
         }
     }
 
-    /// `reorder`: moves a section to a position (past the end means last). Returns the position as
-    /// uci records it.
-    public mutating func reorder(section s: Int, to position: String) -> String {
-        let digits = position.drop { $0 == " " }.prefix { $0.isASCII && $0.isNumber }
-        let wanted = UInt64(digits) ?? (digits.isEmpty ? 0 : UInt64.max)
+    /// `reorder`: moves a section to a position (past the end means last). Returns the position
+    /// as uci records it, or nil when the section was there already (uci records nothing then).
+    public mutating func reorder(section s: Int, to position: String) -> String? {
+        // strtoul(3), then stored in an int, as uci does: "-1" and huge numbers come out negative.
+        var text = Substring(position).drop { $0 == " " || ($0 >= "\t" && $0 <= "\r") }
+        let negative = text.first == "-"
+        if text.first == "-" || text.first == "+" { text = text.dropFirst() }
+        var value: UInt64 = 0
+        for c in text.prefix(while: { $0.isASCII && $0.isNumber }) {
+            let (times, o1) = value.multipliedReportingOverflow(by: 10)
+            let (sum, o2) = times.addingReportingOverflow(UInt64(c.asciiValue! - 48))
+            if o1 || o2 {
+                value = .max
+                break
+            }
+            value = sum
+        }
+        let wanted = Int32(truncatingIfNeeded: negative ? 0 &- value : value)
         let moved = sections.remove(at: s)
-        sections.insert(moved, at: Int(min(wanted, UInt64(sections.count))))
-        return String(Int32(truncatingIfNeeded: wanted))
+        let index = wanted <= 0 ? 0 : min(Int(wanted), sections.count)
+        sections.insert(moved, at: index)
+        return index == s ? nil : String(wanted)
     }
 
     /// `add`: a new anonymous section at the end; returns its generated name. Any type is taken,
