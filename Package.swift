@@ -121,8 +121,8 @@ let package = Package(
         .testTarget(
             name: "BraidDataPlaneTests",
             dependencies: ["BraidDataPlane", "BraidWire", "BraidCore", .product(name: "Logging", package: "swift-log")]),
-        // Golden cases for `braid uci`, read from Golden/ next to the test source.
-        .testTarget(name: "BraidUCITests", dependencies: ["BraidConfig"], exclude: ["Golden"]),
+        // Golden cases for `braid uci`, read from Golden/ (braid's own) and Recorded/ (OpenWrt's uci).
+        .testTarget(name: "BraidUCITests", dependencies: ["BraidConfig"], exclude: ["Golden", "Recorded"]),
         .testTarget(
             name: "BraidTLSTests",
             dependencies: [
