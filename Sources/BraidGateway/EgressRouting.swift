@@ -64,6 +64,20 @@ final class EgressRouting {
         }
     }
 
+    /// Puts back a rule someone deleted (by hand, or a network script flushing rules): called by
+    /// the control loop's periodic sweep. One dump of the rules when nothing is missing.
+    func mend() {
+        do {
+            let present = Set(try routes.rules())
+            for rule in baseRules + installed.values where !present.contains(rule) {
+                try routes.add(rule)
+                logger.notice("egress rule put back", metadata: ["rule": "\(rule)"])
+            }
+        } catch {
+            logger.warning("cannot check the egress rules", metadata: ["error": "\(error)"])
+        }
+    }
+
     /// Applies the policy's verdict: `candidates` in configuration order, `tables` each uplink's
     /// routing table. Logs each move.
     func steer(_ candidates: [EgressPolicy.Candidate], tables: [String: UInt32], now: UInt64) {

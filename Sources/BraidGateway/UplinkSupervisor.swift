@@ -331,6 +331,7 @@ final class UplinkSupervisor {
             guard let self, !self.stopped else { return }
             for u in self.manager.uplinks { self.update(u.name) }
             self.publishSource()
+            self.egress?.mend()
             self.scheduleSweep()
         }
     }
