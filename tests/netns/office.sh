@@ -73,6 +73,9 @@ pinger_field() { json_field "$2" <"$1"; }
 # True when the python expression holds: holds EXPR
 holds() { python3 -c "import sys; sys.exit(0 if ($1) else 1)"; }
 
+# Connection-tracking entries of the idle flows (port 40404) marked with wan1's slot (0x10000).
+idle_entries() { nsx "$NS_GW" grep 'sport=40404 ' /proc/net/nf_conntrack | grep -c 'mark=65536 '; }
+
 # Packet loss line of a ping summary.
 ping_loss() { grep -o '[0-9]* packets transmitted, [0-9]* received.*loss' "$1"; }
 
@@ -140,10 +143,21 @@ for f in 4 6; do
 done
 # Both flows answered through wan1 first, then a second more of it.
 wait_for 10 test -e "$LAB_WORK/udp4.ready" -a -e "$LAB_WORK/udp6.ready"
+# And an idle flow per family: one datagram from port 40404 just before the cut, none after. Its
+# connection-tracking entry (mark of wan1) must go when traffic moves, not when it times out.
+echo idle | nsx "$NS_LAN" socat - "UDP4-SENDTO:$ORIGIN4:$ECHO_PORT,bind=:40404" >/dev/null
+echo idle | nsx "$NS_LAN" socat - "UDP6-SENDTO:[$ORIGIN6]:$ECHO_PORT,bind=[::]:40404" >/dev/null
+idle_before=$(idle_entries)
 sleep 1
 silent_cut on 1
 t_cut=$(now)
 detect=$(time_to_state wan1 down 5) || detect=""
+if [[ $idle_before == 2 ]] && wait_for 2 bash -c "[[ \$(ip netns exec $NS_GW grep -c 'sport=40404 ' /proc/net/nf_conntrack) == 0 ]]"; then
+    pass "the idle flows' NAT entries on wan1 (IPv4, IPv6) deleted when traffic moved"
+else
+    fail "the idle flows' NAT entries deleted when traffic moved" "before: $idle_before" \
+        "$(nsx "$NS_GW" grep 'sport=40404 ' /proc/net/nf_conntrack | tr '\n' ';')"
+fi
 # The box's own resolver traffic, once the outage is seen: must leave by wan2 now.
 dns=""
 if [[ -n $detect ]]; then
