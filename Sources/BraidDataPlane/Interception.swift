@@ -67,10 +67,12 @@ public final class Interception {
             // A LAN flow is marked with the uplink its first packet leaves by (postrouting has no
             // input device to tell LAN packets from the gateway's own, this hook has both). The
             // gateway's own flows (MPTCP subflows, probes) stay unmarked: they are sent from the
-            // uplink's address already, and a flush of an uplink's flows must not touch them.
+            // uplink's address already, and a flush of an uplink's flows must not touch them. LAN
+            // TCP is relayed, never routed (prerouting hands it over or drops it), so none is
+            // NATed: should any ever leak, it shows with its LAN source on the far side.
             return quic
                 + uplinks.map {
-                    "iifname @lan_devices oifname \"\($0.device)\" ct state new "
+                    "iifname @lan_devices oifname \"\($0.device)\" meta l4proto != tcp ct state new "
                         + "ct mark set ct mark and \(hex(~markMask)) or \(hex($0.mark))"
                 }
         }

@@ -127,7 +127,8 @@ final class EgressPolicyTests: XCTestCase {
         XCTAssertTrue(ruleset.contains("iifname @lan_devices udp dport 443 counter reject with icmpx type port-unreachable"))
         XCTAssertTrue(
             ruleset.contains(
-                "iifname @lan_devices oifname \"wan2\" ct state new ct mark set ct mark and 0xff00ffff or 0x20000"))
+                "iifname @lan_devices oifname \"wan2\" meta l4proto != tcp ct state new "
+                    + "ct mark set ct mark and 0xff00ffff or 0x20000"))
         XCTAssertTrue(ruleset.contains("ct mark and 0xff0000 != 0 masquerade"))
         var pass = e
         pass.refuseQUIC = false
