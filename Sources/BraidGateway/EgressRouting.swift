@@ -15,6 +15,34 @@ import Logging
 /// main table's default in between, then deletes the connection-tracking entries of the LAN flows
 /// NATed to the uplink left (Interception marks them), so they re-map at their next packet.
 /// Everything is removed at stop; a start after a crash finds the rules by priority and table.
+/// The kernel calls EgressRouting makes: rules over rtnetlink, connection tracking over
+/// ctnetlink. The daemon uses `LiveEgressKernel`; tests a recording twin, so the order of the
+/// calls (new rule before old one deleted, flows deleted after the move) is checked without a
+/// namespace.
+protocol EgressKernel: AnyObject {
+    func rules() throws -> [RouteTables.Rule]
+    func add(_ rule: RouteTables.Rule) throws
+    func delete(_ rule: RouteTables.Rule) throws
+    func deleteConntrack(mark: UInt32, mask: UInt32, ipv6: Bool) throws
+}
+
+final class LiveEgressKernel: EgressKernel {
+    private let routes: RouteTables
+    private let conntrack: ConntrackTable
+
+    init() throws {
+        routes = try RouteTables()
+        conntrack = try ConntrackTable()
+    }
+
+    func rules() throws -> [RouteTables.Rule] { try routes.rules() }
+    func add(_ rule: RouteTables.Rule) throws { try routes.add(rule) }
+    func delete(_ rule: RouteTables.Rule) throws { try routes.delete(rule) }
+    func deleteConntrack(mark: UInt32, mask: UInt32, ipv6: Bool) throws {
+        try conntrack.deleteEntries(mark: mark, mask: mask, ipv6: ipv6)
+    }
+}
+
 final class EgressRouting {
     static let mainRulePriority: UInt32 = 4900
     static let egressRulePriority: UInt32 = 4901
@@ -22,19 +50,20 @@ final class EgressRouting {
     var policy: EgressPolicy
     private(set) var marks: EgressMarks
     private let logger: Logger
-    private let routes: RouteTables
-    private let conntrack: ConntrackTable
+    private let kernel: EgressKernel
     private var baseRules: [RouteTables.Rule] = []
     /// The 4901 rule installed per family.
     private var installed: [EgressPolicy.Family: RouteTables.Rule] = [:]
 
-    init(holddownSeconds: Double, marks: EgressMarks, logger: Logger) throws {
+    /// `kernel`: nil is the live one (netlink sockets opened here).
+    init(holddownSeconds: Double, marks: EgressMarks, logger: Logger, kernel: EgressKernel? = nil) throws {
         policy = EgressPolicy(holddownNanos: UInt64(holddownSeconds * 1e9))
         self.marks = marks
         self.logger = logger
-        routes = try RouteTables()
-        conntrack = try ConntrackTable()
+        self.kernel = try kernel ?? LiveEgressKernel()
     }
+
+    static let mainTable: UInt32 = 254
 
     /// Rules a run that was killed left behind: the main-table rule at 4900 and any rule at 4901
     /// that looks up one of braid's tables.
@@ -46,20 +75,18 @@ final class EgressRouting {
         }
     }
 
-    static let mainTable: UInt32 = 254
-
     /// Removes what an earlier run left, then installs the main-table rules. `tables`: every table
     /// braid uses or used (the state file's).
     func install(tables: Set<UInt32>) throws {
-        let stale = Self.leftoverRules(try routes.rules(), tables: tables)
-        for rule in stale { try routes.delete(rule) }
+        let stale = Self.leftoverRules(try kernel.rules(), tables: tables)
+        for rule in stale { try kernel.delete(rule) }
         if !stale.isEmpty {
             logger.notice("removed egress rules an earlier run left", metadata: ["rules": "\(stale.count)"])
         }
         for v6 in [false, true] {
             let rule = RouteTables.Rule(
                 ipv6: v6, priority: Self.mainRulePriority, table: Self.mainTable, suppressPrefixLength: 0)
-            try routes.add(rule)
+            try kernel.add(rule)
             baseRules.append(rule)
         }
     }
@@ -68,9 +95,9 @@ final class EgressRouting {
     /// the control loop's periodic sweep. One dump of the rules when nothing is missing.
     func mend() {
         do {
-            let present = Set(try routes.rules())
+            let present = Set(try kernel.rules())
             for rule in baseRules + installed.values where !present.contains(rule) {
-                try routes.add(rule)
+                try kernel.add(rule)
                 logger.notice("egress rule put back", metadata: ["rule": "\(rule)"])
             }
         } catch {
@@ -92,7 +119,7 @@ final class EgressRouting {
                 metadata: ["family": "\(move.family)", "from": "\(move.from ?? "none")", "to": "\(move.to ?? "none")"])
             guard let from = move.from, let mark = marks.mark(from) else { continue }
             do {
-                try conntrack.deleteEntries(mark: mark, mask: EgressMarks.mask, ipv6: move.family == .ipv6)
+                try kernel.deleteConntrack(mark: mark, mask: EgressMarks.mask, ipv6: move.family == .ipv6)
             } catch {
                 logger.warning(
                     "cannot delete the NAT flows of the uplink left; they re-map when they time out",
@@ -108,8 +135,8 @@ final class EgressRouting {
         if let table {
             let rule = RouteTables.Rule(ipv6: family == .ipv6, priority: Self.egressRulePriority, table: table)
             do {
-                try? routes.delete(rule)  // left by hand or by a crashed run
-                try routes.add(rule)
+                try? kernel.delete(rule)  // left by hand or by a crashed run
+                try kernel.add(rule)
                 installed[family] = rule
             } catch {
                 logger.warning("cannot install the egress rule", metadata: ["rule": "\(rule)", "error": "\(error)"])
@@ -119,7 +146,7 @@ final class EgressRouting {
             installed[family] = nil
         }
         if let old {
-            do { try routes.delete(old) } catch { logger.warning("\(error)") }
+            do { try kernel.delete(old) } catch { logger.warning("\(error)") }
         }
     }
 
@@ -135,11 +162,11 @@ final class EgressRouting {
     /// Removes every rule; keeps going past failures.
     func remove() {
         for rule in installed.values {
-            do { try routes.delete(rule) } catch { logger.warning("\(error)") }
+            do { try kernel.delete(rule) } catch { logger.warning("\(error)") }
         }
         installed = [:]
         for rule in baseRules.reversed() {
-            do { try routes.delete(rule) } catch { logger.warning("\(error)") }
+            do { try kernel.delete(rule) } catch { logger.warning("\(error)") }
         }
         baseRules = []
     }
