@@ -78,7 +78,8 @@ public final class GatewayService {
             }
             // First, while descriptor numbers are low (see Interception).
             let egress = try EgressRouting(
-                holddownSeconds: config.holddown, marks: EgressMarks(uplinks: config.uplinks.map(\.name)), logger: logger)
+                holddownSeconds: config.holddown, marks: EgressMarks(uplinks: config.uplinks.map(\.name)),
+                logger: logger)
             let table = try Interception(
                 .init(
                     lanDevices: config.lanDevices, listenerPort: config.tproxyPort, fwmark: config.fwmark,

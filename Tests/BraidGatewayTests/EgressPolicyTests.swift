@@ -26,7 +26,8 @@ final class EgressPolicyTests: XCTestCase {
         var p = EgressPolicy(holddownNanos: 10 * s)
         _ = p.decide([uplink("dsl"), uplink("lte")], now: 100 * s)
         // lte came up 1 s ago, dsl dies: lte takes the traffic now, hold-down or not.
-        let moves = p.decide([uplink("dsl", healthy: false, since: 101 * s), uplink("lte", since: 100 * s)], now: 101 * s)
+        let moves = p.decide(
+            [uplink("dsl", healthy: false, since: 101 * s), uplink("lte", since: 100 * s)], now: 101 * s)
         XCTAssertEqual(moves.map(\.to), ["lte", "lte"])
         XCTAssertEqual(moves.map(\.from), ["dsl", "dsl"])
     }
@@ -67,7 +68,10 @@ final class EgressPolicyTests: XCTestCase {
         XCTAssertEqual(p.current[.ipv4], "lte")
         // Nothing healthy: no egress rule, the main table's routes apply.
         let moves = p.decide(
-            [uplink("lte", backup: true, healthy: false), uplink("dsl", healthy: false), uplink("line2", healthy: false)],
+            [
+                uplink("lte", backup: true, healthy: false), uplink("dsl", healthy: false),
+                uplink("line2", healthy: false),
+            ],
             now: 2 * s)
         XCTAssertEqual(moves, [.init(family: .ipv4, from: "lte", to: nil), .init(family: .ipv6, from: "lte", to: nil)])
     }
@@ -124,7 +128,8 @@ final class EgressPolicyTests: XCTestCase {
             markMask: EgressMarks.mask, refuseQUIC: true)
         let ruleset = Interception.ruleset(
             .init(lanDevices: ["lan0"], listenerPort: 4801, fwmark: 0x6272, egress: e))
-        XCTAssertTrue(ruleset.contains("iifname @lan_devices udp dport 443 counter reject with icmpx type port-unreachable"))
+        XCTAssertTrue(
+            ruleset.contains("iifname @lan_devices udp dport 443 counter reject with icmpx type port-unreachable"))
         XCTAssertTrue(
             ruleset.contains(
                 "iifname @lan_devices oifname \"wan2\" meta l4proto != tcp ct state new "

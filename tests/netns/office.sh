@@ -6,14 +6,14 @@
 #   lan ── [gw: braid gateway] ══ wan1/wan2/wan3 ══ [inet] ── [conc]
 #   UDP every 100 ms ─┐  rules 4900/4901 ▲             ▲ silent 10 s outage of wan1 (nft drop,
 #   ping every 100 ms ┘  NAT + ct mark   │               carrier up)
-#                        dig ────────────┘       └── [origin]: socat UDP answerer (7000, 443),
-#                                                              dnsmasq (53), ping target
+#                        dig ────────────┘       └── [origin]: socat UDP answerer (7000,
+#                                                              443), dnsmasq (53), ping target
 #
 # socat on the origin answers each UDP request with the source address it saw, so the client knows
 # which uplink carried each one; dnsmasq logs the source of each query. Checked: the longest UDP
 # gap stays under 2 s (IPv4 and IPv6) on one socket that keeps getting answers through wan2 and
-# back through wan1 after the hold-down; ping loss is reported; the gateway's own query leaves by
-# wan2 during the outage; UDP to 443 is refused at once (ECONNREFUSED) with `quic tcp` and answered
+# back through wan1 after the hold-down; ping loss is reported; an idle flow's NAT entry on wan1
+# is deleted when traffic moves; the gateway's own query leaves by wan2 during the outage; UDP to 443 is refused at once (ECONNREFUSED) with `quic tcp` and answered
 # after a reload to `pass`; the rules come back once after a SIGKILL and restart, and are gone
 # after SIGTERM; a rule deleted by hand comes back. About 80 s.
 # Prints "N passed, N failed" last; exits non-zero on any failure or missing prerequisite.
