@@ -11,3 +11,5 @@ apt-get update
 apt-get install -y --no-install-recommends \
     iproute2 iputils-ping nftables libmnl-dev libnftables-dev libssl-dev pkg-config python3 make procps \
     busybox systemd util-linux binutils iperf3 curl nginx-light openssl
+# The office suite's UDP answerer, DNS server and client (tests/netns/office.sh).
+apt-get install -y --no-install-recommends socat dnsmasq-base bind9-dnsutils

@@ -6,6 +6,12 @@ public enum UplinkRole: String, Sendable, CaseIterable {
     case active, backup, off
 }
 
+/// What the gateway does with LAN UDP to port 443 (QUIC): `tcp` refuses it at once (ICMP port
+/// unreachable) so browsers use TCP, which is bonded; `pass` routes it like other UDP.
+public enum QUICMode: String, Sendable, CaseIterable {
+    case tcp, pass
+}
+
 /// `config uplink` sections of the gateway.
 public struct UplinkConfig: Equatable, Sendable {
     public var name: String
@@ -105,6 +111,10 @@ public struct GatewayConfig: Equatable, Sendable {
     public var serverName: String = ""
     /// Seconds between keepalives on the control channel; dead after three unanswered.
     public var keepalive: UInt32 = 10
+    /// Seconds an uplink must have been up before non-relayed traffic moves back to it.
+    public var holddown: Double = 10
+    /// LAN UDP to port 443: refused (`tcp`) or routed (`pass`).
+    public var quic: QUICMode = .tcp
 }
 
 /// `config concentrator` section, with the service classes and subscribers it enforces.
@@ -231,7 +241,9 @@ public struct BraidConfigReader {
             controlPort: UInt16(truncatingIfNeeded: g.number("control_port") ?? 0),
             tls: tlsFiles(g, &p),
             serverName: g.text("server_name") ?? server.description,
-            keepalive: UInt32(g.seconds("keepalive") ?? 10))
+            keepalive: UInt32(g.seconds("keepalive") ?? 10),
+            holddown: g.seconds("holddown") ?? 10,
+            quic: g.text("quic").flatMap(QUICMode.init) ?? .tcp)
         checkDistinctPorts(g, &p)
         if let interval = g.number("probe_interval"), let down = g.number("down_after"), down < 2 * interval {
             // Fewer than two probes per down_after would declare an uplink down on a single lost echo.

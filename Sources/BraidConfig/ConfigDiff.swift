@@ -85,6 +85,10 @@ public struct GatewayConfigDiff: Equatable, Sendable {
     public var lanDevicesRemoved: [String] = []
     public var probeTimers: (old: ProbeTimers, new: ProbeTimers)? = nil
     public var maxSubflows: (old: UInt32, new: UInt32)? = nil
+    /// `holddown` seconds: judged by the new value from the reload on.
+    public var holddown: (old: Double, new: Double)? = nil
+    /// `quic`: the nftables rule that refuses QUIC comes or goes.
+    public var quic: (old: QUICMode, new: QUICMode)? = nil
 
     public init(from old: GatewayConfig, to new: GatewayConfig) {
         var fixed = FixedOptions()
@@ -123,6 +127,8 @@ public struct GatewayConfigDiff: Equatable, Sendable {
         lanDevicesRemoved = old.lanDevices.filter { !new.lanDevices.contains($0) }
         if old.probeTimers != new.probeTimers { probeTimers = (old.probeTimers, new.probeTimers) }
         if old.maxSubflows != new.maxSubflows { maxSubflows = (old.maxSubflows, new.maxSubflows) }
+        if old.holddown != new.holddown { holddown = (old.holddown, new.holddown) }
+        if old.quic != new.quic { quic = (old.quic, new.quic) }
     }
 
     public static func == (a: GatewayConfigDiff, b: GatewayConfigDiff) -> Bool {
@@ -131,6 +137,8 @@ public struct GatewayConfigDiff: Equatable, Sendable {
             && a.lanDevicesAdded == b.lanDevicesAdded && a.lanDevicesRemoved == b.lanDevicesRemoved
             && a.probeTimers?.old == b.probeTimers?.old && a.probeTimers?.new == b.probeTimers?.new
             && a.maxSubflows?.old == b.maxSubflows?.old && a.maxSubflows?.new == b.maxSubflows?.new
+            && a.holddown?.old == b.holddown?.old && a.holddown?.new == b.holddown?.new
+            && a.quic?.old == b.quic?.old && a.quic?.new == b.quic?.new
     }
 
     /// Nothing to apply (fixed options aside).
@@ -149,6 +157,8 @@ public struct GatewayConfigDiff: Equatable, Sendable {
         for d in lanDevicesRemoved { out.append("lan_device \(d) removed") }
         if let t = probeTimers { out.append(Self.timerChanges(t.old, t.new)) }
         if let m = maxSubflows { out.append("max_subflows \(m.old) -> \(m.new)") }
+        if let h = holddown { out.append("holddown \(ConfigSchema.show(h.old)) -> \(ConfigSchema.show(h.new))") }
+        if let q = quic { out.append("quic \(q.old) -> \(q.new)") }
         return out
     }
 

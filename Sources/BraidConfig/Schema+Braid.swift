@@ -67,6 +67,16 @@ extension ConfigSchema {
                     "up_after", .uint(1...100), default: "3",
                     doc: "Answered probes in a row before a down uplink is up again."),
                 OptionSchema(
+                    "holddown", .seconds(0...3600, whole: false), default: "10",
+                    doc: "Seconds an uplink must have been up before traffic braid does not relay (LAN UDP and "
+                        + "ICMP, the box's own) moves back to it from a worse one; a flapping uplink does not drag "
+                        + "that traffic back and forth. Moving away from an uplink that goes down is immediate."),
+                OptionSchema(
+                    "quic", .choice(QUICMode.allCases.map(\.rawValue)), default: "tcp",
+                    doc: "tcp answers LAN UDP to port 443 (QUIC, HTTP/3) with ICMP port unreachable at once, so "
+                        + "browsers fall back to TCP, which braid bonds; pass routes it like other UDP, over one "
+                        + "uplink at a time."),
+                OptionSchema(
                     "status_socket", .path(maxBytes: 107), default: "/run/braid/gateway.sock",
                     doc: "Unix socket where `braid status` and `braid reload` ask the running gateway."),
             ]),

@@ -41,6 +41,17 @@ extension GatewayService {
                 return refused(["\(path): lan_device: \(error)"])
             }
         }
+        // Uplinks added get their NAT rule before traffic can move to them; removed ones keep
+        // their mark until their flows are deleted (reconfigure).
+        if let egress, diff.quic != nil || !diff.uplinksAdded.isEmpty || !diff.uplinksRemoved.isEmpty
+            || diff.uplinksChanged.contains(where: \.deviceChanged)
+        {
+            do {
+                try interception?.setEgress(egressSettings(new, egress))
+            } catch {
+                return refused(["\(path): \(error)"])
+            }
+        }
         supervisor?.reconfigure(to: new, diff)
         config = new
         logger.notice("configuration reloaded", metadata: ["file": "\(path)", "changes": "\(diff.summary)"])

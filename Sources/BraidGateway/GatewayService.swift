@@ -21,6 +21,8 @@ public final class GatewayService {
     var supervisor: UplinkSupervisor?
     private var statusServer: LocalQueryServer?
     var interception: Interception?
+    /// Routes what braid does not relay; its rules go before the uplinks' tables at stop.
+    var egress: EgressRouting?
     private var controlClient: ControlClient?
     private var keys: DataKeys?
     /// The kernel settings changed and their values before: given back at stop, also after a crash.
@@ -75,16 +77,24 @@ public final class GatewayService {
                     metadata: [KernelSettings.fastOpen: "\(change.old) -> \(change.new)"])
             }
             // First, while descriptor numbers are low (see Interception).
+            let egress = try EgressRouting(
+                holddownSeconds: config.holddown, marks: EgressMarks(uplinks: config.uplinks.map(\.name)),
+                logger: logger)
             let table = try Interception(
-                .init(lanDevices: config.lanDevices, listenerPort: config.tproxyPort, fwmark: config.fwmark))
+                .init(
+                    lanDevices: config.lanDevices, listenerPort: config.tproxyPort, fwmark: config.fwmark,
+                    egress: egressSettings(config, egress)))
             let manager = try UplinkManager(config: config, state: state, logger: logger)
             uplinks = manager
             try manager.installBase()
+            try egress.install(tables: Set(state.record.tables).union(config.uplinkTables.values))
+            self.egress = egress
             let control = try ReactorGroup(count: 1, logger: logger)
             self.control = control
             let supervisor = try UplinkSupervisor(
                 config: config, manager: manager, reactor: control.reactors[0], logger: logger)
             self.supervisor = supervisor
+            supervisor.egress = egress
             // The first pass runs here, before the threads start, so the uplinks are in place
             // before the first LAN connection is accepted.
             try supervisor.start()
@@ -161,6 +171,8 @@ public final class GatewayService {
         supervisor = nil
         statusServer?.close()
         statusServer = nil
+        egress?.remove()
+        egress = nil
         uplinks?.remove()
         uplinks = nil
         if let state {
@@ -172,6 +184,15 @@ public final class GatewayService {
         }
         state = nil
         logger.notice("gateway stopped; kernel state removed")
+    }
+}
+
+extension GatewayService {
+    /// What the nftables table does to routed LAN traffic under `config`: NAT and marks per uplink,
+    /// QUIC refused or not.
+    func egressSettings(_ config: GatewayConfig, _ egress: EgressRouting) -> Interception.Egress {
+        Interception.Egress(
+            uplinks: egress.natUplinks(config.uplinks), markMask: EgressMarks.mask, refuseQUIC: config.quic == .tcp)
     }
 }
 

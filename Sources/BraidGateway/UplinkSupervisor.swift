@@ -43,6 +43,8 @@ final class UplinkSupervisor {
     private var refreshScheduled = false
     private var stopped = false
     let preferredSource = PreferredSource()
+    /// Routes what braid does not relay (UplinkSupervisor+Egress); nil in tests.
+    var egress: EgressRouting?
 
     init(config: GatewayConfig, manager: UplinkManager, reactor: Reactor, logger: Logger) throws {
         self.config = config
@@ -76,6 +78,7 @@ final class UplinkSupervisor {
             mptcpEvents.fd, events: Reactor.readable, handler: ReactorCallback { [weak self] _, _ in self?.mptcpReadable() })
         for u in manager.uplinks { update(u.name) }
         publishSource()
+        steerEgress()
         scheduleProbeTick()
         scheduleSweep()
         scheduleSubflowTick()
@@ -183,6 +186,7 @@ final class UplinkSupervisor {
         }
         manager.apply(name)
         publishSource()
+        steerEgress()
         replan()
     }
 
@@ -316,6 +320,8 @@ final class UplinkSupervisor {
             }
             if let t = watches[u.name]?.health.tick(now: now) { transition(u.name, t) }
         }
+        // Also when nothing changed health: a hold-down may have run out.
+        steerEgress()
     }
 
     /// Every 5 s, a full pass: whatever an event did not tell us (a route flushed by someone
@@ -325,6 +331,7 @@ final class UplinkSupervisor {
             guard let self, !self.stopped else { return }
             for u in self.manager.uplinks { self.update(u.name) }
             self.publishSource()
+            self.egress?.mend()
             self.scheduleSweep()
         }
     }
