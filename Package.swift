@@ -75,6 +75,7 @@ let package = Package(
             name: "BraidGateway",
             dependencies: [
                 "BraidCore", "BraidWire", "BraidConfig", "BraidNetlink", "BraidDataPlane", "BraidTLS",
+                "BraidHTTP",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -85,6 +85,8 @@ public struct GatewayConfigDiff: Equatable, Sendable {
     public var lanDevicesRemoved: [String] = []
     public var probeTimers: (old: ProbeTimers, new: ProbeTimers)? = nil
     public var maxSubflows: (old: UInt32, new: UInt32)? = nil
+    /// The status page moves (or starts, or stops): its listener is opened again, nothing else.
+    public var webListen: (old: ListenerSetting, new: ListenerSetting)? = nil
 
     public init(from old: GatewayConfig, to new: GatewayConfig) {
         var fixed = FixedOptions()
@@ -123,6 +125,7 @@ public struct GatewayConfigDiff: Equatable, Sendable {
         lanDevicesRemoved = old.lanDevices.filter { !new.lanDevices.contains($0) }
         if old.probeTimers != new.probeTimers { probeTimers = (old.probeTimers, new.probeTimers) }
         if old.maxSubflows != new.maxSubflows { maxSubflows = (old.maxSubflows, new.maxSubflows) }
+        if old.webListen != new.webListen { webListen = (old.webListen, new.webListen) }
     }
 
     public static func == (a: GatewayConfigDiff, b: GatewayConfigDiff) -> Bool {
@@ -131,6 +134,7 @@ public struct GatewayConfigDiff: Equatable, Sendable {
             && a.lanDevicesAdded == b.lanDevicesAdded && a.lanDevicesRemoved == b.lanDevicesRemoved
             && a.probeTimers?.old == b.probeTimers?.old && a.probeTimers?.new == b.probeTimers?.new
             && a.maxSubflows?.old == b.maxSubflows?.old && a.maxSubflows?.new == b.maxSubflows?.new
+            && a.webListen?.old == b.webListen?.old && a.webListen?.new == b.webListen?.new
     }
 
     /// Nothing to apply (fixed options aside).
@@ -149,6 +153,7 @@ public struct GatewayConfigDiff: Equatable, Sendable {
         for d in lanDevicesRemoved { out.append("lan_device \(d) removed") }
         if let t = probeTimers { out.append(Self.timerChanges(t.old, t.new)) }
         if let m = maxSubflows { out.append("max_subflows \(m.old) -> \(m.new)") }
+        if let w = webListen { out.append("web_listen \(w.old) -> \(w.new)") }
         return out
     }
 

@@ -43,6 +43,8 @@ final class UplinkSupervisor {
     private var refreshScheduled = false
     private var stopped = false
     let preferredSource = PreferredSource()
+    /// Called after an uplink went down or came up (the status page publishes at once).
+    var onTransition: (() -> Void)?
 
     init(config: GatewayConfig, manager: UplinkManager, reactor: Reactor, logger: Logger) throws {
         self.config = config
@@ -184,6 +186,7 @@ final class UplinkSupervisor {
         manager.apply(name)
         publishSource()
         replan()
+        onTransition?()
     }
 
     // MARK: subflows
@@ -378,6 +381,13 @@ final class UplinkSupervisor {
             "sessions":{"active":\(s.active),"total":\(s.total)},"control":\(control),\
             "uplinks":[\(lines.joined(separator: ","))]}
             """
+    }
+
+    /// Each uplink's device byte counters, in configuration order (the status page's graphs).
+    func uplinkCounters() -> [(name: String, tx: UInt64, rx: UInt64)] {
+        manager.uplinks.map { u in
+            (u.name, Self.counter(u.config.device, "tx_bytes"), Self.counter(u.config.device, "rx_bytes"))
+        }
     }
 
     static func counter(_ device: String, _ name: String) -> UInt64 {
