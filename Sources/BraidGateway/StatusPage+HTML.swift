@@ -34,7 +34,7 @@ extension StatusPage {
         .badge { font-size:12px; font-weight:700; padding:2px 8px; border-radius:10px; color:#fff; background:var(--off);
                  text-transform:uppercase; letter-spacing:.04em; }
         [data-state="up"] .badge { background:var(--up); } [data-state="down"] .badge { background:var(--down); }
-        [data-state="down"] { border-color:var(--down); }
+        section.uplink[data-state="down"] { border-color:var(--down); }
         .facts { display:grid; grid-template-columns:repeat(4, auto); gap:2px 14px; margin:8px 0; color:var(--dim); }
         .facts b { color:var(--ink); font-weight:600; display:block; }
         .rates { display:flex; gap:18px; font-weight:600; }
@@ -54,12 +54,14 @@ extension StatusPage {
           <span class="kv">control channel <b id="control">–</b></span>
           <span class="kv">sessions <b id="sessions">–</b></span>
           <span class="kv">bonded <b id="total">–</b></span>
+          <span class="kv"><b style="color:var(--rx)">↓</b> from the uplinks <b style="color:var(--tx)">↑</b> to them</span>
           <span id="stale"></span>
         </header>
         <main id="uplinks"></main>
         <script>
         "use strict";
-        const WINDOW_MS = 300000, W = 600, H = 120;
+        // The graph spans the history the gateway has, at least a minute and at most its five.
+        const MIN_WINDOW_MS = 60000, MAX_WINDOW_MS = 300000, W = 600, H = 120;
         let doc = null, hist = null, lastAnswer = 0;
 
         function rate(bps) {
@@ -107,17 +109,17 @@ extension StatusPage {
           }
           s._prx = el("polyline", "rx", svg, true); s._ptx = el("polyline", "tx", svg, true);
           const axis = el("div", "axis", s);
-          el("span", null, axis).textContent = "−5 min";
+          s._span = el("span", null, axis);
           s._max = el("span", null, axis);
           el("span", null, axis).textContent = "now";
           s._warn = el("div", "warn", s);
           return s;
         }
-        function points(values, ages, max) {
+        function points(values, ages, max, span) {
           const out = [];
           for (let i = 0; i < values.length; i++) {
             if (values[i] == null) continue;
-            const x = W - (ages[i] / WINDOW_MS) * W, y = H - (values[i] / max) * H * 0.95;
+            const x = W - (ages[i] / span) * W, y = H - (values[i] / max) * H * 0.95;
             out.push(x.toFixed(1) + "," + y.toFixed(1));
           }
           return out.join(" ");
@@ -157,8 +159,10 @@ extension StatusPage {
               const rx = h.rx_bps, tx = h.tx_bps;
               const lastRx = rx.length ? rx[rx.length - 1] : null, lastTx = tx.length ? tx[tx.length - 1] : null;
               const max = Math.max(1000, ...rx.filter(v => v != null), ...tx.filter(v => v != null));
-              card_._prx.setAttribute("points", points(rx, hist.ages_ms, max));
-              card_._ptx.setAttribute("points", points(tx, hist.ages_ms, max));
+              const span = Math.min(MAX_WINDOW_MS, Math.max(MIN_WINDOW_MS, hist.ages_ms.length ? hist.ages_ms[0] : 0));
+              card_._prx.setAttribute("points", points(rx, hist.ages_ms, max, span));
+              card_._ptx.setAttribute("points", points(tx, hist.ages_ms, max, span));
+              card_._span.textContent = span >= 120000 ? "−" + Math.round(span / 60000) + " min" : "−" + Math.round(span / 1000) + " s";
               card_.dataset.rxBps = lastRx ?? ""; card_.dataset.txBps = lastTx ?? "";
               card_._rx.textContent = "↓ " + rate(lastRx); card_._tx.textContent = "↑ " + rate(lastTx);
               card_._max.textContent = "max " + rate(max);
