@@ -119,7 +119,10 @@ public final class GatewayService {
             }
             let page = StatusPage(logger: logger)
             statusPage = page
-            supervisor.onTransition = { [weak self] in self?.statusPage?.publish(document: self?.statusDocument() ?? "{}") }
+            supervisor.onTransition = { [weak self] in
+                guard let self, self.config.webListen != .off else { return }
+                self.statusPage?.publish(document: self.statusDocument())
+            }
             // Before the threads start, like the supervisor's first pass: the page is there at once.
             pageTick(count: 0)
             try control.start()
@@ -155,10 +158,13 @@ public final class GatewayService {
 
     /// Once a second on the control reactor: the page's document and a counter sample; every
     /// fifth, the listener follows the LAN address (a DHCP or hotplugged LAN, a bind that failed).
+    /// With `web_listen off` only the check remains, so a reload can turn the page on.
     private func pageTick(count: Int) {
         guard let page = statusPage, let supervisor else { return }
-        page.publish(document: statusDocument())
-        page.record(nanos: monotonicNanos(), counters: supervisor.uplinkCounters())
+        if config.webListen != .off {
+            page.publish(document: statusDocument())
+            page.record(nanos: monotonicNanos(), counters: supervisor.uplinkCounters())
+        }
         if count % 5 == 0 { placeStatusPage() }
         control?.reactors.first?.schedule(afterNanos: 1_000_000_000) { [weak self] in
             self?.pageTick(count: count &+ 1)

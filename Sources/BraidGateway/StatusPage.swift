@@ -53,7 +53,8 @@ final class StatusPage: @unchecked Sendable {
     /// failed bind is logged (once per endpoint) and not thrown: the page is no reason to stop
     /// bonding, and the control loop tries again.
     func serve(at endpoint: Endpoint?) {
-        guard endpoint != server?.endpoint || (endpoint != nil && server == nil) else { return }
+        if let server, server.endpoint == endpoint { return }
+        if server == nil && endpoint == nil { return }
         if let old = server {
             old.stop()
             server = nil
@@ -61,8 +62,10 @@ final class StatusPage: @unchecked Sendable {
         }
         guard let endpoint else { return }
         do {
-            server = try HTTPServer(bind: endpoint, routes: routes(), logger: logger)
+            let started = try HTTPServer(bind: endpoint, routes: routes(), logger: logger)
+            server = started
             failedEndpoint = nil
+            logger.notice("status page", metadata: ["url": "http://\(started.endpoint)/"])
         } catch {
             if failedEndpoint != endpoint {
                 logger.error(
@@ -78,7 +81,7 @@ final class StatusPage: @unchecked Sendable {
         server = nil
     }
 
-    private func routes() -> [String: HTTPRoute] {
+    func routes() -> [String: HTTPRoute] {
         // The page may run scripts and styles of its own and talk to this listener, nothing else:
         // the browser itself enforces that it fetches nothing from anywhere.
         let page: [(String, String)] = [
