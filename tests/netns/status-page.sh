@@ -176,7 +176,7 @@ nsx "$NS_INET" ip route del 198.18.0.1/32 via 198.18.1.2
 
 # 6. 300 connections that send half a request and wait: the listener's bound (64) and idle
 # timeout hold them; the relay and the status socket go on, and the page answers once they go.
-nsx "$NS_LAN" python3 - 198.18.0.1 80 300 8 >"$LAB_WORK/slow.log" 2>&1 <<'EOF' &
+ip netns exec "$NS_LAN" python3 - 198.18.0.1 80 300 8 >"$LAB_WORK/slow.log" 2>&1 <<'EOF' &
 import socket, sys, time
 host, port, n, hold = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
 socks = []
@@ -216,7 +216,7 @@ else
 fi
 # A port someone else holds (LuCI's uhttpd holds 80 on OpenWrt): the reload goes through, bonding
 # goes on, the error is logged, and the page appears once the port is free (retried every 5 s).
-nsx "$NS_GW" python3 -c 'import socket, time
+ip netns exec "$NS_GW" python3 -c 'import socket, time
 s = socket.socket(); s.bind(("198.18.0.1", 8081)); s.listen(); time.sleep(60)' &
 SQUATTER=$!
 wait_for 5 bash -c "ip netns exec $NS_GW ss -Hltn | grep -q '198.18.0.1:8081 '"
