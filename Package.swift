@@ -75,6 +75,7 @@ let package = Package(
             name: "BraidGateway",
             dependencies: [
                 "BraidCore", "BraidWire", "BraidConfig", "BraidNetlink", "BraidDataPlane", "BraidTLS",
+                "BraidHTTP",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -113,7 +114,9 @@ let package = Package(
         .testTarget(name: "BraidWireTests", dependencies: ["BraidWire", "BraidCore"]),
         .testTarget(name: "BraidFuzzTargetsTests", dependencies: ["BraidFuzzTargets"]),
         .testTarget(name: "BraidConfigTests", dependencies: ["BraidConfig", "BraidCore"]),
-        .testTarget(name: "BraidGatewayTests", dependencies: ["BraidGateway"]),
+        .testTarget(
+            name: "BraidGatewayTests",
+            dependencies: ["BraidGateway", "BraidHTTP", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "BraidHTTPTests", dependencies: ["BraidHTTP", "BraidCore", .product(name: "Logging", package: "swift-log")]),
         .testTarget(
             name: "BraidConcentratorTests",

@@ -5,11 +5,13 @@
 # readelf), openssl (a unit test makes a certificate with it) and the third-party clients and
 # servers the hostile suites drive (iperf3, curl, nginx). Run as root; `make test` after it. CI
 # runs the same script (.ci/run).
+# chromium and python3-websocket: the browser of the status-page suite and its DevTools client.
 set -eu
 export DEBIAN_FRONTEND=noninteractive
 apt-get update
 apt-get install -y --no-install-recommends \
     iproute2 iputils-ping nftables libmnl-dev libnftables-dev libssl-dev pkg-config python3 make procps \
-    busybox systemd util-linux binutils iperf3 curl nginx-light openssl
+    busybox systemd util-linux binutils iperf3 curl nginx-light openssl \
+    chromium python3-websocket
 # The office suite's UDP answerer, DNS server and client (tests/netns/office.sh).
 apt-get install -y --no-install-recommends socat dnsmasq-base bind9-dnsutils

@@ -115,6 +115,8 @@ public struct GatewayConfig: Equatable, Sendable {
     public var holddown: Double = 10
     /// LAN UDP to port 443: refused (`tcp`) or routed (`pass`).
     public var quic: QUICMode = .tcp
+    /// Where the status page is served (`web_listen`).
+    public var webListen: ListenerSetting = .lan(port: 80)
 }
 
 /// `config concentrator` section, with the service classes and subscribers it enforces.
@@ -243,8 +245,15 @@ public struct BraidConfigReader {
             serverName: g.text("server_name") ?? server.description,
             keepalive: UInt32(g.seconds("keepalive") ?? 10),
             holddown: g.seconds("holddown") ?? 10,
-            quic: g.text("quic").flatMap(QUICMode.init) ?? .tcp)
+            quic: g.text("quic").flatMap(QUICMode.init) ?? .tcp,
+            webListen: g.text("web_listen").flatMap { ListenerSetting($0, defaultPort: 80) } ?? .lan(port: 80))
         checkDistinctPorts(g, &p)
+        if let web = g.text("web_listen").flatMap({ ListenerSetting($0, defaultPort: 80) })?.port,
+            web == g.number("tproxy_port").map({ UInt16(truncatingIfNeeded: $0) })
+        {
+            // The transparent listener holds that port on every address, and only TPROXY may reach it.
+            p.error(g, "web_listen", "must not use tproxy_port", value: g.text("web_listen") ?? "")
+        }
         if let interval = g.number("probe_interval"), let down = g.number("down_after"), down < 2 * interval {
             // Fewer than two probes per down_after would declare an uplink down on a single lost echo.
             p.error(g, "down_after", "must be at least twice probe_interval, \(2 * interval)", value: "\(down)")

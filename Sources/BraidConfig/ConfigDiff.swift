@@ -89,6 +89,8 @@ public struct GatewayConfigDiff: Equatable, Sendable {
     public var holddown: (old: Double, new: Double)? = nil
     /// `quic`: the nftables rule that refuses QUIC comes or goes.
     public var quic: (old: QUICMode, new: QUICMode)? = nil
+    /// The status page moves (or starts, or stops): its listener is opened again, nothing else.
+    public var webListen: (old: ListenerSetting, new: ListenerSetting)? = nil
 
     public init(from old: GatewayConfig, to new: GatewayConfig) {
         var fixed = FixedOptions()
@@ -129,6 +131,7 @@ public struct GatewayConfigDiff: Equatable, Sendable {
         if old.maxSubflows != new.maxSubflows { maxSubflows = (old.maxSubflows, new.maxSubflows) }
         if old.holddown != new.holddown { holddown = (old.holddown, new.holddown) }
         if old.quic != new.quic { quic = (old.quic, new.quic) }
+        if old.webListen != new.webListen { webListen = (old.webListen, new.webListen) }
     }
 
     public static func == (a: GatewayConfigDiff, b: GatewayConfigDiff) -> Bool {
@@ -139,6 +142,7 @@ public struct GatewayConfigDiff: Equatable, Sendable {
             && a.maxSubflows?.old == b.maxSubflows?.old && a.maxSubflows?.new == b.maxSubflows?.new
             && a.holddown?.old == b.holddown?.old && a.holddown?.new == b.holddown?.new
             && a.quic?.old == b.quic?.old && a.quic?.new == b.quic?.new
+            && a.webListen?.old == b.webListen?.old && a.webListen?.new == b.webListen?.new
     }
 
     /// Nothing to apply (fixed options aside).
@@ -159,6 +163,7 @@ public struct GatewayConfigDiff: Equatable, Sendable {
         if let m = maxSubflows { out.append("max_subflows \(m.old) -> \(m.new)") }
         if let h = holddown { out.append("holddown \(ConfigSchema.show(h.old)) -> \(ConfigSchema.show(h.new))") }
         if let q = quic { out.append("quic \(q.old) -> \(q.new)") }
+        if let w = webListen { out.append("web_listen \(w.old) -> \(w.new)") }
         return out
     }
 

@@ -79,6 +79,11 @@ extension ConfigSchema {
                 OptionSchema(
                     "status_socket", .path(maxBytes: 107), default: "/run/braid/gateway.sock",
                     doc: "Unix socket where `braid status` and `braid reload` ask the running gateway."),
+                OptionSchema(
+                    "web_listen", .listener(defaultPort: 80), default: "lan",
+                    doc: "Where the read-only status page is served: `lan` is the first address of the lan_device "
+                        + "list (IPv4 first) on port 80, `lan:PORT` the same on another port, `ADDRESS:PORT` a fixed "
+                        + "one, `off` none. Only the LAN devices reach it (nftables drops the port elsewhere)."),
             ]),
         SectionSchema(
             "uplink", role: .gateway, count: .many,

@@ -39,6 +39,9 @@ public enum ValueType: Sendable, Equatable {
     case hostName
     /// The name of a section of the given type.
     case reference(String)
+    /// Where a LAN page listens: `off`, `lan`, `lan:PORT`, `ADDRESS[:PORT]` or `[IPv6]:PORT`
+    /// (see `ListenerSetting`); a bare address or `lan` gets the default port.
+    case listener(defaultPort: UInt16)
 }
 
 /// A value after its text was checked against its `ValueType`.
@@ -472,6 +475,11 @@ extension ConfigSchema {
         case .reference:
             guard !text.isEmpty, text.utf8.allSatisfy({ isAlphanumeric($0) || $0 == 0x5f }) else {
                 throw bad("must be a section name: letters, digits and '_'")
+            }
+            return .text(text)
+        case .listener(let defaultPort):
+            guard ListenerSetting(text, defaultPort: defaultPort) != nil else {
+                throw bad("must be off, lan, lan:PORT, ADDRESS, ADDRESS:PORT or [IPv6]:PORT")
             }
             return .text(text)
         }

@@ -18,16 +18,19 @@ public final class Interception {
         public var listenerPort: UInt16
         public var fwmark: UInt32
         public var egress: Egress
+        /// Local TCP ports only the LAN devices (and the box itself) may reach: the status page.
+        public var lanOnlyPorts: [UInt16]
 
         public init(
             tableName: String = "braid", lanDevices: [String], listenerPort: UInt16, fwmark: UInt32,
-            egress: Egress = Egress()
+            egress: Egress = Egress(), lanOnlyPorts: [UInt16] = []
         ) {
             self.tableName = tableName
             self.lanDevices = lanDevices
             self.listenerPort = listenerPort
             self.fwmark = fwmark
             self.egress = egress
+            self.lanOnlyPorts = lanOnlyPorts
         }
     }
 
@@ -115,6 +118,8 @@ public final class Interception {
     public static func ruleset(_ s: Settings) -> String {
         let devices = s.lanDevices.map { "\"\($0)\"" }.joined(separator: ", ")
         let mark = "0x" + String(s.fwmark, radix: 16)
+        // nft refuses an empty `elements = { }`: an empty set is declared without the line.
+        let lanOnly = s.lanOnlyPorts.isEmpty ? "" : "elements = { \(s.lanOnlyPorts.map(String.init).joined(separator: ", ")) }"
         // Deleting inside the same transaction makes a restart after a crash replace the old
         // table atomically; `add table` first makes the delete valid when there was none.
         return """
@@ -124,6 +129,10 @@ public final class Interception {
                 set lan_devices {
                     type ifname
                     elements = { \(devices) }
+                }
+                set lan_only_ports {
+                    type inet_service
+                    \(lanOnly)
                 }
                 chain prerouting {
                     type filter hook prerouting priority mangle; policy accept;
@@ -148,6 +157,10 @@ public final class Interception {
                 chain input {
                     type filter hook input priority filter; policy accept;
                     tcp dport \(s.listenerPort) meta mark != \(mark) counter drop
+                    # The status page binds the LAN address, but Linux accepts a packet for any local
+                    # address on any device (the weak host model, RFC 1122 3.3.4.2): an uplink's
+                    # next hop routing to the LAN address would reach the page without this.
+                    tcp dport @lan_only_ports iifname != @lan_devices iifname != "lo" counter drop
                 }
                 chain forward {
                     type filter hook forward priority filter; policy accept;
@@ -201,6 +214,24 @@ public final class Interception {
         for rule in egress.postroutingRules { commands += "add rule \(table) postrouting \(rule)\n" }
         try run(commands)
         settings.egress = egress
+    }
+
+    /// Makes the LAN-only port set hold `ports` (the status page moved or was turned on or off),
+    /// in one transaction like `setLANDevices`.
+    public func setLANOnlyPorts(_ ports: [UInt16]) throws {
+        let added = ports.filter { !settings.lanOnlyPorts.contains($0) }
+        let removed = settings.lanOnlyPorts.filter { !ports.contains($0) }
+        guard installed, !(added.isEmpty && removed.isEmpty) else {
+            settings.lanOnlyPorts = ports
+            return
+        }
+        let element = { (p: [UInt16]) in "{ " + p.map(String.init).joined(separator: ", ") + " }" }
+        var commands = ""
+        let set = "inet \(settings.tableName) lan_only_ports"
+        if !added.isEmpty { commands += "add element \(set) \(element(added))\n" }
+        if !removed.isEmpty { commands += "delete element \(set) \(element(removed))\n" }
+        try run(commands)
+        settings.lanOnlyPorts = ports
     }
 
     /// Deletes table `inet TABLENAME` if it exists, as a run killed without its clean stop left

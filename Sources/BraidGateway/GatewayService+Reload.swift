@@ -52,8 +52,18 @@ extension GatewayService {
                 return refused(["\(path): \(error)"])
             }
         }
+        if let w = diff.webListen {
+            do {
+                try interception?.setLANOnlyPorts(w.new.port.map { [$0] } ?? [])
+            } catch {
+                return refused(["\(path): web_listen: \(error)"])
+            }
+        }
         supervisor?.reconfigure(to: new, diff)
         config = new
+        if diff.webListen != nil || !diff.lanDevicesAdded.isEmpty || !diff.lanDevicesRemoved.isEmpty {
+            placeStatusPage()
+        }
         logger.notice("configuration reloaded", metadata: ["file": "\(path)", "changes": "\(diff.summary)"])
         return .reloaded(summary: diff.summary)
     }

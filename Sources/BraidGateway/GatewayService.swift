@@ -27,6 +27,10 @@ public final class GatewayService {
     private var keys: DataKeys?
     /// The kernel settings changed and their values before: given back at stop, also after a crash.
     private var state: KernelStateFile?
+    /// The LAN status page (`web_listen`); its listener comes and goes with the LAN address.
+    var statusPage: StatusPage?
+    /// The relay's session counters, read by the status document.
+    private var sessionCounters: SessionCounters?
 
     /// What the gateway uses once started: CAP_NET_ADMIN for netlink (routes, rules, the path
     /// manager's subflows), nftables and, when not uid 0, the sysctls it gives back at stop;
@@ -83,7 +87,8 @@ public final class GatewayService {
             let table = try Interception(
                 .init(
                     lanDevices: config.lanDevices, listenerPort: config.tproxyPort, fwmark: config.fwmark,
-                    egress: egressSettings(config, egress)))
+                    egress: egressSettings(config, egress),
+                    lanOnlyPorts: config.webListen.port.map { [$0] } ?? []))
             let manager = try UplinkManager(config: config, state: state, logger: logger)
             uplinks = manager
             try manager.installBase()
@@ -115,12 +120,20 @@ public final class GatewayService {
             }
             self.forwarder = forwarder
             try forwarder.start(group: data)
-            let counters = forwarder.counters
+            sessionCounters = forwarder.counters
             statusServer = try LocalQueryServer(reactor: control.reactors[0], path: config.statusSocket) {
-                [weak self, weak supervisor] question in
+                [weak self] question in
                 if question == "reload" { return self?.reloadNow().text ?? "" }
-                return supervisor?.status(sessions: counters, control: self?.controlStatus() ?? "null") ?? "{}"
+                return self?.statusDocument() ?? "{}"
             }
+            let page = StatusPage(logger: logger)
+            statusPage = page
+            supervisor.onTransition = { [weak self] in
+                guard let self, self.config.webListen != .off else { return }
+                self.statusPage?.publish(document: self.statusDocument())
+            }
+            // Before the threads start, like the supervisor's first pass: the page is there at once.
+            pageTick(count: 0)
             try control.start()
             try data.start()
             try table.install()
@@ -143,6 +156,34 @@ public final class GatewayService {
             stop()
             throw error
         }
+    }
+
+    /// The document `braid status --json` prints and the status page's `/status.json` serves.
+    /// On the control reactor thread, where the uplinks' state lives.
+    func statusDocument() -> String {
+        guard let supervisor, let sessionCounters else { return "{}" }
+        return supervisor.status(sessions: sessionCounters, control: controlStatus())
+    }
+
+    /// Once a second on the control reactor: the page's document and a counter sample; every
+    /// fifth, the listener follows the LAN address (a DHCP or hotplugged LAN, a bind that failed).
+    /// With `web_listen off` only the check remains, so a reload can turn the page on.
+    private func pageTick(count: Int) {
+        guard let page = statusPage, let supervisor else { return }
+        if config.webListen != .off {
+            page.publish(document: statusDocument())
+            page.record(nanos: monotonicNanos(), counters: supervisor.uplinkCounters())
+        }
+        if count % 5 == 0 { placeStatusPage() }
+        control?.reactors.first?.schedule(afterNanos: 1_000_000_000) { [weak self] in
+            self?.pageTick(count: count &+ 1)
+        }
+    }
+
+    /// Binds the page where `web_listen` says now, or stops it.
+    func placeStatusPage() {
+        guard let page = statusPage, let uplinks else { return }
+        page.serve(at: config.webListen.resolve(lanAddresses: uplinks.addresses(ofDevices: config.lanDevices)))
     }
 
     /// The control channel in `braid status`: off (pre-shared key only), up or down, the key in use.
@@ -173,6 +214,8 @@ public final class GatewayService {
         statusServer = nil
         egress?.remove()
         egress = nil
+        statusPage?.stop()
+        statusPage = nil
         uplinks?.remove()
         uplinks = nil
         if let state {

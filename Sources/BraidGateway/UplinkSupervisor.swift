@@ -45,6 +45,8 @@ final class UplinkSupervisor {
     let preferredSource = PreferredSource()
     /// Routes what braid does not relay (UplinkSupervisor+Egress); nil in tests.
     var egress: EgressRouting?
+    /// Called after an uplink went down or came up (the status page publishes at once).
+    var onTransition: (() -> Void)?
 
     init(config: GatewayConfig, manager: UplinkManager, reactor: Reactor, logger: Logger) throws {
         self.config = config
@@ -188,6 +190,7 @@ final class UplinkSupervisor {
         publishSource()
         steerEgress()
         replan()
+        onTransition?()
     }
 
     // MARK: subflows
@@ -385,6 +388,13 @@ final class UplinkSupervisor {
             "sessions":{"active":\(s.active),"total":\(s.total)},"control":\(control),\
             "uplinks":[\(lines.joined(separator: ","))]}
             """
+    }
+
+    /// Each uplink's device byte counters, in configuration order (the status page's graphs).
+    func uplinkCounters() -> [(name: String, tx: UInt64, rx: UInt64)] {
+        manager.uplinks.map { u in
+            (u.name, Self.counter(u.config.device, "tx_bytes"), Self.counter(u.config.device, "rx_bytes"))
+        }
     }
 
     static func counter(_ device: String, _ name: String) -> UInt64 {
