@@ -62,7 +62,7 @@ final class StatusPage: @unchecked Sendable {
         }
         guard let endpoint else { return }
         do {
-            let started = try HTTPServer(bind: endpoint, routes: routes(), logger: logger)
+            let started = try HTTPServer(bind: endpoint, routes: routes(), hosts: .addressesAnd([]), logger: logger)
             server = started
             failedEndpoint = nil
             logger.notice("status page", metadata: ["url": "http://\(started.endpoint)/"])

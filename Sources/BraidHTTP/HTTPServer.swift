@@ -48,6 +48,41 @@ public struct HTTPServerLimits: Sendable {
     }
 }
 
+/// Which `Host` header values a listener answers. A page on a private address is readable by any
+/// website a LAN browser opens, through DNS rebinding: the attacker's name first resolves to its
+/// own server, then to the gateway's address, and the browser sends the gateway's answer to the
+/// attacker's script as same-origin. The request then carries the attacker's name as its Host;
+/// answering only addresses written as IP literals (and names the operator lists) defeats it.
+public enum HostPolicy: Sendable {
+    /// Every Host (a scraper configured by name, say).
+    case any
+    /// Hosts that are IP address literals (`198.18.0.1`, `[2001:db8::1]`, with or without a
+    /// port), `localhost`, and these names (compared without case).
+    case addressesAnd([String])
+
+    /// Whether a request with this Host header (nil: none, as HTTP/1.0 allows) is answered.
+    public func allows(_ host: String?) -> Bool {
+        guard case .addressesAnd(let names) = self else { return true }
+        guard let host, !host.isEmpty else { return false }
+        var name = Substring(host)
+        if name.hasPrefix("[") {
+            // [IPv6] or [IPv6]:port
+            guard let close = name.firstIndex(of: "]") else { return false }
+            let inner = name[name.index(after: name.startIndex)..<close]
+            let rest = name[name.index(after: close)...]
+            guard rest.isEmpty || (rest.first == ":" && UInt16(rest.dropFirst()) != nil) else { return false }
+            return IPAddress(String(inner)).map { !$0.isIPv4 } ?? false
+        }
+        if let colon = name.lastIndex(of: ":") {
+            guard UInt16(name[name.index(after: colon)...]) != nil else { return false }
+            name = name[..<colon]
+        }
+        let lowered = name.lowercased()
+        if lowered == "localhost" || names.contains(where: { $0.lowercased() == lowered }) { return true }
+        return IPAddress(lowered).map(\.isIPv4) ?? false
+    }
+}
+
 /// A small read-only HTTP/1.1 server: `GET` and `HEAD` of fixed paths, nothing else. It exists
 /// for the metrics exposition and the gateway's status page, which both serve documents the
 /// daemon already keeps; it never reads a request body, and every listener it opens is bounded
@@ -60,7 +95,7 @@ public final class HTTPServer: @unchecked Sendable {
     /// Binds and starts serving. Throws when the address cannot be bound (in use, not local).
     public init(
         bind endpoint: Endpoint, routes: [String: HTTPRoute], limits: HTTPServerLimits = HTTPServerLimits(),
-        logger: Logger
+        hosts: HostPolicy = .any, logger: Logger
     ) throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let open = ConnectionCount(limit: limits.maxConnections)
@@ -78,7 +113,7 @@ public final class HTTPServer: @unchecked Sendable {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(
                         IdleStateHandler(readTimeout: limits.idleTimeout))
-                    try channel.pipeline.syncOperations.addHandler(RouteHandler(routes: routes))
+                    try channel.pipeline.syncOperations.addHandler(RouteHandler(routes: routes, hosts: hosts))
                 }
             }
         do {
@@ -138,9 +173,13 @@ private final class RouteHandler: ChannelInboundHandler {
     typealias OutboundOut = HTTPServerResponsePart
 
     private let routes: [String: HTTPRoute]
+    private let hosts: HostPolicy
     private var head: HTTPRequestHead?
 
-    init(routes: [String: HTTPRoute]) { self.routes = routes }
+    init(routes: [String: HTTPRoute], hosts: HostPolicy) {
+        self.routes = routes
+        self.hosts = hosts
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
@@ -166,7 +205,10 @@ private final class RouteHandler: ChannelInboundHandler {
     private func respond(context: ChannelHandlerContext, to request: HTTPRequestHead) {
         let path = request.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? request.uri
         let answer: HTTPAnswer
-        if request.method != .GET && request.method != .HEAD {
+        if !hosts.allows(request.headers.first(name: "host")) {
+            // 421: this server does not answer for that name (the request may be a rebinding).
+            answer = .plain(.misdirectedRequest)
+        } else if request.method != .GET && request.method != .HEAD {
             answer = .plain(.methodNotAllowed)
         } else if let route = routes[path] {
             answer = route()

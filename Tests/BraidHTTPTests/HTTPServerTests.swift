@@ -32,6 +32,29 @@ final class HTTPServerTests: XCTestCase {
         XCTAssertTrue(garbage.isEmpty || garbage.hasPrefix("HTTP/1.1 400"), garbage)
     }
 
+    func testHostPolicyAnswersAddressesOnly() throws {
+        let policy = HostPolicy.addressesAnd(["braid.lan"])
+        for host in ["198.18.0.1", "198.18.0.1:8080", "[2001:db8::1]", "[2001:db8::1]:80", "localhost:80", "BRAID.lan"] {
+            XCTAssertTrue(policy.allows(host), host)
+        }
+        for host in [nil, "", "evil.example", "evil.example:80", "198.18.0.1.evil.example", "[198.18.0.1]",
+            "2001:db8::1", "[2001:db8::1", "198.18.0.1:http", "[::1]x"] as [String?]
+        {
+            XCTAssertFalse(policy.allows(host), host ?? "nil")
+        }
+        XCTAssertTrue(HostPolicy.any.allows("evil.example"))
+
+        let server = try HTTPServer(
+            bind: loopback, routes: ["/": { HTTPAnswer(contentType: "text/plain", text: "x") }], hosts: policy,
+            logger: logger)
+        defer { server.stop() }
+        let rebound = try exchange(server.endpoint.port, "GET / HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n")
+        XCTAssertTrue(rebound.hasPrefix("HTTP/1.1 421"), rebound)
+        let direct = try exchange(
+            server.endpoint.port, "GET / HTTP/1.1\r\nHost: 127.0.0.1:\(server.endpoint.port)\r\nConnection: close\r\n\r\n")
+        XCTAssertTrue(direct.hasPrefix("HTTP/1.1 200"), direct)
+    }
+
     func testConnectionsOverTheLimitAreClosedAndIdleOnesTimeOut() throws {
         let server = try HTTPServer(
             bind: loopback,
