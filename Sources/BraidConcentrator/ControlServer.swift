@@ -125,6 +125,11 @@ final class ControlServer {
             ])
     }
 
+    /// Control connections refused since start (before or at TLS), by reason.
+    func refusalTotals() -> [(reason: String, count: UInt64)] {
+        admission.refusals.totals().map { ("\($0.reason)", $0.count) }
+    }
+
     /// Closes the control channels of subscribers a reload removed or disabled.
     func revoke(_ subscribers: Set<String>) {
         guard !subscribers.isEmpty else { return }
@@ -255,6 +260,8 @@ final class ControlServerHandler: ChannelInboundHandler {
         case .welcome(let s, let serviceClass):
             subscriber = s.name
             open.add(s.name, serial: done.peerSerial, context.channel)
+            book.channelOpened(
+                ObjectIdentifier(self), subscriber: s.name, from: Self.peerText(context.channel.remoteAddress))
             let info = serviceClass.flatMap { c -> ControlMessage.ClassInfo? in
                 let info = ControlMessage.ClassInfo(
                     name: c.name, rateDownBitsPerSecond: c.rateDown, rateUpBitsPerSecond: c.rateUp,
@@ -292,6 +299,7 @@ final class ControlServerHandler: ChannelInboundHandler {
     func channelInactive(context: ChannelHandlerContext) {
         timer?.cancel()
         open.remove(context.channel)
+        book.channelClosed(ObjectIdentifier(self))
         if session != nil, session!.closeReason == nil {
             perform(session!.connectionClosed(nowMillis: Self.now()), context)
         }
@@ -318,6 +326,7 @@ final class ControlServerHandler: ChannelInboundHandler {
                 do {
                     let evicted = try book.install(id: id, key: key, notAfterMillis: notAfter, owner: subscriber ?? "")
                     keys.append(id)
+                    book.channelGranted(ObjectIdentifier(self), key: id)
                     logger.debug("session key granted", metadata: ["key": "\(id)", "evicted": "\(evicted)"])
                 } catch {
                     logger.warning("cannot install a session key; closing", metadata: ["error": "\(error)"])
@@ -338,6 +347,16 @@ final class ControlServerHandler: ChannelInboundHandler {
         }
         context.flush()
         scheduleTick(context)
+    }
+
+    /// The gateway's address as status shows it: `198.18.1.1:40000`, `[2001:db8::1]:40000`; an
+    /// IPv4 peer on the dual-stack listener as IPv4, not `::ffff:`-mapped.
+    static func peerText(_ address: SocketAddress?) -> String {
+        guard let address, let text = address.ipAddress, let port = address.port, var ip = IPAddress(text) else {
+            return "?"
+        }
+        if case .v6(let b) = ip, let v4 = IPAddress(mappedIPv6Bytes: b) { ip = v4 }
+        return "\(Endpoint(address: ip, port: UInt16(truncatingIfNeeded: port)))"
     }
 
     private func scheduleTick(_ context: ChannelHandlerContext) {

@@ -1,6 +1,7 @@
 import BraidConfig
 import BraidCore
 import BraidDataPlane
+import BraidStatus
 import BraidWire
 
 /// What the concentrator knows of its subscribers at run time, shared by the control channel
@@ -13,6 +14,17 @@ final class SubscriberBook: @unchecked Sendable {
     private var ring = SessionKeyRing()
     private var open: [String: Int] = [:]
     private var buckets: [String: (down: TokenBucket?, up: TokenBucket?)] = [:]
+    /// Bytes per subscriber since start, counted by the relays themselves (ByteMeter). Never
+    /// removed, so a reload (even one that removes the subscriber) loses no byte and the metrics'
+    /// counters never go back.
+    private var meters: [String: ByteMeter] = [:]
+    /// Open control channels, by channel.
+    private var channels: [ObjectIdentifier: ChannelView] = [:]
+    /// When each subscriber's last control channel closed, wall clock seconds.
+    private var channelsDownSince: [String: Double] = [:]
+    /// Bits per second per subscriber over the last sampling interval, and that sample.
+    private var rates: [String: ByteRate] = [:]
+    private var lastSample: (nanos: UInt64, bytes: [String: ByteCount])?
     /// The pre-shared key, behind key id 0, when the simple mode is configured.
     private let presharedKey: [UInt8]?
     /// Whether key id 0 is accepted now, and the class all its sessions share (a reload may
@@ -161,7 +173,9 @@ final class SubscriberBook: @unchecked Sendable {
                 buckets[owner] = b
             }
             let ticket = SessionTicket { [weak self] in self?.release(owner) }
-            return .admit(SessionGrant(limitToOrigin: b.up, limitToClient: b.down, ticket: ticket))
+            let meter = meters[owner] ?? ByteMeter()
+            meters[owner] = meter
+            return .admit(SessionGrant(limitToOrigin: b.up, limitToClient: b.down, ticket: ticket, meter: meter))
         }
     }
 
@@ -174,4 +188,94 @@ final class SubscriberBook: @unchecked Sendable {
 
     /// Open data sessions per subscriber, for status.
     var sessions: [String: Int] { lock.withLock { open } }
+
+    // MARK: status
+
+    /// One open control channel as status shows it.
+    struct ChannelView {
+        var subscriber: String
+        var from: String
+        var since: Double
+        var key: UInt32?
+    }
+
+    /// A control channel of `subscriber` is up (after its TLS handshake and the subscriber check).
+    func channelOpened(_ id: ObjectIdentifier, subscriber: String, from: String) {
+        let now = Double(wallClockMillis()) / 1000
+        lock.withLock { channels[id] = ChannelView(subscriber: subscriber, from: from, since: now) }
+    }
+
+    /// The channel granted a new session key.
+    func channelGranted(_ id: ObjectIdentifier, key: UInt32) {
+        lock.withLock { channels[id]?.key = key }
+    }
+
+    func channelClosed(_ id: ObjectIdentifier) {
+        let now = Double(wallClockMillis()) / 1000
+        lock.withLock {
+            guard let gone = channels.removeValue(forKey: id) else { return }
+            if !channels.values.contains(where: { $0.subscriber == gone.subscriber }) {
+                channelsDownSince[gone.subscriber] = now
+            }
+        }
+    }
+
+    /// Takes a sample of every meter and keeps each subscriber's rate since the last one. Called
+    /// about once a second by the concentrator's control thread.
+    func sampleRates(nowNanos: UInt64 = monotonicNanos()) {
+        lock.withLock {
+            let bytes = meters.mapValues { ByteCount(up: $0.up, down: $0.down) }
+            if let last = lastSample, nowNanos > last.nanos {
+                let seconds = Double(nowNanos - last.nanos) / 1e9
+                rates = bytes.mapValues { _ in ByteRate(up: 0, down: 0) }
+                for (name, now) in bytes {
+                    let before = last.bytes[name] ?? ByteCount(up: 0, down: 0)
+                    rates[name] = ByteRate(
+                        up: rounded(Double(now.up &- before.up) * 8 / seconds, 0),
+                        down: rounded(Double(now.down &- before.down) * 8 / seconds, 0))
+                }
+            }
+            lastSample = (nowNanos, bytes)
+        }
+    }
+
+    /// Every subscriber, configured ones in the configuration's order, then the pre-shared key's
+    /// holders (when accepted or counted), then subscribers a reload removed that have bytes.
+    func statusViews(configured order: [String]) -> [SubscriberStatus] {
+        lock.withLock {
+            var names = order
+            if presharedPolicy.accepted || meters[Self.presharedOwner] != nil { names.append(Self.presharedOwner) }
+            let listed = Set(names)
+            names += meters.keys.filter { !listed.contains($0) }.sorted()
+            return names.map { name in
+                let meter = meters[name]
+                let mine = channels.values.filter { $0.subscriber == name }.sorted { $0.since < $1.since }
+                let config: String
+                let control: SubscriberControlStatus
+                if name == Self.presharedOwner {
+                    config = presharedPolicy.accepted ? "enabled" : "disabled"
+                    control = SubscriberControlStatus(state: "none")
+                } else {
+                    config = subscribers[name].map { $0.enabled ? "enabled" : "disabled" } ?? "removed"
+                    if let newest = mine.last {
+                        control = SubscriberControlStatus(
+                            state: "up", since: mine.first?.since, key: newest.key, from: newest.from,
+                            channels: mine.count)
+                    } else if let since = channelsDownSince[name] {
+                        control = SubscriberControlStatus(state: "down", since: since)
+                    } else {
+                        control = SubscriberControlStatus(state: "never")
+                    }
+                }
+                return SubscriberStatus(
+                    name: name, serviceClass: serviceClass(of: name)?.name ?? subscribers[name]?.serviceClass,
+                    config: config, control: control, sessions: open[name] ?? 0,
+                    bytes: ByteCount(up: meter?.up ?? 0, down: meter?.down ?? 0),
+                    rateBps: rates[name] ?? ByteRate(up: 0, down: 0))
+            }
+        }
+    }
+
+    /// Control channels open now.
+    var channelCount: Int { lock.withLock { channels.count } }
 }

@@ -204,6 +204,18 @@ public final class ConvertForwarder {
             ])
     }
 
+    /// Refusals since start, by reason name: connections refused before they authenticated
+    /// (`max_pending`, `timeout`, `bad_mac`, ...), and authenticated ones whose destination a rule
+    /// refused (by rule). For the status document and the metrics.
+    public func refusalTotals() -> (unauthenticated: ReasonCounts, destination: ReasonCounts) {
+        (
+            refusals.totals().map { ("\($0.reason)", $0.count) },
+            deniedDestinations.totals().map { ("\($0.reason)", $0.count) }
+        )
+    }
+
+    public typealias ReasonCounts = [(reason: String, count: UInt64)]
+
     /// Closes the listener. Call after the reactor group stopped.
     public func stop() {
         listener?.close()
@@ -381,7 +393,8 @@ final class ConvertAcceptor: ReactorHandler {
     private func relay(origin: Int32, request: ConvertRequest, remainder: [UInt8]) {
         state = .done
         let relay = SpliceRelay(
-            reactor: reactor, a: client, b: origin, connecting: false, counters: forwarder.counters, toB: remainder,
+            reactor: reactor, a: client, b: origin, connecting: false, counters: forwarder.counters,
+            meter: grant?.meter, toB: remainder,
             toA: ConvertServerHandshake.successReply(wantsInfo: request.wantsInfo),
             limitToB: grant?.limitToOrigin, limitToA: grant?.limitToClient)
         let logger = forwarder.logger

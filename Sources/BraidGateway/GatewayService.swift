@@ -1,6 +1,8 @@
 import BraidConfig
 import BraidCore
 import BraidDataPlane
+import BraidMetrics
+import BraidStatus
 import BraidTLS
 import BraidWire
 import Logging
@@ -17,12 +19,19 @@ public final class GatewayService {
     private var data: ReactorGroup?
     var control: ReactorGroup?
     private var forwarder: TransparentForwarder?
+    /// The forwarder, for the status document's sessions and bytes.
+    var forwarderForStatus: TransparentForwarder? { forwarder }
     private var uplinks: UplinkManager?
     var supervisor: UplinkSupervisor?
     private var statusServer: LocalQueryServer?
     var interception: Interception?
-    private var controlClient: ControlClient?
-    private var keys: DataKeys?
+    var controlClient: ControlClient?
+    /// The `/metrics` listener, when `metrics_listen` is set.
+    var metrics: MetricsEndpoint?
+    /// The newest status document, made each second on the control reactor for the metrics
+    /// listener's thread, which cannot read the uplinks' state itself.
+    let published = PublishedStatus()
+    var keys: DataKeys?
     /// The kernel settings changed and their values before: given back at stop, also after a crash.
     private var state: KernelStateFile?
 
@@ -105,12 +114,13 @@ public final class GatewayService {
             }
             self.forwarder = forwarder
             try forwarder.start(group: data)
-            let counters = forwarder.counters
             statusServer = try LocalQueryServer(reactor: control.reactors[0], path: config.statusSocket) {
-                [weak self, weak supervisor] question in
-                if question == "reload" { return self?.reloadNow().text ?? "" }
-                return supervisor?.status(sessions: counters, control: self?.controlStatus() ?? "null") ?? "{}"
+                [weak self] question in
+                guard let self else { return "" }
+                if question == "reload" { return self.reloadNow().text }
+                return self.statusText()
             }
+            try startMetrics(on: control.reactors[0])
             try control.start()
             try data.start()
             try table.install()
@@ -135,18 +145,11 @@ public final class GatewayService {
         }
     }
 
-    /// The control channel in `braid status`: off (pre-shared key only), up or down, the key in use.
-    func controlStatus() -> String {
-        guard let client = controlClient else { return "{\"state\":\"off\"}" }
-        let key = keys?.keyID.map { "\($0)" } ?? "null"
-        let cls = keys?.serviceClass.map { "\"\($0.name)\"" } ?? "null"
-        let error = client.lastError.map { ",\"error\":\"\(jsonEscaped($0))\"" } ?? ""
-        return "{\"state\":\"\(client.established ? "up" : "down")\",\"key\":\(key),\"class\":\(cls)\(error)}"
-    }
-
     /// Removes the nftables table, listeners, routes and rules, and gives back every setting it
     /// changed (the MPTCP path manager, tcp_fastopen) as it was before the first run.
     public func stop() {
+        metrics?.stop()
+        metrics = nil
         controlClient?.stop()
         controlClient = nil
         do { try interception?.remove() } catch { logger.warning("\(error)") }
@@ -179,18 +182,4 @@ public final class GatewayService {
 struct GatewayError: Error, CustomStringConvertible {
     var description: String
     init(_ d: String) { description = d }
-}
-
-/// `s` as the inside of a JSON string.
-func jsonEscaped(_ s: String) -> String {
-    var out = ""
-    for scalar in s.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case _ where scalar.value < 0x20: out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count) + String(scalar.value, radix: 16)
-        default: out.unicodeScalars.append(scalar)
-        }
-    }
-    return out
 }
