@@ -248,6 +248,7 @@ else
     fail "concentrator status document" "$doc" "gateway key: $gw_key"
 fi
 table=$(nsx "$NS_CONC" "$BRAID_BIN" status --socket "$CONC_SOCK")
+printf '%s\n' "$table" >"$LAB_WORK/concentrator-status.log"
 grep -q '^SUBSCRIBER .*RATE DOWN$' <<<"$table" && grep -q '^cpe_1 .*standard .*enabled .*up ' <<<"$table" &&
     pass "braid status on the concentrator prints its subscribers' table" || fail "concentrator status table" "$table"
 
