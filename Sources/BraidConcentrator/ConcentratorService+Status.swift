@@ -16,8 +16,12 @@ extension ConcentratorService {
         let subscribers = book?.statusViews(configured: config.subscribers.map(\.name)) ?? []
         var refusals: [RefusalCount] = []
         if let totals = forwarderRefusals() {
-            refusals += totals.unauthenticated.map { RefusalCount(listener: "data", reason: $0.reason, count: $0.count) }
-            refusals += totals.destination.map { RefusalCount(listener: "destination", reason: $0.reason, count: $0.count) }
+            refusals += totals.unauthenticated.map {
+                RefusalCount(listener: "data", reason: $0.reason, count: $0.count)
+            }
+            refusals += totals.destination.map {
+                RefusalCount(listener: "destination", reason: $0.reason, count: $0.count)
+            }
         }
         refusals += (controlServer?.refusalTotals() ?? []).map {
             RefusalCount(listener: "control", reason: $0.reason, count: $0.count)

@@ -20,6 +20,8 @@ final class SubscriberBook: @unchecked Sendable {
     private var meters: [String: ByteMeter] = [:]
     /// Open control channels, by channel.
     private var channels: [ObjectIdentifier: ChannelView] = [:]
+    /// Open control channels per subscriber.
+    private var channelsPerSubscriber: [String: Int] = [:]
     /// When each subscriber's last control channel closed, wall clock seconds.
     private var channelsDownSince: [String: Double] = [:]
     /// Bits per second per subscriber over the last sampling interval, and that sample.
@@ -202,7 +204,10 @@ final class SubscriberBook: @unchecked Sendable {
     /// A control channel of `subscriber` is up (after its TLS handshake and the subscriber check).
     func channelOpened(_ id: ObjectIdentifier, subscriber: String, from: String) {
         let now = Double(wallClockMillis()) / 1000
-        lock.withLock { channels[id] = ChannelView(subscriber: subscriber, from: from, since: now) }
+        lock.withLock {
+            channels[id] = ChannelView(subscriber: subscriber, from: from, since: now)
+            channelsPerSubscriber[subscriber, default: 0] += 1
+        }
     }
 
     /// The channel granted a new session key.
@@ -214,9 +219,9 @@ final class SubscriberBook: @unchecked Sendable {
         let now = Double(wallClockMillis()) / 1000
         lock.withLock {
             guard let gone = channels.removeValue(forKey: id) else { return }
-            if !channels.values.contains(where: { $0.subscriber == gone.subscriber }) {
-                channelsDownSince[gone.subscriber] = now
-            }
+            let left = (channelsPerSubscriber[gone.subscriber] ?? 1) - 1
+            channelsPerSubscriber[gone.subscriber] = left > 0 ? left : nil
+            if left <= 0 { channelsDownSince[gone.subscriber] = now }
         }
     }
 
@@ -241,38 +246,45 @@ final class SubscriberBook: @unchecked Sendable {
 
     /// Every subscriber, configured ones in the configuration's order, then the pre-shared key's
     /// holders (when accepted or counted), then subscribers a reload removed that have bytes.
+    /// The book's tables are copied under the lock (copy-on-write: no work until the next change)
+    /// and the views built outside it, so a status request or a scrape of thousands of
+    /// subscribers never holds up a data reactor's admission.
     func statusViews(configured order: [String]) -> [SubscriberStatus] {
-        lock.withLock {
-            var names = order
-            if presharedPolicy.accepted || meters[Self.presharedOwner] != nil { names.append(Self.presharedOwner) }
-            let listed = Set(names)
-            names += meters.keys.filter { !listed.contains($0) }.sorted()
-            return names.map { name in
-                let meter = meters[name]
-                let mine = channels.values.filter { $0.subscriber == name }.sorted { $0.since < $1.since }
-                let config: String
-                let control: SubscriberControlStatus
-                if name == Self.presharedOwner {
-                    config = presharedPolicy.accepted ? "enabled" : "disabled"
-                    control = SubscriberControlStatus(state: "none")
+        let (subscribers, open, meters, channels, downSince, rates, preshared) = lock.withLock {
+            (self.subscribers, self.open, self.meters, self.channels, channelsDownSince, self.rates, presharedPolicy)
+        }
+        let classOf: (String) -> String? = { name in
+            name == Self.presharedOwner ? preshared.serviceClass : subscribers[name]?.serviceClass
+        }
+        var names = order
+        if preshared.accepted || meters[Self.presharedOwner] != nil { names.append(Self.presharedOwner) }
+        let listed = Set(names)
+        names += meters.keys.filter { !listed.contains($0) }.sorted()
+        let bySubscriber = Dictionary(grouping: channels.values, by: \.subscriber)
+        return names.map { name in
+            let meter = meters[name]
+            let config: String
+            let control: SubscriberControlStatus
+            if name == Self.presharedOwner {
+                config = preshared.accepted ? "enabled" : "disabled"
+                control = SubscriberControlStatus(state: "none")
+            } else {
+                config = subscribers[name].map { $0.enabled ? "enabled" : "disabled" } ?? "removed"
+                let mine = (bySubscriber[name] ?? []).sorted { $0.since < $1.since }
+                if let newest = mine.last {
+                    control = SubscriberControlStatus(
+                        state: "up", since: mine.first?.since, key: newest.key, from: newest.from,
+                        channels: mine.count)
+                } else if let since = downSince[name] {
+                    control = SubscriberControlStatus(state: "down", since: since)
                 } else {
-                    config = subscribers[name].map { $0.enabled ? "enabled" : "disabled" } ?? "removed"
-                    if let newest = mine.last {
-                        control = SubscriberControlStatus(
-                            state: "up", since: mine.first?.since, key: newest.key, from: newest.from,
-                            channels: mine.count)
-                    } else if let since = channelsDownSince[name] {
-                        control = SubscriberControlStatus(state: "down", since: since)
-                    } else {
-                        control = SubscriberControlStatus(state: "never")
-                    }
+                    control = SubscriberControlStatus(state: "never")
                 }
-                return SubscriberStatus(
-                    name: name, serviceClass: serviceClass(of: name)?.name ?? subscribers[name]?.serviceClass,
-                    config: config, control: control, sessions: open[name] ?? 0,
-                    bytes: ByteCount(up: meter?.up ?? 0, down: meter?.down ?? 0),
-                    rateBps: rates[name] ?? ByteRate(up: 0, down: 0))
             }
+            return SubscriberStatus(
+                name: name, serviceClass: classOf(name), config: config, control: control,
+                sessions: open[name] ?? 0, bytes: ByteCount(up: meter?.up ?? 0, down: meter?.down ?? 0),
+                rateBps: rates[name] ?? ByteRate(up: 0, down: 0))
         }
     }
 

@@ -42,7 +42,8 @@ struct TreeDecoder: Decoder {
     }
 
     func mismatch(_ type: Any.Type, _ expected: String) -> DecodingError {
-        .typeMismatch(type, .init(codingPath: codingPath, debugDescription: "expected \(expected), found \(value.text)"))
+        .typeMismatch(
+            type, .init(codingPath: codingPath, debugDescription: "expected \(expected), found \(value.text)"))
     }
 }
 

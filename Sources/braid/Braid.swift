@@ -95,7 +95,8 @@ struct Status: ParsableCommand {
     func socketPath() -> String {
         if let socket { return socket }
         if let text = try? BraidConfigReader.load(path: config) {
-            for (type, fallback) in [("gateway", "/run/braid/gateway.sock"), ("concentrator", "/run/braid/concentrator.sock")] {
+            let roles = [("gateway", "/run/braid/gateway.sock"), ("concentrator", "/run/braid/concentrator.sock")]
+            for (type, fallback) in roles {
                 guard let section = text.sections(ofType: type).first else { continue }
                 return section.option("status_socket")?.values.last ?? fallback
             }

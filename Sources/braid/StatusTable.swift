@@ -24,8 +24,11 @@ enum StatusTable {
     }
 
     static func gateway(_ s: GatewayStatus) -> String {
-        var out = "concentrator \(s.concentrator)   sessions \(s.sessions.active) open, \(s.sessions.total) since start\n"
-        let header = ["UPLINK", "DEVICE", "ROLE", "STATE", "SINCE", "ADDRESSES", "RTT", "LOSS", "SUBFLOWS", "SENT", "RECEIVED"]
+        var out = "concentrator \(s.concentrator)   "
+        out += "sessions \(s.sessions.active) open, \(s.sessions.total) since start\n"
+        let header = [
+            "UPLINK", "DEVICE", "ROLE", "STATE", "SINCE", "ADDRESSES", "RTT", "LOSS", "SUBFLOWS", "SENT", "RECEIVED",
+        ]
         let now = s.time ?? Double(wallClockMillis()) / 1000
         let rows = s.uplinks.map { u in
             [

@@ -10,10 +10,11 @@ final class MetricsExporterTests: XCTestCase {
 
     func testCounterFollowsItsTotalAndNeverGoesBack() {
         let m = MetricsExporter()
-        XCTAssertTrue(text(m) { $0.count("braid_x_total", [("a", "1")], total: 100) }.contains(#"braid_x_total{a="1"} 100"#))
-        XCTAssertTrue(text(m) { $0.count("braid_x_total", [("a", "1")], total: 150) }.contains(#"braid_x_total{a="1"} 150"#))
+        func scrape(_ total: UInt64) -> String { text(m) { $0.count("braid_x_total", [("a", "1")], total: total) } }
+        XCTAssertTrue(scrape(100).contains(#"braid_x_total{a="1"} 100"#))
+        XCTAssertTrue(scrape(150).contains(#"braid_x_total{a="1"} 150"#))
         // The source started again from zero (a device created again): its new total is added.
-        XCTAssertTrue(text(m) { $0.count("braid_x_total", [("a", "1")], total: 30) }.contains(#"braid_x_total{a="1"} 180"#))
+        XCTAssertTrue(scrape(30).contains(#"braid_x_total{a="1"} 180"#))
         // A series the document no longer has keeps its value.
         XCTAssertTrue(text(m) { _ in }.contains(#"braid_x_total{a="1"} 180"#))
     }
