@@ -49,7 +49,7 @@ extension ConcentratorService {
     }
 
     /// Starts `metrics_listen`, if set, and the once-a-second rate sampling the document shows.
-    func startMetrics(on reactor: Reactor) throws {
+    func startMetrics(on reactor: Reactor) {
         let book = self.book
         func sample() {
             book?.sampleRates()
@@ -57,10 +57,16 @@ extension ConcentratorService {
         }
         reactor.execute { sample() }
         guard let listen = config.metricsListen else { return }
-        metrics = try MetricsEndpoint(bind: listen, logger: logger) { [weak self] exporter in
-            guard let self else { return }
-            ConcentratorMetrics.record(self.status(), into: exporter)
+        // Subscribers are not cut off for the metrics' sake: a listener that cannot be bound is an
+        // error in the log, and the concentrator serves on without it.
+        do {
+            metrics = try MetricsEndpoint(bind: listen, logger: logger) { [weak self] exporter in
+                guard let self else { return }
+                ConcentratorMetrics.record(self.status(), into: exporter)
+            }
+            logger.notice("metrics listening", metadata: ["address": "http://\(listen)/metrics"])
+        } catch {
+            logger.error("metrics not served: metrics_listen \(listen): \(error)")
         }
-        logger.notice("metrics listening", metadata: ["address": "http://\(listen)/metrics"])
     }
 }

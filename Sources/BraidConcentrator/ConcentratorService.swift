@@ -142,12 +142,7 @@ public final class ConcentratorService {
             stop()
             throw ServiceError("cannot open the local socket \(config.statusSocket): \(error)")
         }
-        do {
-            try startMetrics(on: control!.reactors[0])
-        } catch {
-            stop()
-            throw ServiceError("metrics_listen: \(error)")
-        }
+        if let control { startMetrics(on: control.reactors[0]) }
         logger.notice(
             "concentrator listening",
             metadata: [

@@ -33,15 +33,21 @@ extension GatewayService {
     }
 
     /// Publishes the document every second and, with `metrics_listen`, serves the metrics made from it.
-    func startMetrics(on reactor: Reactor) throws {
+    func startMetrics(on reactor: Reactor) {
         guard let listen = config.metricsListen else { return }
         reactor.execute { [weak self] in self?.publishLoop(reactor) }
         let published = self.published
-        metrics = try MetricsEndpoint(bind: listen, logger: logger) { exporter in
-            guard let document = published.get() else { return }
-            GatewayMetrics.record(document, into: exporter)
+        // The metrics are not worth the data path: a listener that cannot be bound (its address
+        // not up yet, its port taken) is an error in the log, and the gateway runs on without it.
+        do {
+            metrics = try MetricsEndpoint(bind: listen, logger: logger) { exporter in
+                guard let document = published.get() else { return }
+                GatewayMetrics.record(document, into: exporter)
+            }
+            logger.notice("metrics listening", metadata: ["address": "http://\(listen)/metrics"])
+        } catch {
+            logger.error("metrics not served: metrics_listen \(listen): \(error)")
         }
-        logger.notice("metrics listening", metadata: ["address": "http://\(listen)/metrics"])
     }
 
     private func publishLoop(_ reactor: Reactor) {

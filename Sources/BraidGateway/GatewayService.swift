@@ -120,7 +120,7 @@ public final class GatewayService {
                 if question == "reload" { return self.reloadNow().text }
                 return self.statusText()
             }
-            try startMetrics(on: control.reactors[0])
+            startMetrics(on: control.reactors[0])
             try control.start()
             try data.start()
             try table.install()

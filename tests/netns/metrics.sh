@@ -335,4 +335,19 @@ fi
 wait_for 20 bash -c "ip netns exec $NS_INET curl -sf --max-time 2 http://$CONC_METRICS/metrics | grep -q braid_sessions_open" &&
     pass "scraping works again once the abusers are gone" || fail "scrape after the abuse"
 
+# 7. A metrics address the box does not have: the gateway logs it and relays all the same.
+stop_pid "$LAB_GW_PID"
+sed -i "s|option metrics_listen '$GW_METRICS'|option metrics_listen '198.18.0.99:9100'|" "$LAB_WORK/gateway.conf"
+ip netns exec "$NS_GW" "$BRAID_BIN" gateway --config "$LAB_WORK/gateway.conf" \
+    --log-level "${BRAID_LOG_LEVEL:-info}" 2>>"$LAB_WORK/gateway.log" &
+LAB_GW_PID=$!
+LAB_PIDS+=("$LAB_GW_PID")
+wait_for 30 bash -c "[[ \$(ip netns exec $NS_GW $BRAID_BIN status --json --socket $STATUS_SOCK | grep -c '\"state\":\"up\",\"key\"') == 1 ]]"
+after=$(lan_get 1000000)
+if intact "$after" 1000000 sent && grep -q "metrics not served: metrics_listen 198.18.0.99:9100" "$LAB_WORK/gateway.log"; then
+    pass "metrics_listen on an address the box lacks: an error in the log, and the gateway relays all the same"
+else
+    fail "gateway without its metrics address" "client: $after" "$(grep -i metrics "$LAB_WORK/gateway.log" | tail -2)"
+fi
+
 finish
