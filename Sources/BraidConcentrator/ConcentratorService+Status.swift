@@ -22,6 +22,7 @@ extension ConcentratorService {
             refusals += totals.destination.map {
                 RefusalCount(listener: "destination", reason: $0.reason, count: $0.count)
             }
+            refusals += totals.session.map { RefusalCount(listener: "session", reason: $0.reason, count: $0.count) }
         }
         refusals += (controlServer?.refusalTotals() ?? []).map {
             RefusalCount(listener: "control", reason: $0.reason, count: $0.count)

@@ -202,7 +202,10 @@ public final class ConcentratorService {
 
     /// Refusals of the data listener since start.
     func forwarderRefusals()
-        -> (unauthenticated: ConvertForwarder.ReasonCounts, destination: ConvertForwarder.ReasonCounts)?
+        -> (
+            unauthenticated: ConvertForwarder.ReasonCounts, destination: ConvertForwarder.ReasonCounts,
+            session: ConvertForwarder.ReasonCounts
+        )?
     {
         forwarder?.refusalTotals()
     }

@@ -146,7 +146,9 @@ public struct ByteRate: Codable, Sendable, Equatable {
 /// Connections refused since start for one reason.
 public struct RefusalCount: Codable, Sendable, Equatable {
     /// `data` (before authentication on the data port), `destination` (authenticated, the
-    /// destination refused by a rule) or `control` (the control port, before or at TLS).
+    /// destination refused by a rule), `session` (authenticated, refused by the subscriber's
+    /// admission: `max_sessions`) or `control` (the control port: at TLS, or a certificate whose
+    /// subscriber is unknown or disabled).
     public var listener: String
     public var reason: String
     public var count: UInt64

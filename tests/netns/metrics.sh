@@ -276,12 +276,16 @@ conc_conf cpe_2
 nsx "$NS_CONC" "$BRAID_BIN" reload --socket "$CONC_SOCK" >/dev/null
 wait_for 5 bash -c "[[ \$(ip netns exec $NS_CONC $BRAID_BIN status --json --socket $CONC_SOCK | grep -o '\"control_channels\":0') ]]"
 after_removal=$(sample "$key=\"down\"}" <<<"$(scrape conc)")
+# cpe_1's gateway calls again and is refused, its certificate's subscriber unknown: counted.
+wait_for 10 bash -c "ip netns exec $NS_INET curl -sf http://$CONC_METRICS/metrics |
+    grep -q '^braid_refusals_total{listener=\"control\",reason=\"unknown subscriber\"} [1-9]'"
+unknown=$(sample 'braid_refusals_total{listener="control",reason="unknown subscriber"}' <<<"$(scrape conc)")
 if [[ $before == "$after_reload" && $before == "$after_removal" && $(subscriber_field config) == removed &&
-    $(subscriber_field config cpe_2) == enabled ]]; then
-    pass "counters unchanged by a reload ($before bytes); cpe_1 removed by a reload: listed as removed, its counter kept"
+    $(subscriber_field config cpe_2) == enabled && $unknown -ge 1 ]]; then
+    pass "counters unchanged by a reload ($before bytes); cpe_1 removed by a reload: listed as removed, its counter kept, its gateway's calls counted ($unknown, unknown subscriber)"
 else
     fail "counters across reloads" "before $before, after reload $after_reload, after removal $after_removal" \
-        "$(conc_status)"
+        "unknown subscriber refusals: $unknown" "$(conc_status)"
 fi
 conc_conf
 nsx "$NS_CONC" "$BRAID_BIN" reload --socket "$CONC_SOCK" >/dev/null
