@@ -1,8 +1,8 @@
 import BraidConfig
 import BraidCore
 import BraidDataPlane
-import BraidStatus
 import BraidNetlink
+import BraidStatus
 import Logging
 
 #if canImport(Glibc)
