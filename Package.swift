@@ -18,6 +18,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         // Thin C shims. Each exists only because Swift cannot reach the C API directly.
@@ -71,11 +73,26 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
+        // Status documents: the typed values both roles answer `braid status` with, and the one JSON
+        // encoder (and decoder, for the CLI) they go through. Pure values: no I/O, no Foundation.
+        .target(name: "BraidStatus"),
+        // The Prometheus exposition at `/metrics`, made from the status documents with swift-metrics
+        // and its Prometheus backend, served by the BraidHTTP listener.
+        .target(
+            name: "BraidMetrics",
+            dependencies: [
+                "BraidCore", "BraidStatus", "BraidHTTP",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
         .target(
             name: "BraidGateway",
             dependencies: [
-                "BraidCore", "BraidWire", "BraidConfig", "BraidNetlink", "BraidDataPlane", "BraidTLS",
-                "BraidHTTP",
+                "BraidCore", "BraidWire", "BraidConfig", "BraidNetlink", "BraidDataPlane", "BraidTLS", "BraidStatus",
+                "BraidMetrics", "BraidHTTP",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -84,7 +101,8 @@ let package = Package(
         .target(
             name: "BraidConcentrator",
             dependencies: [
-                "BraidCore", "BraidWire", "BraidConfig", "BraidNetlink", "BraidDataPlane", "BraidTLS",
+                "BraidCore", "BraidWire", "BraidConfig", "BraidNetlink", "BraidDataPlane", "BraidTLS", "BraidStatus",
+                "BraidMetrics",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -94,7 +112,7 @@ let package = Package(
             name: "braid",
             dependencies: [
                 "BraidCore", "BraidConfig", "BraidWire", "BraidDataPlane", "BraidGateway", "BraidConcentrator",
-                "BraidTLS",
+                "BraidTLS", "BraidStatus",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -117,6 +135,8 @@ let package = Package(
         .testTarget(
             name: "BraidGatewayTests",
             dependencies: ["BraidGateway", "BraidHTTP", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "BraidStatusTests", dependencies: ["BraidStatus"]),
+        .testTarget(name: "BraidMetricsTests", dependencies: ["BraidMetrics", "BraidStatus"]),
         .testTarget(name: "BraidHTTPTests", dependencies: ["BraidHTTP", "BraidCore", .product(name: "Logging", package: "swift-log")]),
         .testTarget(
             name: "BraidConcentratorTests",

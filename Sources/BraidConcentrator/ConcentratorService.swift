@@ -1,6 +1,7 @@
 import BraidConfig
 import BraidCore
 import BraidDataPlane
+import BraidMetrics
 import BraidNetlink
 import BraidTLS
 import BraidWire
@@ -31,6 +32,8 @@ public final class ConcentratorService {
     /// Subscribers, their session keys, open sessions and rate buckets.
     private(set) var book: SubscriberBook?
     var controlServer: ControlServer?
+    /// The `/metrics` listener, when `metrics_listen` is set.
+    var metrics: MetricsEndpoint?
 
     /// What the concentrator uses once its listeners are bound: CAP_NET_ADMIN only, to give the
     /// MPTCP limits back at stop (generic netlink's admin commands need it) and, when not uid 0,
@@ -139,6 +142,7 @@ public final class ConcentratorService {
             stop()
             throw ServiceError("cannot open the local socket \(config.statusSocket): \(error)")
         }
+        if let control { startMetrics(on: control.reactors[0]) }
         logger.notice(
             "concentrator listening",
             metadata: [
@@ -191,7 +195,24 @@ public final class ConcentratorService {
         self.state = nil
     }
 
+    /// Sessions of the data listener: open now and since start.
+    func forwarderSessions() -> (active: Int, total: Int) {
+        forwarder?.counters.snapshot ?? (0, 0)
+    }
+
+    /// Refusals of the data listener since start.
+    func forwarderRefusals()
+        -> (
+            unauthenticated: ConvertForwarder.ReasonCounts, destination: ConvertForwarder.ReasonCounts,
+            session: ConvertForwarder.ReasonCounts
+        )?
+    {
+        forwarder?.refusalTotals()
+    }
+
     public func stop() {
+        metrics?.stop()
+        metrics = nil
         controlServer?.stop()
         controlServer = nil
         control?.stop()

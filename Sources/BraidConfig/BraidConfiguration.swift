@@ -117,6 +117,8 @@ public struct GatewayConfig: Equatable, Sendable {
     public var quic: QUICMode = .tcp
     /// Where the status page is served (`web_listen`).
     public var webListen: ListenerSetting = .lan(port: 80)
+    /// Where the Prometheus metrics are served; nil: not at all.
+    public var metricsListen: Endpoint? = nil
 }
 
 /// `config concentrator` section, with the service classes and subscribers it enforces.
@@ -157,6 +159,8 @@ public struct ConcentratorConfig: Equatable, Sendable {
     public var pskClass: String? = nil
     /// Extra names a data connection's MAC may be bound to (`identity`).
     public var identities: [String] = []
+    /// Where the Prometheus metrics are served; nil: not at all.
+    public var metricsListen: Endpoint? = nil
 
     /// Whether data connections with the pre-shared key are accepted at all: in the simple mode
     /// always, next to TLS only with a class of their own.
@@ -247,6 +251,7 @@ public struct BraidConfigReader {
             holddown: g.seconds("holddown") ?? 10,
             quic: g.text("quic").flatMap(QUICMode.init) ?? .tcp,
             webListen: g.text("web_listen").flatMap { ListenerSetting($0, defaultPort: 80) } ?? .lan(port: 80))
+        config.metricsListen = metricsListen(g, &p)
         checkDistinctPorts(g, &p)
         if let web = g.text("web_listen").flatMap({ ListenerSetting($0, defaultPort: 80) })?.port,
             web == g.number("tproxy_port").map({ UInt16(truncatingIfNeeded: $0) })
@@ -345,6 +350,7 @@ public struct BraidConfigReader {
                 Subscriber(name: $0.label, serviceClass: $0.text("class") ?? "", enabled: $0.flag("enabled") ?? true)
             },
             statusSocket: c.text("status_socket") ?? "")
+        config.metricsListen = metricsListen(c, &p)
         config.pskClass = c.text("psk_class")
         config.identities = c.texts("identity")
         return (config, sortedByLine(p.errors))
@@ -365,6 +371,21 @@ public struct BraidConfigReader {
         }
         guard let ca = s.text("ca"), let cert = s.text("cert"), let key = s.text("key") else { return nil }
         return TLSFiles(ca: ca, cert: cert, key: key)
+    }
+
+    /// `metrics_listen`, refused on an unspecified address unless `metrics_any_address` says so:
+    /// the metrics name subscribers and uplinks and show their traffic, and a daemon on a public
+    /// host (every concentrator) would serve them to anyone who scans it.
+    private func metricsListen(_ s: ValidatedSection, _ p: inout ValidatedPackage) -> Endpoint? {
+        guard let e = s.endpoint("metrics_listen") else { return nil }
+        if e.address.bytes.allSatisfy({ $0 == 0 }), s.flag("metrics_any_address") != true {
+            p.error(
+                s, "metrics_listen",
+                "an unspecified address serves the metrics on every address of the host; set metrics_any_address "
+                    + "'1' to mean it, or bind a management address",
+                value: "\(e)")
+        }
+        return e
     }
 
     /// The MPTCP data listener and the TLS control listener are both TCP: one port cannot serve both.

@@ -107,6 +107,7 @@ public struct GatewayConfigDiff: Equatable, Sendable {
         fixed.compare("table_base", old.tableBase, new.tableBase)
         fixed.compare("fastopen", old.fastOpen ? 1 : 0, new.fastOpen ? 1 : 0)
         fixed.compare("status_socket", old.statusSocket, new.statusSocket)
+        fixed.compare("metrics_listen", old.metricsListen.map { "\($0)" }, new.metricsListen.map { "\($0)" })
         fixed.compare("keepalive", old.keepalive, new.keepalive)
         self.fixed = fixed.changes
 
@@ -205,6 +206,7 @@ public struct ConcentratorConfigDiff: Equatable, Sendable {
         fixed.compare(
             "max_control_handshakes_per_source", old.maxControlHandshakesPerSource, new.maxControlHandshakesPerSource)
         fixed.compare("status_socket", old.statusSocket, new.statusSocket)
+        fixed.compare("metrics_listen", old.metricsListen.map { "\($0)" }, new.metricsListen.map { "\($0)" })
         fixed.compare("identity", old.identities, new.identities)
         self.fixed = fixed.changes
         pskClassChanged = old.pskClass != new.pskClass

@@ -84,6 +84,15 @@ extension ConfigSchema {
                     doc: "Where the read-only status page is served: `lan` is the first address of the lan_device "
                         + "list (IPv4 first) on port 80, `lan:PORT` the same on another port, `ADDRESS:PORT` a fixed "
                         + "one, `off` none. Only the LAN devices reach it (nftables drops the port elsewhere)."),
+                OptionSchema(
+                    "metrics_listen", .endpoint, example: "198.18.1.1:9100",
+                    doc: "Serve Prometheus metrics at http://ADDRESS:PORT/metrics (off when unset). Whoever reaches "
+                        + "the address can read them (uplink names, traffic volumes): bind a management address. "
+                        + "An unspecified address (0.0.0.0, [::]) needs metrics_any_address."),
+                OptionSchema(
+                    "metrics_any_address", .boolean, default: "0",
+                    doc: "1 allows metrics_listen on 0.0.0.0 or [::], every address of the host; 0 refuses it, "
+                        + "so the metrics are not served to the internet by a slip."),
             ]),
         SectionSchema(
             "uplink", role: .gateway, count: .many,
@@ -179,7 +188,16 @@ extension ConfigSchema {
                         + "address share it; a handshake takes two round trips, so 16 still admit hundreds a second."),
                 OptionSchema(
                     "status_socket", .path(maxBytes: 107), default: "/run/braid/concentrator.sock",
-                    doc: "Unix socket where `braid reload` asks the running concentrator."),
+                    doc: "Unix socket where `braid status` and `braid reload` ask the running concentrator."),
+                OptionSchema(
+                    "metrics_listen", .endpoint, example: "198.18.10.2:9101",
+                    doc: "Serve Prometheus metrics at http://ADDRESS:PORT/metrics (off when unset). Whoever reaches "
+                        + "the address can read them (subscriber names, traffic volumes, refusals): bind a management address. "
+                        + "An unspecified address (0.0.0.0, [::]) needs metrics_any_address."),
+                OptionSchema(
+                    "metrics_any_address", .boolean, default: "0",
+                    doc: "1 allows metrics_listen on 0.0.0.0 or [::], every address of the host; 0 refuses it, "
+                        + "so the metrics are not served to the internet by a slip."),
             ]),
         SectionSchema(
             "class", role: .concentrator, count: .many, named: true, maxNameBytes: 255,

@@ -146,6 +146,7 @@ extension ConfigSchema {
         case .rate: "rate"
         case .mark: "mark"
         case .hostName: "host name"
+        case .endpoint: "address:port"
         case .reference(let t): "name of a `config \(t)`"
         case .listener: "off, lan[:port] or address[:port]"
         }

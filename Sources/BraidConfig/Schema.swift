@@ -42,6 +42,8 @@ public enum ValueType: Sendable, Equatable {
     /// Where a LAN page listens: `off`, `lan`, `lan:PORT`, `ADDRESS[:PORT]` or `[IPv6]:PORT`
     /// (see `ListenerSetting`); a bare address or `lan` gets the default port.
     case listener(defaultPort: UInt16)
+    /// An address and a TCP port: `198.18.0.1:9100`, `[2001:db8::1]:9100`.
+    case endpoint
 }
 
 /// A value after its text was checked against its `ValueType`.
@@ -53,6 +55,7 @@ public enum ConfigValue: Sendable, Equatable {
     case address(IPAddress)
     case prefix(IPPrefix)
     case portRange(PortRange)
+    case endpoint(Endpoint)
 }
 
 /// One option of a section: its name, shape, type, default and a one-line description.
@@ -221,6 +224,11 @@ public struct ValidatedSection: Sendable {
 
     public func address(_ name: String) -> IPAddress? {
         if case .address(let a)? = value(name) { return a }
+        return nil
+    }
+
+    public func endpoint(_ name: String) -> Endpoint? {
+        if case .endpoint(let e)? = value(name) { return e }
         return nil
     }
 
@@ -472,6 +480,11 @@ extension ConfigSchema {
                     && text.utf8.allSatisfy { isAlphanumeric($0) || $0 == 0x2d || $0 == 0x2e || $0 == 0x5f })
             guard ok else { throw bad("must be a DNS name or an IP address") }
             return .text(text)
+        case .endpoint:
+            guard let e = endpoint(text) else {
+                throw bad("must be ADDRESS:PORT, an IPv6 address in brackets ([2001:db8::1]:9100), port 1-65535")
+            }
+            return .endpoint(e)
         case .reference:
             guard !text.isEmpty, text.utf8.allSatisfy({ isAlphanumeric($0) || $0 == 0x5f }) else {
                 throw bad("must be a section name: letters, digits and '_'")
@@ -483,6 +496,21 @@ extension ConfigSchema {
             }
             return .text(text)
         }
+    }
+
+    /// `a.b.c.d:port` or `[v6]:port`; the brackets keep an IPv6 address's colons apart from the port's.
+    static func endpoint(_ text: String) -> Endpoint? {
+        guard let colon = text.lastIndex(of: ":"), let port = UInt16(text[text.index(after: colon)...]), port > 0
+        else { return nil }
+        var host = text[..<colon]
+        if host.hasPrefix("[") {
+            guard host.hasSuffix("]") else { return nil }
+            host = host.dropFirst().dropLast()
+            guard let a = IPAddress(String(host)), !a.isIPv4 else { return nil }
+            return Endpoint(address: a, port: port)
+        }
+        guard let a = IPAddress(String(host)), a.isIPv4 else { return nil }
+        return Endpoint(address: a, port: port)
     }
 
     /// uci's boolean spellings, as its `uci_lookup_bool`-style readers accept them.

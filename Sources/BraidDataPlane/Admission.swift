@@ -14,16 +14,20 @@ public final class SessionTicket: @unchecked Sendable {
 }
 
 /// What an admitted data session gets: its subscriber's rate buckets (towards the origin, the
-/// upload; towards the client, the download) and its ticket.
+/// upload; towards the client, the download), its ticket, and the meter its bytes are counted in.
 public struct SessionGrant {
     public var limitToOrigin: TokenBucket?
     public var limitToClient: TokenBucket?
     public var ticket: SessionTicket?
+    public var meter: ByteMeter?
 
-    public init(limitToOrigin: TokenBucket?, limitToClient: TokenBucket?, ticket: SessionTicket?) {
+    public init(
+        limitToOrigin: TokenBucket?, limitToClient: TokenBucket?, ticket: SessionTicket?, meter: ByteMeter? = nil
+    ) {
         self.limitToOrigin = limitToOrigin
         self.limitToClient = limitToClient
         self.ticket = ticket
+        self.meter = meter
     }
 }
 

@@ -44,6 +44,8 @@ public final class TransparentForwarder {
     private let logger: Logger
     private var listeners: [Listener] = []
     public let counters = SessionCounters()
+    /// Bytes relayed by every session, up (LAN to concentrator) and down.
+    public let bytes = ByteMeter()
     /// The gateway's own addresses, for `SelfDestination`.
     private let localAddresses = LocalAddresses()
     /// Connections refused as addressed to the gateway itself, since the last warning about them.
@@ -132,7 +134,8 @@ public final class TransparentForwarder {
         var reply = ConvertClientHandshake()
         let logger = self.logger
         let relay = SpliceRelay(
-            reactor: reactor, a: lan, b: upstream, connecting: !connected, counters: counters, toB: request
+            reactor: reactor, a: lan, b: upstream, connecting: !connected, counters: counters, meter: bytes,
+            toB: request
         ) { bytes in
             switch reply.feed(bytes) {
             case .needMore:

@@ -1,6 +1,8 @@
 import BraidConfig
 import BraidCore
 import BraidDataPlane
+import BraidMetrics
+import BraidStatus
 import BraidTLS
 import BraidWire
 import Logging
@@ -17,20 +19,26 @@ public final class GatewayService {
     private var data: ReactorGroup?
     var control: ReactorGroup?
     private var forwarder: TransparentForwarder?
+    /// The forwarder, for the status document's sessions and bytes.
+    var forwarderForStatus: TransparentForwarder? { forwarder }
     private var uplinks: UplinkManager?
     var supervisor: UplinkSupervisor?
     private var statusServer: LocalQueryServer?
     var interception: Interception?
     /// Routes what braid does not relay; its rules go before the uplinks' tables at stop.
     var egress: EgressRouting?
-    private var controlClient: ControlClient?
-    private var keys: DataKeys?
+    var controlClient: ControlClient?
+    /// The `/metrics` listener, when `metrics_listen` is set.
+    var metrics: MetricsEndpoint?
+    /// The newest status document, made each second on the control reactor for the metrics
+    /// listener's thread, which cannot read the uplinks' state itself.
+    let published = PublishedStatus()
+    var keys: DataKeys?
     /// The kernel settings changed and their values before: given back at stop, also after a crash.
     private var state: KernelStateFile?
     /// The LAN status page (`web_listen`); its listener comes and goes with the LAN address.
     var statusPage: StatusPage?
     /// The relay's session counters, read by the status document.
-    private var sessionCounters: SessionCounters?
 
     /// What the gateway uses once started: CAP_NET_ADMIN for netlink (routes, rules, the path
     /// manager's subflows), nftables and, when not uid 0, the sysctls it gives back at stop;
@@ -120,17 +128,18 @@ public final class GatewayService {
             }
             self.forwarder = forwarder
             try forwarder.start(group: data)
-            sessionCounters = forwarder.counters
             statusServer = try LocalQueryServer(reactor: control.reactors[0], path: config.statusSocket) {
                 [weak self] question in
-                if question == "reload" { return self?.reloadNow().text ?? "" }
-                return self?.statusDocument() ?? "{}"
+                guard let self else { return "" }
+                if question == "reload" { return self.reloadNow().text }
+                return self.statusText()
             }
+            startMetrics(on: control.reactors[0])
             let page = StatusPage(logger: logger)
             statusPage = page
             supervisor.onTransition = { [weak self] in
                 guard let self, self.config.webListen != .off else { return }
-                self.statusPage?.publish(document: self.statusDocument())
+                self.statusPage?.publish(document: self.statusText())
             }
             // Before the threads start, like the supervisor's first pass: the page is there at once.
             pageTick(count: 0)
@@ -158,20 +167,13 @@ public final class GatewayService {
         }
     }
 
-    /// The document `braid status --json` prints and the status page's `/status.json` serves.
-    /// On the control reactor thread, where the uplinks' state lives.
-    func statusDocument() -> String {
-        guard let supervisor, let sessionCounters else { return "{}" }
-        return supervisor.status(sessions: sessionCounters, control: controlStatus())
-    }
-
     /// Once a second on the control reactor: the page's document and a counter sample; every
     /// fifth, the listener follows the LAN address (a DHCP or hotplugged LAN, a bind that failed).
     /// With `web_listen off` only the check remains, so a reload can turn the page on.
     private func pageTick(count: Int) {
         guard let page = statusPage, let supervisor else { return }
         if config.webListen != .off {
-            page.publish(document: statusDocument())
+            page.publish(document: statusText())
             page.record(nanos: monotonicNanos(), counters: supervisor.uplinkCounters())
         }
         if count % 5 == 0 { placeStatusPage() }
@@ -186,18 +188,11 @@ public final class GatewayService {
         page.serve(at: config.webListen.resolve(lanAddresses: uplinks.addresses(ofDevices: config.lanDevices)))
     }
 
-    /// The control channel in `braid status`: off (pre-shared key only), up or down, the key in use.
-    func controlStatus() -> String {
-        guard let client = controlClient else { return "{\"state\":\"off\"}" }
-        let key = keys?.keyID.map { "\($0)" } ?? "null"
-        let cls = keys?.serviceClass.map { "\"\($0.name)\"" } ?? "null"
-        let error = client.lastError.map { ",\"error\":\"\(jsonEscaped($0))\"" } ?? ""
-        return "{\"state\":\"\(client.established ? "up" : "down")\",\"key\":\(key),\"class\":\(cls)\(error)}"
-    }
-
     /// Removes the nftables table, listeners, routes and rules, and gives back every setting it
     /// changed (the MPTCP path manager, tcp_fastopen) as it was before the first run.
     public func stop() {
+        metrics?.stop()
+        metrics = nil
         controlClient?.stop()
         controlClient = nil
         do { try interception?.remove() } catch { logger.warning("\(error)") }
@@ -243,18 +238,4 @@ extension GatewayService {
 struct GatewayError: Error, CustomStringConvertible {
     var description: String
     init(_ d: String) { description = d }
-}
-
-/// `s` as the inside of a JSON string.
-func jsonEscaped(_ s: String) -> String {
-    var out = ""
-    for scalar in s.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case _ where scalar.value < 0x20: out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count) + String(scalar.value, radix: 16)
-        default: out.unicodeScalars.append(scalar)
-        }
-    }
-    return out
 }

@@ -1,3 +1,4 @@
+import BraidStatus
 /// The last minutes of each uplink's throughput, for the status page's graphs: one sample of
 /// the uplink devices' byte counters a second, kept by the daemon rather than by each browser.
 ///
@@ -62,14 +63,36 @@ struct ThroughputHistory {
     ///     {"ages_ms":[2000,1000,0],"uplinks":[{"name":"dsl","tx_bps":[..],"rx_bps":[..]}]}
     func json(names: [String]) -> String {
         let newest = samples.last?.nanos ?? 0
-        let ages = samples.dropFirst().map { String((newest &- $0.nanos) / 1_000_000) }
-        func list(_ values: [Double?]) -> String {
-            "[" + values.map { $0.map { String(Int64($0.rounded())) } ?? "null" }.joined(separator: ",") + "]"
+        let document = HistoryDocument(
+            agesMillis: samples.dropFirst().map { (newest &- $0.nanos) / 1_000_000 },
+            uplinks: names.map { name in
+                let r = rates(of: name)
+                let bits = { (values: [Double?]) in values.map { $0.map { Int64($0.rounded()) } } }
+                return HistoryDocument.Uplink(name: name, tx: bits(r.tx), rx: bits(r.rx))
+            })
+        return (try? JSONText.encode(document)) ?? "{}"
+    }
+}
+
+/// `/history.json`, encoded by the status documents' encoder.
+struct HistoryDocument: Encodable {
+    struct Uplink: Encodable {
+        var name: String
+        var tx: [Int64?]
+        var rx: [Int64?]
+
+        enum CodingKeys: String, CodingKey {
+            case name
+            case tx = "tx_bps"
+            case rx = "rx_bps"
         }
-        let uplinks = names.map { name -> String in
-            let r = rates(of: name)
-            return "{\"name\":\"\(jsonEscaped(name))\",\"tx_bps\":\(list(r.tx)),\"rx_bps\":\(list(r.rx))}"
-        }
-        return "{\"ages_ms\":[\(ages.joined(separator: ","))],\"uplinks\":[\(uplinks.joined(separator: ","))]}"
+    }
+
+    var agesMillis: [UInt64]
+    var uplinks: [Uplink]
+
+    enum CodingKeys: String, CodingKey {
+        case agesMillis = "ages_ms"
+        case uplinks
     }
 }

@@ -2,6 +2,7 @@ import BraidConfig
 import BraidCore
 import BraidDataPlane
 import BraidNetlink
+import BraidStatus
 import Logging
 
 #if canImport(Glibc)
@@ -356,38 +357,31 @@ final class UplinkSupervisor {
 
     // MARK: status
 
-    /// One uplink's line in `braid status`.
-    /// `control`: the control channel's JSON object, from GatewayService.
-    func status(sessions: SessionCounters, control: String) -> String {
+    /// The gateway's status document: every uplink with its health, and what the caller adds
+    /// (the forwarder's sessions and bytes, the control channel). Runs on the control reactor,
+    /// which owns the uplinks' state.
+    func status(sessions: SessionCounters, bytes: ByteMeter?, control: GatewayControlStatus) -> GatewayStatus {
         let now = monotonicNanos()
         let wall = Double(wallClockMillis()) / 1000
-        var lines: [String] = []
         let subflows = planner.subflowsByAddress
-        for u in manager.uplinks {
-            guard let w = watches[u.name] else { continue }
+        let uplinks = manager.uplinks.compactMap { u -> UplinkStatus? in
+            guard let w = watches[u.name] else { return nil }
             let h = w.health
-            let state = u.config.role == .off ? "off" : h.state.rawValue
-            let since = wall - Double(now &- h.since) / 1e9
-            let addresses = u.addresses.map { "\"\($0.address)\"" }.joined(separator: ",")
-            let rtt = h.smoothedRTTNanos.map { fixed(Double($0) / 1e6, 2) } ?? "null"
-            let loss = h.loss.map { fixed($0, 3) } ?? "null"
-            let count = u.addresses.reduce(0) { $0 + (subflows[$1.address] ?? 0) }
-            let tx = Self.counter(u.config.device, "tx_bytes")
-            let rx = Self.counter(u.config.device, "rx_bytes")
-            lines.append(
-                """
-                {"name":"\(u.name)","device":"\(u.config.device)","role":"\(u.config.role)","state":"\(state)",\
-                "since":\(fixed(since, 3)),"carrier":\(u.carrier),"addresses":[\(addresses)],\
-                "rtt_ms":\(rtt),"loss":\(loss),"subflows":\(count),"mptcp":\(w.mptcpFailing.map { "\"failing: \($0)\"" } ?? "\"ok\""),\
-                "tx_bytes":\(tx),"rx_bytes":\(rx)}
-                """)
+            return UplinkStatus(
+                name: u.name, device: u.config.device, role: "\(u.config.role)",
+                state: u.config.role == .off ? "off" : h.state.rawValue,
+                since: rounded(wall - Double(now &- h.since) / 1e9, 3), carrier: u.carrier,
+                addresses: u.addresses.map { "\($0.address)" },
+                rttMs: h.smoothedRTTNanos.map { rounded(Double($0) / 1e6, 2) }, loss: h.loss.map { rounded($0, 3) },
+                subflows: u.addresses.reduce(0) { $0 + (subflows[$1.address] ?? 0) },
+                mptcp: w.mptcpFailing.map { "failing: \($0)" } ?? "ok",
+                txBytes: Self.counter(u.config.device, "tx_bytes"), rxBytes: Self.counter(u.config.device, "rx_bytes"))
         }
         let s = sessions.snapshot
-        return """
-            {"role":"gateway","concentrator":"\(Endpoint(address: config.server, port: config.port))",\
-            "sessions":{"active":\(s.active),"total":\(s.total)},"control":\(control),\
-            "uplinks":[\(lines.joined(separator: ","))]}
-            """
+        return GatewayStatus(
+            concentrator: "\(Endpoint(address: config.server, port: config.port))",
+            sessions: SessionCount(active: s.active, total: s.total), control: control, uplinks: uplinks,
+            bytes: bytes.map { ByteCount(up: $0.up, down: $0.down) }, time: rounded(wall, 3))
     }
 
     /// Each uplink's device byte counters, in configuration order (the status page's graphs).

@@ -110,6 +110,9 @@ public final class HTTPServer: @unchecked Sendable {
                         return
                     }
                     channel.closeFuture.whenComplete { _ in open.leave() }
+                    // A peer that sends requests and never reads the answers: stop reading its
+                    // requests while its answers cannot be written, or they pile up in memory.
+                    try channel.pipeline.syncOperations.addHandler(BackPressureHandler())
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(
                         IdleStateHandler(readTimeout: limits.idleTimeout))
