@@ -72,7 +72,7 @@ public struct Subscriber: Equatable, Sendable {
 
 /// `config gateway` section.
 public struct GatewayConfig: Equatable, Sendable {
-    public var server: IPAddress
+    public var server: ConcentratorHost
     public var port: UInt16
     public var pskFile: String
     public var lanDevices: [String]
@@ -105,6 +105,9 @@ public struct GatewayConfig: Equatable, Sendable {
     public var serverName: String = ""
     /// Seconds between keepalives on the control channel; dead after three unanswered.
     public var keepalive: UInt32 = 10
+    /// `server_name` as set: the name data connections' MACs are bound to. nil (unset) binds each
+    /// to the concentrator address it dials, one per family.
+    public var macIdentity: String? = nil
 }
 
 /// `config concentrator` section, with the service classes and subscribers it enforces.
@@ -212,7 +215,7 @@ public struct BraidConfigReader {
     func readGateway() -> (config: GatewayConfig?, errors: [ConfigError]) {
         var p = schema.validate(package, role: .gateway)
         guard let g = p.sections(ofType: "gateway").first else { return (nil, p.errors) }
-        let server = g.address("server") ?? .v4(0)
+        let server = g.text("server").map(ConcentratorHost.init) ?? .address(.v4(0))
         var config = GatewayConfig(
             server: server,
             port: UInt16(truncatingIfNeeded: g.number("port") ?? 0),
@@ -232,6 +235,7 @@ public struct BraidConfigReader {
             tls: tlsFiles(g, &p),
             serverName: g.text("server_name") ?? server.description,
             keepalive: UInt32(g.seconds("keepalive") ?? 10))
+        config.macIdentity = g.text("server_name")
         checkDistinctPorts(g, &p)
         if let interval = g.number("probe_interval"), let down = g.number("down_after"), down < 2 * interval {
             // Fewer than two probes per down_after would declare an uplink down on a single lost echo.

@@ -7,8 +7,11 @@ extension ConfigSchema {
             doc: "The gateway (CPE): where the concentrator is and which LAN traffic is bonded.",
             options: [
                 OptionSchema(
-                    "server", .address, required: true, example: "198.18.10.2",
-                    doc: "Concentrator address, IPv4 or IPv6."),
+                    "server", .hostOrAddress, required: true, example: "198.18.10.2",
+                    doc: "Concentrator address, IPv4 or IPv6, or a DNS name with A and/or AAAA records (resolved at "
+                        + "start, at each reload and every 5 minutes). Each uplink reaches the concentrator over its "
+                        + "own address family: an IPv6-only uplink uses the IPv6 address, which the name's AAAA "
+                        + "record or the concentrator itself (over the TLS control channel) makes known."),
                 OptionSchema("port", .port, default: "4800", doc: "Concentrator's MPTCP data port."),
                 OptionSchema(
                     "control_port", .port, default: "4803", doc: "Concentrator's TLS control port."),

@@ -146,6 +146,7 @@ extension ConfigSchema {
         case .rate: "rate"
         case .mark: "mark"
         case .hostName: "host name"
+        case .hostOrAddress: "address or DNS name"
         case .reference(let t): "name of a `config \(t)`"
         }
     }

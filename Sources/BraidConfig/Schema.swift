@@ -37,6 +37,9 @@ public enum ValueType: Sendable, Equatable {
     case mark
     /// DNS name or address text, as a certificate names its holder.
     case hostName
+    /// An IP address, or a DNS name to resolve (its last label not all digits, so a mistyped
+    /// address such as `198.18.10` is refused rather than looked up).
+    case hostOrAddress
     /// The name of a section of the given type.
     case reference(String)
 }
@@ -468,6 +471,18 @@ extension ConfigSchema {
                 || (!text.isEmpty && text.utf8.count <= 253
                     && text.utf8.allSatisfy { isAlphanumeric($0) || $0 == 0x2d || $0 == 0x2e || $0 == 0x5f })
             guard ok else { throw bad("must be a DNS name or an IP address") }
+            return .text(text)
+        case .hostOrAddress:
+            if IPAddress(text) != nil { return .text(text) }
+            let labels = text.split(separator: ".", omittingEmptySubsequences: false)
+            let ok =
+                !text.isEmpty && text.utf8.count <= 253
+                && labels.allSatisfy { l in
+                    !l.isEmpty && l.utf8.count <= 63 && !l.hasPrefix("-") && !l.hasSuffix("-")
+                        && l.utf8.allSatisfy { isAlphanumeric($0) || $0 == 0x2d }
+                }
+                && !(labels.last?.utf8.allSatisfy { $0 >= 0x30 && $0 <= 0x39 } ?? true)
+            guard ok else { throw bad("not an IP address or a DNS name") }
             return .text(text)
         case .reference:
             guard !text.isEmpty, text.utf8.allSatisfy({ isAlphanumeric($0) || $0 == 0x5f }) else {

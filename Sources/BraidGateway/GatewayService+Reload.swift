@@ -43,6 +43,8 @@ extension GatewayService {
         }
         supervisor?.reconfigure(to: new, diff)
         config = new
+        // A name's records may have changed since the last look (the name itself cannot: restart).
+        resolveNow()
         logger.notice("configuration reloaded", metadata: ["file": "\(path)", "changes": "\(diff.summary)"])
         return .reloaded(summary: diff.summary)
     }

@@ -28,7 +28,7 @@ final class ConfigTests: XCTestCase {
     func testGatewayConfig() throws {
         var reader = BraidConfigReader(package: try UCIParser.parse(gateway, file: "braid"))
         let c = try reader.gateway()
-        XCTAssertEqual(c.server, IPAddress("198.18.10.2"))
+        XCTAssertEqual(c.server, .address(IPAddress("198.18.10.2")!))
         XCTAssertEqual(c.port, 4800)
         XCTAssertEqual(c.pskFile, "/etc/braid/psk")
         XCTAssertEqual(c.lanDevices, ["br-lan", "lan2"])
