@@ -40,7 +40,7 @@ final class ControlServer {
     /// Binds the listener. The TLS context is built by the caller, so a bad file stops the start.
     init(
         listen: Endpoint, tls: TLSContext, book: SubscriberBook, sessionLifetime: UInt32, limits: Limits,
-        logger: Logger
+        addresses: @escaping @Sendable () -> [IPAddress] = { [] }, logger: Logger
     ) throws {
         self.logger = logger
         self.book = book
@@ -88,7 +88,7 @@ final class ControlServer {
                         try channel.pipeline.syncOperations.addHandler(
                             ControlServerHandler(
                                 book: book, sessionLifetime: sessionLifetime, open: open, current: current,
-                                logger: connectionLogger))
+                                addresses: addresses, logger: connectionLogger))
                     } catch {
                         // The slot goes back with a pipeline that could not be built.
                         admission.inFlight.release(ticket)
@@ -222,8 +222,14 @@ final class ControlServerHandler: ChannelInboundHandler {
     private var keys: [UInt32] = []
 
     private let current: CurrentTLS
+    /// The addresses announced to the gateway, read at each channel's start.
+    private let addresses: () -> [IPAddress]
 
-    init(book: SubscriberBook, sessionLifetime: UInt32, open: OpenChannels, current: CurrentTLS, logger: Logger) {
+    init(
+        book: SubscriberBook, sessionLifetime: UInt32, open: OpenChannels, current: CurrentTLS,
+        addresses: @escaping () -> [IPAddress], logger: Logger
+    ) {
+        self.addresses = addresses
         self.book = book
         self.open = open
         self.current = current
@@ -271,8 +277,11 @@ final class ControlServerHandler: ChannelInboundHandler {
                 }
             }
             let book = self.book
+            var configuration = ConcentratorControlSession.Configuration(
+                keyLifetimeSeconds: sessionLifetime, serviceClass: info)
+            configuration.addresses = addresses()
             var session = ConcentratorControlSession(
-                configuration: .init(keyLifetimeSeconds: sessionLifetime, serviceClass: info),
+                configuration: configuration,
                 keys: SystemSessionKeySource(isInUse: { book.isInUse($0) }))
             let actions = session.start(nowMillis: Self.now())
             self.session = session
@@ -327,8 +336,8 @@ final class ControlServerHandler: ChannelInboundHandler {
             case .retireKey(let id):
                 book.retire(id: id)
                 keys.removeAll { $0 == id }
-            case .applyClass:
-                break  // gateway-side action
+            case .applyClass, .learnAddresses:
+                break  // gateway-side actions
             case .close(let reason):
                 logger.info("control channel closed", metadata: ["reason": "\(reason)"])
                 context.flush()

@@ -113,6 +113,8 @@ public struct GatewayConfig: Equatable, Sendable {
 /// `config concentrator` section, with the service classes and subscribers it enforces.
 public struct ConcentratorConfig: Equatable, Sendable {
     public var listen: IPAddress
+    /// `announce`: addresses announced to gateways over the control channel; empty derives them.
+    public var announce: [IPAddress] = []
     public var port: UInt16
     public var pskFile: String
     /// `deny_dest`: refused on top of the concentrator's built-in list.
@@ -299,11 +301,16 @@ public struct BraidConfigReader {
             tls?.crl = crl
         }
         checkDistinctPorts(c, &p)
+        if let bad = c.addresses("announce").first(where: { !$0.isDialableUnicast }) {
+            // A gateway would drop it: unspecified, loopback, link-local and multicast lead nowhere.
+            p.error(c, "announce", "is not an address a gateway can dial", value: "\(bad)")
+        }
         if let pskClass = c.text("psk_class"), !c.isSet("psk_file") {
             p.error(c, "psk_class", "needs psk_file", value: pskClass)
         }
         var config = ConcentratorConfig(
             listen: c.address("listen") ?? .v4(0),
+            announce: c.addresses("announce"),
             port: UInt16(truncatingIfNeeded: c.number("port") ?? 0),
             pskFile: c.text("psk_file") ?? "",
             denyDestinations: c.prefixes("deny_dest"),

@@ -191,6 +191,7 @@ public struct ConcentratorConfigDiff: Equatable, Sendable {
             "max_control_handshakes_per_source", old.maxControlHandshakesPerSource, new.maxControlHandshakesPerSource)
         fixed.compare("status_socket", old.statusSocket, new.statusSocket)
         fixed.compare("identity", old.identities, new.identities)
+        fixed.compare("announce", old.announce, new.announce)
         self.fixed = fixed.changes
         pskClassChanged = old.pskClass != new.pskClass
         denyAdded = new.denyDestinations.filter { !old.denyDestinations.contains($0) }

@@ -95,6 +95,12 @@ extension ConfigSchema {
             doc: "The concentrator: where gateways connect and what they may reach.",
             options: [
                 OptionSchema("listen", .address, default: "::", doc: "MPTCP listen address; :: is dual stack."),
+                OptionSchema(
+                    "announce", .list, .address, defaultNote: "its own addresses when listening on :: or 0.0.0.0, "
+                        + "else listen", example: "2001:db8:10::2",
+                    doc: "Addresses announced to gateways over the TLS control channel, so each uplink reaches the "
+                        + "concentrator over its own family (an IPv6-only uplink at the IPv6 address). Set it when "
+                        + "the addresses gateways dial are not the host's own (NAT in front)."),
                 OptionSchema("port", .port, default: "4800", doc: "MPTCP data port."),
                 OptionSchema("control_port", .port, default: "4803", doc: "TLS control port."),
                 OptionSchema(

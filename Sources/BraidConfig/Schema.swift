@@ -224,6 +224,10 @@ public struct ValidatedSection: Sendable {
         return nil
     }
 
+    public func addresses(_ name: String) -> [IPAddress] {
+        list(name).compactMap { if case .address(let a) = $0 { a } else { nil } }
+    }
+
     public func texts(_ name: String) -> [String] {
         list(name).compactMap { if case .text(let t) = $0 { t } else { nil } }
     }

@@ -62,18 +62,9 @@ struct ConcentratorAddresses: Equatable, Sendable {
         return nil
     }
 
-    /// Keeps what a control-channel announcement may add: unicast addresses that can be dialled.
-    /// Loopback, link-local, multicast and unspecified addresses are dropped: the concentrator
-    /// listening on `::` knows them too, and they lead nowhere from the gateway.
+    /// Keeps what a control-channel announcement may add: unicast addresses that can be dialled
+    /// (`IPAddress.isDialableUnicast`), at most one per family is used anyway.
     static func dialable(_ addresses: [IPAddress]) -> [IPAddress] {
-        addresses.filter { a in
-            let b = a.bytes
-            if a.isIPv4 {
-                return b[0] != 0 && b[0] != 127 && !(b[0] == 169 && b[1] == 254) && b[0] < 224
-            }
-            let loopbackOrUnspecified = b[0..<15].allSatisfy { $0 == 0 } && b[15] <= 1
-            let linkLocal = b[0] == 0xfe && (b[1] & 0xc0) == 0x80
-            return !loopbackOrUnspecified && !linkLocal && b[0] != 0xff
-        }
+        addresses.filter(\.isDialableUnicast)
     }
 }

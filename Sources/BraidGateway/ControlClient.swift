@@ -193,6 +193,16 @@ final class ControlClient: @unchecked Sendable {
 
     fileprivate func retired(id: UInt32) { keys.retire(id: id) }
 
+    /// Called with the concentrator's addresses each time it announces them (on the channel's
+    /// event loop); set before `start`.
+    var onAddresses: (([IPAddress]) -> Void)?
+
+    fileprivate func learned(_ list: [IPAddress]) {
+        let usable = ConcentratorAddresses.dialable(list)
+        logger.info("concentrator announced its addresses", metadata: ["addresses": "\(usable)"])
+        onAddresses?(usable)
+    }
+
     fileprivate func applied(_ info: ControlMessage.ClassInfo) {
         keys.setClass(info)
         logger.info(
@@ -264,6 +274,8 @@ final class ControlClientHandler: ChannelInboundHandler {
                 client?.retired(id: id)
             case .applyClass(let info):
                 client?.applied(info)
+            case .learnAddresses(let list):
+                client?.learned(list)
             case .close(let why):
                 reason = "\(why)"
                 context.flush()

@@ -124,6 +124,15 @@ public final class GatewayService {
                     server: Endpoint(address: configured[0], port: config.controlPort), tls: tls, keys: keys,
                     keepaliveSeconds: config.keepalive, selectSource: { source.get() }, logger: logger)
                 controlClient = client
+                let reactor = control.reactors[0]
+                client.onAddresses = { [weak supervisor] list in
+                    reactor.execute {
+                        guard let supervisor else { return }
+                        var servers = supervisor.servers
+                        servers.announced = list
+                        supervisor.setServers(servers)
+                    }
+                }
                 client.start()
             }
             logger.notice(
