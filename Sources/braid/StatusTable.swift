@@ -9,7 +9,7 @@ enum StatusTable {
         let sessions = root["sessions"] as? [String: Any] ?? [:]
         var out = "concentrator \(root["concentrator"] ?? "?")   sessions \(sessions["active"] ?? 0) open, "
         out += "\(sessions["total"] ?? 0) since start\n"
-        let header = ["UPLINK", "DEVICE", "ROLE", "STATE", "SINCE", "ADDRESSES", "RTT", "LOSS", "SUBFLOWS", "SENT", "RECEIVED"]
+        let header = ["UPLINK", "DEVICE", "ROLE", "STATE", "FAMILY", "SINCE", "ADDRESSES", "RTT", "LOSS", "SUBFLOWS", "SENT", "RECEIVED"]
         var rows = [header]
         let now = Date().timeIntervalSince1970
         for u in root["uplinks"] as? [[String: Any]] ?? [] {
@@ -18,7 +18,9 @@ enum StatusTable {
             let loss = (u["loss"] as? Double).map { String(format: "%.0f%%", $0 * 100) } ?? "-"
             let addresses = (u["addresses"] as? [String] ?? []).joined(separator: ",")
             rows.append([
-                "\(u["name"] ?? "?")", "\(u["device"] ?? "?")", "\(u["role"] ?? "?")", "\(u["state"] ?? "?")", since,
+                "\(u["name"] ?? "?")", "\(u["device"] ?? "?")", "\(u["role"] ?? "?")", "\(u["state"] ?? "?")",
+                // The family the uplink reaches the concentrator over; "-": none in common.
+                u["family"] as? String ?? "-", since,
                 addresses.isEmpty ? "-" : addresses, rtt, loss, "\(u["subflows"] ?? 0)",
                 bytes(u["tx_bytes"] as? Double ?? 0), bytes(u["rx_bytes"] as? Double ?? 0),
             ])
