@@ -40,10 +40,13 @@ public final class TransparentForwarder {
     public struct FirstSubflow: Equatable, Sendable {
         public var source: IPAddress?
         public var server: IPAddress
+        /// The concentrator has addresses of both families: subflows of either may join.
+        public var bothFamilies: Bool
 
-        public init(source: IPAddress?, server: IPAddress) {
+        public init(source: IPAddress?, server: IPAddress, bothFamilies: Bool = false) {
             self.source = source
             self.server = server
+            self.bothFamilies = bothFamilies
         }
     }
 
@@ -119,10 +122,14 @@ public final class TransparentForwarder {
         do {
             request = try makeRequest(destination, server.address)
             // An MPTCP socket of family AF_INET can only ever have IPv4 subflows (the kernel's
-            // mptcp_pm_addr_families_match), so every connection is an AF_INET6 socket, dialling an
-            // IPv4 concentrator by its v4-mapped address: uplinks of either family can then join.
-            // Without IPv6 in the kernel, an IPv4 socket.
+            // mptcp_pm_addr_families_match), so when the concentrator has addresses of both
+            // families the connection is an AF_INET6 socket, dialling an IPv4 concentrator by its
+            // v4-mapped address: uplinks of either family can then join. Otherwise (or without
+            // IPv6 in the kernel) a socket of the server's family, as the kernel shows it plainly.
             do {
+                guard first?.bothFamilies == true || !server.address.isIPv4 else {
+                    throw SystemError("socket(AF_INET6)", errno: EAFNOSUPPORT)
+                }
                 upstream = try Sockets.stream(family: AF_INET6, mptcp: true)
                 dialled = Endpoint(address: IPAddress(bytes: server.address.mappedIPv6Bytes)!, port: server.port)
                 source = source.flatMap { IPAddress(bytes: $0.mappedIPv6Bytes) }

@@ -31,6 +31,13 @@ struct ConcentratorAddresses: Equatable, Sendable {
         return out
     }
 
+    /// Whether there are addresses of both families (connections must then be able to take
+    /// subflows of both: AF_INET6 sockets).
+    var bothFamilies: Bool {
+        let list = all
+        return list.contains(where: \.isIPv4) && list.contains(where: { !$0.isIPv4 })
+    }
+
     /// The address an uplink of `family`'s family dials: a configured one first (the operator's
     /// word, or DNS), else an announced one.
     func address(sameFamilyAs family: IPAddress) -> IPAddress? {

@@ -137,17 +137,19 @@ final class ControlClient: @unchecked Sendable {
             }
         // The first subflow leaves from a healthy uplink, as the data connections' do, to the
         // concentrator address of that uplink's family.
-        // Both as IPv6 (IPv4 v4-mapped), so the socket is AF_INET6 and subflows of either family
-        // can join it (an AF_INET MPTCP socket takes IPv4 subflows only).
+        // With concentrator addresses of both families, both as IPv6 (IPv4 v4-mapped), so the
+        // socket is AF_INET6 and subflows of either family can join it (an AF_INET MPTCP socket
+        // takes IPv4 subflows only).
         let first = selectSource()
         let server = first?.server ?? fallback
+        let form: (IPAddress) -> IPAddress = first?.bothFamilies == true ? Self.v6 : { $0 }
         if let source = first?.source, source.isIPv4 == server.isIPv4,
-            let local = try? SocketAddress(ipAddress: "\(Self.v6(source))", port: 0)
+            let local = try? SocketAddress(ipAddress: "\(form(source))", port: 0)
         {
             bootstrap = bootstrap.bind(to: local)
         }
         do {
-            let address = try SocketAddress(ipAddress: "\(Self.v6(server))", port: Int(port))
+            let address = try SocketAddress(ipAddress: "\(form(server))", port: Int(port))
             bootstrap.connect(to: address).whenComplete { result in
                 switch result {
                 case .success(let channel):

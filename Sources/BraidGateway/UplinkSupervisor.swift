@@ -353,12 +353,13 @@ final class UplinkSupervisor {
             for u in manager.uplinks
             where u.config.role == role && u.usable && watches[u.name]?.health.state == .up {
                 if let path = servers.path(from: u.addresses.map(\.address)) {
-                    choice = .init(source: path.source, server: path.server)
+                    choice = .init(source: path.source, server: path.server, bothFamilies: servers.bothFamilies)
                     break
                 }
             }
         }
-        preferredSource.set(choice ?? servers.all.first.map { .init(source: nil, server: $0) })
+        preferredSource.set(
+            choice ?? servers.all.first.map { .init(source: nil, server: $0, bothFamilies: servers.bothFamilies) })
     }
 
     /// Takes the concentrator's addresses anew: probes move to the new address of their family,
