@@ -23,6 +23,13 @@ final class ConcentratorAddressesTests: XCTestCase {
         XCTAssertNil(ConcentratorAddresses(configured: [c4]).path(from: [v6]))
     }
 
+    /// Only a concentrator with both families needs connections that take subflows of both.
+    func testBothFamilies() {
+        XCTAssertFalse(ConcentratorAddresses(configured: [c4]).bothFamilies)
+        XCTAssertFalse(ConcentratorAddresses(configured: [c6]).bothFamilies)
+        XCTAssertTrue(ConcentratorAddresses(configured: [c4], announced: [c6]).bothFamilies)
+    }
+
     func testConfiguredAddressesComeBeforeAnnouncedOnes() {
         let other6 = IPAddress("2001:db8:99::2")!
         let s = ConcentratorAddresses(configured: [c4, c6], announced: [other6, c4])
