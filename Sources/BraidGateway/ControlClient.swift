@@ -33,7 +33,8 @@ final class DataKeys: @unchecked Sendable {
     static func nowMillis() -> UInt64 { monotonicNanos() / 1_000_000 }
 
     func install(id: UInt32, key: [UInt8], notAfterMillis: UInt64) {
-        lock.withLock { session = (ConvertAuthenticator(key: key, keyID: id, identity: identity ?? ""), notAfterMillis) }
+        let authenticator = ConvertAuthenticator(key: key, keyID: id, identity: identity ?? "")
+        lock.withLock { session = (authenticator, notAfterMillis) }
     }
 
     func retire(id: UInt32) {

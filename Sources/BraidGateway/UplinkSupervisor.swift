@@ -393,13 +393,15 @@ final class UplinkSupervisor {
             let loss = h.loss.map { fixed($0, 3) } ?? "null"
             let count = u.addresses.reduce(0) { $0 + (subflows[$1.address] ?? 0) }
             // The family the uplink reaches the concentrator over (null: none in common).
-            let family = servers.path(from: u.addresses.map(\.address)).map { $0.server.isIPv4 ? "\"ipv4\"" : "\"ipv6\"" }
+            let family = servers.path(from: u.addresses.map(\.address))
+                .map { $0.server.isIPv4 ? "\"ipv4\"" : "\"ipv6\"" }
             let tx = Self.counter(u.config.device, "tx_bytes")
             let rx = Self.counter(u.config.device, "rx_bytes")
             lines.append(
                 """
                 {"name":"\(u.name)","device":"\(u.config.device)","role":"\(u.config.role)","state":"\(state)",\
-                "since":\(fixed(since, 3)),"carrier":\(u.carrier),"addresses":[\(addresses)],"family":\(family ?? "null"),\
+                "since":\(fixed(since, 3)),"carrier":\(u.carrier),"addresses":[\(addresses)],\
+                "family":\(family ?? "null"),\
                 "rtt_ms":\(rtt),"loss":\(loss),"subflows":\(count),"mptcp":\(w.mptcpFailing.map { "\"failing: \($0)\"" } ?? "\"ok\""),\
                 "tx_bytes":\(tx),"rx_bytes":\(rx)}
                 """)
@@ -443,9 +445,9 @@ enum EstablishedSubflows {
             while fgets(&line, 512, f) != nil {
                 let fields = String(cString: line).split(separator: " ")
                 guard fields.count > 3, fields[3] == "01" else { continue }  // ESTABLISHED
-                guard let local = endpoint(fields[1]), let remote = endpoint(fields[2]), servers.contains(remote.address) else {
-                    continue
-                }
+                guard let local = endpoint(fields[1]), let remote = endpoint(fields[2]),
+                    servers.contains(remote.address)
+                else { continue }
                 out.insert(SubflowPlanner.Subflow(local: local, remote: remote))
             }
         }

@@ -9,7 +9,10 @@ enum StatusTable {
         let sessions = root["sessions"] as? [String: Any] ?? [:]
         var out = "concentrator \(root["concentrator"] ?? "?")   sessions \(sessions["active"] ?? 0) open, "
         out += "\(sessions["total"] ?? 0) since start\n"
-        let header = ["UPLINK", "DEVICE", "ROLE", "STATE", "FAMILY", "SINCE", "ADDRESSES", "RTT", "LOSS", "SUBFLOWS", "SENT", "RECEIVED"]
+        let header = [
+            "UPLINK", "DEVICE", "ROLE", "STATE", "FAMILY", "SINCE", "ADDRESSES", "RTT", "LOSS", "SUBFLOWS", "SENT",
+            "RECEIVED",
+        ]
         var rows = [header]
         let now = Date().timeIntervalSince1970
         for u in root["uplinks"] as? [[String: Any]] ?? [] {

@@ -306,8 +306,12 @@ final class ControlSessionTests: XCTestCase {
         config.addresses = [IPAddress("2001:db8:10::2")!]
         var c = ConcentratorControlSession(configuration: config, keys: CountingKeySource())
         _ = c.start(nowMillis: 0)
-        let actions = c.receive(try ControlMessage.hello(.init(protocolVersion: 1, software: "old")).encode(), nowMillis: 1)
-        let sent = actions.compactMap { if case .send(let f) = $0 { try? ControlMessage.decode(frame: f).type } else { nil } }
+        let hello = try ControlMessage.hello(.init(protocolVersion: 1, software: "old")).encode()
+        let actions = c.receive(hello, nowMillis: 1)
+        let sent = actions.compactMap { a -> ControlMessage.MessageType? in
+            if case .send(let f) = a { return try? ControlMessage.decode(frame: f).type }
+            return nil
+        }
         XCTAssertEqual(sent, [.sessionGrant])
     }
 
