@@ -11,7 +11,8 @@
 # families; `braid status` shows wan4 up with family ipv6; a sha256-checked download carries
 # subflows from wan4 to the concentrator's IPv6 address next to the IPv4 uplinks' (ss); with
 # wan1-3 silent (nft drop at their far side), new connections (curl against nginx) are served
-# over wan4 alone; a name that does not resolve stops the gateway with a message naming it.
+# over wan4 alone; a reload resolves the name again; a name that does not resolve stops the
+# gateway with a message naming it.
 # Part 2, TLS control channel, `option server '198.18.10.2'` (IPv4 only) and uplinks wan1 and
 # wan4: the concentrator announces its IPv6 address on the channel, so wan4 comes up; with wan1
 # silent, the control channel comes back over IPv6 and new connections start on wan4 at the
@@ -162,7 +163,27 @@ fi
 for i in 1 2 3; do silent_cut off "$i"; done
 wait_for 10 all_up 1 2 3 4 || fail "wan1-3 back up after the cut"
 
-# 4. A name that does not resolve stops the gateway at start with the name and the reason. In a
+# 4. A reload resolves the name again: with its AAAA record gone, wan4 has no path (down, no
+# family); with it back, wan4 is up again. The hosts file is rewritten in place (the gateway's
+# namespace sees it through a bind mount of that inode).
+only_v4() { [[ $(status_field 'd["concentrator_addresses"]') == "['$CONC_ADDR']" ]] && [[ $(uplink_state wan4) == down ]]; }
+printf '%s %s\n' "$CONC_ADDR" "$CONC_NAME" >"/etc/netns/$NS_GW/hosts"
+nsx "$NS_GW" "$BRAID_BIN" reload --socket "$STATUS_SOCK" >/dev/null 2>&1
+if wait_for 10 only_v4 && [[ $(uplink_field wan4 family) == None ]]; then
+    printf '%s %s\n%s %s\n' "$CONC_ADDR" "$CONC_NAME" "$CONC_ADDR6" "$CONC_NAME" >"/etc/netns/$NS_GW/hosts"
+    nsx "$NS_GW" "$BRAID_BIN" reload --socket "$STATUS_SOCK" >/dev/null 2>&1
+    if wait_for 10 up_with_family wan4 ipv6; then
+        pass "braid reload resolves $CONC_NAME again: AAAA removed, wan4 down without a family; AAAA back, wan4 up (ipv6)"
+    else
+        fail "AAAA record back after reload" "wan4: $(uplink_state wan4)" "$(status_field 'd["concentrator_addresses"]')"
+    fi
+else
+    fail "AAAA record removed, reload" "addresses: $(status_field 'd["concentrator_addresses"]')" \
+        "wan4: $(uplink_state wan4) $(uplink_field wan4 family)" "$(tail -3 "$LAB_WORK/gateway.log")"
+    printf '%s %s\n%s %s\n' "$CONC_ADDR" "$CONC_NAME" "$CONC_ADDR6" "$CONC_NAME" >"/etc/netns/$NS_GW/hosts"
+fi
+
+# 5. A name that does not resolve stops the gateway at start with the name and the reason. In a
 # namespace of its own with only lo, and a resolver pointed at the lab (nothing leaves it).
 ip netns add "$NS_ALONE"
 mkdir -p "/etc/netns/$NS_ALONE"
@@ -234,14 +255,14 @@ LAB_GW_PID=$!
 LAB_PIDS+=("$LAB_GW_PID")
 wait_for 10 test -S "$STATUS_SOCK" || fail "gateway with TLS did not start" "$(tail -5 "$LAB_WORK/gateway.log")"
 
-# 5. The control channel comes up (over wan1: the only address known yet is IPv4).
+# 6. The control channel comes up (over wan1: the only address known yet is IPv4).
 if wait_for 15 control_up; then
     pass "TLS control channel up to $CONC_ADDR:$CONTROL_PORT"
 else
     fail "control channel up" "$(status_field 'd["control"]')" "$(tail -5 "$LAB_WORK/gateway.log")"
 fi
 
-# 6. The concentrator announces its IPv6 address over the channel: the IPv6-only wan4, which has
+# 7. The concentrator announces its IPv6 address over the channel: the IPv6-only wan4, which has
 # no path to an IPv4 concentrator, comes up with family ipv6.
 if wait_for 10 up_with_family wan4 ipv6; then
     pass "the concentrator announced $CONC_ADDR6 on the control channel: IPv6-only wan4 up with family ipv6 (addresses $(status_field 'd["concentrator_addresses"]'))"
@@ -250,7 +271,7 @@ else
         "addresses: $(status_field 'd["concentrator_addresses"]')" "$(grep -i announc "$LAB_WORK/gateway.log" | tail -2)"
 fi
 
-# 7. The whole path over IPv6: wan1 silent; the control channel comes back over wan4 to the
+# 8. The whole path over IPv6: wan1 silent; the control channel comes back over wan4 to the
 # concentrator's IPv6 address, and a LAN IPv6 client reaches an IPv6 origin through it, sha256-checked.
 silent_cut on 1
 if wait_for 10 all_down 1; then
