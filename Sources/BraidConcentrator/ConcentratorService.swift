@@ -125,7 +125,7 @@ public final class ConcentratorService {
                     limits: .init(
                         maxHandshakes: Int(config.maxControlHandshakes),
                         maxHandshakesPerSource: Int(config.maxControlHandshakesPerSource)),
-                    logger: logger)
+                    addresses: { [config] in Self.announced(config) }, logger: logger)
             } catch {
                 stop()
                 throw error
@@ -173,6 +173,18 @@ public final class ConcentratorService {
         try state.remember(limits: .init(subflows: old.subflows, addAddrAccepted: old.addAddrAccepted))
         try pm.setLimits(subflows: 8, addAddrAccepted: old.addAddrAccepted)
         logger.notice("MPTCP limits set", metadata: ["subflows": "\(old.subflows) -> 8"])
+    }
+
+    /// What the control channel announces to gateways: `announce`, else the host's dialable
+    /// addresses when listening on all of them (both families with `::`), else the listen
+    /// address. Read at each channel's start, so an address added since is announced.
+    static func announced(_ config: ConcentratorConfig) -> [IPAddress] {
+        if !config.announce.isEmpty { return config.announce }
+        let any = config.listen.bytes.allSatisfy { $0 == 0 }
+        guard any else { return [config.listen] }
+        let own = LocalAddresses.scan().filter { $0.isDialableUnicast && (!config.listen.isIPv4 || $0.isIPv4) }
+        // A stable order: IPv4 first, then by bytes.
+        return own.sorted { a, b in a.isIPv4 != b.isIPv4 ? a.isIPv4 : a.bytes.lexicographicallyPrecedes(b.bytes) }
     }
 
     /// Gives back the MPTCP limits and sysctls as they were before the first run; the state

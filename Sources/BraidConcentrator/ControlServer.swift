@@ -43,7 +43,7 @@ final class ControlServer {
     /// Binds the listener. The TLS context is built by the caller, so a bad file stops the start.
     init(
         listen: Endpoint, tls: TLSContext, book: SubscriberBook, sessionLifetime: UInt32, limits: Limits,
-        logger: Logger
+        addresses: @escaping @Sendable () -> [IPAddress] = { [] }, logger: Logger
     ) throws {
         self.logger = logger
         self.book = book
@@ -92,7 +92,8 @@ final class ControlServer {
                         try channel.pipeline.syncOperations.addHandler(
                             ControlServerHandler(
                                 book: book, sessionLifetime: sessionLifetime, open: open, current: current,
-                                logger: connectionLogger, notServed: { notServed.record($0, from: source) }))
+                                addresses: addresses, logger: connectionLogger,
+                                notServed: { notServed.record($0, from: source) }))
                     } catch {
                         // The slot goes back with a pipeline that could not be built.
                         admission.inFlight.release(ticket)
@@ -236,11 +237,15 @@ final class ControlServerHandler: ChannelInboundHandler {
     /// Counts a refusal of a genuine certificate's subscriber, by reason.
     private let notServed: (String) -> Void
 
+    /// The addresses announced to the gateway, read at each channel's start.
+    private let addresses: () -> [IPAddress]
+
     init(
-        book: SubscriberBook, sessionLifetime: UInt32, open: OpenChannels, current: CurrentTLS, logger: Logger,
-        notServed: @escaping (String) -> Void = { _ in }
+        book: SubscriberBook, sessionLifetime: UInt32, open: OpenChannels, current: CurrentTLS,
+        addresses: @escaping () -> [IPAddress], logger: Logger, notServed: @escaping (String) -> Void = { _ in }
     ) {
         self.notServed = notServed
+        self.addresses = addresses
         self.book = book
         self.open = open
         self.current = current
@@ -291,8 +296,11 @@ final class ControlServerHandler: ChannelInboundHandler {
                 }
             }
             let book = self.book
+            var configuration = ConcentratorControlSession.Configuration(
+                keyLifetimeSeconds: sessionLifetime, serviceClass: info)
+            configuration.addresses = addresses()
             var session = ConcentratorControlSession(
-                configuration: .init(keyLifetimeSeconds: sessionLifetime, serviceClass: info),
+                configuration: configuration,
                 keys: SystemSessionKeySource(isInUse: { book.isInUse($0) }))
             let actions = session.start(nowMillis: Self.now())
             self.session = session
@@ -349,8 +357,8 @@ final class ControlServerHandler: ChannelInboundHandler {
             case .retireKey(let id):
                 book.retire(id: id)
                 keys.removeAll { $0 == id }
-            case .applyClass:
-                break  // gateway-side action
+            case .applyClass, .learnAddresses:
+                break  // gateway-side actions
             case .close(let reason):
                 logger.info("control channel closed", metadata: ["reason": "\(reason)"])
                 context.flush()

@@ -78,7 +78,7 @@ public struct Subscriber: Equatable, Sendable {
 
 /// `config gateway` section.
 public struct GatewayConfig: Equatable, Sendable {
-    public var server: IPAddress
+    public var server: ConcentratorHost
     public var port: UInt16
     public var pskFile: String
     public var lanDevices: [String]
@@ -119,11 +119,16 @@ public struct GatewayConfig: Equatable, Sendable {
     public var webListen: ListenerSetting = .lan(port: 80)
     /// Where the Prometheus metrics are served; nil: not at all.
     public var metricsListen: Endpoint? = nil
+    /// `server_name` as set: the name data connections' MACs are bound to. nil (unset) binds each
+    /// to the concentrator address it dials, one per family.
+    public var macIdentity: String? = nil
 }
 
 /// `config concentrator` section, with the service classes and subscribers it enforces.
 public struct ConcentratorConfig: Equatable, Sendable {
     public var listen: IPAddress
+    /// `announce`: addresses announced to gateways over the control channel; empty derives them.
+    public var announce: [IPAddress] = []
     public var port: UInt16
     public var pskFile: String
     /// `deny_dest`: refused on top of the concentrator's built-in list.
@@ -228,7 +233,7 @@ public struct BraidConfigReader {
     func readGateway() -> (config: GatewayConfig?, errors: [ConfigError]) {
         var p = schema.validate(package, role: .gateway)
         guard let g = p.sections(ofType: "gateway").first else { return (nil, p.errors) }
-        let server = g.address("server") ?? .v4(0)
+        let server = g.text("server").map(ConcentratorHost.init) ?? .address(.v4(0))
         var config = GatewayConfig(
             server: server,
             port: UInt16(truncatingIfNeeded: g.number("port") ?? 0),
@@ -252,6 +257,7 @@ public struct BraidConfigReader {
             quic: g.text("quic").flatMap(QUICMode.init) ?? .tcp,
             webListen: g.text("web_listen").flatMap { ListenerSetting($0, defaultPort: 80) } ?? .lan(port: 80))
         config.metricsListen = metricsListen(g, &p)
+        config.macIdentity = g.text("server_name")
         checkDistinctPorts(g, &p)
         if let web = g.text("web_listen").flatMap({ ListenerSetting($0, defaultPort: 80) })?.port,
             web == g.number("tproxy_port").map({ UInt16(truncatingIfNeeded: $0) })
@@ -321,11 +327,16 @@ public struct BraidConfigReader {
             tls?.crl = crl
         }
         checkDistinctPorts(c, &p)
+        if let bad = c.addresses("announce").first(where: { !$0.isDialableUnicast }) {
+            // A gateway would drop it: unspecified, loopback, link-local and multicast lead nowhere.
+            p.error(c, "announce", "is not an address a gateway can dial", value: "\(bad)")
+        }
         if let pskClass = c.text("psk_class"), !c.isSet("psk_file") {
             p.error(c, "psk_class", "needs psk_file", value: pskClass)
         }
         var config = ConcentratorConfig(
             listen: c.address("listen") ?? .v4(0),
+            announce: c.addresses("announce"),
             port: UInt16(truncatingIfNeeded: c.number("port") ?? 0),
             pskFile: c.text("psk_file") ?? "",
             denyDestinations: c.prefixes("deny_dest"),

@@ -208,6 +208,7 @@ public struct ConcentratorConfigDiff: Equatable, Sendable {
         fixed.compare("status_socket", old.statusSocket, new.statusSocket)
         fixed.compare("metrics_listen", old.metricsListen.map { "\($0)" }, new.metricsListen.map { "\($0)" })
         fixed.compare("identity", old.identities, new.identities)
+        fixed.compare("announce", old.announce, new.announce)
         self.fixed = fixed.changes
         pskClassChanged = old.pskClass != new.pskClass
         denyAdded = new.denyDestinations.filter { !old.denyDestinations.contains($0) }

@@ -7,8 +7,11 @@ extension ConfigSchema {
             doc: "The gateway (CPE): where the concentrator is and which LAN traffic is bonded.",
             options: [
                 OptionSchema(
-                    "server", .address, required: true, example: "198.18.10.2",
-                    doc: "Concentrator address, IPv4 or IPv6."),
+                    "server", .hostOrAddress, required: true, example: "198.18.10.2",
+                    doc: "Concentrator address, IPv4 or IPv6, or a DNS name with A and/or AAAA records (resolved at "
+                        + "start, at each reload and every 5 minutes). Each uplink reaches the concentrator over its "
+                        + "own address family: an IPv6-only uplink uses the IPv6 address, which the name's AAAA "
+                        + "record or the concentrator itself (over the TLS control channel) makes known."),
                 OptionSchema("port", .port, default: "4800", doc: "Concentrator's MPTCP data port."),
                 OptionSchema(
                     "control_port", .port, default: "4803", doc: "Concentrator's TLS control port."),
@@ -116,6 +119,12 @@ extension ConfigSchema {
             doc: "The concentrator: where gateways connect and what they may reach.",
             options: [
                 OptionSchema("listen", .address, default: "::", doc: "MPTCP listen address; :: is dual stack."),
+                OptionSchema(
+                    "announce", .list, .address, defaultNote: "its own addresses when listening on :: or 0.0.0.0, "
+                        + "else listen", example: "2001:db8:10::2",
+                    doc: "Addresses announced to gateways over the TLS control channel, so each uplink reaches the "
+                        + "concentrator over its own family (an IPv6-only uplink at the IPv6 address). Set it when "
+                        + "the addresses gateways dial are not the host's own (NAT in front)."),
                 OptionSchema("port", .port, default: "4800", doc: "MPTCP data port."),
                 OptionSchema("control_port", .port, default: "4803", doc: "TLS control port."),
                 OptionSchema(

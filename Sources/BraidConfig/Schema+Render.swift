@@ -147,6 +147,7 @@ extension ConfigSchema {
         case .mark: "mark"
         case .hostName: "host name"
         case .endpoint: "address:port"
+        case .hostOrAddress: "address or DNS name"
         case .reference(let t): "name of a `config \(t)`"
         case .listener: "off, lan[:port] or address[:port]"
         }

@@ -37,6 +37,9 @@ public enum ValueType: Sendable, Equatable {
     case mark
     /// DNS name or address text, as a certificate names its holder.
     case hostName
+    /// An IP address, or a DNS name to resolve (its last label not all digits, so a mistyped
+    /// address such as `198.18.10` is refused rather than looked up).
+    case hostOrAddress
     /// The name of a section of the given type.
     case reference(String)
     /// Where a LAN page listens: `off`, `lan`, `lan:PORT`, `ADDRESS[:PORT]` or `[IPv6]:PORT`
@@ -230,6 +233,10 @@ public struct ValidatedSection: Sendable {
     public func endpoint(_ name: String) -> Endpoint? {
         if case .endpoint(let e)? = value(name) { return e }
         return nil
+    }
+
+    public func addresses(_ name: String) -> [IPAddress] {
+        list(name).compactMap { if case .address(let a) = $0 { a } else { nil } }
     }
 
     public func texts(_ name: String) -> [String] {
@@ -485,6 +492,18 @@ extension ConfigSchema {
                 throw bad("must be ADDRESS:PORT, an IPv6 address in brackets ([2001:db8::1]:9100), port 1-65535")
             }
             return .endpoint(e)
+        case .hostOrAddress:
+            if IPAddress(text) != nil { return .text(text) }
+            let labels = text.split(separator: ".", omittingEmptySubsequences: false)
+            let ok =
+                !text.isEmpty && text.utf8.count <= 253
+                && labels.allSatisfy { l in
+                    !l.isEmpty && l.utf8.count <= 63 && !l.hasPrefix("-") && !l.hasSuffix("-")
+                        && l.utf8.allSatisfy { isAlphanumeric($0) || $0 == 0x2d }
+                }
+                && !(labels.last?.utf8.allSatisfy { $0 >= 0x30 && $0 <= 0x39 } ?? true)
+            guard ok else { throw bad("not an IP address or a DNS name") }
+            return .text(text)
         case .reference:
             guard !text.isEmpty, text.utf8.allSatisfy({ isAlphanumeric($0) || $0 == 0x5f }) else {
                 throw bad("must be a section name: letters, digits and '_'")

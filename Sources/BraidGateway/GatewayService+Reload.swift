@@ -64,6 +64,8 @@ extension GatewayService {
         if diff.webListen != nil || !diff.lanDevicesAdded.isEmpty || !diff.lanDevicesRemoved.isEmpty {
             placeStatusPage()
         }
+        // A name's records may have changed since the last look (the name itself cannot: restart).
+        resolveNow()
         logger.notice("configuration reloaded", metadata: ["file": "\(path)", "changes": "\(diff.summary)"])
         return .reloaded(summary: diff.summary)
     }

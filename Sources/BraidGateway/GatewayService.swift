@@ -65,14 +65,16 @@ public final class GatewayService {
 
     private func startSteps() throws {
         let key = config.pskFile.isEmpty ? nil : try PresharedKey.load(path: config.pskFile)
-        let keys = DataKeys(preshared: key, identity: config.serverName)
+        let keys = DataKeys(preshared: key, identity: config.macIdentity)
         self.keys = keys
         // The TLS context first: a missing or unreadable certificate stops the start here.
         let tls = try config.tls.map {
             try TLSContext(
                 role: .client(serverName: config.serverName), ca: $0.ca, certificate: $0.cert, key: $0.key)
         }
-        let server = Endpoint(address: config.server, port: config.port)
+        // A name that does not resolve stops the start here, with the resolver's reason.
+        let configured = try Self.resolveServer(config.server)
+        let server = Endpoint(address: configured[0], port: config.port)
         let state = try KernelStateFile(
             path: KernelStateFile.path(directory: KernelStateFile.directory(of: config.statusSocket), role: "gateway"),
             role: "gateway")
@@ -105,7 +107,8 @@ public final class GatewayService {
             let control = try ReactorGroup(count: 1, logger: logger)
             self.control = control
             let supervisor = try UplinkSupervisor(
-                config: config, manager: manager, reactor: control.reactors[0], logger: logger)
+                config: config, servers: ConcentratorAddresses(configured: configured), manager: manager,
+                reactor: control.reactors[0], logger: logger)
             self.supervisor = supervisor
             supervisor.egress = egress
             // The first pass runs here, before the threads start, so the uplinks are in place
@@ -118,8 +121,8 @@ public final class GatewayService {
             let forwarder = TransparentForwarder(
                 config: .init(server: server, listenerPort: config.tproxyPort, fastOpen: config.fastOpen),
                 logger: logger, selectSource: { source.get() }
-            ) { destination in
-                guard let authenticator = keys.current() else {
+            ) { destination, dialled in
+                guard let authenticator = keys.current(server: dialled) else {
                     throw GatewayError("no session key yet: the control channel to the concentrator is not up")
                 }
                 return try ConvertClientHandshake.request(
@@ -147,11 +150,21 @@ public final class GatewayService {
             try data.start()
             try table.install()
             interception = table
+            scheduleResolve()
             if let tls {
                 let client = ControlClient(
-                    server: Endpoint(address: config.server, port: config.controlPort), tls: tls, keys: keys,
+                    server: Endpoint(address: configured[0], port: config.controlPort), tls: tls, keys: keys,
                     keepaliveSeconds: config.keepalive, selectSource: { source.get() }, logger: logger)
                 controlClient = client
+                let reactor = control.reactors[0]
+                client.onAddresses = { [weak supervisor] list in
+                    reactor.execute {
+                        guard let supervisor else { return }
+                        var servers = supervisor.servers
+                        servers.announced = list
+                        supervisor.setServers(servers)
+                    }
+                }
                 client.start()
             }
             logger.notice(

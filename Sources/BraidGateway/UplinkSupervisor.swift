@@ -21,8 +21,10 @@ final class UplinkSupervisor {
         /// ICMP echo identifier of the uplink's probes, its own within the process.
         let probeID: UInt16
         var probe: EchoProbe?
-        /// The address the probe socket is bound to.
+        /// The address the probe socket is bound to, and the concentrator address it probes (of
+        /// the same family: health is judged per family, on the path subflows take).
         var probeSource: IPAddress?
+        var probeTarget: IPAddress?
         /// Why the uplink's path is reported as breaking MPTCP, or nil.
         var mptcpFailing: String?
     }
@@ -48,17 +50,23 @@ final class UplinkSupervisor {
     var egress: EgressRouting?
     /// Called after an uplink went down or came up (the status page publishes at once).
     var onTransition: (() -> Void)?
+    /// The concentrator's addresses; `setServers` replaces them (a name resolved anew, an
+    /// announcement on the control channel).
+    private(set) var servers: ConcentratorAddresses
 
-    init(config: GatewayConfig, manager: UplinkManager, reactor: Reactor, logger: Logger) throws {
+    init(
+        config: GatewayConfig, servers: ConcentratorAddresses, manager: UplinkManager, reactor: Reactor,
+        logger: Logger
+    ) throws {
         self.config = config
+        self.servers = servers
         self.manager = manager
         self.reactor = reactor
         self.logger = logger
         monitor = try LinkMonitor()
         mptcpEvents = try MPTCPEventMonitor()
         pathManager = try MPTCPPathManager()
-        planner = SubflowPlanner(
-            server: config.server, maxSubflows: Int(config.maxSubflows) + 1, judgedPort: config.port)
+        planner = SubflowPlanner(servers: servers, maxSubflows: Int(config.maxSubflows) + 1, judgedPort: config.port)
         for u in config.uplinks { watches[u.name] = makeWatch() }
     }
 
@@ -149,15 +157,21 @@ final class UplinkSupervisor {
             let why = u.ifindex == nil ? "device missing" : (!u.carrier ? "no carrier" : "no address")
             if let t = watches[name]?.health.force(down: why, now: now) { transition(name, t) }
         }
-        let source = u.usable ? u.address(sameFamilyAs: config.server) : nil
-        if var w = watches[name], source != w.probeSource {
+        let path = u.usable ? servers.path(from: u.addresses.map(\.address)) : nil
+        if u.config.role != .off && u.usable && path == nil {
+            let families = Set(servers.all.map { $0.isIPv4 ? "IPv4" : "IPv6" }).sorted().joined(separator: " or ")
+            let why = "no \(families.isEmpty ? "known concentrator" : families) address to reach the concentrator"
+            if let t = watches[name]?.health.force(down: why, now: now) { transition(name, t) }
+        }
+        if var w = watches[name], path?.source != w.probeSource || path?.server != w.probeTarget {
             w.probe?.close()
             w.probe = nil
-            w.probeSource = source
-            if let source {
+            w.probeSource = path?.source
+            w.probeTarget = path?.server
+            if let path {
                 do {
                     w.probe = try EchoProbe(
-                        reactor: reactor, source: source, device: u.config.device, target: config.server,
+                        reactor: reactor, source: path.source, device: u.config.device, target: path.server,
                         identifier: w.probeID
                     ) { [weak self] seq, rtt in self?.replied(name, seq: seq, rtt: rtt) }
                 } catch {
@@ -223,11 +237,11 @@ final class UplinkSupervisor {
     /// The uplink addresses that can carry subflows to the concentrator, healthy or not.
     private func paths() -> [SubflowPlanner.Path] {
         manager.uplinks.compactMap { u in
-            guard u.config.role != .off, u.usable, let address = u.address(sameFamilyAs: config.server),
+            guard u.config.role != .off, u.usable, let path = servers.path(from: u.addresses.map(\.address)),
                 let w = watches[u.name]
             else { return nil }
             return SubflowPlanner.Path(
-                address: address, ifindex: u.ifindex ?? 0, backup: u.config.role == .backup,
+                address: path.source, server: path.server, ifindex: u.ifindex ?? 0, backup: u.config.role == .backup,
                 healthy: w.health.state == .up)
         }
     }
@@ -277,7 +291,7 @@ final class UplinkSupervisor {
         reactor.schedule(afterNanos: planner.retryNanos) { [weak self] in
             guard let self, !self.stopped else { return }
             if !self.planner.connections.isEmpty {
-                self.planner.reconcile(established: EstablishedSubflows.read(server: self.config.server))
+                self.planner.reconcile(established: EstablishedSubflows.read(servers: self.servers))
             }
             self.replan()
             self.scheduleSubflowTick()
@@ -287,7 +301,8 @@ final class UplinkSupervisor {
     /// Logs when an uplink's path starts or stops breaking MPTCP.
     private func reportPaths() {
         for u in manager.uplinks {
-            guard let address = u.address(sameFamilyAs: config.server), let before = watches[u.name] else { continue }
+            guard let address = servers.path(from: u.addresses.map(\.address))?.source, let before = watches[u.name]
+            else { continue }
             let failing = planner.breaksMPTCP(address)
             if let failing, before.mptcpFailing == nil {
                 logger.warning(
@@ -341,18 +356,33 @@ final class UplinkSupervisor {
     }
 
     /// New connections start on the first healthy active uplink, else the first healthy backup.
+    /// The first subflow dials the concentrator address of that uplink's family; with no healthy
+    /// uplink, the first known address from whatever source the routing table picks.
     func publishSource() {
-        var choice: IPAddress?
+        var choice: TransparentForwarder.FirstSubflow?
         for role in [UplinkRole.active, .backup] where choice == nil {
             for u in manager.uplinks
             where u.config.role == role && u.usable && watches[u.name]?.health.state == .up {
-                if let a = u.address(sameFamilyAs: config.server) {
-                    choice = a
+                if let path = servers.path(from: u.addresses.map(\.address)) {
+                    choice = .init(source: path.source, server: path.server, bothFamilies: servers.bothFamilies)
                     break
                 }
             }
         }
-        preferredSource.set(choice)
+        preferredSource.set(
+            choice ?? servers.all.first.map { .init(source: nil, server: $0, bothFamilies: servers.bothFamilies) })
+    }
+
+    /// Takes the concentrator's addresses anew: probes move to the new address of their family,
+    /// and running connections get subflows on uplinks that could not reach it before.
+    func setServers(_ new: ConcentratorAddresses) {
+        guard new != servers else { return }
+        logger.notice(
+            "concentrator addresses", metadata: ["configured": "\(new.configured)", "announced": "\(new.announced)"])
+        servers = new
+        planner.servers = new
+        for u in manager.uplinks { update(u.name) }
+        publishSource()
     }
 
     // MARK: status
@@ -375,13 +405,17 @@ final class UplinkSupervisor {
                 rttMs: h.smoothedRTTNanos.map { rounded(Double($0) / 1e6, 2) }, loss: h.loss.map { rounded($0, 3) },
                 subflows: u.addresses.reduce(0) { $0 + (subflows[$1.address] ?? 0) },
                 mptcp: w.mptcpFailing.map { "failing: \($0)" } ?? "ok",
-                txBytes: Self.counter(u.config.device, "tx_bytes"), rxBytes: Self.counter(u.config.device, "rx_bytes"))
+                txBytes: Self.counter(u.config.device, "tx_bytes"), rxBytes: Self.counter(u.config.device, "rx_bytes"),
+                // The family the uplink reaches the concentrator over (nil: none in common).
+                family: servers.path(from: u.addresses.map(\.address)).map { $0.server.isIPv4 ? "ipv4" : "ipv6" })
         }
         let s = sessions.snapshot
         return GatewayStatus(
-            concentrator: "\(Endpoint(address: config.server, port: config.port))",
+            concentrator: config.server.address.map { "\(Endpoint(address: $0, port: config.port))" }
+                ?? "\(config.server.description):\(config.port)",
             sessions: SessionCount(active: s.active, total: s.total), control: control, uplinks: uplinks,
-            bytes: bytes.map { ByteCount(up: $0.up, down: $0.down) }, time: rounded(wall, 3))
+            bytes: bytes.map { ByteCount(up: $0.up, down: $0.down) }, time: rounded(wall, 3),
+            concentratorAddresses: servers.all.map { "\($0)" })
     }
 
     /// Each uplink's device byte counters, in configuration order (the status page's graphs).
@@ -396,20 +430,20 @@ final class UplinkSupervisor {
     }
 }
 
-/// The source address for new connections' first subflow, written by the control loop and read
-/// by every data reactor at each accept.
+/// The source and concentrator address of new connections' first subflow, written by the
+/// control loop and read by every data reactor at each accept.
 public final class PreferredSource {
     private let lock = Mutex()
-    private var address: IPAddress?
+    private var first: TransparentForwarder.FirstSubflow?
 
-    func set(_ a: IPAddress?) { lock.withLock { address = a } }
-    public func get() -> IPAddress? { lock.withLock { address } }
+    func set(_ f: TransparentForwarder.FirstSubflow?) { lock.withLock { first = f } }
+    public func get() -> TransparentForwarder.FirstSubflow? { lock.withLock { first } }
 }
 
 /// Established TCP sockets to the concentrator, from /proc/net/tcp and tcp6 (MPTCP subflows
 /// are ordinary TCP sockets there).
 enum EstablishedSubflows {
-    static func read(server: IPAddress) -> Set<SubflowPlanner.Subflow> {
+    static func read(servers: ConcentratorAddresses) -> Set<SubflowPlanner.Subflow> {
         var out: Set<SubflowPlanner.Subflow> = []
         for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
             guard let f = fopen(file, "r") else { continue }
@@ -418,9 +452,9 @@ enum EstablishedSubflows {
             while fgets(&line, 512, f) != nil {
                 let fields = String(cString: line).split(separator: " ")
                 guard fields.count > 3, fields[3] == "01" else { continue }  // ESTABLISHED
-                guard let local = endpoint(fields[1]), let remote = endpoint(fields[2]), remote.address == server else {
-                    continue
-                }
+                guard let local = endpoint(fields[1]), let remote = endpoint(fields[2]),
+                    servers.contains(remote.address)
+                else { continue }
                 out.insert(SubflowPlanner.Subflow(local: local, remote: remote))
             }
         }

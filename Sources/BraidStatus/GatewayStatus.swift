@@ -13,11 +13,20 @@ public struct GatewayStatus: Codable, Sendable, Equatable {
     public var bytes: ByteCount?
     /// When the document was made, seconds since the Unix epoch (wall clock).
     public var time: Double?
+    /// Every address the gateway knows the concentrator by (configured, resolved, announced).
+    public var concentratorAddresses: [String]?
+
+    enum CodingKeys: String, CodingKey {
+        case role, concentrator
+        case concentratorAddresses = "concentrator_addresses"
+        case sessions, control, uplinks, bytes, time
+    }
 
     public init(
         concentrator: String, sessions: SessionCount, control: GatewayControlStatus, uplinks: [UplinkStatus],
-        bytes: ByteCount? = nil, time: Double? = nil
+        bytes: ByteCount? = nil, time: Double? = nil, concentratorAddresses: [String]? = nil
     ) {
+        self.concentratorAddresses = concentratorAddresses
         self.concentrator = concentrator
         self.sessions = sessions
         self.control = control
@@ -94,6 +103,9 @@ public struct UplinkStatus: Codable, Sendable, Equatable {
     public var since: Double
     public var carrier: Bool
     public var addresses: [String]
+    /// The family the uplink reaches the concentrator over, `ipv4` or `ipv6`; nil when the two
+    /// have none in common.
+    public var family: String?
     /// Smoothed round-trip time of the probes, milliseconds; null before the first answer.
     public var rttMs: Double?
     /// Share of recent probes unanswered, 0 to 1; null before enough were sent.
@@ -107,7 +119,7 @@ public struct UplinkStatus: Codable, Sendable, Equatable {
     public var rxBytes: UInt64
 
     enum CodingKeys: String, CodingKey {
-        case name, device, role, state, since, carrier, addresses
+        case name, device, role, state, since, carrier, addresses, family
         case rttMs = "rtt_ms"
         case loss, subflows, mptcp
         case txBytes = "tx_bytes"
@@ -117,8 +129,9 @@ public struct UplinkStatus: Codable, Sendable, Equatable {
     public init(
         name: String, device: String, role: String, state: String, since: Double, carrier: Bool,
         addresses: [String], rttMs: Double?, loss: Double?, subflows: Int, mptcp: String, txBytes: UInt64,
-        rxBytes: UInt64
+        rxBytes: UInt64, family: String? = nil
     ) {
+        self.family = family
         self.name = name
         self.device = device
         self.role = role
@@ -144,6 +157,7 @@ public struct UplinkStatus: Codable, Sendable, Equatable {
         try c.encode(since, forKey: .since)
         try c.encode(carrier, forKey: .carrier)
         try c.encode(addresses, forKey: .addresses)
+        try c.encode(family, forKey: .family)
         try c.encode(rttMs, forKey: .rttMs)
         try c.encode(loss, forKey: .loss)
         try c.encode(subflows, forKey: .subflows)

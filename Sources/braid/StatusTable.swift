@@ -27,12 +27,14 @@ enum StatusTable {
         var out = "concentrator \(s.concentrator)   "
         out += "sessions \(s.sessions.active) open, \(s.sessions.total) since start\n"
         let header = [
-            "UPLINK", "DEVICE", "ROLE", "STATE", "SINCE", "ADDRESSES", "RTT", "LOSS", "SUBFLOWS", "SENT", "RECEIVED",
+            "UPLINK", "DEVICE", "ROLE", "STATE", "FAMILY", "SINCE", "ADDRESSES", "RTT", "LOSS", "SUBFLOWS", "SENT",
+            "RECEIVED",
         ]
         let now = s.time ?? Double(wallClockMillis()) / 1000
         let rows = s.uplinks.map { u in
             [
-                u.name, u.device, u.role, u.state, duration(now - u.since),
+                // The family the uplink reaches the concentrator over; "-": none in common.
+                u.name, u.device, u.role, u.state, u.family ?? "-", duration(now - u.since),
                 u.addresses.isEmpty ? "-" : u.addresses.joined(separator: ","),
                 u.rttMs.map { fixed($0, 1) + " ms" } ?? "-", u.loss.map { fixed($0 * 100, 0) + "%" } ?? "-",
                 "\(u.subflows)", bytes(u.txBytes), bytes(u.rxBytes),

@@ -6,7 +6,7 @@ final class StatusDocumentTests: XCTestCase {
     static let uplink = UplinkStatus(
         name: "dsl", device: "pppoe-wan", role: "active", state: "up", since: 1_700_000_000.5, carrier: true,
         addresses: ["198.18.1.2", "2001:db8:1::2"], rttMs: 12.34, loss: 0.01, subflows: 2, mptcp: "ok",
-        txBytes: 1000, rxBytes: 2000)
+        txBytes: 1000, rxBytes: 2000, family: "ipv4")
 
     /// The gateway document as scripts, the status page and the namespace tests have always read it:
     /// same names, same nesting, nulls written out; `bytes` and `time` added at the end.
@@ -17,19 +17,22 @@ final class StatusDocumentTests: XCTestCase {
         down.rttMs = nil
         down.loss = nil
         down.mptcp = "failing: reset"
+        down.family = nil
         let doc = GatewayStatus(
             concentrator: "198.18.10.2:4800", sessions: SessionCount(active: 1, total: 5),
             control: GatewayControlStatus(state: "down", key: nil, serviceClass: nil, error: "connect: \"refused\""),
-            uplinks: [Self.uplink, down], bytes: ByteCount(up: 10, down: 20), time: 1_700_000_100.25)
+            uplinks: [Self.uplink, down], bytes: ByteCount(up: 10, down: 20), time: 1_700_000_100.25,
+            concentratorAddresses: ["198.18.10.2", "2001:db8:10::2"])
         XCTAssertEqual(
             try JSONText.encode(doc),
-            #"{"role":"gateway","concentrator":"198.18.10.2:4800","sessions":{"active":1,"total":5},"#
+            #"{"role":"gateway","concentrator":"198.18.10.2:4800","#
+                + #""concentrator_addresses":["198.18.10.2","2001:db8:10::2"],"sessions":{"active":1,"total":5},"#
                 + #""control":{"state":"down","key":null,"class":null,"error":"connect: \"refused\""},"uplinks":["#
                 + #"{"name":"dsl","device":"pppoe-wan","role":"active","state":"up","since":1700000000.5,"#
-                + #""carrier":true,"addresses":["198.18.1.2","2001:db8:1::2"],"rtt_ms":12.34,"loss":0.01,"#
+                + #""carrier":true,"addresses":["198.18.1.2","2001:db8:1::2"],"family":"ipv4","rtt_ms":12.34,"loss":0.01,"#
                 + #""subflows":2,"mptcp":"ok","tx_bytes":1000,"rx_bytes":2000},"#
                 + #"{"name":"lte","device":"pppoe-wan","role":"active","state":"unknown","since":1700000000.5,"#
-                + #""carrier":true,"addresses":["198.18.1.2","2001:db8:1::2"],"rtt_ms":null,"loss":null,"#
+                + #""carrier":true,"addresses":["198.18.1.2","2001:db8:1::2"],"family":null,"rtt_ms":null,"loss":null,"#
                 + #""subflows":2,"mptcp":"failing: reset","tx_bytes":1000,"rx_bytes":2000}],"#
                 + #""bytes":{"up":10,"down":20},"time":1700000100.25}"#)
         XCTAssertEqual(try JSONText.decode(GatewayStatus.self, from: JSONText.encode(doc)), doc)
