@@ -89,6 +89,10 @@ public struct GatewayConfigDiff: Equatable, Sendable {
     public var holddown: (old: Double, new: Double)? = nil
     /// `quic`: the nftables rule that refuses QUIC comes or goes.
     public var quic: (old: QUICMode, new: QUICMode)? = nil
+    /// The rules or `default_action` changed: the nftables rule chain is replaced in one transaction,
+    /// and connections already running keep the path they started on.
+    public var rules: (old: [TrafficRule], new: [TrafficRule])? = nil
+    public var defaultAction: (old: RuleAction, new: RuleAction)? = nil
 
     public init(from old: GatewayConfig, to new: GatewayConfig) {
         var fixed = FixedOptions()
@@ -129,6 +133,8 @@ public struct GatewayConfigDiff: Equatable, Sendable {
         if old.maxSubflows != new.maxSubflows { maxSubflows = (old.maxSubflows, new.maxSubflows) }
         if old.holddown != new.holddown { holddown = (old.holddown, new.holddown) }
         if old.quic != new.quic { quic = (old.quic, new.quic) }
+        if old.rules != new.rules { rules = (old.rules, new.rules) }
+        if old.defaultAction != new.defaultAction { defaultAction = (old.defaultAction, new.defaultAction) }
     }
 
     public static func == (a: GatewayConfigDiff, b: GatewayConfigDiff) -> Bool {
@@ -139,6 +145,8 @@ public struct GatewayConfigDiff: Equatable, Sendable {
             && a.maxSubflows?.old == b.maxSubflows?.old && a.maxSubflows?.new == b.maxSubflows?.new
             && a.holddown?.old == b.holddown?.old && a.holddown?.new == b.holddown?.new
             && a.quic?.old == b.quic?.old && a.quic?.new == b.quic?.new
+            && a.rules?.old == b.rules?.old && a.rules?.new == b.rules?.new
+            && a.defaultAction?.old == b.defaultAction?.old && a.defaultAction?.new == b.defaultAction?.new
     }
 
     /// Nothing to apply (fixed options aside).
@@ -159,6 +167,8 @@ public struct GatewayConfigDiff: Equatable, Sendable {
         if let m = maxSubflows { out.append("max_subflows \(m.old) -> \(m.new)") }
         if let h = holddown { out.append("holddown \(ConfigSchema.show(h.old)) -> \(ConfigSchema.show(h.new))") }
         if let q = quic { out.append("quic \(q.old) -> \(q.new)") }
+        if let r = rules { out.append("rules \(r.old.count) -> \(r.new.count)") }
+        if let d = defaultAction { out.append("default_action \(d.old) -> \(d.new)") }
         return out
     }
 

@@ -39,6 +39,8 @@ public enum ValueType: Sendable, Equatable {
     case hostName
     /// The name of a section of the given type.
     case reference(String)
+    /// Ethernet address, six hexadecimal octets separated by ':' or '-'.
+    case macAddress
 }
 
 /// A value after its text was checked against its `ValueType`.
@@ -50,6 +52,7 @@ public enum ConfigValue: Sendable, Equatable {
     case address(IPAddress)
     case prefix(IPPrefix)
     case portRange(PortRange)
+    case macAddress(MACAddress)
 }
 
 /// One option of a section: its name, shape, type, default and a one-line description.
@@ -231,6 +234,10 @@ public struct ValidatedSection: Sendable {
 
     public func portRanges(_ name: String) -> [PortRange] {
         list(name).compactMap { if case .portRange(let r) = $0 { r } else { nil } }
+    }
+
+    public func macAddresses(_ name: String) -> [MACAddress] {
+        list(name).compactMap { if case .macAddress(let m) = $0 { m } else { nil } }
     }
 
     mutating func set(_ name: String, _ v: [ConfigValue]) {
@@ -469,6 +476,11 @@ extension ConfigSchema {
                     && text.utf8.allSatisfy { isAlphanumeric($0) || $0 == 0x2d || $0 == 0x2e || $0 == 0x5f })
             guard ok else { throw bad("must be a DNS name or an IP address") }
             return .text(text)
+        case .macAddress:
+            guard let m = MACAddress(text) else {
+                throw bad("must be an Ethernet address: six hexadecimal octets separated by ':'")
+            }
+            return .macAddress(m)
         case .reference:
             guard !text.isEmpty, text.utf8.allSatisfy({ isAlphanumeric($0) || $0 == 0x5f }) else {
                 throw bad("must be a section name: letters, digits and '_'")

@@ -52,6 +52,15 @@ extension GatewayService {
                 return refused(["\(path): \(error)"])
             }
         }
+        // Rules after the uplinks' marks (a rule may name an uplink this reload adds). Connections
+        // already running keep their path (see Interception.setSteering).
+        if let egress, diff.rules != nil || diff.defaultAction != nil || !diff.uplinksAdded.isEmpty {
+            do {
+                try interception?.setSteering(steeringSettings(new, egress))
+            } catch {
+                return refused(["\(path): rule: \(error)"])
+            }
+        }
         supervisor?.reconfigure(to: new, diff)
         config = new
         logger.notice("configuration reloaded", metadata: ["file": "\(path)", "changes": "\(diff.summary)"])
