@@ -33,6 +33,10 @@ check_prerequisites
 rules_lab_up() {
     local i
     nsx "$NS_GW" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
+    # Early demux would deliver a relayed connection's packets to its socket before routing
+    # whatever the rules say; off, the download across the reload checks that the interception
+    # table itself keeps relayed connections on their socket when a rule would route them.
+    nsx "$NS_GW" sysctl -qw net.ipv4.tcp_early_demux=0
     for i in 1 2 3; do
         nsx "$NS_GW" ip -6 addr replace "2001:db8:$i::2/64" dev "wan$i" nodad
         nsx "$NS_INET" ip -6 addr replace "2001:db8:$i::1/64" dev "gw$i" nodad
