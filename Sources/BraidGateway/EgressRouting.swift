@@ -153,7 +153,9 @@ final class EgressRouting {
                 try? kernel.delete(rule)  // left by hand or by a crashed run
                 try kernel.add(rule)
             } catch {
-                logger.warning("cannot install the rule of an uplink's pinned flows", metadata: ["rule": "\(rule)", "error": "\(error)"])
+                logger.warning(
+                    "cannot install the rule of an uplink's pinned flows",
+                    metadata: ["rule": "\(rule)", "error": "\(error)"])
             }
         }
         for rule in old.subtracting(new) {
