@@ -134,8 +134,9 @@ public final class Interception {
                 chain prerouting {
                     type filter hook prerouting priority mangle; policy accept;
                     iifname != @lan_devices return
-                    # Traffic for the gateway itself (management, DNS) is neither intercepted nor ruled.
-                    fib daddr type local return
+                    # Traffic for the gateway itself (management, DNS, DHCP, neighbour discovery) is
+                    # neither intercepted nor ruled: rules are about what the gateway forwards.
+                    fib daddr type { local, broadcast, multicast } return
                     # Packets of connections already handed over: deliver to their socket. Flows
                     # already routed keep going the way they started (a pinned one by its uplink's
                     # mark): a reload's new rules judge new connections only.
