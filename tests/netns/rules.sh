@@ -14,7 +14,7 @@
 # (connection refused) and UDP at once (ICMP, dig's error); then a reload to default_action direct
 # with a bond rule, made while a bonded download runs: the rule's port is bonded, the rest goes
 # direct, the removed block rule no longer refuses, and the running download (now a port that
-# new connections take direct) ends intact through the concentrator. About 30 s.
+# new connections take direct) ends intact through the concentrator. About 15 s.
 # Prints "N passed, N failed" last; exits non-zero on any failure or missing prerequisite.
 set -u
 cd "$(dirname "$0")/../.."
@@ -82,8 +82,8 @@ CONF
 # The lab's gateway configuration with a status socket of its own, then RULES (uci text).
 gateway_conf() { # gateway_conf DEFAULT_ACTION RULES
     sed -i "/^config rule/,\$d; /option default_action/d; /option status_socket/d" "$LAB_WORK/gateway.conf"
-    sed -i "s|^config gateway 'main'|config gateway 'main'\n\toption status_socket '$STATUS_SOCK'\n\toption default_action '$1'|" \
-        "$LAB_WORK/gateway.conf"
+    local head="config gateway 'main'\n\toption status_socket '$STATUS_SOCK'\n\toption default_action '$1'"
+    sed -i "s|^config gateway 'main'|$head|" "$LAB_WORK/gateway.conf"
     printf '\n%s\n' "$2" >>"$LAB_WORK/gateway.conf"
 }
 
@@ -117,7 +117,8 @@ url() { # url ADDRESS PORT PATH ID
 # Downloads /file from the LAN host; prints "SHA SOURCE": what arrived and whom nginx saw.
 fetch() { # fetch ADDRESS PORT ID
     local sha
-    sha=$(nsx "$NS_LAN" curl -sS -g --max-time 20 "$(url "$1" "$2" file "$3")" 2>>"$LAB_WORK/curl.err" | sha256sum | cut -d' ' -f1)
+    sha=$(nsx "$NS_LAN" curl -sS -g --max-time 20 "$(url "$1" "$2" file "$3")" 2>>"$LAB_WORK/curl.err" |
+        sha256sum | cut -d' ' -f1)
     echo "$sha $(source_of "$3")"
 }
 
@@ -225,7 +226,8 @@ src=$(source_of "$slow_id")
 if [[ $still_running == yes && $slow_rc == 0 && $sha == "$SLOW_SHA" && $src == "$CONC_ADDR" ]]; then
     pass "the bonded download running across the reload ended intact (16 MB, sha256) through the concentrator"
 else
-    fail "bonded download across the reload" "running at reload: $still_running, curl rc $slow_rc $(cat "$LAB_WORK/slow.err")" \
+    fail "bonded download across the reload" \
+        "running at reload: $still_running, curl rc $slow_rc $(cat "$LAB_WORK/slow.err")" \
         "sha256 ${sha:0:12} (want ${SLOW_SHA:0:12}), nginx saw '$src'"
 fi
 
