@@ -12,6 +12,49 @@ public enum QUICMode: String, Sendable, CaseIterable {
     case tcp, pass
 }
 
+/// What a `config rule` (or `default_action`) does with the LAN traffic it matches.
+public enum RuleAction: String, Sendable, CaseIterable {
+    /// TCP is relayed through the concentrator; other protocols are routed as `direct`.
+    case bond
+    /// Routed out of an uplink, NATed to its address.
+    case direct
+    /// Refused at once: a TCP reset, else ICMP administratively prohibited.
+    case block
+}
+
+/// Protocol a `config rule` matches.
+public enum RuleProtocol: String, Sendable, CaseIterable {
+    case tcp, udp, any
+}
+
+/// `config rule` section of the gateway: a match and an action, first match wins.
+public struct TrafficRule: Equatable, Sendable {
+    /// Section name, or uci's `@rule[N]` for an anonymous one; the nft rules carry it as a comment.
+    public var name: String
+    public var destinations: [IPPrefix] = []
+    public var destinationPorts: [PortRange] = []
+    public var sources: [IPPrefix] = []
+    public var sourceMACs: [MACAddress] = []
+    public var proto: RuleProtocol = .tcp
+    public var action: RuleAction
+    /// `direct` only: the uplink that carries the traffic; nil is the best healthy one.
+    public var uplink: String? = nil
+
+    public init(
+        name: String, destinations: [IPPrefix] = [], destinationPorts: [PortRange] = [], sources: [IPPrefix] = [],
+        sourceMACs: [MACAddress] = [], proto: RuleProtocol = .tcp, action: RuleAction, uplink: String? = nil
+    ) {
+        self.name = name
+        self.destinations = destinations
+        self.destinationPorts = destinationPorts
+        self.sources = sources
+        self.sourceMACs = sourceMACs
+        self.proto = proto
+        self.action = action
+        self.uplink = uplink
+    }
+}
+
 /// `config uplink` sections of the gateway.
 public struct UplinkConfig: Equatable, Sendable {
     public var name: String
@@ -122,6 +165,10 @@ public struct GatewayConfig: Equatable, Sendable {
     /// `server_name` as set: the name data connections' MACs are bound to. nil (unset) binds each
     /// to the concentrator address it dials, one per family.
     public var macIdentity: String? = nil
+    /// What LAN traffic no rule matches gets: `bond` or `direct` (never `block`).
+    public var defaultAction: RuleAction = .bond
+    /// `config rule` sections in file order.
+    public var rules: [TrafficRule] = []
 }
 
 /// `config concentrator` section, with the service classes and subscribers it enforces.
@@ -281,7 +328,34 @@ public struct BraidConfigReader {
             p.error(g, "table_base", "is one of the kernel's tables (253 default, 254 main, 255 local)", value: "\(base)")
         }
         checkUplinks(p.sections(ofType: "uplink"), tableBase: g.number("table_base"), &p)
+        config.defaultAction = g.text("default_action").flatMap(RuleAction.init) ?? .bond
+        config.rules = p.sections(ofType: "rule").map { readRule($0, &p) }
         return (config, sortedByLine(p.errors))
+    }
+
+    /// A `config rule`, with the combinations the data path cannot do reported against it.
+    private func readRule(_ r: ValidatedSection, _ p: inout ValidatedPackage) -> TrafficRule {
+        let rule = TrafficRule(
+            name: r.label, destinations: r.prefixes("dest"), destinationPorts: r.portRanges("dest_port"),
+            sources: r.prefixes("src"), sourceMACs: r.macAddresses("src_mac"),
+            proto: r.text("proto").flatMap(RuleProtocol.init) ?? .tcp,
+            action: r.text("action").flatMap(RuleAction.init) ?? .block, uplink: r.text("uplink"))
+        if rule.action == .bond && rule.proto == .udp {
+            // The concentrator relays TCP streams; a bonded UDP rule would silently route instead.
+            p.error(r, "proto", "a bond rule needs tcp or any: only TCP is relayed", value: "udp")
+        }
+        if let uplink = rule.uplink, r.isSet("action"), rule.action != .direct {
+            p.error(r, "uplink", "only a direct rule names an uplink (action is \(rule.action))", value: uplink)
+        }
+        // A rule whose sources and destinations are all of different families can never match.
+        let srcFamilies = Set(rule.sources.map(\.address.isIPv4))
+        let destFamilies = Set(rule.destinations.map(\.address.isIPv4))
+        if !srcFamilies.isEmpty && !destFamilies.isEmpty && srcFamilies.isDisjoint(with: destFamilies) {
+            p.error(
+                r, "dest", "no destination is of the family of a src, so the rule never matches",
+                value: rule.destinations.map(\.description).joined(separator: " "))
+        }
+        return rule
     }
 
     /// One device carries one uplink, and each uplink's routing table is its own.

@@ -91,6 +91,10 @@ public struct GatewayConfigDiff: Equatable, Sendable {
     public var quic: (old: QUICMode, new: QUICMode)? = nil
     /// The status page moves (or starts, or stops): its listener is opened again, nothing else.
     public var webListen: (old: ListenerSetting, new: ListenerSetting)? = nil
+    /// The rules or `default_action` changed: the nftables rule chain is replaced in one transaction,
+    /// and connections already running keep the path they started on.
+    public var rules: (old: [TrafficRule], new: [TrafficRule])? = nil
+    public var defaultAction: (old: RuleAction, new: RuleAction)? = nil
 
     public init(from old: GatewayConfig, to new: GatewayConfig) {
         var fixed = FixedOptions()
@@ -133,6 +137,8 @@ public struct GatewayConfigDiff: Equatable, Sendable {
         if old.holddown != new.holddown { holddown = (old.holddown, new.holddown) }
         if old.quic != new.quic { quic = (old.quic, new.quic) }
         if old.webListen != new.webListen { webListen = (old.webListen, new.webListen) }
+        if old.rules != new.rules { rules = (old.rules, new.rules) }
+        if old.defaultAction != new.defaultAction { defaultAction = (old.defaultAction, new.defaultAction) }
     }
 
     public static func == (a: GatewayConfigDiff, b: GatewayConfigDiff) -> Bool {
@@ -144,6 +150,8 @@ public struct GatewayConfigDiff: Equatable, Sendable {
             && a.holddown?.old == b.holddown?.old && a.holddown?.new == b.holddown?.new
             && a.quic?.old == b.quic?.old && a.quic?.new == b.quic?.new
             && a.webListen?.old == b.webListen?.old && a.webListen?.new == b.webListen?.new
+            && a.rules?.old == b.rules?.old && a.rules?.new == b.rules?.new
+            && a.defaultAction?.old == b.defaultAction?.old && a.defaultAction?.new == b.defaultAction?.new
     }
 
     /// Nothing to apply (fixed options aside).
@@ -165,6 +173,8 @@ public struct GatewayConfigDiff: Equatable, Sendable {
         if let h = holddown { out.append("holddown \(ConfigSchema.show(h.old)) -> \(ConfigSchema.show(h.new))") }
         if let q = quic { out.append("quic \(q.old) -> \(q.new)") }
         if let w = webListen { out.append("web_listen \(w.old) -> \(w.new)") }
+        if let r = rules { out.append("rules \(r.old.count) -> \(r.new.count)") }
+        if let d = defaultAction { out.append("default_action \(d.old) -> \(d.new)") }
         return out
     }
 

@@ -96,6 +96,11 @@ extension ConfigSchema {
                     "metrics_any_address", .boolean, default: "0",
                     doc: "1 allows metrics_listen on 0.0.0.0 or [::], every address of the host; 0 refuses it, "
                         + "so the metrics are not served to the internet by a slip."),
+                OptionSchema(
+                    "default_action", .choice(["bond", "direct"]), default: "bond",
+                    doc: "What LAN traffic no `config rule` matches gets: bond relays its TCP through the "
+                        + "concentrator; direct routes it straight out of the best healthy uplink (the white-list "
+                        + "model: only what a rule bonds is bonded)."),
             ]),
         SectionSchema(
             "uplink", role: .gateway, count: .many,
@@ -113,6 +118,37 @@ extension ConfigSchema {
                 OptionSchema(
                     "table", .uint(1...4_294_967_295), defaultNote: "table_base + position", example: "4811",
                     doc: "Routing table of the uplink's source rule; 253 to 255 are the kernel's own."),
+            ]),
+        SectionSchema(
+            "rule", role: .gateway, count: .many,
+            doc: "What to do with chosen LAN traffic, evaluated in file order before anything else; the first rule "
+                + "that matches decides. Every option set must match (a list: any of its values); a reload applies "
+                + "rules to new connections only.",
+            options: [
+                OptionSchema(
+                    "dest", .list, .prefix, example: "198.51.100.0/24",
+                    doc: "Destination addresses or prefixes, IPv4 or IPv6; unset matches any."),
+                OptionSchema(
+                    "dest_port", .list, .portRange, example: "443",
+                    doc: "Destination ports: a port or a range `8000-8080`; unset matches any."),
+                OptionSchema(
+                    "src", .list, .prefix, example: "198.18.1.0/24",
+                    doc: "LAN source addresses or prefixes; unset matches any."),
+                OptionSchema(
+                    "src_mac", .list, .macAddress, example: "02:00:5e:10:00:01",
+                    doc: "LAN source Ethernet addresses; unset matches any."),
+                OptionSchema(
+                    "proto", .choice(RuleProtocol.allCases.map(\.rawValue)), default: "tcp",
+                    doc: "Protocol matched: tcp, udp or any (any with dest_port: TCP and UDP)."),
+                OptionSchema(
+                    "action", .choice(RuleAction.allCases.map(\.rawValue)), required: true, example: "direct",
+                    doc: "bond relays TCP through the concentrator (other protocols are routed as direct); direct "
+                        + "routes it out of an uplink, NATed to its address; block refuses it at once (TCP reset, "
+                        + "else ICMP administratively prohibited)."),
+                OptionSchema(
+                    "uplink", .reference("uplink"), defaultNote: "the best healthy uplink", example: "dsl",
+                    doc: "direct only: the uplink that carries it while its table has a route (else the best "
+                        + "healthy one)."),
             ]),
         SectionSchema(
             "concentrator", role: .concentrator, count: .one,
@@ -252,6 +288,8 @@ extension ConfigTemplate {
             .init("gateway", "main", ["psk_file": "/etc/braid/psk"]),
             .init("uplink", "dsl", ["device": "pppoe-wan", "role": "active"]),
             .init("uplink", "lte", ["device": "wwan0", "role": "backup"], documented: false),
+            // Commented out: which traffic bypasses the bond is the installer's decision.
+            .init("rule", "bank", commentedOut: true),
         ])
 
     /// `Config/concentrator.conf`: every concentrator option with a practical value or its default.

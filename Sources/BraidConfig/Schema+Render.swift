@@ -150,6 +150,7 @@ extension ConfigSchema {
         case .hostOrAddress: "address or DNS name"
         case .reference(let t): "name of a `config \(t)`"
         case .listener: "off, lan[:port] or address[:port]"
+        case .macAddress: "Ethernet address"
         }
     }
 

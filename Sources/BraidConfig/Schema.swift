@@ -47,6 +47,8 @@ public enum ValueType: Sendable, Equatable {
     case listener(defaultPort: UInt16)
     /// An address and a TCP port: `198.18.0.1:9100`, `[2001:db8::1]:9100`.
     case endpoint
+    /// Ethernet address, six hexadecimal octets separated by ':' or '-'.
+    case macAddress
 }
 
 /// A value after its text was checked against its `ValueType`.
@@ -59,6 +61,7 @@ public enum ConfigValue: Sendable, Equatable {
     case prefix(IPPrefix)
     case portRange(PortRange)
     case endpoint(Endpoint)
+    case macAddress(MACAddress)
 }
 
 /// One option of a section: its name, shape, type, default and a one-line description.
@@ -249,6 +252,10 @@ public struct ValidatedSection: Sendable {
 
     public func portRanges(_ name: String) -> [PortRange] {
         list(name).compactMap { if case .portRange(let r) = $0 { r } else { nil } }
+    }
+
+    public func macAddresses(_ name: String) -> [MACAddress] {
+        list(name).compactMap { if case .macAddress(let m) = $0 { m } else { nil } }
     }
 
     mutating func set(_ name: String, _ v: [ConfigValue]) {
@@ -504,6 +511,11 @@ extension ConfigSchema {
                 && !(labels.last?.utf8.allSatisfy { $0 >= 0x30 && $0 <= 0x39 } ?? true)
             guard ok else { throw bad("not an IP address or a DNS name") }
             return .text(text)
+        case .macAddress:
+            guard let m = MACAddress(text) else {
+                throw bad("must be an Ethernet address: six hexadecimal octets separated by ':'")
+            }
+            return .macAddress(m)
         case .reference:
             guard !text.isEmpty, text.utf8.allSatisfy({ isAlphanumeric($0) || $0 == 0x5f }) else {
                 throw bad("must be a section name: letters, digits and '_'")

@@ -20,10 +20,12 @@ public final class Interception {
         public var egress: Egress
         /// Local TCP ports only the LAN devices (and the box itself) may reach: the status page.
         public var lanOnlyPorts: [UInt16]
+        /// The gateway's rules: which LAN traffic is relayed, routed or refused.
+        public var steering: Steering
 
         public init(
             tableName: String = "braid", lanDevices: [String], listenerPort: UInt16, fwmark: UInt32,
-            egress: Egress = Egress(), lanOnlyPorts: [UInt16] = []
+            egress: Egress = Egress(), steering: Steering = Steering(), lanOnlyPorts: [UInt16] = []
         ) {
             self.tableName = tableName
             self.lanDevices = lanDevices
@@ -31,6 +33,7 @@ public final class Interception {
             self.fwmark = fwmark
             self.egress = egress
             self.lanOnlyPorts = lanOnlyPorts
+            self.steering = steering
         }
     }
 
@@ -71,11 +74,11 @@ public final class Interception {
             // input device to tell LAN packets from the gateway's own, this hook has both). The
             // gateway's own flows (MPTCP subflows, probes) stay unmarked: they are sent from the
             // uplink's address already, and a flush of an uplink's flows must not touch them. LAN
-            // TCP is relayed, never routed (prerouting hands it over or drops it), so none is
-            // NATed: should any ever leak, it shows with its LAN source on the far side.
+            // TCP reaches this hook only when a rule (or default_action) routes it direct:
+            // prerouting relays or drops the rest.
             return quic
                 + uplinks.map {
-                    "iifname @lan_devices oifname \"\($0.device)\" meta l4proto != tcp ct state new "
+                    "iifname @lan_devices oifname \"\($0.device)\" ct state new "
                         + "ct mark set ct mark and \(hex(~markMask)) or \(hex($0.mark))"
                 }
         }
@@ -117,7 +120,10 @@ public final class Interception {
     /// its elements and leaves the chain and every other rule as they are.
     public static func ruleset(_ s: Settings) -> String {
         let devices = s.lanDevices.map { "\"\($0)\"" }.joined(separator: ", ")
-        let mark = "0x" + String(s.fwmark, radix: 16)
+        let hex = { (v: UInt32) in "0x" + String(v, radix: 16) }
+        let mark = hex(s.fwmark)
+        // The bits EgressMarks gives uplinks, also when a test builds the table without uplinks.
+        let egressMask = s.egress.markMask == 0 ? UInt32(0x00ff_0000) : s.egress.markMask
         // nft refuses an empty `elements = { }`: an empty set is declared without the line.
         let lanOnly = s.lanOnlyPorts.isEmpty ? "" : "elements = { \(s.lanOnlyPorts.map(String.init).joined(separator: ", ")) }"
         // Deleting inside the same transaction makes a restart after a crash replace the old
@@ -137,11 +143,23 @@ public final class Interception {
                 chain prerouting {
                     type filter hook prerouting priority mangle; policy accept;
                     iifname != @lan_devices return
-                    meta l4proto != tcp return
-                    # Traffic for the gateway itself (management, DNS) is not intercepted.
-                    fib daddr type local return
-                    # Packets of connections already handed over: deliver to their socket.
-                    socket transparent 1 meta mark set \(mark) accept
+                    # Traffic for the gateway itself (management, DNS, DHCP, neighbour discovery) is
+                    # neither intercepted nor ruled: rules are about what the gateway forwards.
+                    fib daddr type { local, broadcast, multicast } return
+                    # Packets of connections already handed over: deliver to their socket. Flows
+                    # already routed keep going the way they started (a pinned one by its uplink's
+                    # mark): a reload's new rules judge new connections only.
+                    meta l4proto tcp socket transparent 1 meta mark set \(mark) accept
+                    ct mark and \(hex(Self.pinnedFlowBit)) != 0 meta mark set ct mark and \(hex(egressMask)) accept
+                    ct mark and \(hex(egressMask)) != 0 accept
+                    goto rules
+                }
+                # The gateway's rules, first match wins, then default_action: replaced whole on reload.
+                chain rules {
+            \(s.steering.chainRules(markMask: egressMask).map { "        \($0)\n" }.joined())    }
+                # Relayed: TCP is handed to the transparent listener; other protocols are routed.
+                chain bond {
+                    meta l4proto != tcp accept
                     meta l4proto tcp tproxy ip to :\(s.listenerPort) meta mark set \(mark) accept
                     meta l4proto tcp tproxy ip6 to :\(s.listenerPort) meta mark set \(mark) accept
                     # TPROXY found no listener: the daemon died without removing this table (its
@@ -232,6 +250,22 @@ public final class Interception {
         if !removed.isEmpty { commands += "delete element \(set) \(element(removed))\n" }
         try run(commands)
         settings.lanOnlyPorts = ports
+    }
+
+    /// Makes the `rules` chain hold `steering`, in one transaction: connections already relayed
+    /// are sockets of their own and flows already routed are accepted before the chain, so a
+    /// changed rule reaches new connections only.
+    public func setSteering(_ steering: Steering) throws {
+        guard installed, steering != settings.steering else {
+            settings.steering = steering
+            return
+        }
+        let table = "inet \(settings.tableName)"
+        let mask = settings.egress.markMask == 0 ? UInt32(0x00ff_0000) : settings.egress.markMask
+        var commands = "flush chain \(table) rules\n"
+        for rule in steering.chainRules(markMask: mask) { commands += "add rule \(table) rules \(rule)\n" }
+        try run(commands)
+        settings.steering = steering
     }
 
     /// Deletes table `inet TABLENAME` if it exists, as a run killed without its clean stop left

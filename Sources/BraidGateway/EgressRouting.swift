@@ -46,6 +46,10 @@ final class LiveEgressKernel: EgressKernel {
 final class EgressRouting {
     static let mainRulePriority: UInt32 = 4900
     static let egressRulePriority: UInt32 = 4901
+    /// `fwmark <uplink's mark> lookup <uplink's table>`, one per uplink and family: how a flow a
+    /// rule sends to a named uplink (`option uplink`) takes that uplink's table. Ahead of 4900,
+    /// since such a flow's destination is beyond the uplink, never on the LAN.
+    static let pinnedRulePriority: UInt32 = 4899
 
     var policy: EgressPolicy
     private(set) var marks: EgressMarks
@@ -54,6 +58,8 @@ final class EgressRouting {
     private var baseRules: [RouteTables.Rule] = []
     /// The 4901 rule installed per family.
     private var installed: [EgressPolicy.Family: RouteTables.Rule] = [:]
+    /// The 4899 rules installed, per uplink name.
+    private var pinned: [String: [RouteTables.Rule]] = [:]
 
     /// `kernel`: nil is the live one (netlink sockets opened here).
     init(holddownSeconds: Double, marks: EgressMarks, logger: Logger, kernel: EgressKernel? = nil) throws {
@@ -71,7 +77,7 @@ final class EgressRouting {
         rules.filter {
             ($0.priority == mainRulePriority && $0.table == mainTable && $0.suppressPrefixLength == 0
                 && $0.source == nil && $0.fwmark == nil)
-                || ($0.priority == egressRulePriority && tables.contains($0.table))
+                || ([egressRulePriority, pinnedRulePriority].contains($0.priority) && tables.contains($0.table))
         }
     }
 
@@ -96,7 +102,7 @@ final class EgressRouting {
     func mend() {
         do {
             let present = Set(try kernel.rules())
-            for rule in baseRules + installed.values where !present.contains(rule) {
+            for rule in baseRules + installed.values + pinned.values.joined() where !present.contains(rule) {
                 try kernel.add(rule)
                 logger.notice("egress rule put back", metadata: ["rule": "\(rule)"])
             }
@@ -108,6 +114,7 @@ final class EgressRouting {
     /// Applies the policy's verdict: `candidates` in configuration order, `tables` each uplink's
     /// routing table. Logs each move.
     func steer(_ candidates: [EgressPolicy.Candidate], tables: [String: UInt32], now: UInt64) {
+        pin(tables)
         let moves = policy.decide(candidates, now: now)
         // Each family's rule follows the current choice, also when a reload moved its table.
         for family in EgressPolicy.Family.allCases {
@@ -126,6 +133,35 @@ final class EgressRouting {
                     metadata: ["uplink": "\(from)", "error": "\(error)"])
             }
         }
+    }
+
+    /// Makes the 4899 rules match `tables` and the uplinks' marks: added for a new uplink (or a
+    /// moved table) before the old ones go.
+    private func pin(_ tables: [String: UInt32]) {
+        var wanted: [String: [RouteTables.Rule]] = [:]
+        for (name, table) in tables {
+            guard let mark = marks.mark(name) else { continue }
+            wanted[name] = [false, true].map {
+                RouteTables.Rule(ipv6: $0, priority: Self.pinnedRulePriority, table: table, fwmark: mark)
+            }
+        }
+        guard wanted != pinned else { return }
+        let old = Set(pinned.values.joined())
+        let new = Set(wanted.values.joined())
+        for rule in new.subtracting(old) {
+            do {
+                try? kernel.delete(rule)  // left by hand or by a crashed run
+                try kernel.add(rule)
+            } catch {
+                logger.warning(
+                    "cannot install the rule of an uplink's pinned flows",
+                    metadata: ["rule": "\(rule)", "error": "\(error)"])
+            }
+        }
+        for rule in old.subtracting(new) {
+            do { try kernel.delete(rule) } catch { logger.warning("\(error)") }
+        }
+        pinned = wanted
     }
 
     /// Makes the family's 4901 rule look up `table`, or removes it (nil).
@@ -165,6 +201,10 @@ final class EgressRouting {
             do { try kernel.delete(rule) } catch { logger.warning("\(error)") }
         }
         installed = [:]
+        for rule in pinned.values.joined() {
+            do { try kernel.delete(rule) } catch { logger.warning("\(error)") }
+        }
+        pinned = [:]
         for rule in baseRules.reversed() {
             do { try kernel.delete(rule) } catch { logger.warning("\(error)") }
         }

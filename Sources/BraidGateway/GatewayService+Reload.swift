@@ -59,6 +59,15 @@ extension GatewayService {
                 return refused(["\(path): web_listen: \(error)"])
             }
         }
+        // Rules after the uplinks' marks (a rule may name an uplink this reload adds). Connections
+        // already running keep their path (see Interception.setSteering).
+        if let egress, diff.rules != nil || diff.defaultAction != nil || !diff.uplinksAdded.isEmpty {
+            do {
+                try interception?.setSteering(steeringSettings(new, egress))
+            } catch {
+                return refused(["\(path): rule: \(error)"])
+            }
+        }
         supervisor?.reconfigure(to: new, diff)
         config = new
         if diff.webListen != nil || !diff.lanDevicesAdded.isEmpty || !diff.lanDevicesRemoved.isEmpty {

@@ -97,7 +97,7 @@ public final class GatewayService {
             let table = try Interception(
                 .init(
                     lanDevices: config.lanDevices, listenerPort: config.tproxyPort, fwmark: config.fwmark,
-                    egress: egressSettings(config, egress),
+                    egress: egressSettings(config, egress), steering: steeringSettings(config, egress),
                     lanOnlyPorts: config.webListen.port.map { [$0] } ?? []))
             let manager = try UplinkManager(config: config, state: state, logger: logger)
             uplinks = manager
@@ -244,6 +244,11 @@ extension GatewayService {
     func egressSettings(_ config: GatewayConfig, _ egress: EgressRouting) -> Interception.Egress {
         Interception.Egress(
             uplinks: egress.natUplinks(config.uplinks), markMask: EgressMarks.mask, refuseQUIC: config.quic == .tcp)
+    }
+
+    /// The rules chain for `config`; after `egressSettings`, which gives new uplinks their marks.
+    func steeringSettings(_ config: GatewayConfig, _ egress: EgressRouting) -> Interception.Steering {
+        TrafficRules.steering(config.rules, defaultAction: config.defaultAction, marks: { egress.marks.mark($0) })
     }
 }
 

@@ -455,3 +455,109 @@ final class CheckTests: XCTestCase {
             "docs/configuration.md is not current: run `make config`")
     }
 }
+
+/// `config rule` and `default_action`: what is read, and each combination the data path cannot do.
+final class RuleCheckTests: XCTestCase {
+    let head = """
+        config gateway 'main'
+        \toption server '198.18.10.2'
+        \toption psk_file '/etc/braid/psk'
+        \tlist lan_device 'br-lan'
+        \toption default_action 'direct'
+
+        config uplink 'lte'
+        \toption device 'wwan0'
+
+        """
+
+    func read(_ rules: String) -> (GatewayConfig?, [String]) {
+        do {
+            var reader = BraidConfigReader(package: try UCIParser.parse(head + rules, file: "braid.conf"))
+            let problems = reader.check(role: .gateway).problems.map(\.description)
+            return (try? reader.gateway(), problems)
+        } catch {
+            return (nil, ["\(error)"])
+        }
+    }
+
+    func testRulesAreReadInFileOrder() {
+        let (config, problems) = read(
+            """
+            config rule 'bank'
+            \tlist dest '198.51.100.0/24'
+            \tlist dest '2001:db8:5::/48'
+            \tlist dest_port '443'
+            \toption action 'direct'
+            \toption uplink 'lte'
+
+            config rule
+            \tlist src_mac '02-00-5E-10-00-01'
+            \toption proto 'any'
+            \toption action 'block'
+
+            """)
+        XCTAssertEqual(problems, [])
+        XCTAssertEqual(config?.defaultAction, .direct)
+        XCTAssertEqual(config?.rules.map(\.name), ["bank", "@rule[1]"])
+        XCTAssertEqual(config?.rules.first?.destinations.map(\.description), ["198.51.100.0/24", "2001:db8:5::/48"])
+        XCTAssertEqual(config?.rules.first?.uplink, "lte")
+        XCTAssertEqual(config?.rules.last?.sourceMACs.map(\.description), ["02:00:5e:10:00:01"])
+        XCTAssertEqual(config?.rules.last?.proto, .any)
+    }
+
+    func testEachProblemNamesTheRuleAndTheValue() {
+        let (_, problems) = read(
+            """
+            config rule 'a'
+            \toption proto 'udp'
+            \toption action 'bond'
+
+            config rule 'b'
+            \toption action 'block'
+            \toption uplink 'lte'
+
+            config rule 'c'
+            \toption action 'direct'
+            \toption uplink 'dsl'
+
+            config rule 'd'
+            \tlist src_mac '02:00:5e:10:00'
+            \tlist dest_port '90-80'
+            \toption action 'allow'
+
+            config rule 'e'
+            \tlist src '198.18.0.0/24'
+            \tlist dest '2001:db8::/32'
+            \toption action 'direct'
+
+            config rule 'f'
+            \tlist dest '198.51.100.1'
+
+            """)
+        XCTAssertEqual(
+            problems,
+            [
+                "braid.conf:10: a.proto: a bond rule needs tcp or any: only TCP is relayed (udp)",
+                "braid.conf:15: b.uplink: only a direct rule names an uplink (action is block) (lte)",
+                "braid.conf:19: c.uplink: no 'config uplink' section has this name (dsl)",
+                "braid.conf:22: d.src_mac: must be an Ethernet address: six hexadecimal octets separated by ':' "
+                    + "(02:00:5e:10:00)",
+                "braid.conf:23: d.dest_port: must be a port 1-65535 or a range LOW-HIGH of them with LOW <= HIGH "
+                    + "(90-80)",
+                "braid.conf:24: d.action: must be bond, direct or block (allow)",
+                "braid.conf:28: e.dest: no destination is of the family of a src, so the rule never matches "
+                    + "(2001:db8::/32)",
+                "braid.conf:31: f.action: required option is not set",
+            ])
+    }
+
+    func testARuleChangeIsALiveChange() throws {
+        let (old, _) = read("")
+        var new = try XCTUnwrap(old)
+        new.rules = [TrafficRule(name: "bank", action: .direct)]
+        new.defaultAction = .bond
+        let diff = GatewayConfigDiff(from: try XCTUnwrap(old), to: new)
+        XCTAssertEqual(diff.fixed, [])
+        XCTAssertEqual(diff.summary, "rules 0 -> 1; default_action direct -> bond")
+    }
+}

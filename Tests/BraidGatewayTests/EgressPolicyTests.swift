@@ -117,11 +117,15 @@ final class EgressPolicyTests: XCTestCase {
         let egress6 = RouteTables.Rule(ipv6: true, priority: EgressRouting.egressRulePriority, table: 4802)
         let operatorsMain = RouteTables.Rule(ipv6: false, priority: EgressRouting.mainRulePriority, table: 254)
         let operatorsTable = RouteTables.Rule(ipv6: false, priority: EgressRouting.egressRulePriority, table: 200)
-        let found = EgressRouting.leftoverRules([main, egress6, operatorsMain, operatorsTable], tables: [4801, 4802])
-        XCTAssertEqual(found, [main, egress6])
+        let pinned = RouteTables.Rule(
+            ipv6: false, priority: EgressRouting.pinnedRulePriority, table: 4801, fwmark: 0x10000)
+        let found = EgressRouting.leftoverRules(
+            [main, egress6, operatorsMain, operatorsTable, pinned], tables: [4801, 4802])
+        XCTAssertEqual(found, [main, egress6, pinned])
     }
 
-    /// The nftables rules for routed LAN traffic: marks in forward, one masquerade, QUIC refused.
+    /// The nftables rules for routed LAN traffic (UDP, ICMP, TCP a rule sends direct): marks in forward,
+    /// one masquerade, QUIC refused.
     func testInterceptionEgressRules() {
         let e = Interception.Egress(
             uplinks: [.init(device: "wan1", mark: 0x10000), .init(device: "wan2", mark: 0x20000)],
@@ -132,7 +136,7 @@ final class EgressPolicyTests: XCTestCase {
             ruleset.contains("iifname @lan_devices udp dport 443 counter reject with icmpx type port-unreachable"))
         XCTAssertTrue(
             ruleset.contains(
-                "iifname @lan_devices oifname \"wan2\" meta l4proto != tcp ct state new "
+                "iifname @lan_devices oifname \"wan2\" ct state new "
                     + "ct mark set ct mark and 0xff00ffff or 0x20000"))
         XCTAssertTrue(ruleset.contains("ct mark and 0xff0000 != 0 masquerade"))
         var pass = e

@@ -64,12 +64,19 @@ final class EgressRoutingTests: XCTestCase {
         let first = try routing(kernel)
         try first.install(tables: [4801, 4802])
         first.steer(candidates(dslHealthy: true), tables: tables, now: 0)
-        XCTAssertEqual(kernel.installed.count, 4)
-        // Killed: nothing removed. The next run finds braid's four rules and replaces them.
+        // Per family: the main-table rule, the egress rule, and each uplink's fwmark rule (4899).
+        XCTAssertEqual(kernel.installed.count, 8)
+        XCTAssertEqual(
+            Set(kernel.installed.filter { $0.priority == 4899 }.map(\.description)),
+            [
+                "ipv4 rule pref 4899 fwmark 65536 lookup 4801", "ipv6 rule pref 4899 fwmark 65536 lookup 4801",
+                "ipv4 rule pref 4899 fwmark 131072 lookup 4802", "ipv6 rule pref 4899 fwmark 131072 lookup 4802",
+            ])
+        // Killed: nothing removed. The next run finds braid's eight rules and replaces them.
         let second = try routing(kernel)
         try second.install(tables: [4801, 4802])
         second.steer(candidates(dslHealthy: true), tables: tables, now: 0)
-        XCTAssertEqual(kernel.installed.count, 4)
+        XCTAssertEqual(kernel.installed.count, 8)
         second.remove()
         XCTAssertEqual(kernel.installed, [])
     }
