@@ -1,37 +1,37 @@
-import Foundation
+import BraidCore
 
 /// Renders the gateway's status answer (JSON) as the table an installer reads.
 enum StatusTable {
-    static func render(_ json: String) -> String {
-        guard let data = json.data(using: .utf8),
-            let root = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
-        else { return "unreadable answer from the gateway: \(json)" }
-        let sessions = root["sessions"] as? [String: Any] ?? [:]
-        var out = "concentrator \(root["concentrator"] ?? "?")   sessions \(sessions["active"] ?? 0) open, "
-        out += "\(sessions["total"] ?? 0) since start\n"
+    static func render(_ json: String, now: Double = Double(wallClockMillis()) / 1000) -> String {
+        guard let root = JSONNode.parse(json), case .object = root else {
+            return "unreadable answer from the gateway: \(json)"
+        }
+        let sessions = root["sessions"]
+        var out = "concentrator \(root["concentrator"]?.text ?? "?")   sessions \(sessions?["active"]?.text ?? "0") open, "
+        out += "\(sessions?["total"]?.text ?? "0") since start\n"
         let header = ["UPLINK", "DEVICE", "ROLE", "STATE", "SINCE", "ADDRESSES", "RTT", "LOSS", "SUBFLOWS", "SENT", "RECEIVED"]
         var rows = [header]
-        let now = Date().timeIntervalSince1970
-        for u in root["uplinks"] as? [[String: Any]] ?? [] {
-            let since = (u["since"] as? Double).map { duration(now - $0) } ?? "-"
-            let rtt = (u["rtt_ms"] as? Double).map { String(format: "%.1f ms", $0) } ?? "-"
-            let loss = (u["loss"] as? Double).map { String(format: "%.0f%%", $0 * 100) } ?? "-"
-            let addresses = (u["addresses"] as? [String] ?? []).joined(separator: ",")
+        let uplinks = root["uplinks"]?.array ?? []
+        for u in uplinks {
+            let since = u["since"]?.number.map { duration(now - $0) } ?? "-"
+            let rtt = u["rtt_ms"]?.number.map { fixed($0, 1) + " ms" } ?? "-"
+            let loss = u["loss"]?.number.map { fixed($0 * 100, 0) + "%" } ?? "-"
+            let addresses = (u["addresses"]?.array ?? []).map(\.text).joined(separator: ",")
             rows.append([
-                "\(u["name"] ?? "?")", "\(u["device"] ?? "?")", "\(u["role"] ?? "?")", "\(u["state"] ?? "?")", since,
-                addresses.isEmpty ? "-" : addresses, rtt, loss, "\(u["subflows"] ?? 0)",
-                bytes(u["tx_bytes"] as? Double ?? 0), bytes(u["rx_bytes"] as? Double ?? 0),
+                u["name"]?.text ?? "?", u["device"]?.text ?? "?", u["role"]?.text ?? "?", u["state"]?.text ?? "?", since,
+                addresses.isEmpty ? "-" : addresses, rtt, loss, u["subflows"]?.text ?? "0",
+                bytes(u["tx_bytes"]?.number ?? 0), bytes(u["rx_bytes"]?.number ?? 0),
             ])
         }
         let widths = header.indices.map { c in rows.map { $0[c].count }.max() ?? 0 }
         for row in rows {
-            out += row.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }
+            out += row.enumerated().map { $1 + String(repeating: " ", count: widths[$0] - $1.count) }
                 .joined(separator: "  ") + "\n"
         }
         // A path that breaks MPTCP passes its probes; say so under the table, with the reason.
-        for u in root["uplinks"] as? [[String: Any]] ?? [] {
-            if let mptcp = u["mptcp"] as? String, mptcp != "ok" {
-                out += "\(u["name"] ?? "?"): MPTCP \(mptcp)\n"
+        for u in uplinks {
+            if let mptcp = u["mptcp"]?.string, mptcp != "ok" {
+                out += "\(u["name"]?.text ?? "?"): MPTCP \(mptcp)\n"
             }
         }
         return out
@@ -53,6 +53,18 @@ enum StatusTable {
             v /= 1000
             u += 1
         }
-        return u == 0 ? "\(Int(v)) B" : String(format: "%.1f %@", v, units[u])
+        return u == 0 ? "\(Int(v)) B" : fixed(v, 1) + " " + units[u]
+    }
+
+    /// `x` with `digits` decimals, rounded half away from zero, as printf's `%.Nf` writes it.
+    static func fixed(_ x: Double, _ digits: Int) -> String {
+        guard x.isFinite else { return "-" }
+        var scale = 1.0
+        for _ in 0..<digits { scale *= 10 }
+        let n = Int64((abs(x) * scale).rounded())
+        let whole = n / Int64(scale)
+        var frac = String(n % Int64(scale))
+        frac = String(repeating: "0", count: max(0, digits - frac.count)) + frac
+        return (x < 0 && n != 0 ? "-" : "") + "\(whole)" + (digits > 0 ? "." + frac : "")
     }
 }
