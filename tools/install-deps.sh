@@ -3,11 +3,14 @@
 # libraries it links (libmnl, libnftables, OpenSSL), the lab's tools (iproute2, nftables, ping,
 # ss from iproute2, python3), the appliance suite's (busybox, systemd-analyze, util-linux,
 # readelf), openssl (a unit test makes a certificate with it) and the third-party clients and
-# servers the hostile suites drive (iperf3, curl, nginx). Run as root; `make test` after it. CI
-# runs the same script (.ci/run).
+# servers the hostile suites drive (iperf3, curl, nginx); for the appliance image, what builds it
+# (debootstrap, syslinux, mtools, dosfstools, fdisk, e2fsprogs) and what boots and wires it in
+# tests/netns/image.sh (qemu-system-x86, dnsmasq-base for the uplinks' DHCP). Run as root; `make`
+# runs it once by itself before building (the Makefile's DEPS_STAMP), so CI's `make test` does too.
 set -eu
 export DEBIAN_FRONTEND=noninteractive
 apt-get update
 apt-get install -y --no-install-recommends \
     iproute2 iputils-ping nftables libmnl-dev libnftables-dev libssl-dev pkg-config python3 make procps \
-    busybox systemd util-linux binutils iperf3 curl nginx-light openssl
+    busybox systemd util-linux binutils iperf3 curl nginx-light openssl \
+    debootstrap syslinux syslinux-common mtools dosfstools fdisk e2fsprogs qemu-system-x86 dnsmasq-base
