@@ -1,15 +1,25 @@
 # braid: `make lab` runs the demo lab, `make test` runs every test (needs root, Linux with MPTCP).
 SWIFT ?= swift
 
-.PHONY: build release test unit netns soak lab lab-unshaped bench image clean config
+.PHONY: build release test unit netns soak lab lab-unshaped bench image image-test deps clean config
 
-build:
+# What building and testing need from Debian, installed once by tools/install-deps.sh (apt-get
+# update first) and again when that script changes: `make test` and `make lab` on a fresh Debian 12
+# with Swift need nothing else.
+DEPS_STAMP = .build/.deps-installed
+$(DEPS_STAMP): tools/install-deps.sh
+	bash tools/install-deps.sh
+	mkdir -p $(@D) && touch $@
+
+deps: $(DEPS_STAMP)
+
+build: $(DEPS_STAMP)
 	$(SWIFT) build
 
-release:
+release: $(DEPS_STAMP)
 	$(SWIFT) build -c release
 
-unit:
+unit: $(DEPS_STAMP)
 	$(SWIFT) test
 
 # Every namespace suite runs even when an earlier one fails; the target fails if any did.
@@ -17,7 +27,7 @@ NETNS_ENV = BRAID_BIN=$(CURDIR)/.build/debug/braid LAB_TOOL=$(CURDIR)/.build/deb
 netns: build
 	@status=0; \
 	for t in bonded-path delay-line failover backup-middlebox appliance reload untouchable control-channel hostile office \
-		status-page metrics families rules; do \
+		status-page metrics families rules image; do \
 		echo "== tests/netns/$$t.sh"; \
 		$(NETNS_ENV) bash tests/netns/$$t.sh || status=1; \
 	done; \
@@ -50,10 +60,19 @@ lab-unshaped: release
 bench: release
 	bash bench/bench.sh
 
-# Root filesystem tarball of a generic x86-64 appliance (board/x86-64/README.md); not a test.
+# Bootable raw disk image of a generic x86-64 appliance, .build-image/braid-ROLE-x86-64.img
+# (board/x86-64/README.md). IMAGE_CONFIG=FILE bakes FILE in as /etc/config/braid, IMAGE_PSK=FILE
+# as its pre-shared key, IMAGE_LAN=ADDRESS/PREFIX is the gateway's LAN address.
 IMAGE_ROLE ?= gateway
-image:
-	bash board/x86-64/build-image.sh --role $(IMAGE_ROLE)
+IMAGE_ARGS = --role $(IMAGE_ROLE) $(if $(IMAGE_CONFIG),--config $(IMAGE_CONFIG)) \
+	$(if $(IMAGE_PSK),--psk $(IMAGE_PSK)) $(if $(IMAGE_LAN),--lan $(IMAGE_LAN))
+image: $(DEPS_STAMP)
+	bash board/x86-64/build-image.sh $(IMAGE_ARGS)
+
+# Builds the gateway image and boots it in QEMU between namespaces (tests/netns/image.sh); part of
+# `make test` too.
+image-test: build
+	$(NETNS_ENV) bash tests/netns/image.sh
 
 clean:
 	rm -rf .build

@@ -129,6 +129,7 @@ let package = Package(
         // The parsers' fuzz entry points; the unit tests replay the seed corpus through them.
         .target(
             name: "BraidFuzzTargets", dependencies: ["BraidCore", "BraidWire", "BraidConfig"], path: "Fuzz/Targets"),
+        .testTarget(name: "BraidCoreTests", dependencies: ["BraidCore"]),
         .testTarget(name: "BraidWireTests", dependencies: ["BraidWire", "BraidCore"]),
         .testTarget(name: "BraidFuzzTargetsTests", dependencies: ["BraidFuzzTargets"]),
         .testTarget(name: "BraidConfigTests", dependencies: ["BraidConfig", "BraidCore"]),

@@ -3,8 +3,10 @@
 # libraries it links (libmnl, libnftables, OpenSSL), the lab's tools (iproute2, nftables, ping,
 # ss from iproute2, python3), the appliance suite's (busybox, systemd-analyze, util-linux,
 # readelf), openssl (a unit test makes a certificate with it) and the third-party clients and
-# servers the hostile suites drive (iperf3, curl, nginx). Run as root; `make test` after it. CI
-# runs the same script (.ci/run).
+# servers the hostile suites drive (iperf3, curl, nginx); for the appliance image, what builds it
+# (debootstrap, syslinux, mtools, dosfstools, fdisk, e2fsprogs) and what boots and wires it in
+# tests/netns/image.sh (qemu-system-x86, dnsmasq-base for the uplinks' DHCP). Run as root; `make`
+# runs it once by itself before building (the Makefile's DEPS_STAMP), so CI's `make test` does too.
 # chromium and python3-websocket: the browser of the status-page suite and its DevTools client.
 set -eu
 export DEBIAN_FRONTEND=noninteractive
@@ -12,6 +14,7 @@ apt-get update
 apt-get install -y --no-install-recommends \
     iproute2 iputils-ping nftables libmnl-dev libnftables-dev libssl-dev pkg-config python3 make procps \
     busybox systemd util-linux binutils iperf3 curl nginx-light openssl \
-    chromium python3-websocket
+    chromium python3-websocket \
+    debootstrap syslinux syslinux-common mtools dosfstools fdisk e2fsprogs qemu-system-x86 dnsmasq-base
 # The office suite's UDP answerer, DNS server and client (tests/netns/office.sh).
 apt-get install -y --no-install-recommends socat dnsmasq-base bind9-dnsutils
