@@ -166,7 +166,9 @@ start_daemons || { fail "daemons with metrics_listen did not start" "$(tail -5 "
 wait_for 15 bash -c "[[ \$(ip netns exec $NS_GW $BRAID_BIN status --json --socket $STATUS_SOCK | grep -c '\"state\":\"up\",\"key\"') == 1 ]]" ||
     fail "control channel up" "$(tail -3 "$LAB_WORK/gateway.log")"
 
-# 1. Both expositions, with the names an operator's dashboards use.
+# 1. Both expositions, with the names an operator's dashboards use. An uplink's RTT and loss are
+# series only once its probes have answered: wait for them (a busy machine answers late).
+wait_for 15 bash -c "ip netns exec $NS_LAN curl -sf http://$GW_METRICS/metrics | grep -q '^braid_uplink_loss_ratio{'"
 gw0=$(scrape gw)
 conc0=$(scrape conc)
 missing=()
