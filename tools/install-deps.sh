@@ -3,11 +3,12 @@
 # libraries it links (libmnl, libnftables, OpenSSL), the lab's tools (iproute2, nftables, ping,
 # ss from iproute2, python3), the appliance suite's (busybox, systemd-analyze, util-linux,
 # readelf), openssl (a unit test makes a certificate with it) and the third-party clients and
-# servers the hostile suites drive (iperf3, curl, nginx). Run as root; `make test` after it. CI
+# servers the hostile suites drive (iperf3, curl, nginx), and PostgreSQL for the store suite (which
+# starts a cluster of its own). Run as root; `make test` after it. CI
 # runs the same script (.ci/run).
 set -eu
 export DEBIAN_FRONTEND=noninteractive
 apt-get update
 apt-get install -y --no-install-recommends \
     iproute2 iputils-ping nftables libmnl-dev libnftables-dev libssl-dev pkg-config python3 make procps \
-    busybox systemd util-linux binutils iperf3 curl nginx-light openssl
+    busybox systemd util-linux binutils iperf3 curl nginx-light openssl postgresql

@@ -1,6 +1,7 @@
 import BraidConfig
 import BraidCore
 import BraidDataPlane
+import BraidStore
 import BraidWire
 
 /// What the concentrator knows of its subscribers at run time, shared by the control channel
@@ -13,6 +14,12 @@ final class SubscriberBook: @unchecked Sendable {
     private var ring = SessionKeyRing()
     private var open: [String: Int] = [:]
     private var buckets: [String: (down: TokenBucket?, up: TokenBucket?)] = [:]
+    /// Bytes per owner since the accounting timer last looked; kept while the owner has sessions
+    /// or unread bytes.
+    private var meters: [String: TrafficMeter] = [:]
+    /// The classes and subscribers of a shared store, when there is one: a reload of the file
+    /// keeps them (the file has none), only the store's feed replaces them.
+    private var storeDirectory: SubscriberDirectory?
     /// The pre-shared key, behind key id 0, when the simple mode is configured.
     private let presharedKey: [UInt8]?
     /// Whether key id 0 is accepted now, and the class all its sessions share (a reload may
@@ -41,25 +48,40 @@ final class SubscriberBook: @unchecked Sendable {
     @discardableResult
     func update(_ config: ConcentratorConfig) -> Set<String> {
         lock.withLock {
-            let before = Set(subscribers.values.filter(\.enabled).map(\.name))
-            subscribers = Dictionary(config.subscribers.map { ($0.name, $0) }, uniquingKeysWith: { $1 })
-            classes = Dictionary(config.classes.map { ($0.name, $0) }, uniquingKeysWith: { $1 })
             presharedPolicy = (presharedKey != nil && config.acceptsPresharedKey, config.pskClass)
-            // A subscriber keeps its buckets (shared with its running sessions) unless its rates
-            // changed; otherwise sessions opened after a reload would get a second, full bucket.
-            for (name, b) in buckets {
-                let c = serviceClass(of: name)
-                if b.down?.bitsPerSecond != c.flatMap({ $0.rateDown > 0 ? $0.rateDown : nil })
-                    || b.up?.bitsPerSecond != c.flatMap({ $0.rateUp > 0 ? $0.rateUp : nil })
-                {
-                    buckets[name] = nil
-                }
-            }
-            let after = Set(subscribers.values.filter(\.enabled).map(\.name))
-            let gone = before.subtracting(after)
-            for name in gone { ring.retireAll(owner: name) }
-            return gone
+            return replace(storeDirectory ?? SubscriberDirectory(classes: config.classes, subscribers: config.subscribers))
         }
+    }
+
+    /// Takes a shared store's whole directory (start, and each change the store announces); from
+    /// now on the file's subscribers are not used. Returns the subscribers no longer welcome.
+    @discardableResult
+    func update(_ directory: SubscriberDirectory) -> Set<String> {
+        lock.withLock {
+            storeDirectory = directory
+            return replace(directory)
+        }
+    }
+
+    /// Under the lock.
+    private func replace(_ directory: SubscriberDirectory) -> Set<String> {
+        let before = Set(subscribers.values.filter(\.enabled).map(\.name))
+        subscribers = Dictionary(directory.subscribers.map { ($0.name, $0) }, uniquingKeysWith: { $1 })
+        classes = Dictionary(directory.classes.map { ($0.name, $0) }, uniquingKeysWith: { $1 })
+        // A subscriber keeps its buckets (shared with its running sessions) unless its rates
+        // changed; otherwise sessions opened after a reload would get a second, full bucket.
+        for (name, b) in buckets {
+            let c = serviceClass(of: name)
+            if b.down?.bitsPerSecond != c.flatMap({ $0.rateDown > 0 ? $0.rateDown : nil })
+                || b.up?.bitsPerSecond != c.flatMap({ $0.rateUp > 0 ? $0.rateUp : nil })
+            {
+                buckets[name] = nil
+            }
+        }
+        let after = Set(subscribers.values.filter(\.enabled).map(\.name))
+        let gone = before.subtracting(after)
+        for name in gone { ring.retireAll(owner: name) }
+        return gone
     }
 
     static func nowMillis() -> UInt64 { monotonicNanos() / 1_000_000 }
@@ -152,6 +174,8 @@ final class SubscriberBook: @unchecked Sendable {
                         .resourceExceeded, "\(owner): \(count) sessions open, class \(c.name) allows \(c.maxSessions)"))
             }
             open[owner] = count + 1
+            let meter = meters[owner] ?? TrafficMeter()
+            meters[owner] = meter
             var b = buckets[owner] ?? (nil, nil)
             if buckets[owner] == nil, let c {
                 b = (
@@ -161,7 +185,7 @@ final class SubscriberBook: @unchecked Sendable {
                 buckets[owner] = b
             }
             let ticket = SessionTicket { [weak self] in self?.release(owner) }
-            return .admit(SessionGrant(limitToOrigin: b.up, limitToClient: b.down, ticket: ticket))
+            return .admit(SessionGrant(limitToOrigin: b.up, limitToClient: b.down, ticket: ticket, meter: meter))
         }
     }
 
@@ -174,4 +198,21 @@ final class SubscriberBook: @unchecked Sendable {
 
     /// Open data sessions per subscriber, for status.
     var sessions: [String: Int] { lock.withLock { open } }
+
+    /// Bytes each owner's sessions moved since the last call (the accounting timer's). A meter
+    /// whose owner has no session open and nothing unread goes.
+    func takeUsage() -> [String: Traffic] {
+        lock.withLock {
+            var out: [String: Traffic] = [:]
+            for (owner, meter) in meters {
+                let t = meter.take()
+                if t.toOrigin > 0 || t.toClient > 0 {
+                    out[owner] = Traffic(up: t.toOrigin, down: t.toClient)
+                } else if open[owner] == nil {
+                    meters[owner] = nil
+                }
+            }
+            return out
+        }
+    }
 }

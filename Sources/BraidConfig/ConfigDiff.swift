@@ -191,6 +191,10 @@ public struct ConcentratorConfigDiff: Equatable, Sendable {
             "max_control_handshakes_per_source", old.maxControlHandshakesPerSource, new.maxControlHandshakesPerSource)
         fixed.compare("status_socket", old.statusSocket, new.statusSocket)
         fixed.compare("identity", old.identities, new.identities)
+        // The store's connection and its accounting timer are made at start.
+        fixed.compare("store", old.store.description, new.store.description)
+        fixed.compare("store_password_file", old.storePasswordFile ?? "", new.storePasswordFile ?? "")
+        fixed.compare("accounting_interval", old.accountingInterval, new.accountingInterval)
         self.fixed = fixed.changes
         pskClassChanged = old.pskClass != new.pskClass
         denyAdded = new.denyDestinations.filter { !old.denyDestinations.contains($0) }

@@ -147,6 +147,7 @@ extension ConfigSchema {
         case .mark: "mark"
         case .hostName: "host name"
         case .reference(let t): "name of a `config \(t)`"
+        case .store: "`uci` or a `postgresql://` URL"
         }
     }
 

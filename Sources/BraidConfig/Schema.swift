@@ -39,6 +39,8 @@ public enum ValueType: Sendable, Equatable {
     case hostName
     /// The name of a section of the given type.
     case reference(String)
+    /// `uci` or a `postgresql://` URL (`StoreLocation`); errors never repeat its password.
+    case store
 }
 
 /// A value after its text was checked against its `ValueType`.
@@ -366,7 +368,7 @@ extension ConfigSchema {
                 errors.append(
                     ConfigError(
                         file: file, line: written.line, section: s.label, option: option.name, error.message,
-                        value: text))
+                        value: option.type == .store ? StoreLocation.redacted(text) : text))
             }
         }
         if valid { s.set(option.name, parsed) }
@@ -469,6 +471,9 @@ extension ConfigSchema {
                     && text.utf8.allSatisfy { isAlphanumeric($0) || $0 == 0x2d || $0 == 0x2e || $0 == 0x5f })
             guard ok else { throw bad("must be a DNS name or an IP address") }
             return .text(text)
+        case .store:
+            _ = try StoreLocation(text)
+            return .text(text)
         case .reference:
             guard !text.isEmpty, text.utf8.allSatisfy({ isAlphanumeric($0) || $0 == 0x5f }) else {
                 throw bad("must be a section name: letters, digits and '_'")
@@ -514,7 +519,7 @@ extension ConfigSchema {
         return overflow ? nil : product
     }
 
-    static func isAlphanumeric(_ c: UInt8) -> Bool {
+    public static func isAlphanumeric(_ c: UInt8) -> Bool {
         (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a)
     }
 

@@ -384,6 +384,7 @@ final class ConvertAcceptor: ReactorHandler {
             reactor: reactor, a: client, b: origin, connecting: false, counters: forwarder.counters, toB: remainder,
             toA: ConvertServerHandshake.successReply(wantsInfo: request.wantsInfo),
             limitToB: grant?.limitToOrigin, limitToA: grant?.limitToClient)
+        relay.meter = grant?.meter
         let logger = forwarder.logger
         let peer = self.peer
         let ticket = grant?.ticket

@@ -70,6 +70,8 @@ final class SpliceRelay: ReactorHandler {
     private var ended = false
     private let counters: SessionCounters
     var onEnd: ((SpliceRelay, RelayEnd) -> Void)?
+    /// The subscriber's meter (concentrator side), given each wake-up's bytes.
+    var meter: TrafficMeter?
     /// Set while the half-close watch runs: one direction has ended, the other has not.
     private var halfClosedWatch: (bytes: UInt64, since: UInt64)?
 
@@ -141,6 +143,16 @@ final class SpliceRelay: ReactorHandler {
 
     private func pump() {
         guard !ended, !connecting else { return }
+        if let meter {
+            let before = (toB.bytes, toA.bytes)
+            defer { meter.add(toOrigin: toB.bytes &- before.0, toClient: toA.bytes &- before.1) }
+            pumpFlows()
+        } else {
+            pumpFlows()
+        }
+    }
+
+    private func pumpFlows() {
         if !toB.done, let failure = move(&toB, from: a, to: b, prefaced: false) {
             abort(failure)
             return
