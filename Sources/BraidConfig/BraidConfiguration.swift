@@ -345,12 +345,7 @@ public struct BraidConfigReader {
         config.storePasswordFile = c.text("store_password_file")
         guard let text = c.text("store"), let store = try? StoreLocation(text) else { return }
         config.store = store
-        guard case .postgreSQL(let url) = store else {
-            if let file = config.storePasswordFile {
-                p.error(c, "store_password_file", "needs a postgresql:// store", value: file)
-            }
-            return
-        }
+        guard case .postgreSQL(let url) = store else { return }
         #if !PostgreSQLStore
         p.error(c, "store", "this build has no PostgreSQL support (built without the PostgreSQLStore trait)",
             value: url.description)

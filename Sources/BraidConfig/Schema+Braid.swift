@@ -166,7 +166,7 @@ extension ConfigSchema {
                     "status_socket", .path(maxBytes: 107), default: "/run/braid/concentrator.sock",
                     doc: "Unix socket where `braid reload` asks the running concentrator."),
                 OptionSchema(
-                    "store", .store, default: "uci", example: "postgresql://braid@db.example.net/braid",
+                    "store", .store, default: "uci",
                     doc: "Where subscribers and classes live: `uci`, the `subscriber` and `class` sections of this "
                         + "file, or a PostgreSQL URL `postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE` "
                         + "(`?host=/dir` for a Unix socket, `sslmode=disable|prefer|require`) shared by several "
@@ -175,7 +175,7 @@ extension ConfigSchema {
                 OptionSchema(
                     "store_password_file", .path(maxBytes: nil), example: "/etc/braid/store-password",
                     doc: "File holding the PostgreSQL password (first line), when the URL has none; readable by "
-                        + "the daemon only. The password is never logged."),
+                        + "the daemon only. The password is never logged. Not read with the uci store."),
                 OptionSchema(
                     "accounting_interval", .seconds(1...86_400, whole: true), default: "60",
                     doc: "Seconds per usage row: with a PostgreSQL store, each subscriber's bytes each way are "
