@@ -16,7 +16,8 @@ unit:
 NETNS_ENV = BRAID_BIN=$(CURDIR)/.build/debug/braid LAB_TOOL=$(CURDIR)/.build/debug/braid-lab
 netns: build
 	@status=0; \
-	for t in bonded-path delay-line failover backup-middlebox appliance reload untouchable control-channel hostile store; do \
+	for t in bonded-path delay-line failover backup-middlebox appliance reload untouchable control-channel hostile office \
+		status-page metrics families store; do \
 		echo "== tests/netns/$$t.sh"; \
 		$(NETNS_ENV) bash tests/netns/$$t.sh || status=1; \
 	done; \

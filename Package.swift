@@ -25,6 +25,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
     ],
@@ -68,10 +70,38 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // A small read-only HTTP listener for the metrics exposition and the gateway's status page.
+        .target(
+            name: "BraidHTTP",
+            dependencies: [
+                "BraidCore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
+        ),
+        // Status documents: the typed values both roles answer `braid status` with, and the one JSON
+        // encoder (and decoder, for the CLI) they go through. Pure values: no I/O, no Foundation.
+        .target(name: "BraidStatus"),
+        // The Prometheus exposition at `/metrics`, made from the status documents with swift-metrics
+        // and its Prometheus backend, served by the BraidHTTP listener.
+        .target(
+            name: "BraidMetrics",
+            dependencies: [
+                "BraidCore", "BraidStatus", "BraidHTTP",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
         .target(
             name: "BraidGateway",
             dependencies: [
-                "BraidCore", "BraidWire", "BraidConfig", "BraidNetlink", "BraidDataPlane", "BraidTLS",
+                "BraidCore", "BraidWire", "BraidConfig", "BraidNetlink", "BraidDataPlane", "BraidTLS", "BraidStatus",
+                "BraidMetrics", "BraidHTTP",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -80,7 +110,8 @@ let package = Package(
         .target(
             name: "BraidConcentrator",
             dependencies: [
-                "BraidCore", "BraidWire", "BraidConfig", "BraidNetlink", "BraidDataPlane", "BraidTLS", "BraidStore",
+                "BraidCore", "BraidWire", "BraidConfig", "BraidNetlink", "BraidDataPlane", "BraidTLS", "BraidStatus",
+                "BraidMetrics", "BraidStore",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -106,7 +137,7 @@ let package = Package(
             name: "braid",
             dependencies: [
                 "BraidCore", "BraidConfig", "BraidWire", "BraidDataPlane", "BraidGateway", "BraidConcentrator",
-                "BraidTLS", "BraidStore", "BraidPostgreSQL",
+                "BraidTLS", "BraidStatus", "BraidStore", "BraidPostgreSQL",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -126,16 +157,23 @@ let package = Package(
         .testTarget(name: "BraidWireTests", dependencies: ["BraidWire", "BraidCore"]),
         .testTarget(name: "BraidFuzzTargetsTests", dependencies: ["BraidFuzzTargets"]),
         .testTarget(name: "BraidConfigTests", dependencies: ["BraidConfig", "BraidCore"]),
-        .testTarget(name: "BraidGatewayTests", dependencies: ["BraidGateway"]),
+        .testTarget(
+            name: "BraidGatewayTests",
+            dependencies: ["BraidGateway", "BraidHTTP", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "BraidStatusTests", dependencies: ["BraidStatus"]),
+        .testTarget(name: "BraidMetricsTests", dependencies: ["BraidMetrics", "BraidStatus"]),
+        .testTarget(name: "BraidHTTPTests", dependencies: ["BraidHTTP", "BraidCore", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "BraidStoreTests", dependencies: ["BraidStore", "BraidConfig"]),
         .testTarget(
             name: "BraidConcentratorTests",
-            dependencies: ["BraidConcentrator", "BraidConfig", "BraidCore", "BraidDataPlane", "BraidWire"]),
+            dependencies: [
+                "BraidConcentrator", "BraidConfig", "BraidCore", "BraidDataPlane", "BraidWire", "BraidStore",
+            ]),
         .testTarget(
             name: "BraidDataPlaneTests",
             dependencies: ["BraidDataPlane", "BraidWire", "BraidCore", .product(name: "Logging", package: "swift-log")]),
-        // Golden cases for `braid uci`, read from Golden/ next to the test source.
-        .testTarget(name: "BraidUCITests", dependencies: ["BraidConfig"], exclude: ["Golden"]),
+        // Golden cases for `braid uci`, read from Golden/ (braid's own) and Recorded/ (OpenWrt's uci).
+        .testTarget(name: "BraidUCITests", dependencies: ["BraidConfig"], exclude: ["Golden", "Recorded"]),
         .testTarget(
             name: "BraidTLSTests",
             dependencies: [

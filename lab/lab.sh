@@ -29,6 +29,13 @@ ORIGIN_DENIED=198.18.21.2
 ORIGIN_PORT=8080
 BRAID_PORT=4800
 UPLINK_RATES=(40 20 10)
+# LAB_V6_UPLINK=1 adds wan4, an IPv6-only uplink (2001:db8:4::2/64, 10 Mbit/s), and names the
+# concentrator `concentrator.lab` (A and AAAA, in the gateway namespace's /etc/hosts) so each
+# uplink reaches it over its own family. Off by default: the other suites count three uplinks.
+LAB_V6_UPLINK="${LAB_V6_UPLINK:-0}"
+V6_UPLINK_RATE=10
+CONC_ADDR6=2001:db8:10::2
+CONC_NAME=concentrator.lab
 LAB_PIDS=()
 
 lab_log() { printf '[lab] %s\n' "$*" >&2; }
@@ -83,6 +90,21 @@ lab_up() {
     done
     # The first subflow follows the main table: a DHCP client on wan1 would leave this route.
     nsx "$NS_GW" ip route add default via 198.18.1.1 dev wan1
+    if [[ $LAB_V6_UPLINK == 1 ]]; then
+        # wan4 has IPv6 only, as LTE behind 464XLAT: no IPv4 address, no IPv4 route.
+        lab_veth "$NS_GW" wan4 "$NS_INET" gw4
+        nsx "$NS_GW" ip addr add 2001:db8:4::2/64 dev wan4 nodad
+        nsx "$NS_INET" ip addr add 2001:db8:4::1/64 dev gw4 nodad
+        nsx "$NS_GW" ip -6 route add default via 2001:db8:4::1 dev wan4
+        if [[ $shaping == shaped ]]; then
+            nsx "$NS_GW" tc qdisc add dev wan4 root tbf rate "${V6_UPLINK_RATE}mbit" burst 32kb latency 100ms
+            nsx "$NS_INET" tc qdisc add dev gw4 root tbf rate "${V6_UPLINK_RATE}mbit" burst 32kb latency 100ms
+        fi
+        # `ip netns exec` mounts /etc/netns/NS/hosts over /etc/hosts: the gateway's resolver
+        # finds both records of the concentrator's name there.
+        mkdir -p "/etc/netns/$NS_GW"
+        printf '%s %s\n%s %s\n' "$CONC_ADDR" "$CONC_NAME" "$CONC_ADDR6" "$CONC_NAME" >"/etc/netns/$NS_GW/hosts"
+    fi
 
     lab_veth "$NS_INET" conc0 "$NS_CONC" eth0
     nsx "$NS_INET" ip addr add 198.18.10.1/24 dev conc0
@@ -115,9 +137,11 @@ config concentrator 'main'
 	list deny_dest '$ORIGIN_DENIED/32'
 	option status_socket '$LAB_WORK/concentrator.sock'
 CONF
+    local server=$CONC_ADDR
+    [[ $LAB_V6_UPLINK == 1 ]] && server=$CONC_NAME
     cat >"$LAB_WORK/gateway.conf" <<CONF
 config gateway 'main'
-	option server '$CONC_ADDR'
+	option server '$server'
 	option port '$BRAID_PORT'
 	option psk_file '$LAB_WORK/psk'
 	list lan_device 'lan0'
@@ -136,6 +160,15 @@ config uplink 'line2'
 	option role 'active'
 	option gateway '198.18.3.1'
 CONF
+    if [[ $LAB_V6_UPLINK == 1 ]]; then
+        cat >>"$LAB_WORK/gateway.conf" <<CONF
+
+config uplink 'v6only'
+	option device 'wan4'
+	option role 'active'
+	option gateway '2001:db8:4::1'
+CONF
+    fi
     ip netns exec "$NS_ORG" python3 "$TRAFFIC" serve --port "$ORIGIN_PORT" --log "$LAB_WORK/origin.log" --lifetime 3000 &
     LAB_PIDS+=($!)
     # `ip netns exec` execs the daemon, so $! is the daemon itself (signals reach it).
@@ -165,12 +198,14 @@ lab_down() {
         ip netns pids "$ns" 2>/dev/null | xargs -r kill -KILL 2>/dev/null
         ip netns del "$ns" 2>/dev/null
     done
+    rm -rf "/etc/netns/$NS_GW"
 }
 
-# Byte counters of the gateway's uplinks: "tx1 rx1 tx2 rx2 tx3 rx3".
+# Byte counters of the gateway's uplinks: "tx1 rx1 tx2 rx2 tx3 rx3" (then "tx4 rx4" for wan4).
 lab_uplink_bytes() {
-    local i out=()
-    for i in 1 2 3; do
+    local i out=() n=3
+    [[ $LAB_V6_UPLINK == 1 ]] && n=4
+    for ((i = 1; i <= n; i++)); do
         out+=("$(nsx "$NS_GW" cat "/sys/class/net/wan$i/statistics/tx_bytes")")
         out+=("$(nsx "$NS_GW" cat "/sys/class/net/wan$i/statistics/rx_bytes")")
     done
@@ -195,7 +230,8 @@ json_field() { python3 -c 'import json,sys; v=json.loads(sys.stdin.read()).get(s
 #   [gw] wan1 ◄── gw1 ◄─(main)─ dl1 ◄═ +MS ◄═ dl1 ◄─(iif conc0|org0 to 198.18.1.0/24: table 111)─ conc0/org0
 #
 # Traffic to or from the inet namespace's own addresses (198.18.i.1) is delivered by the local
-# table before these rules and is not delayed. Uplinks are IPv4 only, so there are no IPv6 rules.
+# table before these rules and is not delayed. Uplinks 1-3 are IPv4 only, so there are no IPv6
+# rules, and the IPv6-only wan4 (LAB_V6_UPLINK=1) is not delayed.
 # The delay lines' pids are also in LAB_DELAY_PIDS; each prints its counters as JSON in
 # $LAB_WORK/delay$i.log when it stops.
 LAB_DELAY_PIDS=()

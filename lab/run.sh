@@ -2,7 +2,7 @@
 # braid lab demo: builds the topology of lab/lab.sh, starts both daemons, runs a download and an
 # upload through the bonded path and prints what each uplink carried.
 #
-#   lab/run.sh              three uplinks shaped 40/20/10 Mbit/s
+#   lab/run.sh              three IPv4 uplinks shaped 40/20/10 Mbit/s and one IPv6-only (10 Mbit/s)
 #   lab/run.sh --unshaped   no shaping: relay throughput next to direct MPTCP between the same hosts
 set -u
 cd "$(dirname "$0")/.."
@@ -11,6 +11,7 @@ SHAPING=shaped
 BYTES=${BRAID_LAB_BYTES:-50000000}
 [[ $SHAPING == unshaped ]] && BYTES=${BRAID_LAB_BYTES:-1000000000}
 export LAB_SUFFIX="lab$$"
+export LAB_V6_UPLINK=${LAB_V6_UPLINK:-1}
 source lab/lab.sh
 [[ -x $BRAID_BIN ]] || { echo "build first: swift build -c release" >&2; exit 1; }
 trap 'lab_down; rm -rf "$LAB_WORK"' EXIT INT TERM
@@ -23,10 +24,11 @@ report() { # report LABEL BEFORE AFTER SECONDS DIRECTION(tx|rx)
     local i total=0 off=0
     [[ $dir == rx ]] && off=1
     printf '%s\n' "$label"
-    for i in 0 1 2; do
-        local n=$((b[i * 2 + off] - a[i * 2 + off]))
+    for ((i = 0; i < ${#a[@]} / 2; i++)); do
+        local n=$((b[i * 2 + off] - a[i * 2 + off])) note=""
         total=$((total + n))
-        printf '  wan%d  %8.1f MB  %7s Mbit/s\n' $((i + 1)) "$(python3 -c "print($n/1e6)")" "$(mbit $n "$seconds")"
+        ((i == 3)) && note="  (IPv6 only)"
+        printf '  wan%d  %8.1f MB  %7s Mbit/s%s\n' $((i + 1)) "$(python3 -c "print($n/1e6)")" "$(mbit $n "$seconds")" "$note"
     done
     printf '  total %8.1f MB  %7s Mbit/s on the wire\n' "$(python3 -c "print($total/1e6)")" "$(mbit $total "$seconds")"
 }

@@ -119,6 +119,9 @@ public enum FuzzControl {
                     ring.retire(id: id)
                 case .applyClass:
                     invariant(!isConcentrator, "a concentrator applied a class")
+                case .learnAddresses(let list):
+                    invariant(!isConcentrator, "a concentrator learned addresses")
+                    invariant(list.count <= ControlMessage.maximumAddresses, "\(list.count) addresses learned")
                 case .close(let reason):
                     closed = true
                     reasons.append(reason)

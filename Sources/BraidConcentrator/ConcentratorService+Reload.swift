@@ -16,18 +16,10 @@ extension ConcentratorService {
         reactor.execute { [weak self] in _ = self?.reloadNow() }
     }
 
-    /// What the local socket answers: a reload, or the running policy for `status`.
+    /// What the local socket answers: a reload, or the status document for `status`.
     func answer(_ question: String) -> String {
         if question == "reload" { return reloadNow().text }
-        let policy = destinationPolicy.current
-        func list(_ items: [some CustomStringConvertible]) -> String {
-            "[" + items.map { "\"\($0)\"" }.joined(separator: ",") + "]"
-        }
-        return """
-            {"role":"concentrator","listen":"\(Endpoint(address: config.listen, port: config.port))",\
-            "deny_dest":\(list(policy.denyDestinations)),"allow_dest":\(list(policy.allowDestinations)),\
-            "deny_port":\(list(policy.denyPorts)),"allow_port":\(list(policy.allowPorts))}
-            """
+        return statusText()
     }
 
     /// Reads the configuration file and applies what changed; runs on the control thread, one

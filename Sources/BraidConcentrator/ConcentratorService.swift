@@ -1,6 +1,7 @@
 import BraidConfig
 import BraidCore
 import BraidDataPlane
+import BraidMetrics
 import BraidNetlink
 import BraidStore
 import BraidTLS
@@ -35,6 +36,8 @@ public final class ConcentratorService {
     /// The shared subscriber store's feed (`store 'postgresql://…'`), set before `start`; nil
     /// with the uci store, whose subscribers come with the file.
     public var feed: (any SubscriberFeed)?
+    /// The `/metrics` listener, when `metrics_listen` is set.
+    var metrics: MetricsEndpoint?
 
     /// What the concentrator uses once its listeners are bound: CAP_NET_ADMIN only, to give the
     /// MPTCP limits back at stop (generic netlink's admin commands need it) and, when not uid 0,
@@ -139,7 +142,7 @@ public final class ConcentratorService {
                     limits: .init(
                         maxHandshakes: Int(config.maxControlHandshakes),
                         maxHandshakesPerSource: Int(config.maxControlHandshakesPerSource)),
-                    logger: logger)
+                    addresses: { [config] in Self.announced(config) }, logger: logger)
             } catch {
                 stop()
                 throw error
@@ -156,6 +159,7 @@ public final class ConcentratorService {
             stop()
             throw ServiceError("cannot open the local socket \(config.statusSocket): \(error)")
         }
+        if let control { startMetrics(on: control.reactors[0]) }
         logger.notice(
             "concentrator listening",
             metadata: [
@@ -186,6 +190,18 @@ public final class ConcentratorService {
         try state.remember(limits: .init(subflows: old.subflows, addAddrAccepted: old.addAddrAccepted))
         try pm.setLimits(subflows: 8, addAddrAccepted: old.addAddrAccepted)
         logger.notice("MPTCP limits set", metadata: ["subflows": "\(old.subflows) -> 8"])
+    }
+
+    /// What the control channel announces to gateways: `announce`, else the host's dialable
+    /// addresses when listening on all of them (both families with `::`), else the listen
+    /// address. Read at each channel's start, so an address added since is announced.
+    static func announced(_ config: ConcentratorConfig) -> [IPAddress] {
+        if !config.announce.isEmpty { return config.announce }
+        let any = config.listen.bytes.allSatisfy { $0 == 0 }
+        guard any else { return [config.listen] }
+        let own = LocalAddresses.scan().filter { $0.isDialableUnicast && (!config.listen.isIPv4 || $0.isIPv4) }
+        // A stable order: IPv4 first, then by bytes.
+        return own.sorted { a, b in a.isIPv4 != b.isIPv4 ? a.isIPv4 : a.bytes.lexicographicallyPrecedes(b.bytes) }
     }
 
     /// Gives back the MPTCP limits and sysctls as they were before the first run; the state
@@ -226,7 +242,24 @@ public final class ConcentratorService {
         }
     }
 
+    /// Sessions of the data listener: open now and since start.
+    func forwarderSessions() -> (active: Int, total: Int) {
+        forwarder?.counters.snapshot ?? (0, 0)
+    }
+
+    /// Refusals of the data listener since start.
+    func forwarderRefusals()
+        -> (
+            unauthenticated: ConvertForwarder.ReasonCounts, destination: ConvertForwarder.ReasonCounts,
+            session: ConvertForwarder.ReasonCounts
+        )?
+    {
+        forwarder?.refusalTotals()
+    }
+
     public func stop() {
+        metrics?.stop()
+        metrics = nil
         controlServer?.stop()
         controlServer = nil
         control?.stop()

@@ -36,11 +36,14 @@ final class ControlServer {
     private let current: CurrentTLS
     private let book: SubscriberBook
     private var summary: RepeatedTask?
+    /// Genuine certificates whose subscriber is not served (unknown, disabled, revoked since the
+    /// handshake began), by reason; logged one by one, counted here for status and metrics.
+    private let notServed = RefusalTally<String>()
 
     /// Binds the listener. The TLS context is built by the caller, so a bad file stops the start.
     init(
         listen: Endpoint, tls: TLSContext, book: SubscriberBook, sessionLifetime: UInt32, limits: Limits,
-        logger: Logger
+        addresses: @escaping @Sendable () -> [IPAddress] = { [] }, logger: Logger
     ) throws {
         self.logger = logger
         self.book = book
@@ -48,6 +51,7 @@ final class ControlServer {
         self.current = current
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let open = self.open
+        let notServed = self.notServed
         let admission = ControlAdmission(maxTotal: limits.maxHandshakes, maxPerSource: limits.maxHandshakesPerSource)
         self.admission = admission
         let address = try SocketAddress(ipAddress: "\(listen.address)", port: Int(listen.port))
@@ -88,7 +92,8 @@ final class ControlServer {
                         try channel.pipeline.syncOperations.addHandler(
                             ControlServerHandler(
                                 book: book, sessionLifetime: sessionLifetime, open: open, current: current,
-                                logger: connectionLogger))
+                                addresses: addresses, logger: connectionLogger,
+                                notServed: { notServed.record($0, from: source) }))
                     } catch {
                         // The slot goes back with a pipeline that could not be built.
                         admission.inFlight.release(ticket)
@@ -123,6 +128,13 @@ final class ControlServer {
                 "reasons": "\(summary.reasonsText)", "sources": "\(summary.sourcesText)",
                 "handshakes": "\(admission.inFlight.count())",
             ])
+    }
+
+    /// Control connections refused since start (before or at TLS, and after it when the
+    /// certificate's subscriber is not served), by reason.
+    func refusalTotals() -> [(reason: String, count: UInt64)] {
+        (admission.refusals.totals().map { ("\($0.reason)", $0.count) }
+            + notServed.totals().map { ($0.reason, $0.count) }).sorted { $0.reason < $1.reason }
     }
 
     /// Closes the control channels of subscribers a reload removed or disabled.
@@ -222,8 +234,18 @@ final class ControlServerHandler: ChannelInboundHandler {
     private var keys: [UInt32] = []
 
     private let current: CurrentTLS
+    /// Counts a refusal of a genuine certificate's subscriber, by reason.
+    private let notServed: (String) -> Void
 
-    init(book: SubscriberBook, sessionLifetime: UInt32, open: OpenChannels, current: CurrentTLS, logger: Logger) {
+    /// The addresses announced to the gateway, read at each channel's start.
+    private let addresses: () -> [IPAddress]
+
+    init(
+        book: SubscriberBook, sessionLifetime: UInt32, open: OpenChannels, current: CurrentTLS,
+        addresses: @escaping () -> [IPAddress], logger: Logger, notServed: @escaping (String) -> Void = { _ in }
+    ) {
+        self.notServed = notServed
+        self.addresses = addresses
         self.book = book
         self.open = open
         self.current = current
@@ -248,6 +270,7 @@ final class ControlServerHandler: ChannelInboundHandler {
         case .refused(let why):
             // Refused right after TLS: the certificate is genuine but the operator does not serve it.
             logger.notice("control channel refused", metadata: ["reason": "\(why)"])
+            notServed(why)
             let frame = ControlMessage.errorFrame(.notAuthorized, why)
             context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(bytes: frame))).whenComplete { _ in
                 context.close(promise: nil)
@@ -255,6 +278,8 @@ final class ControlServerHandler: ChannelInboundHandler {
         case .welcome(let s, let serviceClass):
             subscriber = s.name
             open.add(s.name, serial: done.peerSerial, context.channel)
+            book.channelOpened(
+                ObjectIdentifier(self), subscriber: s.name, from: Self.peerText(context.channel.remoteAddress))
             let info = serviceClass.flatMap { c -> ControlMessage.ClassInfo? in
                 let info = ControlMessage.ClassInfo(
                     name: c.name, rateDownBitsPerSecond: c.rateDown, rateUpBitsPerSecond: c.rateUp,
@@ -271,8 +296,11 @@ final class ControlServerHandler: ChannelInboundHandler {
                 }
             }
             let book = self.book
+            var configuration = ConcentratorControlSession.Configuration(
+                keyLifetimeSeconds: sessionLifetime, serviceClass: info)
+            configuration.addresses = addresses()
             var session = ConcentratorControlSession(
-                configuration: .init(keyLifetimeSeconds: sessionLifetime, serviceClass: info),
+                configuration: configuration,
                 keys: SystemSessionKeySource(isInUse: { book.isInUse($0) }))
             let actions = session.start(nowMillis: Self.now())
             self.session = session
@@ -292,6 +320,7 @@ final class ControlServerHandler: ChannelInboundHandler {
     func channelInactive(context: ChannelHandlerContext) {
         timer?.cancel()
         open.remove(context.channel)
+        book.channelClosed(ObjectIdentifier(self))
         if session != nil, session!.closeReason == nil {
             perform(session!.connectionClosed(nowMillis: Self.now()), context)
         }
@@ -318,6 +347,7 @@ final class ControlServerHandler: ChannelInboundHandler {
                 do {
                     let evicted = try book.install(id: id, key: key, notAfterMillis: notAfter, owner: subscriber ?? "")
                     keys.append(id)
+                    book.channelGranted(ObjectIdentifier(self), key: id)
                     logger.debug("session key granted", metadata: ["key": "\(id)", "evicted": "\(evicted)"])
                 } catch {
                     logger.warning("cannot install a session key; closing", metadata: ["error": "\(error)"])
@@ -327,8 +357,8 @@ final class ControlServerHandler: ChannelInboundHandler {
             case .retireKey(let id):
                 book.retire(id: id)
                 keys.removeAll { $0 == id }
-            case .applyClass:
-                break  // gateway-side action
+            case .applyClass, .learnAddresses:
+                break  // gateway-side actions
             case .close(let reason):
                 logger.info("control channel closed", metadata: ["reason": "\(reason)"])
                 context.flush()
@@ -338,6 +368,16 @@ final class ControlServerHandler: ChannelInboundHandler {
         }
         context.flush()
         scheduleTick(context)
+    }
+
+    /// The gateway's address as status shows it: `198.18.1.1:40000`, `[2001:db8::1]:40000`; an
+    /// IPv4 peer on the dual-stack listener as IPv4, not `::ffff:`-mapped.
+    static func peerText(_ address: SocketAddress?) -> String {
+        guard let address, let text = address.ipAddress, let port = address.port, var ip = IPAddress(text) else {
+            return "?"
+        }
+        if case .v6(let b) = ip, let v4 = IPAddress(mappedIPv6Bytes: b) { ip = v4 }
+        return "\(Endpoint(address: ip, port: UInt16(truncatingIfNeeded: port)))"
     }
 
     private func scheduleTick(_ context: ChannelHandlerContext) {

@@ -2,6 +2,7 @@ import BraidConfig
 import BraidCore
 import BraidDataPlane
 import BraidStore
+import BraidStatus
 import BraidWire
 
 /// What the concentrator knows of its subscribers at run time, shared by the control channel
@@ -14,12 +15,24 @@ final class SubscriberBook: @unchecked Sendable {
     private var ring = SessionKeyRing()
     private var open: [String: Int] = [:]
     private var buckets: [String: (down: TokenBucket?, up: TokenBucket?)] = [:]
-    /// Bytes per owner since the accounting timer last looked; kept while the owner has sessions
-    /// or unread bytes.
-    private var meters: [String: TrafficMeter] = [:]
+    /// Bytes per subscriber since start, counted by the relays themselves (ByteMeter). Never
+    /// removed, so a reload (even one that removes the subscriber) loses no byte and the metrics'
+    /// counters never go back.
+    private var meters: [String: ByteMeter] = [:]
+    /// Open control channels, by channel.
+    private var channels: [ObjectIdentifier: ChannelView] = [:]
+    /// Open control channels per subscriber.
+    private var channelsPerSubscriber: [String: Int] = [:]
+    /// When each subscriber's last control channel closed, wall clock seconds.
+    private var channelsDownSince: [String: Double] = [:]
+    /// Bits per second per subscriber over the last sampling interval, and that sample.
+    private var rates: [String: ByteRate] = [:]
+    private var lastSample: (nanos: UInt64, bytes: [String: ByteCount])?
     /// The classes and subscribers of a shared store, when there is one: a reload of the file
     /// keeps them (the file has none), only the store's feed replaces them.
     private var storeDirectory: SubscriberDirectory?
+    /// Each meter as the accounting timer last read it: `takeUsage` hands over what came since.
+    private var usageRead: [String: ByteCount] = [:]
     /// The pre-shared key, behind key id 0, when the simple mode is configured.
     private let presharedKey: [UInt8]?
     /// Whether key id 0 is accepted now, and the class all its sessions share (a reload may
@@ -174,8 +187,6 @@ final class SubscriberBook: @unchecked Sendable {
                         .resourceExceeded, "\(owner): \(count) sessions open, class \(c.name) allows \(c.maxSessions)"))
             }
             open[owner] = count + 1
-            let meter = meters[owner] ?? TrafficMeter()
-            meters[owner] = meter
             var b = buckets[owner] ?? (nil, nil)
             if buckets[owner] == nil, let c {
                 b = (
@@ -185,6 +196,8 @@ final class SubscriberBook: @unchecked Sendable {
                 buckets[owner] = b
             }
             let ticket = SessionTicket { [weak self] in self?.release(owner) }
+            let meter = meters[owner] ?? ByteMeter()
+            meters[owner] = meter
             return .admit(SessionGrant(limitToOrigin: b.up, limitToClient: b.down, ticket: ticket, meter: meter))
         }
     }
@@ -199,18 +212,124 @@ final class SubscriberBook: @unchecked Sendable {
     /// Open data sessions per subscriber, for status.
     var sessions: [String: Int] { lock.withLock { open } }
 
-    /// Bytes each owner's sessions moved since the last call (the accounting timer's). A meter
-    /// whose owner has no session open and nothing unread goes.
+    // MARK: status
+
+    /// One open control channel as status shows it.
+    struct ChannelView {
+        var subscriber: String
+        var from: String
+        var since: Double
+        var key: UInt32?
+    }
+
+    /// A control channel of `subscriber` is up (after its TLS handshake and the subscriber check).
+    func channelOpened(_ id: ObjectIdentifier, subscriber: String, from: String) {
+        let now = Double(wallClockMillis()) / 1000
+        lock.withLock {
+            channels[id] = ChannelView(subscriber: subscriber, from: from, since: now)
+            channelsPerSubscriber[subscriber, default: 0] += 1
+        }
+    }
+
+    /// The channel granted a new session key.
+    func channelGranted(_ id: ObjectIdentifier, key: UInt32) {
+        lock.withLock { channels[id]?.key = key }
+    }
+
+    func channelClosed(_ id: ObjectIdentifier) {
+        let now = Double(wallClockMillis()) / 1000
+        lock.withLock {
+            guard let gone = channels.removeValue(forKey: id) else { return }
+            let left = (channelsPerSubscriber[gone.subscriber] ?? 1) - 1
+            channelsPerSubscriber[gone.subscriber] = left > 0 ? left : nil
+            if left <= 0 { channelsDownSince[gone.subscriber] = now }
+        }
+    }
+
+    /// Takes a sample of every meter and keeps each subscriber's rate since the last one. Called
+    /// about once a second by the concentrator's control thread.
+    func sampleRates(nowNanos: UInt64 = monotonicNanos()) {
+        lock.withLock {
+            let bytes = meters.mapValues { ByteCount(up: $0.up, down: $0.down) }
+            if let last = lastSample, nowNanos > last.nanos {
+                let seconds = Double(nowNanos - last.nanos) / 1e9
+                rates = bytes.mapValues { _ in ByteRate(up: 0, down: 0) }
+                for (name, now) in bytes {
+                    let before = last.bytes[name] ?? ByteCount(up: 0, down: 0)
+                    rates[name] = ByteRate(
+                        up: rounded(Double(now.up &- before.up) * 8 / seconds, 0),
+                        down: rounded(Double(now.down &- before.down) * 8 / seconds, 0))
+                }
+            }
+            lastSample = (nowNanos, bytes)
+        }
+    }
+
+    /// Every subscriber, configured ones in the configuration's order, then the pre-shared key's
+    /// holders (when accepted or counted), then subscribers a reload removed that have bytes.
+    /// The book's tables are copied under the lock (copy-on-write: no work until the next change)
+    /// and the views built outside it, so a status request or a scrape of thousands of
+    /// subscribers never holds up a data reactor's admission.
+    /// With a shared store, its subscribers (in the store's order) stand in for the file's.
+    func statusViews(configured order: [String]) -> [SubscriberStatus] {
+        let (subscribers, open, meters, channels, downSince, rates, preshared, store) = lock.withLock {
+            (
+                self.subscribers, self.open, self.meters, self.channels, channelsDownSince, self.rates,
+                presharedPolicy, storeDirectory
+            )
+        }
+        let classOf: (String) -> String? = { name in
+            name == Self.presharedOwner ? preshared.serviceClass : subscribers[name]?.serviceClass
+        }
+        var names = store.map { $0.subscribers.map(\.name) } ?? order
+        if preshared.accepted || meters[Self.presharedOwner] != nil { names.append(Self.presharedOwner) }
+        let listed = Set(names)
+        names += meters.keys.filter { !listed.contains($0) }.sorted()
+        let bySubscriber = Dictionary(grouping: channels.values, by: \.subscriber)
+        return names.map { name in
+            let meter = meters[name]
+            let config: String
+            let control: SubscriberControlStatus
+            if name == Self.presharedOwner {
+                config = preshared.accepted ? "enabled" : "disabled"
+                control = SubscriberControlStatus(state: "none")
+            } else {
+                config = subscribers[name].map { $0.enabled ? "enabled" : "disabled" } ?? "removed"
+                let mine = (bySubscriber[name] ?? []).sorted { $0.since < $1.since }
+                if let newest = mine.last {
+                    control = SubscriberControlStatus(
+                        state: "up", since: mine.first?.since, key: newest.key, from: newest.from,
+                        channels: mine.count)
+                } else if let since = downSince[name] {
+                    control = SubscriberControlStatus(state: "down", since: since)
+                } else {
+                    control = SubscriberControlStatus(state: "never")
+                }
+            }
+            return SubscriberStatus(
+                name: name, serviceClass: classOf(name), config: config, control: control,
+                sessions: open[name] ?? 0, bytes: ByteCount(up: meter?.up ?? 0, down: meter?.down ?? 0),
+                rateBps: rates[name] ?? ByteRate(up: 0, down: 0))
+        }
+    }
+
+    /// Control channels open now.
+    var channelCount: Int { lock.withLock { channels.count } }
+
+    // MARK: accounting
+
+    /// Bytes each owner's sessions moved since the last call (the accounting timer's): the
+    /// difference between the relays' meters now and at the last reading. The meters only grow
+    /// (status and metrics read them too), so the reading, not the meter, is what moves on.
     func takeUsage() -> [String: Traffic] {
         lock.withLock {
             var out: [String: Traffic] = [:]
             for (owner, meter) in meters {
-                let t = meter.take()
-                if t.toOrigin > 0 || t.toClient > 0 {
-                    out[owner] = Traffic(up: t.toOrigin, down: t.toClient)
-                } else if open[owner] == nil {
-                    meters[owner] = nil
-                }
+                let now = ByteCount(up: meter.up, down: meter.down)
+                let last = usageRead[owner] ?? ByteCount(up: 0, down: 0)
+                let t = Traffic(up: now.up &- last.up, down: now.down &- last.down)
+                if t.up > 0 || t.down > 0 { out[owner] = t }
+                usageRead[owner] = now
             }
             return out
         }

@@ -6,6 +6,12 @@ public enum UplinkRole: String, Sendable, CaseIterable {
     case active, backup, off
 }
 
+/// What the gateway does with LAN UDP to port 443 (QUIC): `tcp` refuses it at once (ICMP port
+/// unreachable) so browsers use TCP, which is bonded; `pass` routes it like other UDP.
+public enum QUICMode: String, Sendable, CaseIterable {
+    case tcp, pass
+}
+
 /// `config uplink` sections of the gateway.
 public struct UplinkConfig: Equatable, Sendable {
     public var name: String
@@ -72,7 +78,7 @@ public struct Subscriber: Equatable, Sendable {
 
 /// `config gateway` section.
 public struct GatewayConfig: Equatable, Sendable {
-    public var server: IPAddress
+    public var server: ConcentratorHost
     public var port: UInt16
     public var pskFile: String
     public var lanDevices: [String]
@@ -105,11 +111,24 @@ public struct GatewayConfig: Equatable, Sendable {
     public var serverName: String = ""
     /// Seconds between keepalives on the control channel; dead after three unanswered.
     public var keepalive: UInt32 = 10
+    /// Seconds an uplink must have been up before non-relayed traffic moves back to it.
+    public var holddown: Double = 10
+    /// LAN UDP to port 443: refused (`tcp`) or routed (`pass`).
+    public var quic: QUICMode = .tcp
+    /// Where the status page is served (`web_listen`).
+    public var webListen: ListenerSetting = .lan(port: 80)
+    /// Where the Prometheus metrics are served; nil: not at all.
+    public var metricsListen: Endpoint? = nil
+    /// `server_name` as set: the name data connections' MACs are bound to. nil (unset) binds each
+    /// to the concentrator address it dials, one per family.
+    public var macIdentity: String? = nil
 }
 
 /// `config concentrator` section, with the service classes and subscribers it enforces.
 public struct ConcentratorConfig: Equatable, Sendable {
     public var listen: IPAddress
+    /// `announce`: addresses announced to gateways over the control channel; empty derives them.
+    public var announce: [IPAddress] = []
     public var port: UInt16
     public var pskFile: String
     /// `deny_dest`: refused on top of the concentrator's built-in list.
@@ -145,6 +164,8 @@ public struct ConcentratorConfig: Equatable, Sendable {
     public var pskClass: String? = nil
     /// Extra names a data connection's MAC may be bound to (`identity`).
     public var identities: [String] = []
+    /// Where the Prometheus metrics are served; nil: not at all.
+    public var metricsListen: Endpoint? = nil
     /// Where subscribers and classes live (`store`); with PostgreSQL, `classes` and `subscribers`
     /// above are empty and the store's replace them at run time.
     public var store: StoreLocation = .uci
@@ -219,7 +240,7 @@ public struct BraidConfigReader {
     func readGateway() -> (config: GatewayConfig?, errors: [ConfigError]) {
         var p = schema.validate(package, role: .gateway)
         guard let g = p.sections(ofType: "gateway").first else { return (nil, p.errors) }
-        let server = g.address("server") ?? .v4(0)
+        let server = g.text("server").map(ConcentratorHost.init) ?? .address(.v4(0))
         var config = GatewayConfig(
             server: server,
             port: UInt16(truncatingIfNeeded: g.number("port") ?? 0),
@@ -238,8 +259,19 @@ public struct BraidConfigReader {
             controlPort: UInt16(truncatingIfNeeded: g.number("control_port") ?? 0),
             tls: tlsFiles(g, &p),
             serverName: g.text("server_name") ?? server.description,
-            keepalive: UInt32(g.seconds("keepalive") ?? 10))
+            keepalive: UInt32(g.seconds("keepalive") ?? 10),
+            holddown: g.seconds("holddown") ?? 10,
+            quic: g.text("quic").flatMap(QUICMode.init) ?? .tcp,
+            webListen: g.text("web_listen").flatMap { ListenerSetting($0, defaultPort: 80) } ?? .lan(port: 80))
+        config.metricsListen = metricsListen(g, &p)
+        config.macIdentity = g.text("server_name")
         checkDistinctPorts(g, &p)
+        if let web = g.text("web_listen").flatMap({ ListenerSetting($0, defaultPort: 80) })?.port,
+            web == g.number("tproxy_port").map({ UInt16(truncatingIfNeeded: $0) })
+        {
+            // The transparent listener holds that port on every address, and only TPROXY may reach it.
+            p.error(g, "web_listen", "must not use tproxy_port", value: g.text("web_listen") ?? "")
+        }
         if let interval = g.number("probe_interval"), let down = g.number("down_after"), down < 2 * interval {
             // Fewer than two probes per down_after would declare an uplink down on a single lost echo.
             p.error(g, "down_after", "must be at least twice probe_interval, \(2 * interval)", value: "\(down)")
@@ -302,11 +334,16 @@ public struct BraidConfigReader {
             tls?.crl = crl
         }
         checkDistinctPorts(c, &p)
+        if let bad = c.addresses("announce").first(where: { !$0.isDialableUnicast }) {
+            // A gateway would drop it: unspecified, loopback, link-local and multicast lead nowhere.
+            p.error(c, "announce", "is not an address a gateway can dial", value: "\(bad)")
+        }
         if let pskClass = c.text("psk_class"), !c.isSet("psk_file") {
             p.error(c, "psk_class", "needs psk_file", value: pskClass)
         }
         var config = ConcentratorConfig(
             listen: c.address("listen") ?? .v4(0),
+            announce: c.addresses("announce"),
             port: UInt16(truncatingIfNeeded: c.number("port") ?? 0),
             pskFile: c.text("psk_file") ?? "",
             denyDestinations: c.prefixes("deny_dest"),
@@ -331,6 +368,7 @@ public struct BraidConfigReader {
                 Subscriber(name: $0.label, serviceClass: $0.text("class") ?? "", enabled: $0.flag("enabled") ?? true)
             },
             statusSocket: c.text("status_socket") ?? "")
+        config.metricsListen = metricsListen(c, &p)
         config.pskClass = c.text("psk_class")
         config.identities = c.texts("identity")
         readStore(c, &p, into: &config)
@@ -379,6 +417,21 @@ public struct BraidConfigReader {
         }
         guard let ca = s.text("ca"), let cert = s.text("cert"), let key = s.text("key") else { return nil }
         return TLSFiles(ca: ca, cert: cert, key: key)
+    }
+
+    /// `metrics_listen`, refused on an unspecified address unless `metrics_any_address` says so:
+    /// the metrics name subscribers and uplinks and show their traffic, and a daemon on a public
+    /// host (every concentrator) would serve them to anyone who scans it.
+    private func metricsListen(_ s: ValidatedSection, _ p: inout ValidatedPackage) -> Endpoint? {
+        guard let e = s.endpoint("metrics_listen") else { return nil }
+        if e.address.bytes.allSatisfy({ $0 == 0 }), s.flag("metrics_any_address") != true {
+            p.error(
+                s, "metrics_listen",
+                "an unspecified address serves the metrics on every address of the host; set metrics_any_address "
+                    + "'1' to mean it, or bind a management address",
+                value: "\(e)")
+        }
+        return e
     }
 
     /// The MPTCP data listener and the TLS control listener are both TCP: one port cannot serve both.

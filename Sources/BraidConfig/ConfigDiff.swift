@@ -85,6 +85,12 @@ public struct GatewayConfigDiff: Equatable, Sendable {
     public var lanDevicesRemoved: [String] = []
     public var probeTimers: (old: ProbeTimers, new: ProbeTimers)? = nil
     public var maxSubflows: (old: UInt32, new: UInt32)? = nil
+    /// `holddown` seconds: judged by the new value from the reload on.
+    public var holddown: (old: Double, new: Double)? = nil
+    /// `quic`: the nftables rule that refuses QUIC comes or goes.
+    public var quic: (old: QUICMode, new: QUICMode)? = nil
+    /// The status page moves (or starts, or stops): its listener is opened again, nothing else.
+    public var webListen: (old: ListenerSetting, new: ListenerSetting)? = nil
 
     public init(from old: GatewayConfig, to new: GatewayConfig) {
         var fixed = FixedOptions()
@@ -101,6 +107,7 @@ public struct GatewayConfigDiff: Equatable, Sendable {
         fixed.compare("table_base", old.tableBase, new.tableBase)
         fixed.compare("fastopen", old.fastOpen ? 1 : 0, new.fastOpen ? 1 : 0)
         fixed.compare("status_socket", old.statusSocket, new.statusSocket)
+        fixed.compare("metrics_listen", old.metricsListen.map { "\($0)" }, new.metricsListen.map { "\($0)" })
         fixed.compare("keepalive", old.keepalive, new.keepalive)
         self.fixed = fixed.changes
 
@@ -123,6 +130,9 @@ public struct GatewayConfigDiff: Equatable, Sendable {
         lanDevicesRemoved = old.lanDevices.filter { !new.lanDevices.contains($0) }
         if old.probeTimers != new.probeTimers { probeTimers = (old.probeTimers, new.probeTimers) }
         if old.maxSubflows != new.maxSubflows { maxSubflows = (old.maxSubflows, new.maxSubflows) }
+        if old.holddown != new.holddown { holddown = (old.holddown, new.holddown) }
+        if old.quic != new.quic { quic = (old.quic, new.quic) }
+        if old.webListen != new.webListen { webListen = (old.webListen, new.webListen) }
     }
 
     public static func == (a: GatewayConfigDiff, b: GatewayConfigDiff) -> Bool {
@@ -131,6 +141,9 @@ public struct GatewayConfigDiff: Equatable, Sendable {
             && a.lanDevicesAdded == b.lanDevicesAdded && a.lanDevicesRemoved == b.lanDevicesRemoved
             && a.probeTimers?.old == b.probeTimers?.old && a.probeTimers?.new == b.probeTimers?.new
             && a.maxSubflows?.old == b.maxSubflows?.old && a.maxSubflows?.new == b.maxSubflows?.new
+            && a.holddown?.old == b.holddown?.old && a.holddown?.new == b.holddown?.new
+            && a.quic?.old == b.quic?.old && a.quic?.new == b.quic?.new
+            && a.webListen?.old == b.webListen?.old && a.webListen?.new == b.webListen?.new
     }
 
     /// Nothing to apply (fixed options aside).
@@ -149,6 +162,9 @@ public struct GatewayConfigDiff: Equatable, Sendable {
         for d in lanDevicesRemoved { out.append("lan_device \(d) removed") }
         if let t = probeTimers { out.append(Self.timerChanges(t.old, t.new)) }
         if let m = maxSubflows { out.append("max_subflows \(m.old) -> \(m.new)") }
+        if let h = holddown { out.append("holddown \(ConfigSchema.show(h.old)) -> \(ConfigSchema.show(h.new))") }
+        if let q = quic { out.append("quic \(q.old) -> \(q.new)") }
+        if let w = webListen { out.append("web_listen \(w.old) -> \(w.new)") }
         return out
     }
 
@@ -190,7 +206,9 @@ public struct ConcentratorConfigDiff: Equatable, Sendable {
         fixed.compare(
             "max_control_handshakes_per_source", old.maxControlHandshakesPerSource, new.maxControlHandshakesPerSource)
         fixed.compare("status_socket", old.statusSocket, new.statusSocket)
+        fixed.compare("metrics_listen", old.metricsListen.map { "\($0)" }, new.metricsListen.map { "\($0)" })
         fixed.compare("identity", old.identities, new.identities)
+        fixed.compare("announce", old.announce, new.announce)
         // The store's connection and its accounting timer are made at start.
         fixed.compare("store", old.store.description, new.store.description)
         fixed.compare("store_password_file", old.storePasswordFile ?? "", new.storePasswordFile ?? "")

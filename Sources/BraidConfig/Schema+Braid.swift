@@ -7,8 +7,11 @@ extension ConfigSchema {
             doc: "The gateway (CPE): where the concentrator is and which LAN traffic is bonded.",
             options: [
                 OptionSchema(
-                    "server", .address, required: true, example: "198.18.10.2",
-                    doc: "Concentrator address, IPv4 or IPv6."),
+                    "server", .hostOrAddress, required: true, example: "198.18.10.2",
+                    doc: "Concentrator address, IPv4 or IPv6, or a DNS name with A and/or AAAA records (resolved at "
+                        + "start, at each reload and every 5 minutes). Each uplink reaches the concentrator over its "
+                        + "own address family: an IPv6-only uplink uses the IPv6 address, which the name's AAAA "
+                        + "record or the concentrator itself (over the TLS control channel) makes known."),
                 OptionSchema("port", .port, default: "4800", doc: "Concentrator's MPTCP data port."),
                 OptionSchema(
                     "control_port", .port, default: "4803", doc: "Concentrator's TLS control port."),
@@ -67,8 +70,32 @@ extension ConfigSchema {
                     "up_after", .uint(1...100), default: "3",
                     doc: "Answered probes in a row before a down uplink is up again."),
                 OptionSchema(
+                    "holddown", .seconds(0...3600, whole: false), default: "10",
+                    doc: "Seconds an uplink must have been up before traffic braid does not relay (LAN UDP and "
+                        + "ICMP, the box's own) moves back to it from a worse one; a flapping uplink does not drag "
+                        + "that traffic back and forth. Moving away from an uplink that goes down is immediate."),
+                OptionSchema(
+                    "quic", .choice(QUICMode.allCases.map(\.rawValue)), default: "tcp",
+                    doc: "tcp answers LAN UDP to port 443 (QUIC, HTTP/3) with ICMP port unreachable at once, so "
+                        + "browsers fall back to TCP, which braid bonds; pass routes it like other UDP, over one "
+                        + "uplink at a time."),
+                OptionSchema(
                     "status_socket", .path(maxBytes: 107), default: "/run/braid/gateway.sock",
                     doc: "Unix socket where `braid status` and `braid reload` ask the running gateway."),
+                OptionSchema(
+                    "web_listen", .listener(defaultPort: 80), default: "lan",
+                    doc: "Where the read-only status page is served: `lan` is the first address of the lan_device "
+                        + "list (IPv4 first) on port 80, `lan:PORT` the same on another port, `ADDRESS:PORT` a fixed "
+                        + "one, `off` none. Only the LAN devices reach it (nftables drops the port elsewhere)."),
+                OptionSchema(
+                    "metrics_listen", .endpoint, example: "198.18.1.1:9100",
+                    doc: "Serve Prometheus metrics at http://ADDRESS:PORT/metrics (off when unset). Whoever reaches "
+                        + "the address can read them (uplink names, traffic volumes): bind a management address. "
+                        + "An unspecified address (0.0.0.0, [::]) needs metrics_any_address."),
+                OptionSchema(
+                    "metrics_any_address", .boolean, default: "0",
+                    doc: "1 allows metrics_listen on 0.0.0.0 or [::], every address of the host; 0 refuses it, "
+                        + "so the metrics are not served to the internet by a slip."),
             ]),
         SectionSchema(
             "uplink", role: .gateway, count: .many,
@@ -92,6 +119,12 @@ extension ConfigSchema {
             doc: "The concentrator: where gateways connect and what they may reach.",
             options: [
                 OptionSchema("listen", .address, default: "::", doc: "MPTCP listen address; :: is dual stack."),
+                OptionSchema(
+                    "announce", .list, .address, defaultNote: "its own addresses when listening on :: or 0.0.0.0, "
+                        + "else listen", example: "2001:db8:10::2",
+                    doc: "Addresses announced to gateways over the TLS control channel, so each uplink reaches the "
+                        + "concentrator over its own family (an IPv6-only uplink at the IPv6 address). Set it when "
+                        + "the addresses gateways dial are not the host's own (NAT in front)."),
                 OptionSchema("port", .port, default: "4800", doc: "MPTCP data port."),
                 OptionSchema("control_port", .port, default: "4803", doc: "TLS control port."),
                 OptionSchema(
@@ -164,7 +197,7 @@ extension ConfigSchema {
                         + "address share it; a handshake takes two round trips, so 16 still admit hundreds a second."),
                 OptionSchema(
                     "status_socket", .path(maxBytes: 107), default: "/run/braid/concentrator.sock",
-                    doc: "Unix socket where `braid reload` asks the running concentrator."),
+                    doc: "Unix socket where `braid status` and `braid reload` ask the running concentrator."),
                 OptionSchema(
                     "store", .store, default: "uci",
                     doc: "Where subscribers and classes live: `uci`, the `subscriber` and `class` sections of this "
@@ -180,6 +213,15 @@ extension ConfigSchema {
                     "accounting_interval", .seconds(1...86_400, whole: true), default: "60",
                     doc: "Seconds per usage row: with a PostgreSQL store, each subscriber's bytes each way are "
                         + "written once per interval (kept in memory, bounded, while the database is away)."),
+                OptionSchema(
+                    "metrics_listen", .endpoint, example: "198.18.10.2:9101",
+                    doc: "Serve Prometheus metrics at http://ADDRESS:PORT/metrics (off when unset). Whoever reaches "
+                        + "the address can read them (subscriber names, traffic volumes, refusals): bind a management address. "
+                        + "An unspecified address (0.0.0.0, [::]) needs metrics_any_address."),
+                OptionSchema(
+                    "metrics_any_address", .boolean, default: "0",
+                    doc: "1 allows metrics_listen on 0.0.0.0 or [::], every address of the host; 0 refuses it, "
+                        + "so the metrics are not served to the internet by a slip."),
             ]),
         SectionSchema(
             "class", role: .concentrator, count: .many, named: true, maxNameBytes: 255,

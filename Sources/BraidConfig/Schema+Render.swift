@@ -146,7 +146,10 @@ extension ConfigSchema {
         case .rate: "rate"
         case .mark: "mark"
         case .hostName: "host name"
+        case .endpoint: "address:port"
+        case .hostOrAddress: "address or DNS name"
         case .reference(let t): "name of a `config \(t)`"
+        case .listener: "off, lan[:port] or address[:port]"
         case .store: "`uci` or a `postgresql://` URL"
         }
     }

@@ -37,10 +37,18 @@ public enum ValueType: Sendable, Equatable {
     case mark
     /// DNS name or address text, as a certificate names its holder.
     case hostName
+    /// An IP address, or a DNS name to resolve (its last label not all digits, so a mistyped
+    /// address such as `198.18.10` is refused rather than looked up).
+    case hostOrAddress
     /// The name of a section of the given type.
     case reference(String)
     /// `uci` or a `postgresql://` URL (`StoreLocation`); errors never repeat its password.
     case store
+    /// Where a LAN page listens: `off`, `lan`, `lan:PORT`, `ADDRESS[:PORT]` or `[IPv6]:PORT`
+    /// (see `ListenerSetting`); a bare address or `lan` gets the default port.
+    case listener(defaultPort: UInt16)
+    /// An address and a TCP port: `198.18.0.1:9100`, `[2001:db8::1]:9100`.
+    case endpoint
 }
 
 /// A value after its text was checked against its `ValueType`.
@@ -52,6 +60,7 @@ public enum ConfigValue: Sendable, Equatable {
     case address(IPAddress)
     case prefix(IPPrefix)
     case portRange(PortRange)
+    case endpoint(Endpoint)
 }
 
 /// One option of a section: its name, shape, type, default and a one-line description.
@@ -221,6 +230,15 @@ public struct ValidatedSection: Sendable {
     public func address(_ name: String) -> IPAddress? {
         if case .address(let a)? = value(name) { return a }
         return nil
+    }
+
+    public func endpoint(_ name: String) -> Endpoint? {
+        if case .endpoint(let e)? = value(name) { return e }
+        return nil
+    }
+
+    public func addresses(_ name: String) -> [IPAddress] {
+        list(name).compactMap { if case .address(let a) = $0 { a } else { nil } }
     }
 
     public func texts(_ name: String) -> [String] {
@@ -471,6 +489,23 @@ extension ConfigSchema {
                     && text.utf8.allSatisfy { isAlphanumeric($0) || $0 == 0x2d || $0 == 0x2e || $0 == 0x5f })
             guard ok else { throw bad("must be a DNS name or an IP address") }
             return .text(text)
+        case .endpoint:
+            guard let e = endpoint(text) else {
+                throw bad("must be ADDRESS:PORT, an IPv6 address in brackets ([2001:db8::1]:9100), port 1-65535")
+            }
+            return .endpoint(e)
+        case .hostOrAddress:
+            if IPAddress(text) != nil { return .text(text) }
+            let labels = text.split(separator: ".", omittingEmptySubsequences: false)
+            let ok =
+                !text.isEmpty && text.utf8.count <= 253
+                && labels.allSatisfy { l in
+                    !l.isEmpty && l.utf8.count <= 63 && !l.hasPrefix("-") && !l.hasSuffix("-")
+                        && l.utf8.allSatisfy { isAlphanumeric($0) || $0 == 0x2d }
+                }
+                && !(labels.last?.utf8.allSatisfy { $0 >= 0x30 && $0 <= 0x39 } ?? true)
+            guard ok else { throw bad("not an IP address or a DNS name") }
+            return .text(text)
         case .store:
             _ = try StoreLocation(text)
             return .text(text)
@@ -479,7 +514,27 @@ extension ConfigSchema {
                 throw bad("must be a section name: letters, digits and '_'")
             }
             return .text(text)
+        case .listener(let defaultPort):
+            guard ListenerSetting(text, defaultPort: defaultPort) != nil else {
+                throw bad("must be off, lan, lan:PORT, ADDRESS, ADDRESS:PORT or [IPv6]:PORT")
+            }
+            return .text(text)
         }
+    }
+
+    /// `a.b.c.d:port` or `[v6]:port`; the brackets keep an IPv6 address's colons apart from the port's.
+    static func endpoint(_ text: String) -> Endpoint? {
+        guard let colon = text.lastIndex(of: ":"), let port = UInt16(text[text.index(after: colon)...]), port > 0
+        else { return nil }
+        var host = text[..<colon]
+        if host.hasPrefix("[") {
+            guard host.hasSuffix("]") else { return nil }
+            host = host.dropFirst().dropLast()
+            guard let a = IPAddress(String(host)), !a.isIPv4 else { return nil }
+            return Endpoint(address: a, port: port)
+        }
+        guard let a = IPAddress(String(host)), a.isIPv4 else { return nil }
+        return Endpoint(address: a, port: port)
     }
 
     /// uci's boolean spellings, as its `uci_lookup_bool`-style readers accept them.

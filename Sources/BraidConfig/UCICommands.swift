@@ -6,15 +6,20 @@ public struct UCIResult: Equatable, Sendable {
 }
 
 /// `braid uci`: OpenWrt's uci command line — the same arguments, output, messages and exit codes —
-/// over the package files in a configuration directory (`-c`, default `/etc/config`) and the
-/// changes staged in a save directory (`-P`, default `/tmp/.uci`) until `commit`.
+/// over the package files in a configuration directory (`-c`, default `/etc/config`; a file of
+/// the same name in the override directory, `-C`, default `/var/run/uci`, is used instead) and the
+/// changes staged in a save directory (`-t`, default `/tmp/.uci`) until `commit`.
 ///
 /// Everything here is computation over `UCIFileSystem`; the file system is the only I/O.
 public struct UCICommandLine {
-    public static let usage = """
-        Usage: braid uci [<options>] <command> [<arguments>]
+    /// uci's usage text, word for word (its `-n` line says "default" although `-N` is; scripts
+    /// and people comparing the two see the same), naming the program as it was called.
+    public static func usage(program: String) -> String {
+        """
+        Usage: \(program) [<options>] <command> [<arguments>]
 
         Commands:
+        \tbatch
         \texport     [<config>]
         \timport     [<config>]
         \tchanges    [<config>]
@@ -32,14 +37,15 @@ public struct UCICommandLine {
 
         Options:
         \t-c <path>  set the search path for config files (default: /etc/config)
+        \t-C <path>  set the search path for config override files (default: /var/run/uci)
         \t-d <str>   set the delimiter for list values in uci show
         \t-f <file>  use <file> as input instead of stdin
         \t-m         when importing, merge data into an existing package
-        \t-n         name unnamed sections on export
-        \t-N         don't name unnamed sections (default)
+        \t-n         name unnamed sections on export (default)
+        \t-N         don't name unnamed sections
         \t-p <path>  add a search path for config change files
         \t-P <path>  add a search path for config change files and use as default
-        \t              (changes staged there are not committed)
+        \t-t <path>  set save path for config change files
         \t-q         quiet mode (don't print error messages)
         \t-s         force strict mode (stop on parser errors, default)
         \t-S         disable strict mode
@@ -47,35 +53,59 @@ public struct UCICommandLine {
 
 
         """
+    }
+
+    /// The most words one line of `batch` input may hold (uci's MAX_ARGS).
+    static let batchWords = 4
 
     var confDir: String
+    var overrideDir: String
     var saveDir: String
+    /// Directories whose staged changes are read (and committed) before the save directory's.
     var deltaPaths: [String] = []
     var delimiter = " "
-    var inputFile: String?
+    /// Standard input as given by the caller (tests); read from the process when nil.
+    let standardInput: String?
+    /// The text of `-f FILE`, read when the option is seen (as uci opens it then).
+    var inputText: String?
     var quiet = false
     var merge = false
     var noCommit = false
     var strict = true
     var showExtended = true
     var nameAnonymous = false
+    let program: String
     let files: UCIFileSystem
     var result = UCIResult()
+    /// Inside `batch`: its input (which `import` reads on from), and whether the current command
+    /// loaded a package (uci then starts counting input lines afresh).
+    var batchInput: UCITextParser?
+    var loadedPackage = false
 
-    init(files: UCIFileSystem, confDir: String, saveDir: String) {
+    init(
+        files: UCIFileSystem, confDir: String, overrideDir: String, saveDir: String, program: String,
+        standardInput: String?
+    ) {
         self.files = files
         self.confDir = confDir
+        self.overrideDir = overrideDir
         self.saveDir = saveDir
+        self.program = program
+        self.standardInput = standardInput
     }
 
-    /// Runs one command line (the arguments after `uci`).
+    /// Runs one command line (the arguments after `uci`). `program` is how the usage names the
+    /// command (uci prints its argv[0]); `standardInput` stands in for the process's own.
     public static func run(
         _ arguments: [String], files: UCIFileSystem = UCILocalFiles(), confDir: String = "/etc/config",
-        saveDir: String = "/tmp/.uci"
+        overrideDir: String = "/var/run/uci", saveDir: String = "/tmp/.uci", program: String = "braid uci",
+        standardInput: String? = nil
     ) -> UCIResult {
-        var cli = UCICommandLine(files: files, confDir: confDir, saveDir: saveDir)
+        var cli = UCICommandLine(
+            files: files, confDir: confDir, overrideDir: overrideDir, saveDir: saveDir, program: program,
+            standardInput: standardInput)
         let status = cli.main(arguments)
-        if status == 255 { cli.result.errors += usage }
+        if status == 255 { cli.result.errors += usage(program: program) }
         cli.result.status = status
         return cli.result
     }
@@ -94,11 +124,12 @@ public struct UCICommandLine {
             var j = 0
             while j < flags.count {
                 let flag = flags[j]
-                if "cdfpP".contains(flag) {
+                if "cCdfpPt".contains(flag) {
                     var value = String(flags[(j + 1)...])
                     if value.isEmpty {
                         guard i + 1 < args.count else {
-                            result.errors += "uci: option requires an argument: \(flag)\n" + Self.usage
+                            result.errors += "uci: option requires an argument: \(flag)\n"
+                            result.errors += Self.usage(program: program)
                             return 0
                         }
                         i += 1
@@ -106,23 +137,27 @@ public struct UCICommandLine {
                     }
                     switch flag {
                     case "c": confDir = value
+                    case "C": overrideDir = value
                     case "d": delimiter = value
                     case "f":
-                        if inputFile != nil {
+                        if inputText != nil {
                             error("Too many input files.\n")
                             return 1
                         }
-                        guard (try? files.read(value)) ?? nil != nil else {
-                            error("uci: No such file or directory\n")
+                        do {
+                            inputText = try files.readInput(value)
+                        } catch {
+                            // uci prints strerror(3) after "uci: ", and no line break.
+                            self.error("uci: \((error as? UCIError)?.message ?? "I/O error")")
                             return 1
                         }
-                        inputFile = value
-                    case "p": deltaPaths.append(value)
+                    case "p":
+                        // A directory given twice is refused by uci (and the refusal ignored).
+                        if !deltaPaths.contains(value) && value != saveDir { deltaPaths.append(value) }
+                    case "t": setSaveDir(value)
                     default:
-                        // -P: changes go to (and are read from) this directory as well as the
-                        // default one, and are never committed: uci's way of keeping runtime state.
-                        deltaPaths.append(saveDir)
-                        saveDir = value
+                        // -P: as -t, and commit does nothing: uci's way of keeping runtime state.
+                        setSaveDir(value)
                         noCommit = true
                     }
                     break
@@ -137,7 +172,7 @@ public struct UCICommandLine {
                 case "X": showExtended = false
                 default:
                     if flag != "L" { result.errors += "uci: unrecognized option: \(flag)\n" }
-                    result.errors += Self.usage
+                    result.errors += Self.usage(program: program)
                     return 0
                 }
                 j += 1
@@ -145,8 +180,8 @@ public struct UCICommandLine {
             i += 1
         }
         let command = Array(args[i...])
-        guard let name = command.first else {
-            result.errors += Self.usage
+        guard !command.isEmpty else {
+            result.errors += Self.usage(program: program)
             return 0
         }
         // Staged changes are read from these directories and committed: they must be the user's.
@@ -156,17 +191,59 @@ public struct UCICommandLine {
             report(error)
             return (error as? UCIError)?.code ?? 1
         }
-        switch name.lowercased() {
-        case "show", "changes", "export", "commit": return packageCommand(name.lowercased(), command)
+        return dispatch(command)
+    }
+
+    /// uci_set_savedir: the new save directory goes last among the directories changes are read
+    /// from, and the previous one stays among them.
+    mutating func setSaveDir(_ dir: String) {
+        deltaPaths.append(saveDir)
+        deltaPaths.removeAll { $0 == dir }
+        saveDir = dir
+    }
+
+    /// One command with its arguments; 255 for an unknown one or a wrong count (usage follows).
+    mutating func dispatch(_ command: [String]) -> Int32 {
+        switch command[0].lowercased() {
+        case "batch" where batchInput == nil: return batch()
+        case "show", "changes", "export", "commit": return packageCommand(command[0].lowercased(), command)
         case "get", "set", "add_list", "del_list", "del", "delete", "ren", "rename", "revert", "reorder":
-            return sectionCommand(name.lowercased(), command)
+            return sectionCommand(command[0].lowercased(), command)
         case "add": return add(command)
         case "import": return importCommand(command)
         case "help":
-            result.errors += Self.usage
+            result.errors += Self.usage(program: program)
             return 0
         default: return 255
         }
+    }
+
+    /// `batch`: commands one a line from standard input or `-f FILE`, read with uci's grammar (so
+    /// a quoted value may span lines), each run as its own `uci` command with the same options.
+    /// Errors are reported and the next line is read; `exit` ends early; the status is always 0.
+    mutating func batch() -> Int32 {
+        let text: String
+        do {
+            text = try inputText ?? standardInput ?? files.readInput(nil)
+        } catch {
+            report(error)
+            return 1
+        }
+        batchInput = UCITextParser(text: text, strict: true, importing: false)
+        defer { batchInput = nil }
+        while let line = batchInput?.nextCommand(limit: Self.batchWords) {
+            switch line {
+            case .failed(let e): error("uci: \(e.description)\n")
+            case .tooManyArguments: error("Too many arguments\n")
+            case .command(let words):
+                guard let first = words.first else { continue }
+                if first.lowercased() == "exit" { return 0 }
+                loadedPackage = false
+                if dispatch(words) == 255 { error("Unknown command\n") }
+                if loadedPackage { batchInput?.restartLineCount() }
+            }
+        }
+        return 0
     }
 
     mutating func error(_ text: String) {
@@ -185,14 +262,21 @@ public struct UCICommandLine {
         var staged: [UCIDelta]
     }
 
-    func configPath(_ package: String) -> String { confDir + "/" + package }
+    /// The package's file: the override directory's if it has one (uci_file_load), else the
+    /// configuration directory's. `commit` writes where the package was read from.
+    func configPath(_ package: String) -> String {
+        let override = overrideDir + "/" + package
+        if (try? files.read(override)) ?? nil != nil { return override }
+        return confDir + "/" + package
+    }
+
     func savePath(_ package: String) -> String { saveDir + "/" + package }
 
     /// The package as uci loads it: the file, then the changes staged for it.
     mutating func load(_ package: String) throws -> Loaded {
-        guard UCINames.isValidPackage(package), let text = try files.read(configPath(package)) else {
-            throw UCIError.notFound
-        }
+        guard UCINames.isValidPackage(package) else { throw UCIError.notFound }
+        loadedPackage = true
+        guard let text = try files.read(configPath(package)) else { throw UCIError.notFound }
         var document = try parseFile(text, package: package)
         var staged: [UCIDelta] = []
         for dir in deltaPaths + [saveDir] {
@@ -270,20 +354,21 @@ public struct UCICommandLine {
 
     /// Writes the file with the changes staged in the save directory, then empties that save file.
     /// The file is read again first, as uci does, so that an edit made meanwhile is kept.
+    /// Changes staged in the other delta directories are written too, but only the save
+    /// directory's file is emptied (uci_load_delta with flush); nothing is written when no staged
+    /// change applies.
     mutating func commit(_ package: String) throws {
-        guard let text = try files.read(configPath(package)) else { throw UCIError.notFound }
+        let path = configPath(package)
+        guard let text = try files.read(path) else { throw UCIError.notFound }
         var document = try parseFile(text, package: package)
-        for dir in deltaPaths {
+        var applied = 0
+        for dir in deltaPaths + [saveDir] {
             for delta in UCIDelta.parseFile(try files.read(dir + "/" + package) ?? "", package: package) {
-                document.apply(delta)
+                if document.apply(delta) { applied += 1 }
             }
         }
-        var applied = 0
-        for delta in UCIDelta.parseFile(try files.read(savePath(package)) ?? "", package: package) {
-            if document.apply(delta) { applied += 1 }
-        }
         guard applied > 0 else { return }
-        try files.replaceAtomically(configPath(package), document.render())
+        try files.replaceAtomically(path, document.render())
         try files.replace(savePath(package), "")
     }
 
@@ -315,7 +400,8 @@ public struct UCICommandLine {
         case .string(let v): return quoted ? "'\(UCIDocument.escape(v))'" : v
         case .list(let items):
             return items.map { item in
-                let plain = !quoted && !item.contains(where: { " \t\r\n".contains($0) })
+                // strpbrk(" \t\r\n"), byte by byte: as Characters "\r\n" would be one.
+                let plain = !quoted && !item.utf8.contains { $0 == 0x20 || $0 == 0x09 || $0 == 0x0d || $0 == 0x0a }
                 return plain ? item : "'\(UCIDocument.escape(item))'"
             }.joined(separator: delimiter)
         }
@@ -373,8 +459,9 @@ public struct UCICommandLine {
                 }
             case "reorder":
                 guard let s = found.sectionIndex, let value = path.value else { throw UCIError.notFound }
-                let position = document.reorder(section: s, to: value)
-                delta = UCIDelta(.reorder, package: path.package, section: section, value: position)
+                if let position = document.reorder(section: s, to: value) {
+                    delta = UCIDelta(.reorder, package: path.package, section: section, value: position)
+                }
             case "del", "delete":
                 if let v = path.value, !v.isEmpty, UCIDocument.leadingInteger(v) == nil { return 1 }
                 // Only a list item deletion records its index.
@@ -406,12 +493,12 @@ public struct UCICommandLine {
     mutating func revert(_ package: String, section: String?, option: String?) throws {
         guard let text = try files.read(savePath(package)) else { return }
         var kept = ""
-        for line in text.split(separator: "\n") {
-            // A line uci cannot read stops the whole revert, leaving the file as it was.
-            guard let delta = UCIDelta.parse(String(line)) else { return }
+        for record in UCIDelta.records(text) {
+            // A record uci cannot read stops the whole revert, leaving the file as it was.
+            guard let delta = record else { return }
             let matches =
                 (section == nil || delta.section == section) && (option == nil || delta.option == option)
-            if !matches { kept += line + "\n" }
+            if !matches { kept += delta.line + "\n" }
         }
         try files.replace(savePath(package), kept)
     }
@@ -422,7 +509,7 @@ public struct UCICommandLine {
         guard args.count == 3 else { return 255 }
         do {
             var document = try load(args[1]).document
-            let name = try document.addSection(type: args[2])
+            let name = document.addSection(type: args[2])
             let delta = UCIDelta(.add, package: args[1], section: name, value: args[2])
             try files.append(savePath(args[1]), delta.line + "\n")
             result.output += name + "\n"
@@ -439,7 +526,9 @@ public struct UCICommandLine {
         if merge && name == nil { return 255 }
         do {
             if let name, !UCINames.isValidPackage(name) { throw UCIError.invalidArgument }
-            let input = try files.readInput(inputFile)
+            // Inside batch, import reads the rest of batch's own input, as uci's shared stream does.
+            let input = try batchInput?.takeRest() ?? inputText ?? standardInput ?? files.readInput(nil)
+            loadedPackage = true
             if merge, let name, let loaded = try? load(name) {
                 try mergeImport(input, into: loaded.document)
                 return 0
@@ -462,8 +551,9 @@ public struct UCICommandLine {
             for w in warnings { result.errors += w.description + "\n" }
             // Imported packages replace the files whole, written the way uci writes them.
             for document in documents {
+                // A new package: its file is the configuration directory's, never the override's.
                 try files.replaceAtomically(
-                    configPath(document.package), document.export(header: false, nameAnonymous: false))
+                    confDir + "/" + document.package, document.export(header: false, nameAnonymous: false))
             }
             return 0
         } catch {
@@ -487,7 +577,7 @@ public struct UCICommandLine {
         for section in incoming.sections {
             var name = section.name
             if section.isAnonymous {
-                name = try document.addSection(type: section.type)
+                name = document.addSection(type: section.type)
                 deltas.append(UCIDelta(.add, package: package, section: name, value: section.type))
             } else {
                 let path = UCIPath(package: package, section: name, option: nil, value: section.type, isExtended: false)

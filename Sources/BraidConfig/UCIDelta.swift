@@ -1,16 +1,17 @@
-/// One staged change, as uci keeps them in its save directory (`/tmp/.uci/PACKAGE`), one a line:
+/// One staged change, as uci keeps them in its save directory (`/tmp/.uci/PACKAGE`), one a record:
 ///
 /// ```
-/// braid.dsl.role=backup        set an option (or, without an option, create a section of that type)
-/// +braid.cfg034d21=uplink      add an anonymous section
-/// -braid.lte.gateway           delete (a list item when `=INDEX` follows)
-/// @braid.cfg034d21=line2       rename a section or an option
-/// ^braid.lte=0                 move a section to a position
-/// |braid.main.lan_device=lan2  add a list item
-/// ~braid.main.lan_device=lan2  remove a list item
+/// braid.dsl.role='backup'        set an option (or, without an option, create a section of that type)
+/// +braid.cfg034d21='uplink'      add an anonymous section
+/// -braid.lte.gateway             delete (a list item when `='INDEX'` follows)
+/// @braid.cfg034d21='line2'       rename a section or an option
+/// ^braid.lte='0'                 move a section to a position
+/// |braid.main.lan_device='lan2'  add a list item
+/// ~braid.main.lan_device='lan2'  remove a list item
 /// ```
 ///
-/// Values are written raw, up to the end of the line; uci refuses line breaks in values.
+/// Values are written in single quotes (a quote as `'\''`), so a value may hold spaces and line
+/// breaks; a record is read back with the grammar of uci's files, one word per record.
 public struct UCIDelta: Equatable, Sendable {
     public enum Command: Equatable, Sendable {
         case change, add, remove, rename, reorder, listAdd, listDelete
@@ -44,9 +45,9 @@ public struct UCIDelta: Equatable, Sendable {
 
     var target: String { "\(package).\(section)" + (option.map { ".\($0)" } ?? "") }
 
-    /// The line written to the save directory.
+    /// The record written to the save directory (one line, unless the value holds line breaks).
     public var line: String {
-        command.prefix + target + (command == .remove && value == nil ? "" : "=\(value ?? "")")
+        command.prefix + target + (command == .remove && value == nil ? "" : "='\(UCIDocument.escape(value ?? ""))'")
     }
 
     /// How `uci changes` shows it: `-` for deletions, `+=`/`-=` for list items, values quoted.
@@ -59,7 +60,7 @@ public struct UCIDelta: Equatable, Sendable {
         }
     }
 
-    /// Reads a line of a save file; nil for a line uci would skip.
+    /// Reads one record, already unquoted (`+p.s=t`, `p.s.o=two words`); nil for one uci would skip.
     public static func parse(_ line: String) -> UCIDelta? {
         var text = Substring(line)
         var command = Command.change
@@ -85,9 +86,20 @@ public struct UCIDelta: Equatable, Sendable {
         return UCIDelta(command, package: path.package, section: section, option: path.option, value: path.value)
     }
 
-    /// Reads a save file: every line that parses, for the given package.
+    /// Reads a save file: every record that parses, for the given package.
     public static func parseFile(_ text: String, package: String) -> [UCIDelta] {
-        text.split(separator: "\n").compactMap { parse(String($0)) }.filter { $0.package == package }
+        records(text).compactMap { $0 }.filter { $0.package == package }
+    }
+
+    /// Every record of a save file in order, nil for one uci cannot read. A record is one word of
+    /// uci's grammar (quotes may carry it over several lines) and nothing after it on its line.
+    public static func records(_ text: String) -> [UCIDelta?] {
+        var reader = UCITextParser(text: text, strict: true, importing: false)
+        var out: [UCIDelta?] = []
+        while let word = reader.nextRecord() {
+            out.append(word.flatMap(parse))
+        }
+        return out
     }
 }
 

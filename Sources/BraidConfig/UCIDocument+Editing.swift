@@ -1,8 +1,8 @@
 /// The edits uci's commands make, with uci's rules: which ones need the entry to exist, which are
 /// no-ops, and where a changed entry ends up. Each returns whether there is a change to record.
 extension UCIDocument {
-    /// `set`: an option's value (a new option goes last, and so does a changed one, as in uci),
-    /// a section's type, or a new named section. An empty value deletes.
+    /// `set`: an option's value (a new option goes last, a changed one keeps its place, as in
+    /// uci_set), a section's type, or a new named section. An empty value deletes.
     public mutating func set(_ found: UCILookup, _ path: UCIPath) throws -> Bool {
         guard let value = path.value else { throw UCIError.invalidArgument }
         guard found.sectionIndex != nil || (path.option == nil && path.section != nil) else {
@@ -17,10 +17,14 @@ extension UCIDocument {
         if let s = found.sectionIndex, let option = path.option {
             if let o = found.optionIndex {
                 if sections[s].options[o].value == .string(value) { return false }
-                sections[s].options.remove(at: o)
+                sections[s].options[o] = Option(name: option, value: .string(value), line: 0)
+            } else {
+                sections[s].options.append(Option(name: option, value: .string(value), line: 0))
             }
-            sections[s].options.append(Option(name: option, value: .string(value), line: 0))
         } else if let s = found.sectionIndex {
+            // uci_set writes a type of the same length over the old one, and otherwise allocates the
+            // section anew under its (generated) name: an unnamed section then becomes a named one.
+            if sections[s].type.utf8.count != value.utf8.count { sections[s].isAnonymous = false }
             sections[s].type = value
         } else {
             // A new section needs a real name; uci would create one called `@type[9]`.
@@ -30,7 +34,8 @@ extension UCIDocument {
         return true
     }
 
-    /// `add_list`: appends an item; an option holding a string becomes a list of it and the item.
+    /// `add_list`: appends an item; an option holding a string becomes, in its place, a list of it
+    /// and the item.
     public mutating func addList(_ found: UCILookup, _ path: UCIPath) throws {
         guard let s = found.sectionIndex, let option = path.option, let value = path.value else {
             throw UCIError.invalidArgument
@@ -41,8 +46,7 @@ extension UCIDocument {
                 sections[s].options[o].value = .list(items + [value])
                 return
             case .string(let old):
-                sections[s].options.remove(at: o)
-                sections[s].options.append(Option(name: option, value: .list([old, value]), line: 0))
+                sections[s].options[o] = Option(name: option, value: .list([old, value]), line: 0)
             }
         } else {
             sections[s].options.append(Option(name: option, value: .list([value]), line: 0))
@@ -80,8 +84,8 @@ extension UCIDocument {
     public mutating func rename(_ found: UCILookup, _ path: UCIPath) throws {
         guard found.isComplete else { throw UCIError.notFound }
         guard let s = found.sectionIndex, let value = path.value else { throw UCIError.invalidArgument }
-        // uci would write the rename and then refuse to read it back; refuse it here.
-        guard UCINames.isValidName(value) else { throw UCIError.invalidArgument }
+        // A name uci cannot read back (`bad-name`) is taken and saved all the same, as uci does;
+        // the saved record is then skipped on every load, so the rename never happens.
         if let o = found.optionIndex {
             sections[s].options[o].name = value
         } else {
@@ -90,19 +94,35 @@ extension UCIDocument {
         }
     }
 
-    /// `reorder`: moves a section to a position (past the end means last). Returns the position as
-    /// uci records it.
-    public mutating func reorder(section s: Int, to position: String) -> String {
-        let digits = position.drop { $0 == " " }.prefix { $0.isASCII && $0.isNumber }
-        let wanted = UInt64(digits) ?? (digits.isEmpty ? 0 : UInt64.max)
+    /// `reorder`: moves a section to a position (past the end means last). Returns the position
+    /// as uci records it, or nil when the section was there already (uci records nothing then).
+    public mutating func reorder(section s: Int, to position: String) -> String? {
+        // strtoul(3), then stored in an int, as uci does: "-1" and huge numbers come out negative.
+        var text = Substring(position).drop { $0 == " " || ($0 >= "\t" && $0 <= "\r") }
+        let negative = text.first == "-"
+        if text.first == "-" || text.first == "+" { text = text.dropFirst() }
+        var value: UInt64 = 0
+        for c in text.prefix(while: { $0.isASCII && $0.isNumber }) {
+            let (times, o1) = value.multipliedReportingOverflow(by: 10)
+            let (sum, o2) = times.addingReportingOverflow(UInt64(c.asciiValue! - 48))
+            if o1 || o2 {
+                value = .max
+                break
+            }
+            value = sum
+        }
+        let wanted = Int32(truncatingIfNeeded: negative ? 0 &- value : value)
         let moved = sections.remove(at: s)
-        sections.insert(moved, at: Int(min(wanted, UInt64(sections.count))))
-        return String(Int32(truncatingIfNeeded: wanted))
+        let index = wanted <= 0 ? 0 : min(Int(wanted), sections.count)
+        sections.insert(moved, at: index)
+        return index == s ? nil : String(wanted)
     }
 
-    /// `add`: a new anonymous section at the end; returns its generated name.
-    public mutating func addSection(type: String) throws -> String {
-        guard UCINames.isValidType(type) else { throw UCIError.invalidArgument }
+    /// `add`: a new anonymous section at the end; returns its generated name. Any type is taken,
+    /// as uci_add_section takes it: the check is where the change is read back (`set` of a
+    /// section type), so `add braid 'bad type'` succeeds and the section is then dropped on load,
+    /// both as uci does. braid's own schema is `braid check`'s business, not this command's.
+    public mutating func addSection(type: String) -> String {
         let index = allocateSection(type: type, name: nil)
         return sections[index].name
     }

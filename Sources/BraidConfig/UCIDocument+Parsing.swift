@@ -480,15 +480,15 @@ extension UCIDocument.Section {
                 options[i].value = .list(items)
                 return
             }
-            var items = [value]
             if let i, case .string(let old) = options[i].value {
-                items.insert(old, at: 0)
-                options.remove(at: i)
+                options[i] = .init(name: name, value: .list([old, value]), line: options[i].line)
+                return
             }
-            options.append(.init(name: name, value: .list(items), line: line))
+            options.append(.init(name: name, value: .list([value]), line: line))
+        } else if let i {
+            // Set again further down, an option keeps its place (uci_set replaces it in place).
+            if options[i].value != .string(value) { options[i] = .init(name: name, value: .string(value), line: line) }
         } else {
-            if let i, options[i].value == .string(value) { return }
-            if let i { options.remove(at: i) }
             options.append(.init(name: name, value: .string(value), line: line))
         }
     }
@@ -513,8 +513,8 @@ public enum UCINames {
     /// Package names are file names in the configuration directory: kept to letters, digits, `_` and `-`.
     public static func isValidPackage(_ s: String) -> Bool { isValid(s, name: true, package: true) }
 
-    /// Values may not hold line breaks or control characters other than tab (uci_validate_text).
+    /// Values may hold tabs and line breaks but no other control character (uci_validate_text).
     public static func isValidText(_ s: String) -> Bool {
-        s.utf8.allSatisfy { !($0 == 0x0d || $0 == 0x0a || ($0 < 32 && $0 != 0x09)) }
+        s.utf8.allSatisfy { $0 >= 32 || $0 == 0x09 || $0 == 0x0a || $0 == 0x0d }
     }
 }

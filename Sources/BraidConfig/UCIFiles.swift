@@ -103,7 +103,7 @@ public struct UCILocalFiles: UCIFileSystem {
 
     public func readInput(_ path: String?) throws -> String {
         guard let path else { return try Self.readAll(stdin) }
-        guard let f = fopen(path, "r") else { throw UCIError.io }
+        guard let f = fopen(path, "r") else { throw UCIError.cannotOpen(String(cString: strerror(errno))) }
         defer { fclose(f) }
         return try Self.readAll(f)
     }

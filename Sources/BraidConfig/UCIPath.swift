@@ -6,6 +6,8 @@ public enum UCIError: Error, Equatable, Sendable {
     /// A syntax error; from a file it says where, from a command-line path it does not.
     case parse(UCIParseError?)
     case duplicate
+    /// A file that could not be opened, with strerror(3)'s words (`-f FILE`).
+    case cannotOpen(String)
     /// A save or delta directory that someone else could have written (braid's own refusal; uci
     /// has none): staged changes in it would be committed, and a link in it would be written through.
     case unsafeDirectory(path: String, reason: String)
@@ -18,6 +20,7 @@ public enum UCIError: Error, Equatable, Sendable {
         case .parse(let e?): return e.description
         case .parse(nil): return "Parse error"
         case .duplicate: return "Duplicate entry"
+        case .cannotOpen(let reason): return reason
         case .unsafeDirectory(let path, let reason): return "refusing the save directory \(path): \(reason)"
         }
     }
@@ -29,6 +32,7 @@ public enum UCIError: Error, Equatable, Sendable {
         case .io: return 4
         case .parse: return 5
         case .duplicate: return 6
+        case .cannotOpen: return 4
         case .unsafeDirectory: return 4
         }
     }

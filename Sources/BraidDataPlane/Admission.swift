@@ -1,5 +1,4 @@
 import BraidWire
-import Synchronization
 
 /// Keeps a data session counted against its subscriber while anything holds it: the acceptor
 /// until the relay starts, then the relay until it ends. The count is given back when the last
@@ -14,36 +13,16 @@ public final class SessionTicket: @unchecked Sendable {
     deinit { onRelease() }
 }
 
-/// Bytes a subscriber's sessions moved, each way, shared by every relay of the subscriber (on any
-/// reactor) and read and reset by the accounting timer. Atomics, not a lock: relays add to it at
-/// every wake-up.
-public final class TrafficMeter: Sendable {
-    private let toOrigin = Atomic<UInt64>(0)
-    private let toClient = Atomic<UInt64>(0)
-
-    public init() {}
-
-    public func add(toOrigin up: UInt64, toClient down: UInt64) {
-        if up > 0 { toOrigin.add(up, ordering: .relaxed) }
-        if down > 0 { toClient.add(down, ordering: .relaxed) }
-    }
-
-    /// The bytes since the last call, each way; the meter starts again from zero.
-    public func take() -> (toOrigin: UInt64, toClient: UInt64) {
-        (toOrigin.exchange(0, ordering: .relaxed), toClient.exchange(0, ordering: .relaxed))
-    }
-}
-
 /// What an admitted data session gets: its subscriber's rate buckets (towards the origin, the
-/// upload; towards the client, the download), its ticket and the meter its bytes are counted on.
+/// upload; towards the client, the download), its ticket, and the meter its bytes are counted in.
 public struct SessionGrant {
     public var limitToOrigin: TokenBucket?
     public var limitToClient: TokenBucket?
     public var ticket: SessionTicket?
-    public var meter: TrafficMeter?
+    public var meter: ByteMeter?
 
     public init(
-        limitToOrigin: TokenBucket?, limitToClient: TokenBucket?, ticket: SessionTicket?, meter: TrafficMeter? = nil
+        limitToOrigin: TokenBucket?, limitToClient: TokenBucket?, ticket: SessionTicket?, meter: ByteMeter? = nil
     ) {
         self.limitToOrigin = limitToOrigin
         self.limitToClient = limitToClient

@@ -99,6 +99,9 @@ public final class ConvertForwarder {
     /// Authenticated connections to destinations the policy refuses, by rule, since the last summary:
     /// a gateway's users can ask for such destinations as fast as they like.
     let deniedDestinations = RefusalTally<RefusalReason>()
+    /// Authenticated connections the subscriber's admission refused (its class's `max_sessions`,
+    /// a subscriber disabled between the MAC check and the admission), since start.
+    let refusedSessions = RefusalTally<String>()
     /// How often the summary of `refusals` is logged (when there is anything to say).
     static let summaryIntervalNanos: UInt64 = 10_000_000_000
 
@@ -203,6 +206,22 @@ public final class ConvertForwarder {
                 "pending": "\(pending.count())",
             ])
     }
+
+    /// Refusals since start, by reason name: connections refused before they authenticated
+    /// (`max_pending`, `timeout`, `bad_mac`, ...), authenticated ones whose destination a rule
+    /// refused (by rule), and ones their subscriber's admission refused. For the status document
+    /// and the metrics.
+    public func refusalTotals()
+        -> (unauthenticated: ReasonCounts, destination: ReasonCounts, session: ReasonCounts)
+    {
+        (
+            refusals.totals().map { ("\($0.reason)", $0.count) },
+            deniedDestinations.totals().map { ("\($0.reason)", $0.count) },
+            refusedSessions.totals().map { ($0.reason, $0.count) }
+        )
+    }
+
+    public typealias ReasonCounts = [(reason: String, count: UInt64)]
 
     /// Closes the listener. Call after the reactor group stopped.
     public func stop() {
@@ -339,6 +358,8 @@ final class ConvertAcceptor: ReactorHandler {
     private func connect(_ request: ConvertRequest, remainder: [UInt8]) {
         switch forwarder.admission(request) {
         case .refuse(let error):
+            forwarder.refusedSessions.record(
+                error.code == .resourceExceeded ? "max_sessions" : "subscriber not enabled", from: source)
             refuse(error)
             return
         case .admit(let g):
@@ -381,10 +402,10 @@ final class ConvertAcceptor: ReactorHandler {
     private func relay(origin: Int32, request: ConvertRequest, remainder: [UInt8]) {
         state = .done
         let relay = SpliceRelay(
-            reactor: reactor, a: client, b: origin, connecting: false, counters: forwarder.counters, toB: remainder,
+            reactor: reactor, a: client, b: origin, connecting: false, counters: forwarder.counters,
+            meter: grant?.meter, toB: remainder,
             toA: ConvertServerHandshake.successReply(wantsInfo: request.wantsInfo),
             limitToB: grant?.limitToOrigin, limitToA: grant?.limitToClient)
-        relay.meter = grant?.meter
         let logger = forwarder.logger
         let peer = self.peer
         let ticket = grant?.ticket

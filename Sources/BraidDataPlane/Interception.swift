@@ -7,7 +7,9 @@ import Glibc
 
 /// The gateway's nftables table: TCP arriving on the LAN devices is handed to the transparent
 /// listener with TPROXY (original destination kept, no NAT), and nothing else reaches that
-/// listener. The daemon owns the whole table
+/// listener. LAN traffic that is routed instead (UDP, ICMP) is NATed to the uplink it leaves by,
+/// each uplink's flows carrying its connection mark, and LAN QUIC may be refused (see `Egress`).
+/// The daemon owns the whole table
 /// `inet braid` and nothing else, so an operator's own ruleset is never touched.
 public final class Interception {
     public struct Settings: Equatable, Sendable {
@@ -15,12 +17,73 @@ public final class Interception {
         public var lanDevices: [String]
         public var listenerPort: UInt16
         public var fwmark: UInt32
+        public var egress: Egress
+        /// Local TCP ports only the LAN devices (and the box itself) may reach: the status page.
+        public var lanOnlyPorts: [UInt16]
 
-        public init(tableName: String = "braid", lanDevices: [String], listenerPort: UInt16, fwmark: UInt32) {
+        public init(
+            tableName: String = "braid", lanDevices: [String], listenerPort: UInt16, fwmark: UInt32,
+            egress: Egress = Egress(), lanOnlyPorts: [UInt16] = []
+        ) {
             self.tableName = tableName
             self.lanDevices = lanDevices
             self.listenerPort = listenerPort
             self.fwmark = fwmark
+            self.egress = egress
+            self.lanOnlyPorts = lanOnlyPorts
+        }
+    }
+
+    /// What the table does to LAN traffic that is routed, not relayed.
+    public struct Egress: Equatable, Sendable {
+        /// One uplink device whose LAN flows are masqueraded to its address and marked.
+        public struct Uplink: Equatable, Sendable {
+            public var device: String
+            /// Connection mark of its flows, inside `Egress.markMask`.
+            public var mark: UInt32
+
+            public init(device: String, mark: UInt32) {
+                self.device = device
+                self.mark = mark
+            }
+        }
+
+        public var uplinks: [Uplink]
+        /// The bits of the connection mark braid owns; the others stay as they were.
+        public var markMask: UInt32
+        /// Refuse LAN UDP to port 443 (QUIC) with ICMP port unreachable.
+        public var refuseQUIC: Bool
+
+        public init(uplinks: [Uplink] = [], markMask: UInt32 = 0, refuseQUIC: Bool = false) {
+            self.uplinks = uplinks
+            self.markMask = markMask
+            self.refuseQUIC = refuseQUIC
+        }
+
+        /// The rules of the `forward` chain.
+        var forwardRules: [String] {
+            let hex = { (v: UInt32) in "0x" + String(v, radix: 16) }
+            // Answered at once, so a browser falls back to TCP (which braid bonds) without waiting
+            // out its QUIC handshake timeout; icmpx is port unreachable in either family.
+            let quic =
+                refuseQUIC ? ["iifname @lan_devices udp dport 443 counter reject with icmpx type port-unreachable"] : []
+            // A LAN flow is marked with the uplink its first packet leaves by (postrouting has no
+            // input device to tell LAN packets from the gateway's own, this hook has both). The
+            // gateway's own flows (MPTCP subflows, probes) stay unmarked: they are sent from the
+            // uplink's address already, and a flush of an uplink's flows must not touch them. LAN
+            // TCP is relayed, never routed (prerouting hands it over or drops it), so none is
+            // NATed: should any ever leak, it shows with its LAN source on the far side.
+            return quic
+                + uplinks.map {
+                    "iifname @lan_devices oifname \"\($0.device)\" meta l4proto != tcp ct state new "
+                        + "ct mark set ct mark and \(hex(~markMask)) or \(hex($0.mark))"
+                }
+        }
+
+        /// The rules of the `postrouting` chain: marked flows leave with the address of their
+        /// uplink (the nat hook sees a flow's first packet only).
+        var postroutingRules: [String] {
+            uplinks.isEmpty ? [] : ["ct mark and 0x\(String(markMask, radix: 16)) != 0 masquerade"]
         }
     }
 
@@ -55,6 +118,8 @@ public final class Interception {
     public static func ruleset(_ s: Settings) -> String {
         let devices = s.lanDevices.map { "\"\($0)\"" }.joined(separator: ", ")
         let mark = "0x" + String(s.fwmark, radix: 16)
+        // nft refuses an empty `elements = { }`: an empty set is declared without the line.
+        let lanOnly = s.lanOnlyPorts.isEmpty ? "" : "elements = { \(s.lanOnlyPorts.map(String.init).joined(separator: ", ")) }"
         // Deleting inside the same transaction makes a restart after a crash replace the old
         // table atomically; `add table` first makes the delete valid when there was none.
         return """
@@ -64,6 +129,10 @@ public final class Interception {
                 set lan_devices {
                     type ifname
                     elements = { \(devices) }
+                }
+                set lan_only_ports {
+                    type inet_service
+                    \(lanOnly)
                 }
                 chain prerouting {
                     type filter hook prerouting priority mangle; policy accept;
@@ -88,7 +157,20 @@ public final class Interception {
                 chain input {
                     type filter hook input priority filter; policy accept;
                     tcp dport \(s.listenerPort) meta mark != \(mark) counter drop
+                    # The status page binds the LAN address, but Linux accepts a packet for any local
+                    # address on any device (the weak host model, RFC 1122 3.3.4.2): an uplink's
+                    # next hop routing to the LAN address would reach the page without this.
+                    tcp dport @lan_only_ports iifname != @lan_devices iifname != "lo" counter drop
                 }
+                chain forward {
+                    type filter hook forward priority filter; policy accept;
+            \(s.egress.forwardRules.map { "        \($0)\n" }.joined())    }
+                # LAN traffic braid routes (not relays) is marked with its uplink in forward and
+                # leaves with that uplink's address, so it can move to another uplink: the gateway
+                # deletes the flows of an uplink it moves away from, by mark.
+                chain postrouting {
+                    type nat hook postrouting priority srcnat; policy accept;
+            \(s.egress.postroutingRules.map { "        \($0)\n" }.joined())    }
             }
 
             """
@@ -116,6 +198,40 @@ public final class Interception {
         if !removed.isEmpty { commands += "delete element \(set) \(element(removed))\n" }
         try run(commands)
         settings.lanDevices = devices
+    }
+
+    /// Makes the `forward` and `postrouting` chains match `egress`, in one transaction: a reload
+    /// that adds an uplink or changes `quic` touches nothing else, and flows already NATed keep
+    /// their mapping (the nat hook sees only new flows).
+    public func setEgress(_ egress: Egress) throws {
+        guard installed, egress != settings.egress else {
+            settings.egress = egress
+            return
+        }
+        let table = "inet \(settings.tableName)"
+        var commands = "flush chain \(table) forward\nflush chain \(table) postrouting\n"
+        for rule in egress.forwardRules { commands += "add rule \(table) forward \(rule)\n" }
+        for rule in egress.postroutingRules { commands += "add rule \(table) postrouting \(rule)\n" }
+        try run(commands)
+        settings.egress = egress
+    }
+
+    /// Makes the LAN-only port set hold `ports` (the status page moved or was turned on or off),
+    /// in one transaction like `setLANDevices`.
+    public func setLANOnlyPorts(_ ports: [UInt16]) throws {
+        let added = ports.filter { !settings.lanOnlyPorts.contains($0) }
+        let removed = settings.lanOnlyPorts.filter { !ports.contains($0) }
+        guard installed, !(added.isEmpty && removed.isEmpty) else {
+            settings.lanOnlyPorts = ports
+            return
+        }
+        let element = { (p: [UInt16]) in "{ " + p.map(String.init).joined(separator: ", ") + " }" }
+        var commands = ""
+        let set = "inet \(settings.tableName) lan_only_ports"
+        if !added.isEmpty { commands += "add element \(set) \(element(added))\n" }
+        if !removed.isEmpty { commands += "delete element \(set) \(element(removed))\n" }
+        try run(commands)
+        settings.lanOnlyPorts = ports
     }
 
     /// Deletes table `inet TABLENAME` if it exists, as a run killed without its clean stop left

@@ -70,6 +70,9 @@ public final class RefusalTally<Reason: Hashable & Sendable & CustomStringConver
     private var bySource: [SourceBlock: Int] = [:]
     private var untracked = 0
     private var total = 0
+    /// Every refusal since start by reason, never reset by `take`: the metrics and the status
+    /// document read it. Bounded by the reasons there are (a fixed set, and one per policy rule).
+    private var sinceStart: [Reason: UInt64] = [:]
 
     public init(maxSources: Int = 1024) {
         self.maxSources = maxSources
@@ -79,12 +82,18 @@ public final class RefusalTally<Reason: Hashable & Sendable & CustomStringConver
         lock.withLock {
             total += 1
             byReason[reason, default: 0] += 1
+            sinceStart[reason, default: 0] &+= 1
             if bySource[source] != nil || bySource.count < maxSources {
                 bySource[source, default: 0] += 1
             } else {
                 untracked += 1
             }
         }
+    }
+
+    /// Refusals since start by reason, in the order of the reasons' names.
+    public func totals() -> [(reason: Reason, count: UInt64)] {
+        lock.withLock { sinceStart }.sorted { $0.key.description < $1.key.description }.map { ($0.key, $0.value) }
     }
 
     /// The counts since the last call, which start again from zero; nil when there were none.

@@ -45,6 +45,17 @@ struct Flow {
     var limit: TokenBucket?
     /// Reading stopped for lack of tokens; a timer resumes it.
     var waitingForTokens = false
+    /// Where this direction's bytes are also counted (the subscriber's or the forwarder's meter).
+    var meter: ByteMeter?
+    /// Which of the meter's two totals: towards `b` is up, towards `a` is down.
+    var towardsA = false
+
+    /// Counts `n` bytes delivered to this direction's sink.
+    mutating func delivered(_ n: Int) {
+        bytes &+= UInt64(n)
+        guard let meter else { return }
+        if towardsA { meter.add(down: n) } else { meter.add(up: n) }
+    }
 
     var done: Bool { sinkShut }
 }
@@ -70,8 +81,6 @@ final class SpliceRelay: ReactorHandler {
     private var ended = false
     private let counters: SessionCounters
     var onEnd: ((SpliceRelay, RelayEnd) -> Void)?
-    /// The subscriber's meter (concentrator side), given each wake-up's bytes.
-    var meter: TrafficMeter?
     /// Set while the half-close watch runs: one direction has ended, the other has not.
     private var halfClosedWatch: (bytes: UInt64, since: UInt64)?
 
@@ -87,7 +96,8 @@ final class SpliceRelay: ReactorHandler {
 
     /// Takes ownership of `a` and `b`. The relay counts itself in `counters` from `start` to its end.
     init(
-        reactor: Reactor, a: Int32, b: Int32, connecting: Bool, counters: SessionCounters, toB: [UInt8] = [],
+        reactor: Reactor, a: Int32, b: Int32, connecting: Bool, counters: SessionCounters, meter: ByteMeter? = nil,
+        toB: [UInt8] = [],
         toA: [UInt8] = [], preface: ((UnsafeRawBufferPointer) -> PrefaceAction)? = nil,
         limitToB: TokenBucket? = nil, limitToA: TokenBucket? = nil
     ) {
@@ -101,6 +111,9 @@ final class SpliceRelay: ReactorHandler {
         self.preface = preface
         self.toB.limit = limitToB
         self.toA.limit = limitToA
+        self.toB.meter = meter
+        self.toA.meter = meter
+        self.toA.towardsA = true
     }
 
     /// False while `b` is still connecting.
@@ -143,16 +156,6 @@ final class SpliceRelay: ReactorHandler {
 
     private func pump() {
         guard !ended, !connecting else { return }
-        if let meter {
-            let before = (toB.bytes, toA.bytes)
-            defer { meter.add(toOrigin: toB.bytes &- before.0, toClient: toA.bytes &- before.1) }
-            pumpFlows()
-        } else {
-            pumpFlows()
-        }
-    }
-
-    private func pumpFlows() {
         if !toB.done, let failure = move(&toB, from: a, to: b, prefaced: false) {
             abort(failure)
             return
@@ -202,7 +205,7 @@ final class SpliceRelay: ReactorHandler {
                 switch r {
                 case .moved(let n):
                     flow.pendingSent += n
-                    flow.bytes &+= UInt64(n)
+                    flow.delivered(n)
                 case .wouldBlock: return nil
                 case .end: return nil
                 case .failed(let e): return "send: \(String(cString: strerror(e)))"
@@ -217,7 +220,7 @@ final class SpliceRelay: ReactorHandler {
                 switch transfer({ braid_splice(pipe.read, dst, UInt(flow.inPipe), 0) }) {
                 case .moved(let n):
                     flow.inPipe -= n
-                    flow.bytes &+= UInt64(n)
+                    flow.delivered(n)
                 case .wouldBlock: return nil
                 // 0 from a pipe that holds bytes: nothing would ever wake this flow again.
                 case .end: return "splice to socket: moved nothing with \(flow.inPipe) bytes in the pipe"

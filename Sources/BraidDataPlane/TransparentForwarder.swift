@@ -31,12 +31,28 @@ public final class TransparentForwarder {
         }
     }
 
-    /// Builds the authenticated Convert request for a destination.
-    public typealias RequestBuilder = (Endpoint) throws -> [UInt8]
+    /// Builds the authenticated Convert request for a destination, to be sent to `server` (the
+    /// concentrator address dialled, which the MAC may be bound to).
+    public typealias RequestBuilder = (_ destination: Endpoint, _ server: IPAddress) throws -> [UInt8]
 
-    /// The local address for a new connection's first subflow (the uplink it starts on), or nil
-    /// to let the routing table choose.
-    public typealias SourceSelector = () -> IPAddress?
+    /// Where a new connection's first subflow goes: the concentrator address of the family of the
+    /// uplink it starts on, and that uplink's address (nil lets the routing table choose).
+    public struct FirstSubflow: Equatable, Sendable {
+        public var source: IPAddress?
+        public var server: IPAddress
+        /// The concentrator has addresses of both families: subflows of either may join.
+        public var bothFamilies: Bool
+
+        public init(source: IPAddress?, server: IPAddress, bothFamilies: Bool = false) {
+            self.source = source
+            self.server = server
+            self.bothFamilies = bothFamilies
+        }
+    }
+
+    /// The first subflow of a new connection, or nil to dial `Configuration.server` from
+    /// whatever address the routing table chooses.
+    public typealias SourceSelector = () -> FirstSubflow?
 
     private let config: Configuration
     private let makeRequest: RequestBuilder
@@ -44,6 +60,8 @@ public final class TransparentForwarder {
     private let logger: Logger
     private var listeners: [Listener] = []
     public let counters = SessionCounters()
+    /// Bytes relayed by every session, up (LAN to concentrator) and down.
+    public let bytes = ByteMeter()
     /// The gateway's own addresses, for `SelfDestination`.
     private let localAddresses = LocalAddresses()
     /// Connections refused as addressed to the gateway itself, since the last warning about them.
@@ -96,11 +114,30 @@ public final class TransparentForwarder {
             return
         }
         let request: [UInt8]
-        let upstream: Int32
+        var upstream: Int32
         let connected: Bool
+        let first = selectSource()
+        // An IPv6-only uplink that is the only healthy one must dial the concentrator's IPv6 address.
+        let server = Endpoint(address: first?.server ?? config.server.address, port: config.server.port)
+        var source = first?.source
+        var dialled = server
         do {
-            request = try makeRequest(destination)
-            upstream = try Sockets.stream(family: config.server.address.isIPv4 ? AF_INET : AF_INET6, mptcp: true)
+            request = try makeRequest(destination, server.address)
+            // An MPTCP socket of family AF_INET can only ever have IPv4 subflows (the kernel's
+            // mptcp_pm_addr_families_match), so when the concentrator has addresses of both
+            // families the connection is an AF_INET6 socket, dialling an IPv4 concentrator by its
+            // v4-mapped address: uplinks of either family can then join. Otherwise (or without
+            // IPv6 in the kernel) a socket of the server's family, as the kernel shows it plainly.
+            do {
+                guard first?.bothFamilies == true || !server.address.isIPv4 else {
+                    throw SystemError("socket(AF_INET6)", errno: EAFNOSUPPORT)
+                }
+                upstream = try Sockets.stream(family: AF_INET6, mptcp: true)
+                dialled = Endpoint(address: IPAddress(bytes: server.address.mappedIPv6Bytes)!, port: server.port)
+                source = source.flatMap { IPAddress(bytes: $0.mappedIPv6Bytes) }
+            } catch let e as SystemError where e.errno == EAFNOSUPPORT && server.address.isIPv4 {
+                upstream = try Sockets.stream(family: AF_INET, mptcp: true)
+            }
         } catch {
             logger.warning("cannot open a data connection", metadata: ["client": "\(client)", "error": "\(error)"])
             Sockets.closeWithReset(lan)
@@ -115,11 +152,11 @@ public final class TransparentForwarder {
                 // handshake); the kernel caches the cookie and later SYNs carry the request.
                 try Sockets.setInt(upstream, braid_SOL_TCP, braid_TCP_FASTOPEN_CONNECT, 1, "TCP_FASTOPEN_CONNECT")
             }
-            if let source = selectSource(), source.isIPv4 == config.server.address.isIPv4 {
+            if let source, first?.source?.isIPv4 == server.address.isIPv4 {
                 // A failed bind (the address just went away) leaves the choice to the routing table.
                 try? Sockets.bind(upstream, to: Endpoint(address: source, port: 0))
             }
-            connected = try Sockets.connect(upstream, to: config.server)
+            connected = try Sockets.connect(upstream, to: dialled)
         } catch {
             logger.warning(
                 "cannot reach the concentrator",
@@ -132,7 +169,8 @@ public final class TransparentForwarder {
         var reply = ConvertClientHandshake()
         let logger = self.logger
         let relay = SpliceRelay(
-            reactor: reactor, a: lan, b: upstream, connecting: !connected, counters: counters, toB: request
+            reactor: reactor, a: lan, b: upstream, connecting: !connected, counters: counters, meter: bytes,
+            toB: request
         ) { bytes in
             switch reply.feed(bytes) {
             case .needMore:

@@ -20,18 +20,21 @@ final class DataKeys: @unchecked Sendable {
     }
     private var _serviceClass: ControlMessage.ClassInfo?
     /// The concentrator's name every MAC is bound to (`server_name`), so a request cannot be
-    /// replayed to another concentrator that shares the key.
-    private let identity: String
+    /// replayed to another concentrator that shares the key; nil binds each MAC to the
+    /// concentrator address the connection dials (what the concentrator takes by default), so a
+    /// session started over IPv6 is bound to the IPv6 address.
+    private let identity: String?
 
-    init(preshared: [UInt8]?, identity: String) {
+    init(preshared: [UInt8]?, identity: String?) {
         self.identity = identity
-        self.preshared = preshared.map { ConvertAuthenticator(key: $0, identity: identity) }
+        self.preshared = preshared.map { ConvertAuthenticator(key: $0, identity: identity ?? "") }
     }
 
     static func nowMillis() -> UInt64 { monotonicNanos() / 1_000_000 }
 
     func install(id: UInt32, key: [UInt8], notAfterMillis: UInt64) {
-        lock.withLock { session = (ConvertAuthenticator(key: key, keyID: id, identity: identity), notAfterMillis) }
+        let authenticator = ConvertAuthenticator(key: key, keyID: id, identity: identity ?? "")
+        lock.withLock { session = (authenticator, notAfterMillis) }
     }
 
     func retire(id: UInt32) {
@@ -40,13 +43,15 @@ final class DataKeys: @unchecked Sendable {
 
     func setClass(_ info: ControlMessage.ClassInfo) { serviceClass = info }
 
-    /// The authenticator for a new data connection, or nil when there is no usable key.
-    func current() -> ConvertAuthenticator? {
+    /// The authenticator for a new data connection to `server`, or nil when there is no usable key.
+    func current(server: IPAddress? = nil) -> ConvertAuthenticator? {
         let now = Self.nowMillis()
-        return lock.withLock { () -> ConvertAuthenticator? in
+        let chosen = lock.withLock { () -> ConvertAuthenticator? in
             if let s = session, s.notAfter > now { return s.authenticator }
             return preshared
         }
+        guard let chosen, identity == nil, let server else { return chosen }
+        return ConvertAuthenticator(key: chosen.key, keyID: chosen.keyID, identity: server.description)
     }
 
     /// Key id in use (0: the pre-shared key), for status.
@@ -61,9 +66,11 @@ final class DataKeys: @unchecked Sendable {
 final class ControlClient: @unchecked Sendable {
     private let group: MultiThreadedEventLoopGroup
     private let tls: TLSContext
-    private let server: Endpoint
+    /// The control port; the address is the first subflow's (`selectSource`), else `fallback`.
+    private let port: UInt16
+    private let fallback: IPAddress
     private let keys: DataKeys
-    private let selectSource: () -> IPAddress?
+    private let selectSource: () -> TransparentForwarder.FirstSubflow?
     private let timers: ControlTimers
     private var logger: Logger
     private var backoff = Backoff(baseMillis: 500, capMillis: 30_000)
@@ -80,12 +87,13 @@ final class ControlClient: @unchecked Sendable {
     /// `keepaliveSeconds`: a ping that often; the concentrator is dead after three unanswered.
     init(
         server: Endpoint, tls: TLSContext, keys: DataKeys, keepaliveSeconds: UInt32,
-        selectSource: @escaping () -> IPAddress?, logger: Logger
+        selectSource: @escaping () -> TransparentForwarder.FirstSubflow?, logger: Logger
     ) {
         timers = ControlTimers(
             pingIntervalMillis: UInt64(keepaliveSeconds) * 1000, deadAfterMillis: UInt64(keepaliveSeconds) * 3000)
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        self.server = server
+        self.port = server.port
+        self.fallback = server.address
         self.tls = tls
         self.keys = keys
         self.selectSource = selectSource
@@ -128,12 +136,21 @@ final class ControlClient: @unchecked Sendable {
                     try channel.pipeline.syncOperations.addHandler(ControlClientHandler(client: self, timers: timers))
                 }
             }
-        // The first subflow leaves from a healthy uplink, as the data connections' do.
-        if let source = selectSource(), let local = try? SocketAddress(ipAddress: "\(source)", port: 0) {
+        // The first subflow leaves from a healthy uplink, as the data connections' do, to the
+        // concentrator address of that uplink's family.
+        // With concentrator addresses of both families, both as IPv6 (IPv4 v4-mapped), so the
+        // socket is AF_INET6 and subflows of either family can join it (an AF_INET MPTCP socket
+        // takes IPv4 subflows only).
+        let first = selectSource()
+        let server = first?.server ?? fallback
+        let form: (IPAddress) -> IPAddress = first?.bothFamilies == true ? Self.v6 : { $0 }
+        if let source = first?.source, source.isIPv4 == server.isIPv4,
+            let local = try? SocketAddress(ipAddress: "\(form(source))", port: 0)
+        {
             bootstrap = bootstrap.bind(to: local)
         }
         do {
-            let address = try SocketAddress(ipAddress: "\(server.address)", port: Int(server.port))
+            let address = try SocketAddress(ipAddress: "\(form(server))", port: Int(port))
             bootstrap.connect(to: address).whenComplete { result in
                 switch result {
                 case .success(let channel):
@@ -146,6 +163,9 @@ final class ControlClient: @unchecked Sendable {
             lost("\(error)")
         }
     }
+
+    /// `a` as an IPv6 address: IPv4 as v4-mapped.
+    private static func v6(_ a: IPAddress) -> IPAddress { IPAddress(bytes: a.mappedIPv6Bytes) ?? a }
 
     /// The channel is gone (or never came): try again after a jittered, growing delay.
     fileprivate func lost(_ why: String) {
@@ -175,6 +195,16 @@ final class ControlClient: @unchecked Sendable {
     }
 
     fileprivate func retired(id: UInt32) { keys.retire(id: id) }
+
+    /// Called with the concentrator's addresses each time it announces them (on the channel's
+    /// event loop); set before `start`.
+    var onAddresses: (([IPAddress]) -> Void)?
+
+    fileprivate func learned(_ list: [IPAddress]) {
+        let usable = ConcentratorAddresses.dialable(list)
+        logger.info("concentrator announced its addresses", metadata: ["addresses": "\(usable)"])
+        onAddresses?(usable)
+    }
 
     fileprivate func applied(_ info: ControlMessage.ClassInfo) {
         keys.setClass(info)
@@ -247,6 +277,8 @@ final class ControlClientHandler: ChannelInboundHandler {
                 client?.retired(id: id)
             case .applyClass(let info):
                 client?.applied(info)
+            case .learnAddresses(let list):
+                client?.learned(list)
             case .close(let why):
                 reason = "\(why)"
                 context.flush()

@@ -41,8 +41,31 @@ extension GatewayService {
                 return refused(["\(path): lan_device: \(error)"])
             }
         }
+        // Uplinks added get their NAT rule before traffic can move to them; removed ones keep
+        // their mark until their flows are deleted (reconfigure).
+        if let egress, diff.quic != nil || !diff.uplinksAdded.isEmpty || !diff.uplinksRemoved.isEmpty
+            || diff.uplinksChanged.contains(where: \.deviceChanged)
+        {
+            do {
+                try interception?.setEgress(egressSettings(new, egress))
+            } catch {
+                return refused(["\(path): \(error)"])
+            }
+        }
+        if let w = diff.webListen {
+            do {
+                try interception?.setLANOnlyPorts(w.new.port.map { [$0] } ?? [])
+            } catch {
+                return refused(["\(path): web_listen: \(error)"])
+            }
+        }
         supervisor?.reconfigure(to: new, diff)
         config = new
+        if diff.webListen != nil || !diff.lanDevicesAdded.isEmpty || !diff.lanDevicesRemoved.isEmpty {
+            placeStatusPage()
+        }
+        // A name's records may have changed since the last look (the name itself cannot: restart).
+        resolveNow()
         logger.notice("configuration reloaded", metadata: ["file": "\(path)", "changes": "\(diff.summary)"])
         return .reloaded(summary: diff.summary)
     }

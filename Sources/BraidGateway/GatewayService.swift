@@ -1,6 +1,8 @@
 import BraidConfig
 import BraidCore
 import BraidDataPlane
+import BraidMetrics
+import BraidStatus
 import BraidTLS
 import BraidWire
 import Logging
@@ -17,14 +19,26 @@ public final class GatewayService {
     private var data: ReactorGroup?
     var control: ReactorGroup?
     private var forwarder: TransparentForwarder?
+    /// The forwarder, for the status document's sessions and bytes.
+    var forwarderForStatus: TransparentForwarder? { forwarder }
     private var uplinks: UplinkManager?
     var supervisor: UplinkSupervisor?
     private var statusServer: LocalQueryServer?
     var interception: Interception?
-    private var controlClient: ControlClient?
-    private var keys: DataKeys?
+    /// Routes what braid does not relay; its rules go before the uplinks' tables at stop.
+    var egress: EgressRouting?
+    var controlClient: ControlClient?
+    /// The `/metrics` listener, when `metrics_listen` is set.
+    var metrics: MetricsEndpoint?
+    /// The newest status document, made each second on the control reactor for the metrics
+    /// listener's thread, which cannot read the uplinks' state itself.
+    let published = PublishedStatus()
+    var keys: DataKeys?
     /// The kernel settings changed and their values before: given back at stop, also after a crash.
     private var state: KernelStateFile?
+    /// The LAN status page (`web_listen`); its listener comes and goes with the LAN address.
+    var statusPage: StatusPage?
+    /// The relay's session counters, read by the status document.
 
     /// What the gateway uses once started: CAP_NET_ADMIN for netlink (routes, rules, the path
     /// manager's subflows), nftables and, when not uid 0, the sysctls it gives back at stop;
@@ -51,14 +65,16 @@ public final class GatewayService {
 
     private func startSteps() throws {
         let key = config.pskFile.isEmpty ? nil : try PresharedKey.load(path: config.pskFile)
-        let keys = DataKeys(preshared: key, identity: config.serverName)
+        let keys = DataKeys(preshared: key, identity: config.macIdentity)
         self.keys = keys
         // The TLS context first: a missing or unreadable certificate stops the start here.
         let tls = try config.tls.map {
             try TLSContext(
                 role: .client(serverName: config.serverName), ca: $0.ca, certificate: $0.cert, key: $0.key)
         }
-        let server = Endpoint(address: config.server, port: config.port)
+        // A name that does not resolve stops the start here, with the resolver's reason.
+        let configured = try Self.resolveServer(config.server)
+        let server = Endpoint(address: configured[0], port: config.port)
         let state = try KernelStateFile(
             path: KernelStateFile.path(directory: KernelStateFile.directory(of: config.statusSocket), role: "gateway"),
             role: "gateway")
@@ -75,16 +91,26 @@ public final class GatewayService {
                     metadata: [KernelSettings.fastOpen: "\(change.old) -> \(change.new)"])
             }
             // First, while descriptor numbers are low (see Interception).
+            let egress = try EgressRouting(
+                holddownSeconds: config.holddown, marks: EgressMarks(uplinks: config.uplinks.map(\.name)),
+                logger: logger)
             let table = try Interception(
-                .init(lanDevices: config.lanDevices, listenerPort: config.tproxyPort, fwmark: config.fwmark))
+                .init(
+                    lanDevices: config.lanDevices, listenerPort: config.tproxyPort, fwmark: config.fwmark,
+                    egress: egressSettings(config, egress),
+                    lanOnlyPorts: config.webListen.port.map { [$0] } ?? []))
             let manager = try UplinkManager(config: config, state: state, logger: logger)
             uplinks = manager
             try manager.installBase()
+            try egress.install(tables: Set(state.record.tables).union(config.uplinkTables.values))
+            self.egress = egress
             let control = try ReactorGroup(count: 1, logger: logger)
             self.control = control
             let supervisor = try UplinkSupervisor(
-                config: config, manager: manager, reactor: control.reactors[0], logger: logger)
+                config: config, servers: ConcentratorAddresses(configured: configured), manager: manager,
+                reactor: control.reactors[0], logger: logger)
             self.supervisor = supervisor
+            supervisor.egress = egress
             // The first pass runs here, before the threads start, so the uplinks are in place
             // before the first LAN connection is accepted.
             try supervisor.start()
@@ -95,8 +121,8 @@ public final class GatewayService {
             let forwarder = TransparentForwarder(
                 config: .init(server: server, listenerPort: config.tproxyPort, fastOpen: config.fastOpen),
                 logger: logger, selectSource: { source.get() }
-            ) { destination in
-                guard let authenticator = keys.current() else {
+            ) { destination, dialled in
+                guard let authenticator = keys.current(server: dialled) else {
                     throw GatewayError("no session key yet: the control channel to the concentrator is not up")
                 }
                 return try ConvertClientHandshake.request(
@@ -105,21 +131,40 @@ public final class GatewayService {
             }
             self.forwarder = forwarder
             try forwarder.start(group: data)
-            let counters = forwarder.counters
             statusServer = try LocalQueryServer(reactor: control.reactors[0], path: config.statusSocket) {
-                [weak self, weak supervisor] question in
-                if question == "reload" { return self?.reloadNow().text ?? "" }
-                return supervisor?.status(sessions: counters, control: self?.controlStatus() ?? "null") ?? "{}"
+                [weak self] question in
+                guard let self else { return "" }
+                if question == "reload" { return self.reloadNow().text }
+                return self.statusText()
             }
+            startMetrics(on: control.reactors[0])
+            let page = StatusPage(logger: logger)
+            statusPage = page
+            supervisor.onTransition = { [weak self] in
+                guard let self, self.config.webListen != .off else { return }
+                self.statusPage?.publish(document: self.statusText())
+            }
+            // Before the threads start, like the supervisor's first pass: the page is there at once.
+            pageTick(count: 0)
             try control.start()
             try data.start()
             try table.install()
             interception = table
+            scheduleResolve()
             if let tls {
                 let client = ControlClient(
-                    server: Endpoint(address: config.server, port: config.controlPort), tls: tls, keys: keys,
+                    server: Endpoint(address: configured[0], port: config.controlPort), tls: tls, keys: keys,
                     keepaliveSeconds: config.keepalive, selectSource: { source.get() }, logger: logger)
                 controlClient = client
+                let reactor = control.reactors[0]
+                client.onAddresses = { [weak supervisor] list in
+                    reactor.execute {
+                        guard let supervisor else { return }
+                        var servers = supervisor.servers
+                        servers.announced = list
+                        supervisor.setServers(servers)
+                    }
+                }
                 client.start()
             }
             logger.notice(
@@ -135,18 +180,32 @@ public final class GatewayService {
         }
     }
 
-    /// The control channel in `braid status`: off (pre-shared key only), up or down, the key in use.
-    func controlStatus() -> String {
-        guard let client = controlClient else { return "{\"state\":\"off\"}" }
-        let key = keys?.keyID.map { "\($0)" } ?? "null"
-        let cls = keys?.serviceClass.map { "\"\($0.name)\"" } ?? "null"
-        let error = client.lastError.map { ",\"error\":\"\(jsonEscaped($0))\"" } ?? ""
-        return "{\"state\":\"\(client.established ? "up" : "down")\",\"key\":\(key),\"class\":\(cls)\(error)}"
+    /// Once a second on the control reactor: the page's document and a counter sample; every
+    /// fifth, the listener follows the LAN address (a DHCP or hotplugged LAN, a bind that failed).
+    /// With `web_listen off` only the check remains, so a reload can turn the page on.
+    private func pageTick(count: Int) {
+        guard let page = statusPage, let supervisor else { return }
+        if config.webListen != .off {
+            page.publish(document: statusText())
+            page.record(nanos: monotonicNanos(), counters: supervisor.uplinkCounters())
+        }
+        if count % 5 == 0 { placeStatusPage() }
+        control?.reactors.first?.schedule(afterNanos: 1_000_000_000) { [weak self] in
+            self?.pageTick(count: count &+ 1)
+        }
+    }
+
+    /// Binds the page where `web_listen` says now, or stops it.
+    func placeStatusPage() {
+        guard let page = statusPage, let uplinks else { return }
+        page.serve(at: config.webListen.resolve(lanAddresses: uplinks.addresses(ofDevices: config.lanDevices)))
     }
 
     /// Removes the nftables table, listeners, routes and rules, and gives back every setting it
     /// changed (the MPTCP path manager, tcp_fastopen) as it was before the first run.
     public func stop() {
+        metrics?.stop()
+        metrics = nil
         controlClient?.stop()
         controlClient = nil
         do { try interception?.remove() } catch { logger.warning("\(error)") }
@@ -161,6 +220,10 @@ public final class GatewayService {
         supervisor = nil
         statusServer?.close()
         statusServer = nil
+        egress?.remove()
+        egress = nil
+        statusPage?.stop()
+        statusPage = nil
         uplinks?.remove()
         uplinks = nil
         if let state {
@@ -175,22 +238,17 @@ public final class GatewayService {
     }
 }
 
+extension GatewayService {
+    /// What the nftables table does to routed LAN traffic under `config`: NAT and marks per uplink,
+    /// QUIC refused or not.
+    func egressSettings(_ config: GatewayConfig, _ egress: EgressRouting) -> Interception.Egress {
+        Interception.Egress(
+            uplinks: egress.natUplinks(config.uplinks), markMask: EgressMarks.mask, refuseQUIC: config.quic == .tcp)
+    }
+}
+
 /// A gateway failure with the reason an operator needs.
 struct GatewayError: Error, CustomStringConvertible {
     var description: String
     init(_ d: String) { description = d }
-}
-
-/// `s` as the inside of a JSON string.
-func jsonEscaped(_ s: String) -> String {
-    var out = ""
-    for scalar in s.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case _ where scalar.value < 0x20: out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count) + String(scalar.value, radix: 16)
-        default: out.unicodeScalars.append(scalar)
-        }
-    }
-    return out
 }

@@ -14,6 +14,9 @@ struct SubflowPlanner {
     /// An uplink address that can carry subflows.
     struct Path: Equatable {
         var address: IPAddress
+        /// The concentrator address of `address`'s family, which subflows from it dial; nil
+        /// dials the address the connection was opened to.
+        var server: IPAddress? = nil
         var ifindex: UInt32
         /// The uplink's role is backup: its subflows carry data only when no other can (MP_PRIO).
         var backup: Bool
@@ -70,8 +73,9 @@ struct SubflowPlanner {
     /// How long a subflow asked for may go unanswered before it counts as failed.
     static let answerNanos: UInt64 = 3_000_000_000
 
-    /// Only connections to this address are ours to manage (data and control connections alike).
-    let server: IPAddress
+    /// Only connections to these addresses are ours to manage (data and control connections
+    /// alike). Replaced when a name resolves anew or the concentrator announces addresses.
+    var servers: ConcentratorAddresses
     /// At most this many subflows per connection, the first included. A reload may change it;
     /// subflows beyond a lowered limit are left to close on their own.
     var maxSubflows: Int
@@ -86,7 +90,15 @@ struct SubflowPlanner {
     let judgedPort: UInt16?
 
     init(server: IPAddress, maxSubflows: Int, retryNanos: UInt64 = 1_000_000_000, judgedPort: UInt16? = nil) {
-        self.server = server
+        self.init(
+            servers: ConcentratorAddresses(configured: [server]), maxSubflows: maxSubflows, retryNanos: retryNanos,
+            judgedPort: judgedPort)
+    }
+
+    init(
+        servers: ConcentratorAddresses, maxSubflows: Int, retryNanos: UInt64 = 1_000_000_000, judgedPort: UInt16? = nil
+    ) {
+        self.servers = servers
         self.maxSubflows = maxSubflows
         self.retryNanos = retryNanos
         self.judgedPort = judgedPort
@@ -141,7 +153,9 @@ struct SubflowPlanner {
     private mutating func apply(_ e: MPTCPEvent) {
         switch e.kind {
         case .created, .established:
-            guard !e.serverSide, let local = e.local, let remote = e.remote, remote.address == server else { return }
+            guard !e.serverSide, let local = e.local, let remote = e.remote, servers.contains(remote.address) else {
+                return
+            }
             var c = connections[e.token] ?? Connection(remote: remote)
             c.subflows[Subflow(local: local, remote: remote)] = c.subflows[Subflow(local: local, remote: remote)] ?? false
             if e.kind == .established { c.established = true }
@@ -283,10 +297,13 @@ struct SubflowPlanner {
                 guard let id = c.id(for: path.address) else { continue }
                 c.attempts[path.address] = now
                 count += 1
+                // Each uplink dials the concentrator over its own family: an IPv6-only uplink joins
+                // a session that started over IPv4 at the concentrator's IPv6 address.
+                let remote = Endpoint(address: path.server ?? c.remote.address, port: c.remote.port)
                 actions.append(
                     .create(
                         token: token, local: path.address, id: id, backup: path.backup, ifindex: path.ifindex,
-                        remote: c.remote))
+                        remote: remote))
             }
             connections[token] = c
         }

@@ -119,6 +119,14 @@ final class UplinkManager {
             ])
     }
 
+    /// The addresses of `devices`, in their order; a device missing or unreadable has none.
+    func addresses(ofDevices devices: [String]) -> [IPAddress] {
+        devices.flatMap { device -> [IPAddress] in
+            guard let ifindex = RouteTables.interfaceIndex(device) else { return [] }
+            return ((try? routes.addresses(ifindex: ifindex)) ?? []).map(\.address)
+        }
+    }
+
     /// Reads the link's state, addresses and learned next hops.
     func refresh(_ name: String) {
         guard let i = uplinks.firstIndex(where: { $0.name == name }) else { return }

@@ -46,6 +46,10 @@ extension UplinkSupervisor {
         // subflow on each new healthy uplink (update replans).
         for name in diff.uplinksChanged.map(\.name) + diff.uplinksAdded.map(\.name) { update(name) }
         publishSource()
+        if let h = diff.holddown { egress?.policy.holddownNanos = UInt64(h.new * 1e9) }
+        // Traffic leaves removed uplinks (their flows are deleted by their mark, then the mark is free).
+        steerEgress()
+        for u in diff.uplinksRemoved { egress?.release(u.name) }
         replan()
     }
 }

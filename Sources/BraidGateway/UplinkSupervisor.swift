@@ -2,6 +2,7 @@ import BraidConfig
 import BraidCore
 import BraidDataPlane
 import BraidNetlink
+import BraidStatus
 import Logging
 
 #if canImport(Glibc)
@@ -20,8 +21,10 @@ final class UplinkSupervisor {
         /// ICMP echo identifier of the uplink's probes, its own within the process.
         let probeID: UInt16
         var probe: EchoProbe?
-        /// The address the probe socket is bound to.
+        /// The address the probe socket is bound to, and the concentrator address it probes (of
+        /// the same family: health is judged per family, on the path subflows take).
         var probeSource: IPAddress?
+        var probeTarget: IPAddress?
         /// Why the uplink's path is reported as breaking MPTCP, or nil.
         var mptcpFailing: String?
     }
@@ -43,17 +46,27 @@ final class UplinkSupervisor {
     private var refreshScheduled = false
     private var stopped = false
     let preferredSource = PreferredSource()
+    /// Routes what braid does not relay (UplinkSupervisor+Egress); nil in tests.
+    var egress: EgressRouting?
+    /// Called after an uplink went down or came up (the status page publishes at once).
+    var onTransition: (() -> Void)?
+    /// The concentrator's addresses; `setServers` replaces them (a name resolved anew, an
+    /// announcement on the control channel).
+    private(set) var servers: ConcentratorAddresses
 
-    init(config: GatewayConfig, manager: UplinkManager, reactor: Reactor, logger: Logger) throws {
+    init(
+        config: GatewayConfig, servers: ConcentratorAddresses, manager: UplinkManager, reactor: Reactor,
+        logger: Logger
+    ) throws {
         self.config = config
+        self.servers = servers
         self.manager = manager
         self.reactor = reactor
         self.logger = logger
         monitor = try LinkMonitor()
         mptcpEvents = try MPTCPEventMonitor()
         pathManager = try MPTCPPathManager()
-        planner = SubflowPlanner(
-            server: config.server, maxSubflows: Int(config.maxSubflows) + 1, judgedPort: config.port)
+        planner = SubflowPlanner(servers: servers, maxSubflows: Int(config.maxSubflows) + 1, judgedPort: config.port)
         for u in config.uplinks { watches[u.name] = makeWatch() }
     }
 
@@ -76,6 +89,7 @@ final class UplinkSupervisor {
             mptcpEvents.fd, events: Reactor.readable, handler: ReactorCallback { [weak self] _, _ in self?.mptcpReadable() })
         for u in manager.uplinks { update(u.name) }
         publishSource()
+        steerEgress()
         scheduleProbeTick()
         scheduleSweep()
         scheduleSubflowTick()
@@ -143,15 +157,21 @@ final class UplinkSupervisor {
             let why = u.ifindex == nil ? "device missing" : (!u.carrier ? "no carrier" : "no address")
             if let t = watches[name]?.health.force(down: why, now: now) { transition(name, t) }
         }
-        let source = u.usable ? u.address(sameFamilyAs: config.server) : nil
-        if var w = watches[name], source != w.probeSource {
+        let path = u.usable ? servers.path(from: u.addresses.map(\.address)) : nil
+        if u.config.role != .off && u.usable && path == nil {
+            let families = Set(servers.all.map { $0.isIPv4 ? "IPv4" : "IPv6" }).sorted().joined(separator: " or ")
+            let why = "no \(families.isEmpty ? "known concentrator" : families) address to reach the concentrator"
+            if let t = watches[name]?.health.force(down: why, now: now) { transition(name, t) }
+        }
+        if var w = watches[name], path?.source != w.probeSource || path?.server != w.probeTarget {
             w.probe?.close()
             w.probe = nil
-            w.probeSource = source
-            if let source {
+            w.probeSource = path?.source
+            w.probeTarget = path?.server
+            if let path {
                 do {
                     w.probe = try EchoProbe(
-                        reactor: reactor, source: source, device: u.config.device, target: config.server,
+                        reactor: reactor, source: path.source, device: u.config.device, target: path.server,
                         identifier: w.probeID
                     ) { [weak self] seq, rtt in self?.replied(name, seq: seq, rtt: rtt) }
                 } catch {
@@ -183,7 +203,9 @@ final class UplinkSupervisor {
         }
         manager.apply(name)
         publishSource()
+        steerEgress()
         replan()
+        onTransition?()
     }
 
     // MARK: subflows
@@ -215,11 +237,11 @@ final class UplinkSupervisor {
     /// The uplink addresses that can carry subflows to the concentrator, healthy or not.
     private func paths() -> [SubflowPlanner.Path] {
         manager.uplinks.compactMap { u in
-            guard u.config.role != .off, u.usable, let address = u.address(sameFamilyAs: config.server),
+            guard u.config.role != .off, u.usable, let path = servers.path(from: u.addresses.map(\.address)),
                 let w = watches[u.name]
             else { return nil }
             return SubflowPlanner.Path(
-                address: address, ifindex: u.ifindex ?? 0, backup: u.config.role == .backup,
+                address: path.source, server: path.server, ifindex: u.ifindex ?? 0, backup: u.config.role == .backup,
                 healthy: w.health.state == .up)
         }
     }
@@ -269,7 +291,7 @@ final class UplinkSupervisor {
         reactor.schedule(afterNanos: planner.retryNanos) { [weak self] in
             guard let self, !self.stopped else { return }
             if !self.planner.connections.isEmpty {
-                self.planner.reconcile(established: EstablishedSubflows.read(server: self.config.server))
+                self.planner.reconcile(established: EstablishedSubflows.read(servers: self.servers))
             }
             self.replan()
             self.scheduleSubflowTick()
@@ -279,7 +301,8 @@ final class UplinkSupervisor {
     /// Logs when an uplink's path starts or stops breaking MPTCP.
     private func reportPaths() {
         for u in manager.uplinks {
-            guard let address = u.address(sameFamilyAs: config.server), let before = watches[u.name] else { continue }
+            guard let address = servers.path(from: u.addresses.map(\.address))?.source, let before = watches[u.name]
+            else { continue }
             let failing = planner.breaksMPTCP(address)
             if let failing, before.mptcpFailing == nil {
                 logger.warning(
@@ -316,6 +339,8 @@ final class UplinkSupervisor {
             }
             if let t = watches[u.name]?.health.tick(now: now) { transition(u.name, t) }
         }
+        // Also when nothing changed health: a hold-down may have run out.
+        steerEgress()
     }
 
     /// Every 5 s, a full pass: whatever an event did not tell us (a route flushed by someone
@@ -325,59 +350,79 @@ final class UplinkSupervisor {
             guard let self, !self.stopped else { return }
             for u in self.manager.uplinks { self.update(u.name) }
             self.publishSource()
+            self.egress?.mend()
             self.scheduleSweep()
         }
     }
 
     /// New connections start on the first healthy active uplink, else the first healthy backup.
+    /// The first subflow dials the concentrator address of that uplink's family; with no healthy
+    /// uplink, the first known address from whatever source the routing table picks.
     func publishSource() {
-        var choice: IPAddress?
+        var choice: TransparentForwarder.FirstSubflow?
         for role in [UplinkRole.active, .backup] where choice == nil {
             for u in manager.uplinks
             where u.config.role == role && u.usable && watches[u.name]?.health.state == .up {
-                if let a = u.address(sameFamilyAs: config.server) {
-                    choice = a
+                if let path = servers.path(from: u.addresses.map(\.address)) {
+                    choice = .init(source: path.source, server: path.server, bothFamilies: servers.bothFamilies)
                     break
                 }
             }
         }
-        preferredSource.set(choice)
+        preferredSource.set(
+            choice ?? servers.all.first.map { .init(source: nil, server: $0, bothFamilies: servers.bothFamilies) })
+    }
+
+    /// Takes the concentrator's addresses anew: probes move to the new address of their family,
+    /// and running connections get subflows on uplinks that could not reach it before.
+    func setServers(_ new: ConcentratorAddresses) {
+        guard new != servers else { return }
+        logger.notice(
+            "concentrator addresses", metadata: ["configured": "\(new.configured)", "announced": "\(new.announced)"])
+        servers = new
+        planner.servers = new
+        for u in manager.uplinks { update(u.name) }
+        publishSource()
     }
 
     // MARK: status
 
-    /// One uplink's line in `braid status`.
-    /// `control`: the control channel's JSON object, from GatewayService.
-    func status(sessions: SessionCounters, control: String) -> String {
+    /// The gateway's status document: every uplink with its health, and what the caller adds
+    /// (the forwarder's sessions and bytes, the control channel). Runs on the control reactor,
+    /// which owns the uplinks' state.
+    func status(sessions: SessionCounters, bytes: ByteMeter?, control: GatewayControlStatus) -> GatewayStatus {
         let now = monotonicNanos()
         let wall = Double(wallClockMillis()) / 1000
-        var lines: [String] = []
         let subflows = planner.subflowsByAddress
-        for u in manager.uplinks {
-            guard let w = watches[u.name] else { continue }
+        let uplinks = manager.uplinks.compactMap { u -> UplinkStatus? in
+            guard let w = watches[u.name] else { return nil }
             let h = w.health
-            let state = u.config.role == .off ? "off" : h.state.rawValue
-            let since = wall - Double(now &- h.since) / 1e9
-            let addresses = u.addresses.map { "\"\($0.address)\"" }.joined(separator: ",")
-            let rtt = h.smoothedRTTNanos.map { fixed(Double($0) / 1e6, 2) } ?? "null"
-            let loss = h.loss.map { fixed($0, 3) } ?? "null"
-            let count = u.addresses.reduce(0) { $0 + (subflows[$1.address] ?? 0) }
-            let tx = Self.counter(u.config.device, "tx_bytes")
-            let rx = Self.counter(u.config.device, "rx_bytes")
-            lines.append(
-                """
-                {"name":"\(u.name)","device":"\(u.config.device)","role":"\(u.config.role)","state":"\(state)",\
-                "since":\(fixed(since, 3)),"carrier":\(u.carrier),"addresses":[\(addresses)],\
-                "rtt_ms":\(rtt),"loss":\(loss),"subflows":\(count),"mptcp":\(w.mptcpFailing.map { "\"failing: \($0)\"" } ?? "\"ok\""),\
-                "tx_bytes":\(tx),"rx_bytes":\(rx)}
-                """)
+            return UplinkStatus(
+                name: u.name, device: u.config.device, role: "\(u.config.role)",
+                state: u.config.role == .off ? "off" : h.state.rawValue,
+                since: rounded(wall - Double(now &- h.since) / 1e9, 3), carrier: u.carrier,
+                addresses: u.addresses.map { "\($0.address)" },
+                rttMs: h.smoothedRTTNanos.map { rounded(Double($0) / 1e6, 2) }, loss: h.loss.map { rounded($0, 3) },
+                subflows: u.addresses.reduce(0) { $0 + (subflows[$1.address] ?? 0) },
+                mptcp: w.mptcpFailing.map { "failing: \($0)" } ?? "ok",
+                txBytes: Self.counter(u.config.device, "tx_bytes"), rxBytes: Self.counter(u.config.device, "rx_bytes"),
+                // The family the uplink reaches the concentrator over (nil: none in common).
+                family: servers.path(from: u.addresses.map(\.address)).map { $0.server.isIPv4 ? "ipv4" : "ipv6" })
         }
         let s = sessions.snapshot
-        return """
-            {"role":"gateway","concentrator":"\(Endpoint(address: config.server, port: config.port))",\
-            "sessions":{"active":\(s.active),"total":\(s.total)},"control":\(control),\
-            "uplinks":[\(lines.joined(separator: ","))]}
-            """
+        return GatewayStatus(
+            concentrator: config.server.address.map { "\(Endpoint(address: $0, port: config.port))" }
+                ?? "\(config.server.description):\(config.port)",
+            sessions: SessionCount(active: s.active, total: s.total), control: control, uplinks: uplinks,
+            bytes: bytes.map { ByteCount(up: $0.up, down: $0.down) }, time: rounded(wall, 3),
+            concentratorAddresses: servers.all.map { "\($0)" })
+    }
+
+    /// Each uplink's device byte counters, in configuration order (the status page's graphs).
+    func uplinkCounters() -> [(name: String, tx: UInt64, rx: UInt64)] {
+        manager.uplinks.map { u in
+            (u.name, Self.counter(u.config.device, "tx_bytes"), Self.counter(u.config.device, "rx_bytes"))
+        }
     }
 
     static func counter(_ device: String, _ name: String) -> UInt64 {
@@ -385,20 +430,20 @@ final class UplinkSupervisor {
     }
 }
 
-/// The source address for new connections' first subflow, written by the control loop and read
-/// by every data reactor at each accept.
+/// The source and concentrator address of new connections' first subflow, written by the
+/// control loop and read by every data reactor at each accept.
 public final class PreferredSource {
     private let lock = Mutex()
-    private var address: IPAddress?
+    private var first: TransparentForwarder.FirstSubflow?
 
-    func set(_ a: IPAddress?) { lock.withLock { address = a } }
-    public func get() -> IPAddress? { lock.withLock { address } }
+    func set(_ f: TransparentForwarder.FirstSubflow?) { lock.withLock { first = f } }
+    public func get() -> TransparentForwarder.FirstSubflow? { lock.withLock { first } }
 }
 
 /// Established TCP sockets to the concentrator, from /proc/net/tcp and tcp6 (MPTCP subflows
 /// are ordinary TCP sockets there).
 enum EstablishedSubflows {
-    static func read(server: IPAddress) -> Set<SubflowPlanner.Subflow> {
+    static func read(servers: ConcentratorAddresses) -> Set<SubflowPlanner.Subflow> {
         var out: Set<SubflowPlanner.Subflow> = []
         for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
             guard let f = fopen(file, "r") else { continue }
@@ -407,9 +452,9 @@ enum EstablishedSubflows {
             while fgets(&line, 512, f) != nil {
                 let fields = String(cString: line).split(separator: " ")
                 guard fields.count > 3, fields[3] == "01" else { continue }  // ESTABLISHED
-                guard let local = endpoint(fields[1]), let remote = endpoint(fields[2]), remote.address == server else {
-                    continue
-                }
+                guard let local = endpoint(fields[1]), let remote = endpoint(fields[2]),
+                    servers.contains(remote.address)
+                else { continue }
                 out.insert(SubflowPlanner.Subflow(local: local, remote: remote))
             }
         }

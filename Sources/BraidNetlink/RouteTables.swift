@@ -159,18 +159,26 @@ public final class RouteTables {
         public var table: UInt32
         public var source: IPPrefix?
         public var fwmark: UInt32?
+        /// `suppress_prefixlength`: routes of the table this long or shorter are ignored (0: all but
+        /// default routes apply), so the next rule decides where the default goes.
+        public var suppressPrefixLength: UInt32?
 
-        public init(ipv6: Bool, priority: UInt32, table: UInt32, source: IPPrefix? = nil, fwmark: UInt32? = nil) {
+        public init(
+            ipv6: Bool, priority: UInt32, table: UInt32, source: IPPrefix? = nil, fwmark: UInt32? = nil,
+            suppressPrefixLength: UInt32? = nil
+        ) {
             self.ipv6 = ipv6
             self.priority = priority
             self.table = table
             self.source = source
             self.fwmark = fwmark
+            self.suppressPrefixLength = suppressPrefixLength
         }
 
         public var description: String {
             "\(ipv6 ? "ipv6" : "ipv4") rule pref \(priority)" + (source.map { " from \($0)" } ?? "")
                 + (fwmark.map { " fwmark \($0)" } ?? "") + " lookup \(table)"
+                + (suppressPrefixLength.map { " suppress_prefixlength \($0)" } ?? "")
         }
     }
 
@@ -190,6 +198,9 @@ public final class RouteTables {
                     case Int(FRA_PRIORITY): rule.priority = a.u32 ?? 0
                     case Int(FRA_TABLE): rule.table = a.u32 ?? rule.table
                     case Int(FRA_FWMARK): rule.fwmark = a.u32
+                    // Always sent; all ones when the rule has none.
+                    case Int(FRA_SUPPRESS_PREFIXLEN):
+                        rule.suppressPrefixLength = a.u32.flatMap { $0 == UInt32.max ? nil : $0 }
                     case Int(FRA_SRC):
                         rule.source = IPAddress(bytes: a.bytes).flatMap {
                             IPPrefix(address: $0, length: Int(hdr.src_len))
@@ -225,6 +236,7 @@ public final class RouteTables {
             m.put(Int(FRA_FWMARK), u32: mark)
             m.put(Int(FRA_FWMASK), u32: 0xffff_ffff)
         }
+        if let length = r.suppressPrefixLength { m.put(Int(FRA_SUPPRESS_PREFIXLEN), u32: length) }
         m.put(Int(FRA_PRIORITY), u32: r.priority)
         m.put(Int(FRA_TABLE), u32: r.table)
         try socket.request(m, operation: operation)

@@ -1,3 +1,5 @@
+import BraidCore
+
 /// The control protocol that runs inside the TLS channel between a gateway and its concentrator:
 /// the concentrator grants session keys for data connections and pushes the subscriber's service
 /// class; both ends keep the channel alive. Pure codec: bytes in, values out.
@@ -29,9 +31,18 @@ public enum ControlMessage: Equatable, Sendable {
     case error(code: ControlErrorCode, reason: String)
     /// Either way: the sender is closing on purpose (shutdown, reload).
     case goodbye
+    /// Concentrator → gateway, to a gateway whose hello says `addressesVersion` or later: the
+    /// addresses the concentrator is reached at, of both families, so an uplink of either family
+    /// can carry subflows. Authenticated by the TLS channel, unlike an MPTCP ADD_ADDR.
+    case addresses([IPAddress])
 
     /// Version of the framing and of the protocol spoken in it.
     public static let version: UInt8 = 1
+    /// The protocol version a gateway names in hello when it understands `addresses`; the framing
+    /// stays at `version`, and a concentrator sends `addresses` only to such a gateway.
+    public static let addressesVersion: UInt8 = 2
+    /// At most this many addresses in one `addresses` message.
+    public static let maximumAddresses = 16
     public static let headerSize = 4
     /// Bounds every buffer of a reader; the largest payload (an error with a full reason) is 258.
     public static let maximumPayloadSize = 1024
@@ -47,6 +58,7 @@ public enum ControlMessage: Equatable, Sendable {
         case pong = 5
         case error = 6
         case goodbye = 7
+        case addresses = 8
     }
 
     public struct Hello: Equatable, Sendable {
@@ -121,6 +133,7 @@ public enum ControlMessage: Equatable, Sendable {
         case .pong: return .pong
         case .error: return .error
         case .goodbye: return .goodbye
+        case .addresses: return .addresses
         }
     }
 }
@@ -157,9 +170,19 @@ extension ControlMessage {
             try w.string(reason, field: "error.reason")
         case .goodbye:
             break
+        case .addresses(let list):
+            guard list.count <= Self.maximumAddresses else {
+                throw ControlError(.invalidValue, "addresses: \(list.count) exceed \(Self.maximumAddresses)")
+            }
+            // Count, then per address its family (4 or 6) and its 4 or 16 bytes.
+            w.u8(UInt8(list.count))
+            for a in list {
+                w.u8(a.isIPv4 ? 4 : 6)
+                w.bytes(a.bytes)
+            }
         }
         let payload = w.out
-        // Cannot exceed the maximum: the largest payload is 2 + 1 + 255 bytes.
+        // Cannot exceed the maximum: the largest payload is 1 + 16 * 17 bytes.
         precondition(payload.count <= Self.maximumPayloadSize)
         return [Self.version, type.rawValue, UInt8(payload.count >> 8), UInt8(payload.count & 0xff)] + payload
     }
@@ -285,6 +308,20 @@ extension ControlMessage {
             message = .error(code: ControlErrorCode(rawValue: try r.u16("code")), reason: try r.string("reason"))
         case .goodbye:
             message = .goodbye
+        case .addresses:
+            let count = Int(try r.u8("count"))
+            guard count <= maximumAddresses else {
+                throw ControlError(.invalidValue, "addresses.count \(count) exceeds \(maximumAddresses)")
+            }
+            var list: [IPAddress] = []
+            for i in 0..<count {
+                let family = try r.u8("family[\(i)]")
+                guard family == 4 || family == 6 else {
+                    throw ControlError(.invalidValue, "addresses.family[\(i)] \(family), expected 4 or 6")
+                }
+                list.append(IPAddress(bytes: try r.bytes(family == 4 ? 4 : 16, "address[\(i)]"))!)
+            }
+            message = .addresses(list)
         }
         try r.finish()
         return message

@@ -1,3 +1,5 @@
+import BraidCore
+
 /// What a control session asks its owner to do. The sessions own no socket, no clock and no
 /// key store: bytes and the time go in, these come out, in the order they must be carried out.
 public enum ControlAction: Equatable, Sendable {
@@ -10,6 +12,8 @@ public enum ControlAction: Equatable, Sendable {
     case retireKey(id: UInt32)
     /// Gateway: the concentrator (re)stated the subscriber's service class.
     case applyClass(ControlMessage.ClassInfo)
+    /// Gateway: the concentrator's addresses, as it announced them (see `ControlMessage.addresses`).
+    case learnAddresses([IPAddress])
     /// Close the control channel after the sends before this action. The session is over.
     case close(ControlCloseReason)
 }
@@ -271,7 +275,11 @@ public struct GatewayControlSession: Sendable, ControlSessionCore {
         guard case .idle = state else { return [] }
         state = .helloSent(at: now)
         keepalive = KeepaliveClock(now: now)
-        return [.send(ControlMessage.frame(.hello(.init(software: configuration.software))))]
+        return [
+            .send(
+                ControlMessage.frame(
+                    .hello(.init(protocolVersion: ControlMessage.addressesVersion, software: configuration.software))))
+        ]
     }
 
     /// Bytes read from the channel.
@@ -313,6 +321,11 @@ public struct GatewayControlSession: Sendable, ControlSessionCore {
             return close(.goodbye)
         case .hello:
             return fail(ControlError(.unexpectedMessage, "hello sent to a gateway"))
+        case .addresses(let list):
+            guard case .established = state else {
+                return fail(ControlError(.unexpectedMessage, "addresses before the first sessionGrant"))
+            }
+            return [.learnAddresses(list)]
         }
     }
 
@@ -391,6 +404,9 @@ public struct ConcentratorControlSession: Sendable, ControlSessionCore {
         public var timers: ControlTimers
         /// The subscriber's class, pushed after the first grant; nil sends none.
         public var serviceClass: ControlMessage.ClassInfo?
+        /// The concentrator's addresses, sent after the first grant to gateways that understand
+        /// them; empty sends none.
+        public var addresses: [IPAddress] = []
 
         public init(
             keyLifetimeSeconds: UInt32 = 3600, rotateAfterSeconds: UInt32? = nil,
@@ -497,6 +513,10 @@ public struct ConcentratorControlSession: Sendable, ControlSessionCore {
             if let info = configuration.serviceClass {
                 actions.append(.send(ControlMessage.frame(.classInfo(info))))
             }
+            if hello.protocolVersion >= ControlMessage.addressesVersion, !configuration.addresses.isEmpty {
+                let list = Array(configuration.addresses.prefix(ControlMessage.maximumAddresses))
+                actions.append(.send(ControlMessage.frame(.addresses(list))))
+            }
             return actions
         case (.awaitingHello, _):
             return fail(ControlError(.unexpectedMessage, "\(message.type) before hello"))
@@ -511,7 +531,7 @@ public struct ConcentratorControlSession: Sendable, ControlSessionCore {
             return close(.peerError(code, reason))
         case (_, .goodbye):
             return close(.goodbye)
-        case (_, .sessionGrant), (_, .classInfo):
+        case (_, .sessionGrant), (_, .classInfo), (_, .addresses):
             return fail(ControlError(.unexpectedMessage, "\(message.type) sent to a concentrator"))
         }
     }

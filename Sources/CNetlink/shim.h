@@ -9,3 +9,5 @@
 #include <linux/if_link.h>
 #include <linux/mptcp.h>
 #include <net/if.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <linux/netfilter/nfnetlink_conntrack.h>

@@ -84,21 +84,32 @@ func keepCapabilities(_ keep: Capabilities, logger: Logger) {
 
 struct Status: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Show the running gateway's uplinks and sessions.")
-    @Option(name: .long, help: "The gateway's status socket (default: the config's status_socket).")
+        abstract: "Show the running gateway's uplinks and sessions, or the concentrator's subscribers.")
+    @Option(name: .long, help: "The daemon's status socket (default: the config's status_socket).")
     var socket: String?
     @Option(name: .long, help: "UCI package file, to find the status socket.")
     var config: String = "/etc/config/braid"
-    @Flag(name: .long, help: "Print the gateway's JSON answer as it is, for scripts.")
+    @Flag(name: .long, help: "Print the daemon's JSON document as it is, for scripts.")
     var json = false
 
-    func run() throws {
-        var path = socket ?? "/run/braid/gateway.sock"
-        if socket == nil, let text = try? BraidConfigReader.load(path: config),
-            let section = text.sections(ofType: "gateway").first, let configured = section.option("status_socket")?.values.last
-        {
-            path = configured
+    /// The socket of the role the configuration file is for (its gateway or concentrator
+    /// section), else the gateway's default, else the concentrator's if only that one exists.
+    func socketPath() -> String {
+        if let socket { return socket }
+        if let text = try? BraidConfigReader.load(path: config) {
+            let roles = [("gateway", "/run/braid/gateway.sock"), ("concentrator", "/run/braid/concentrator.sock")]
+            for (type, fallback) in roles {
+                guard let section = text.sections(ofType: type).first else { continue }
+                return section.option("status_socket")?.values.last ?? fallback
+            }
         }
+        let gateway = "/run/braid/gateway.sock"
+        let concentrator = "/run/braid/concentrator.sock"
+        return access(gateway, F_OK) != 0 && access(concentrator, F_OK) == 0 ? concentrator : gateway
+    }
+
+    func run() throws {
+        let path = socketPath()
         let answer: String
         do {
             answer = try LocalQueryServer.ask(path: path, question: "status")
@@ -109,7 +120,7 @@ struct Status: ParsableCommand {
         if json {
             print(answer, terminator: answer.hasSuffix("\n") ? "" : "\n")
         } else {
-            print(StatusTable.render(answer))
+            print(StatusTable.render(answer), terminator: "")
         }
     }
 }

@@ -1,58 +1,136 @@
-import Foundation
+import BraidCore
+import BraidStatus
 
-/// Renders the gateway's status answer (JSON) as the table an installer reads.
+/// Renders a daemon's status document (JSON from its local socket) as the table an installer or
+/// an operator reads: the gateway's uplinks, or the concentrator's subscribers.
 enum StatusTable {
     static func render(_ json: String) -> String {
-        guard let data = json.data(using: .utf8),
-            let root = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
-        else { return "unreadable answer from the gateway: \(json)" }
-        let sessions = root["sessions"] as? [String: Any] ?? [:]
-        var out = "concentrator \(root["concentrator"] ?? "?")   sessions \(sessions["active"] ?? 0) open, "
-        out += "\(sessions["total"] ?? 0) since start\n"
-        let header = ["UPLINK", "DEVICE", "ROLE", "STATE", "SINCE", "ADDRESSES", "RTT", "LOSS", "SUBFLOWS", "SENT", "RECEIVED"]
-        var rows = [header]
-        let now = Date().timeIntervalSince1970
-        for u in root["uplinks"] as? [[String: Any]] ?? [] {
-            let since = (u["since"] as? Double).map { duration(now - $0) } ?? "-"
-            let rtt = (u["rtt_ms"] as? Double).map { String(format: "%.1f ms", $0) } ?? "-"
-            let loss = (u["loss"] as? Double).map { String(format: "%.0f%%", $0 * 100) } ?? "-"
-            let addresses = (u["addresses"] as? [String] ?? []).joined(separator: ",")
-            rows.append([
-                "\(u["name"] ?? "?")", "\(u["device"] ?? "?")", "\(u["role"] ?? "?")", "\(u["state"] ?? "?")", since,
-                addresses.isEmpty ? "-" : addresses, rtt, loss, "\(u["subflows"] ?? 0)",
-                bytes(u["tx_bytes"] as? Double ?? 0), bytes(u["rx_bytes"] as? Double ?? 0),
-            ])
+        let document: JSONValue
+        do {
+            document = try JSONText.parse(json)
+        } catch {
+            return "unreadable answer from the daemon (\(error)): \(json)"
         }
-        let widths = header.indices.map { c in rows.map { $0[c].count }.max() ?? 0 }
-        for row in rows {
-            out += row.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }
-                .joined(separator: "  ") + "\n"
-        }
-        // A path that breaks MPTCP passes its probes; say so under the table, with the reason.
-        for u in root["uplinks"] as? [[String: Any]] ?? [] {
-            if let mptcp = u["mptcp"] as? String, mptcp != "ok" {
-                out += "\(u["name"] ?? "?"): MPTCP \(mptcp)\n"
+        do {
+            switch document["role"] {
+            case .string("concentrator")?:
+                return concentrator(try JSONText.decode(ConcentratorStatus.self, from: document))
+            default:
+                return gateway(try JSONText.decode(GatewayStatus.self, from: document))
             }
+        } catch {
+            return "unreadable answer from the daemon (\(error)): \(json)"
+        }
+    }
+
+    static func gateway(_ s: GatewayStatus) -> String {
+        var out = "concentrator \(s.concentrator)   "
+        out += "sessions \(s.sessions.active) open, \(s.sessions.total) since start\n"
+        let header = [
+            "UPLINK", "DEVICE", "ROLE", "STATE", "FAMILY", "SINCE", "ADDRESSES", "RTT", "LOSS", "SUBFLOWS", "SENT",
+            "RECEIVED",
+        ]
+        let now = s.time ?? Double(wallClockMillis()) / 1000
+        let rows = s.uplinks.map { u in
+            [
+                // The family the uplink reaches the concentrator over; "-": none in common.
+                u.name, u.device, u.role, u.state, u.family ?? "-", duration(now - u.since),
+                u.addresses.isEmpty ? "-" : u.addresses.joined(separator: ","),
+                u.rttMs.map { fixed($0, 1) + " ms" } ?? "-", u.loss.map { fixed($0 * 100, 0) + "%" } ?? "-",
+                "\(u.subflows)", bytes(u.txBytes), bytes(u.rxBytes),
+            ]
+        }
+        out += table([header] + rows)
+        // A path that breaks MPTCP passes its probes; say so under the table, with the reason.
+        for u in s.uplinks where u.mptcp != "ok" {
+            out += "\(u.name): MPTCP \(u.mptcp)\n"
+        }
+        return out
+    }
+
+    static func concentrator(_ s: ConcentratorStatus) -> String {
+        var out = "concentrator \(s.listen)   sessions \(s.sessions.active) open, \(s.sessions.total) since start   "
+        out += "control channels \(s.controlChannels)   up \(bytes(s.bytes.up)), down \(bytes(s.bytes.down))\n"
+        let header = [
+            "SUBSCRIBER", "CLASS", "CONFIG", "CONTROL", "SINCE", "KEY", "FROM", "SESSIONS", "UP", "DOWN", "RATE UP",
+            "RATE DOWN",
+        ]
+        let rows = s.subscribers.map { sub in
+            [
+                sub.name, sub.serviceClass ?? "-", sub.config,
+                sub.control.channels > 1 ? "\(sub.control.state) (\(sub.control.channels))" : sub.control.state,
+                sub.control.since.map { duration(s.time - $0) } ?? "-", sub.control.key.map { "\($0)" } ?? "-",
+                sub.control.from ?? "-", "\(sub.sessions)", bytes(sub.bytes.up), bytes(sub.bytes.down),
+                rate(sub.rateBps.up), rate(sub.rateBps.down),
+            ]
+        }
+        out += table([header] + rows)
+        if s.refusals.isEmpty {
+            out += "refused since start: none\n"
+        } else {
+            var byListener: [(String, [String])] = []
+            for r in s.refusals {
+                let item = "\(r.reason) \(r.count)"
+                if let i = byListener.firstIndex(where: { $0.0 == r.listener }) {
+                    byListener[i].1.append(item)
+                } else {
+                    byListener.append((r.listener, [item]))
+                }
+            }
+            out += "refused since start: "
+            out += byListener.map { "\($0.0): \($0.1.joined(separator: ", "))" }.joined(separator: "; ") + "\n"
+        }
+        return out
+    }
+
+    /// Columns padded to their widest cell, two spaces apart.
+    static func table(_ rows: [[String]]) -> String {
+        guard let first = rows.first else { return "" }
+        let widths = first.indices.map { c in rows.map { $0[c].count }.max() ?? 0 }
+        var out = ""
+        for row in rows {
+            let cells = row.enumerated().map { i, cell in
+                i == row.count - 1 ? cell : cell + String(repeating: " ", count: widths[i] - cell.count)
+            }
+            out += cells.joined(separator: "  ") + "\n"
         }
         return out
     }
 
     static func duration(_ s: Double) -> String {
-        let t = Int(max(0, s))
+        let t = Int(max(0, s.isFinite ? s : 0))
         if t < 120 { return "\(t)s" }
         if t < 7200 { return "\(t / 60)m" }
         if t < 172_800 { return "\(t / 3600)h" }
         return "\(t / 86400)d"
     }
 
-    static func bytes(_ b: Double) -> String {
-        let units = ["B", "KB", "MB", "GB", "TB"]
-        var v = b
-        var u = 0
-        while v >= 1000 && u < units.count - 1 {
+    static func bytes(_ b: UInt64) -> String { scaled(Double(b), "B") }
+
+    static func rate(_ bitsPerSecond: Double) -> String { scaled(bitsPerSecond, "bit/s") }
+
+    /// 1000-based, one decimal above the base unit: `950 B`, `1.2 MB`, `3.4 Mbit/s`.
+    static func scaled(_ value: Double, _ unit: String) -> String {
+        let prefixes = ["", "k", "M", "G", "T"]
+        var v = value
+        var p = 0
+        while v >= 1000 && p < prefixes.count - 1 {
             v /= 1000
-            u += 1
+            p += 1
         }
-        return u == 0 ? "\(Int(v)) B" : String(format: "%.1f %@", v, units[u])
+        let k = unit == "B" && p > 0 ? prefixes[p].uppercased() : prefixes[p]
+        return p == 0 ? "\(Int(v)) \(unit)" : "\(fixed(v, 1)) \(k)\(unit)"
+    }
+
+    /// `x` with `digits` decimals, without Foundation's String(format:).
+    static func fixed(_ x: Double, _ digits: Int) -> String {
+        guard x.isFinite else { return "-" }
+        var scale = 1.0
+        for _ in 0..<digits { scale *= 10 }
+        let n = Int64((abs(x) * scale).rounded())
+        let whole = n / Int64(scale)
+        var frac = String(n % Int64(scale))
+        frac = String(repeating: "0", count: max(0, digits - frac.count)) + frac
+        return (x < 0 && n != 0 ? "-" : "") + "\(whole)" + (digits > 0 ? "." + frac : "")
     }
 }

@@ -53,7 +53,7 @@ final class CheckTests: XCTestCase {
             ),
             (
                 "address", gateway.replacingOccurrences(of: "198.18.10.2", with: "198.18.10"),
-                ["braid.conf:2: main.server: not an IP address (198.18.10)"]
+                ["braid.conf:2: main.server: not an IP address or a DNS name (198.18.10)"]
             ),
             (
                 "prefix", concentrator + "\tlist deny_dest '10.0.0.0/8'\n\tlist deny_dest '10.0.0.0/33'\n",

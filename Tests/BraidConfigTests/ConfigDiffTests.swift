@@ -165,6 +165,22 @@ final class ConfigDiffTests: XCTestCase {
             ])
     }
 
+    func testQUICAndHoldDownAreReloaded() throws {
+        let running = try gateway(gatewayText())
+        XCTAssertEqual(running.quic, .tcp)
+        XCTAssertEqual(running.holddown, 10)
+        let (new, diff) = try reload(running, gatewayText("\toption quic 'pass'\n\toption holddown '2.5'\n"))
+        XCTAssertEqual(new.quic, .pass)
+        XCTAssertEqual(diff.fixed, [])
+        XCTAssertEqual(diff.summary, "holddown 10 -> 2.5; quic tcp -> pass")
+        XCTAssertEqual(
+            refusal(running, gatewayText("\toption quic 'udp'\n\toption holddown '-1'\n")),
+            [
+                "braid.conf:5: main.quic: must be tcp or pass (udp)",
+                "braid.conf:6: main.holddown: must be seconds from 0 to 3600 (-1)",
+            ])
+    }
+
     func testAnInvalidFileIsRefusedWithTheReadersMessages() throws {
         let running = try gateway(gatewayText())
         XCTAssertEqual(

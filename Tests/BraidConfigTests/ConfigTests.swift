@@ -28,7 +28,7 @@ final class ConfigTests: XCTestCase {
     func testGatewayConfig() throws {
         var reader = BraidConfigReader(package: try UCIParser.parse(gateway, file: "braid"))
         let c = try reader.gateway()
-        XCTAssertEqual(c.server, IPAddress("198.18.10.2"))
+        XCTAssertEqual(c.server, .address(IPAddress("198.18.10.2")!))
         XCTAssertEqual(c.port, 4800)
         XCTAssertEqual(c.pskFile, "/etc/braid/psk")
         XCTAssertEqual(c.lanDevices, ["br-lan", "lan2"])
@@ -38,6 +38,33 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(c.uplinks.map(\.role), [.active, .backup])
         XCTAssertEqual(c.uplinks[1].gateway, IPAddress("198.18.5.1"))
         XCTAssertNil(c.uplinks[0].gateway)
+    }
+
+    /// `server` may be a name (resolved by the daemon); an unset server_name leaves MACs bound to
+    /// the address dialled.
+    func testGatewayServerByName() throws {
+        let text = gateway.replacingOccurrences(of: "'198.18.10.2'", with: "'concentrator.example.net'")
+        var reader = BraidConfigReader(package: try UCIParser.parse(text, file: "braid"))
+        let c = try reader.gateway()
+        XCTAssertEqual(c.server, .name("concentrator.example.net"))
+        XCTAssertEqual(c.serverName, "concentrator.example.net")
+        XCTAssertNil(c.macIdentity)
+        for bad in ["198.18.10", "-x.example", "a..b", "x_y.example", "2001:db8::1::2"] {
+            XCTAssertThrowsError(try ConfigSchema.parse(bad, as: .hostOrAddress), bad)
+        }
+        for good in ["198.18.10.2", "2001:db8:10::2", "conc", "c-1.example.net", "4.example.io"] {
+            XCTAssertNoThrow(try ConfigSchema.parse(good, as: .hostOrAddress), good)
+        }
+    }
+
+    func testConcentratorAnnounce() throws {
+        let text = "config concentrator 'main'\n\toption psk_file '/k'\n\tlist announce '198.18.10.2'\n"
+            + "\tlist announce '2001:db8:10::2'\n"
+        var reader = BraidConfigReader(package: try UCIParser.parse(text, file: "c"))
+        XCTAssertEqual(try reader.concentrator().announce, [IPAddress("198.18.10.2")!, IPAddress("2001:db8:10::2")!])
+        XCTAssertEqual(
+            errors("config concentrator 'main'\n\toption psk_file '/k'\n\tlist announce 'fe80::1'\n", "concentrator"),
+            ["braid.conf:3: main.announce: is not an address a gateway can dial (fe80::1)"])
     }
 
     func testConcentratorConfig() throws {
@@ -109,12 +136,12 @@ final class ConfigTests: XCTestCase {
             errors("config concentrator 'main'\n\toption psk_file '/k'\n\toption colour 'blue'\n", "concentrator"),
             ["braid.conf:3: main.colour: unknown option (blue)"])
         let gw = errors(
-            "config gateway 'g'\n\toption server 'nowhere'\n\toption psk_file '/k'\n\tlist lan_device 'lan'\n"
+            "config gateway 'g'\n\toption server '198.18.10'\n\toption psk_file '/k'\n\tlist lan_device 'lan'\n"
                 + "config uplink\n\toption device 'wan'\n\toption role 'primary'\n", "gateway")
         XCTAssertEqual(
             gw,
             [
-                "braid.conf:2: g.server: not an IP address (nowhere)",
+                "braid.conf:2: g.server: not an IP address or a DNS name (198.18.10)",
                 "braid.conf:7: @uplink[0].role: must be active, backup or off (primary)",
             ])
         XCTAssertEqual(errors("config gateway 'g'\n\toption 'x\n", "gateway"), ["braid.conf:2: unterminated quote"])

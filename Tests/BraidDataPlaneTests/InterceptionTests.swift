@@ -20,6 +20,20 @@ final class InterceptionTests: XCTestCase {
         XCTAssertTrue(rules.contains("tcp dport 4801 meta mark != 0x6272 counter drop"))
     }
 
+    /// The status page's port is dropped unless it arrives on a LAN device or from the box
+    /// itself: the listener binds the LAN address, but Linux accepts that address on any device.
+    func testLANOnlyPortsAreDroppedFromEveryOtherDevice() {
+        var s = settings
+        s.lanOnlyPorts = [80]
+        let rules = Interception.ruleset(s)
+        XCTAssertTrue(rules.contains("elements = { 80 }"))
+        XCTAssertTrue(rules.contains(#"tcp dport @lan_only_ports iifname != @lan_devices iifname != "lo" counter drop"#))
+        // With the page off the set is declared empty: nft refuses `elements = { }`.
+        let off = Interception.ruleset(settings)
+        XCTAssertFalse(off.contains("elements = {  }"))
+        XCTAssertTrue(off.contains("set lan_only_ports"))
+    }
+
     /// With the daemon gone and its table left behind, TPROXY finds no listener and the packet
     /// would go on through the main table, unbonded: the last rule of the chain drops it.
     func testLANTCPWithoutAListenerIsDroppedNotRouted() {

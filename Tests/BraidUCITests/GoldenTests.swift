@@ -9,7 +9,8 @@ import XCTest
 /// - `script`: one `uci ...` command line per line (`#` lines are comments; `$CASE` is the case's
 ///   directory, for `-f` input files);
 /// - `transcript`: each command echoed after `$ `, what it printed, its standard error with `! `
-///   before each line, and `[exit N]` when the status is not 0;
+///   before each line (`\ no newline at end` after one without a line break), and `[exit N]` when
+///   the status is not 0;
 /// - `after/config/`, `after/save/` (and any directory a `-P $WORK/DIR` made): the directories
 ///   afterwards, file for file and byte for byte.
 ///
@@ -53,9 +54,11 @@ final class GoldenTests: XCTestCase {
                 Array(words.dropFirst()), confDir: work.appendingPathComponent("config").path,
                 saveDir: work.appendingPathComponent("save").path)
             transcript += "$ \(line)\n" + result.output
-            for e in result.errors.split(separator: "\n", omittingEmptySubsequences: false).dropLast() {
-                transcript += "! \(e)\n"
-            }
+            var lines = result.errors.split(separator: "\n", omittingEmptySubsequences: false)
+            let partial = lines.removeLast()
+            for e in lines { transcript += "! \(e)\n" }
+            // uci prints some messages without a line break (`-f` naming a missing file).
+            if !partial.isEmpty { transcript += "! \(partial)\n\\ no newline at end\n" }
             if result.status != 0 { transcript += "[exit \(result.status)]\n" }
         }
         let update = ProcessInfo.processInfo.environment["UCI_GOLDEN_UPDATE"] == "1"
@@ -96,6 +99,11 @@ final class GoldenTests: XCTestCase {
     /// Splits a script line the way a shell would: white space between words, single quotes
     /// literal, double quotes literal but for `\"`, a backslash outside quotes escaping one character.
     static func split(_ line: String) -> [String] {
+        splitComplete(line) ?? []
+    }
+
+    /// As `split`, or nil while a quote is still open (the line goes on in the next one).
+    static func splitComplete(_ line: String) -> [String]? {
         var words: [String] = []
         var word = ""
         var inWord = false
@@ -128,6 +136,7 @@ final class GoldenTests: XCTestCase {
                 inWord = true
             }
         }
+        if quote != nil || escaped { return nil }
         if inWord { words.append(word) }
         return words
     }

@@ -50,10 +50,17 @@ final class UCIDocumentTests: XCTestCase {
         XCTAssertEqual(try UCIPath.parse("p.x.y=a=b").value, "a=b")
     }
 
+    /// Records are written quoted as uci writes them, and read back through uci's grammar, so values
+    /// with spaces, quotes and line breaks survive; the older unquoted form still reads.
     func testDeltaLinesRoundTrip() {
-        for line in ["p.s.o=v w", "+p.cfg01abcd=t", "-p.s", "-p.s.o=2", "@p.s=n", "^p.s=3", "|p.s.l=x", "~p.s.l=x"] {
-            XCTAssertEqual(UCIDelta.parse(line)?.line, line)
-        }
+        let lines = [
+            "p.s.o='v w'", "+p.cfg01abcd='t'", "-p.s", "-p.s.o='2'", "@p.s='n'", "^p.s='3'", "|p.s.l='x'",
+            "~p.s.l='x'", "p.s.o='it'\\''s\nsecond line'",
+        ]
+        let records = UCIDelta.records(lines.map { $0 + "\n" }.joined())
+        XCTAssertEqual(records.map { $0?.line }, lines)
+        XCTAssertEqual(records.last??.value, "it's\nsecond line")
+        XCTAssertEqual(UCIDelta.records("p.s.o=v\np.s.o='v' w\n").map { $0?.value }, ["v", nil])
         XCTAssertNil(UCIDelta.parse("p.@s[0].o=v"))
         XCTAssertNil(UCIDelta.parse("@p.s=bad-name"))
         XCTAssertNil(UCIDelta.parse("|p.s=x"))

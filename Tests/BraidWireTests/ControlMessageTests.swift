@@ -1,3 +1,4 @@
+import BraidCore
 import XCTest
 
 @testable import BraidWire
@@ -19,6 +20,8 @@ final class ControlMessageTests: XCTestCase {
         .error(code: .notAuthorized, reason: "certificate 'gw-17' revoked"),
         .error(code: ControlErrorCode(rawValue: 0xbeef), reason: String(repeating: "x", count: 255)),
         .goodbye,
+        .addresses([IPAddress("198.18.10.2")!, IPAddress("2001:db8:10::2")!]),
+        .addresses([]),
     ]
 
     func testRoundTripOfEveryMessage() throws {
@@ -93,7 +96,7 @@ final class ControlMessageTests: XCTestCase {
         }
         XCTAssertEqual(code([2, 7, 0, 0]), .unsupportedVersion)
         XCTAssertEqual(code([1, 0, 0, 0]), .unknownType)
-        XCTAssertEqual(code([1, 8, 0, 0]), .unknownType)
+        XCTAssertEqual(code([1, 9, 0, 0]), .unknownType)
         // Refused from the header alone: nothing waits for (or buffers) 64 KB that will not come.
         XCTAssertEqual(code([1, 6, 0xff, 0xff]), .frameTooLarge)
         XCTAssertEqual(code([1, 6, 0x04, 0x01]), .frameTooLarge)
@@ -171,5 +174,23 @@ final class ControlMessageTests: XCTestCase {
             XCTAssertEqual((error as? ControlError)?.code, .unknownType)
         }
         XCTAssertEqual(decoder.bufferedCount, 0)
+    }
+
+    /// Count, then family and address bytes: what a gateway of another implementation must read.
+    func testAddressesWireLayoutAndLimits() throws {
+        let frame = try ControlMessage.addresses([IPAddress("198.18.10.2")!, IPAddress("2001:db8::1")!]).encode()
+        XCTAssertEqual(
+            frame,
+            [1, 8, 0, 23, 2, 4, 198, 18, 10, 2, 6, 0x20, 0x01, 0x0d, 0xb8] + [UInt8](repeating: 0, count: 11) + [1])
+        // A family that is neither 4 nor 6 names itself.
+        XCTAssertThrowsError(try ControlMessage.decode(frame: [1, 8, 0, 6, 1, 5, 1, 2, 3, 4])) { error in
+            XCTAssertEqual((error as? ControlError)?.code, .invalidValue)
+            XCTAssertTrue("\(error)".contains("family[0] 5"), "\(error)")
+        }
+        XCTAssertThrowsError(try ControlMessage.decode(frame: [1, 8, 0, 1, 17])) { error in
+            XCTAssertEqual((error as? ControlError)?.code, .invalidValue)
+        }
+        let many = [IPAddress](repeating: IPAddress("2001:db8::1")!, count: ControlMessage.maximumAddresses + 1)
+        XCTAssertThrowsError(try ControlMessage.addresses(many).encode())
     }
 }

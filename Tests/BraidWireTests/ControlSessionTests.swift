@@ -1,3 +1,4 @@
+import BraidCore
 import XCTest
 
 @testable import BraidWire
@@ -285,5 +286,42 @@ final class ControlSessionTests: XCTestCase {
         XCTAssertEqual(
             actions.last,
             .close(.protocolError(ControlError(.unexpectedMessage, "classInfo before the first sessionGrant"))))
+    }
+
+    /// A gateway that says it understands addresses gets them after the first grant; the
+    /// concentrator's own list, nothing else.
+    func testConcentratorAnnouncesItsAddressesToGatewaysThatUnderstandThem() {
+        let own = [IPAddress("198.18.10.2")!, IPAddress("2001:db8:10::2")!]
+        var config = ConcentratorControlSession.Configuration(timers: timers)
+        config.addresses = own
+        var l = ControlLink(gateway: .init(software: "braid-test", timers: timers), concentrator: config)
+        l.connect()
+        XCTAssertEqual(l.concentrator.peerHello?.protocolVersion, ControlMessage.addressesVersion)
+        XCTAssertEqual(l.gatewayAddresses, [own])
+    }
+
+    /// A gateway of protocol version 1 would close the channel on an unknown message: it gets none.
+    func testOldGatewaysGetNoAddresses() throws {
+        var config = ConcentratorControlSession.Configuration(timers: timers)
+        config.addresses = [IPAddress("2001:db8:10::2")!]
+        var c = ConcentratorControlSession(configuration: config, keys: CountingKeySource())
+        _ = c.start(nowMillis: 0)
+        let hello = try ControlMessage.hello(.init(protocolVersion: 1, software: "old")).encode()
+        let actions = c.receive(hello, nowMillis: 1)
+        let sent = actions.compactMap { a -> ControlMessage.MessageType? in
+            if case .send(let f) = a { return try? ControlMessage.decode(frame: f).type }
+            return nil
+        }
+        XCTAssertEqual(sent, [.sessionGrant])
+    }
+
+    /// Addresses before the first grant, or sent to a concentrator, break the protocol.
+    func testAddressesOutOfPlaceAreProtocolErrors() throws {
+        var g = GatewayControlSession(configuration: .init(software: "t", timers: timers))
+        _ = g.start(nowMillis: 0)
+        let frame = try ControlMessage.addresses([IPAddress("198.18.10.2")!]).encode()
+        let actions = g.receive(frame, nowMillis: 1)
+        XCTAssertFalse(actions.contains { if case .learnAddresses = $0 { true } else { false } })
+        XCTAssertNotNil(g.closeReason)
     }
 }

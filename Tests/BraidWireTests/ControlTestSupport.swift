@@ -1,3 +1,4 @@
+import BraidCore
 @testable import BraidWire
 
 /// Repeatable random numbers (SplitMix64) for backoff and key ids.
@@ -42,6 +43,7 @@ struct ControlLink {
     var ring = SessionKeyRing()
     var gatewayKey: (id: UInt32, key: [UInt8], notAfter: UInt64)?
     var gatewayClasses: [ControlMessage.ClassInfo] = []
+    var gatewayAddresses: [[IPAddress]] = []
     var gatewayClosed: ControlCloseReason?
     var concentratorClosed: ControlCloseReason?
     var gatewayRetired: [UInt32] = []
@@ -74,6 +76,7 @@ struct ControlLink {
                 gatewayRetired.append(id)
                 if gatewayKey?.id == id { gatewayKey = nil }
             case .applyClass(let info): gatewayClasses.append(info)
+            case .learnAddresses(let list): gatewayAddresses.append(list)
             case .close(let reason): gatewayClosed = reason
             }
         }
@@ -91,6 +94,7 @@ struct ControlLink {
                 concentratorRetired.append(id)
                 ring.retire(id: id)
             case .applyClass: preconditionFailure("a concentrator applies no class")
+            case .learnAddresses: preconditionFailure("a concentrator learns no addresses")
             case .close(let reason): concentratorClosed = reason
             }
         }
