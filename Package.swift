@@ -1,4 +1,4 @@
-// swift-tools-version:5.9
+// swift-tools-version:6.1
 //
 // The dependency direction is the architecture: protocol code (BraidWire) cannot reach a socket,
 // mechanism (BraidNetlink, BraidDataPlane) knows nothing of roles, and the two roles
@@ -14,12 +14,21 @@ let package = Package(
         // For the libFuzzer drivers in Fuzz/, a package of their own built with `--sanitize fuzzer`.
         .library(name: "BraidFuzzTargets", targets: ["BraidFuzzTargets"]),
     ],
+    // The PostgreSQL subscriber store brings postgres-nio, and with it Foundation, ICU,
+    // swift-crypto and swift-nio-ssl: a concentrator wants it, the CPE appliance must not carry
+    // it. `swift build --disable-default-traits` builds braid without it.
+    traits: [
+        .trait(name: "PostgreSQLStore", description: "The subscriber store in PostgreSQL (postgres-nio)."),
+        .default(enabledTraits: ["PostgreSQLStore"]),
+    ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
     ],
     targets: [
         // Thin C shims. Each exists only because Swift cannot reach the C API directly.
@@ -102,17 +111,33 @@ let package = Package(
             name: "BraidConcentrator",
             dependencies: [
                 "BraidCore", "BraidWire", "BraidConfig", "BraidNetlink", "BraidDataPlane", "BraidTLS", "BraidStatus",
-                "BraidMetrics",
+                "BraidMetrics", "BraidStore",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        // The subscriber store: what a store is (classes, subscribers, usage rows), the uci one, and
+        // the pure parts of the PostgreSQL one (URL, schema migrations, usage ledger). No I/O to a
+        // database here, so the appliance build keeps it.
+        .target(name: "BraidStore", dependencies: ["BraidCore", "BraidConfig"]),
+        // The PostgreSQL store's I/O, only in builds with the PostgreSQLStore trait.
+        .target(
+            name: "BraidPostgreSQL",
+            dependencies: [
+                "BraidCore", "BraidConfig", "BraidStore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(
+                    name: "PostgresNIO", package: "postgres-nio", condition: .when(traits: ["PostgreSQLStore"])),
+                .product(name: "NIOSSL", package: "swift-nio-ssl", condition: .when(traits: ["PostgreSQLStore"])),
+                .product(name: "NIOCore", package: "swift-nio", condition: .when(traits: ["PostgreSQLStore"])),
             ]
         ),
         .executableTarget(
             name: "braid",
             dependencies: [
                 "BraidCore", "BraidConfig", "BraidWire", "BraidDataPlane", "BraidGateway", "BraidConcentrator",
-                "BraidTLS", "BraidStatus",
+                "BraidTLS", "BraidStatus", "BraidStore", "BraidPostgreSQL",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -139,9 +164,12 @@ let package = Package(
         .testTarget(name: "BraidStatusTests", dependencies: ["BraidStatus"]),
         .testTarget(name: "BraidMetricsTests", dependencies: ["BraidMetrics", "BraidStatus"]),
         .testTarget(name: "BraidHTTPTests", dependencies: ["BraidHTTP", "BraidCore", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "BraidStoreTests", dependencies: ["BraidStore", "BraidConfig"]),
         .testTarget(
             name: "BraidConcentratorTests",
-            dependencies: ["BraidConcentrator", "BraidConfig", "BraidCore", "BraidDataPlane", "BraidWire"]),
+            dependencies: [
+                "BraidConcentrator", "BraidConfig", "BraidCore", "BraidDataPlane", "BraidWire", "BraidStore",
+            ]),
         .testTarget(
             name: "BraidDataPlaneTests",
             dependencies: ["BraidDataPlane", "BraidWire", "BraidCore", .product(name: "Logging", package: "swift-log")]),
@@ -156,5 +184,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-    ]
+    ],
+    // Tools 6.1 for traits; the code stays in the Swift 5 language mode it was written in.
+    swiftLanguageModes: [.v5]
 )

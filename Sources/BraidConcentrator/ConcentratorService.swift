@@ -3,6 +3,7 @@ import BraidCore
 import BraidDataPlane
 import BraidMetrics
 import BraidNetlink
+import BraidStore
 import BraidTLS
 import BraidWire
 import Logging
@@ -32,6 +33,9 @@ public final class ConcentratorService {
     /// Subscribers, their session keys, open sessions and rate buckets.
     private(set) var book: SubscriberBook?
     var controlServer: ControlServer?
+    /// The shared subscriber store's feed (`store 'postgresql://…'`), set before `start`; nil
+    /// with the uci store, whose subscribers come with the file.
+    public var feed: (any SubscriberFeed)?
     /// The `/metrics` listener, when `metrics_listen` is set.
     var metrics: MetricsEndpoint?
 
@@ -58,6 +62,19 @@ public final class ConcentratorService {
             logger.notice("pre-shared key refused on the data port: ca, cert and key are set, psk_class is not")
         }
         self.book = book
+        if let feed {
+            let directory = try feed.start(
+                interval: config.accountingInterval,
+                update: { [weak self] directory in self?.storeChanged(directory) },
+                usage: { book.takeUsage() })
+            book.update(directory)
+            logger.notice(
+                "subscribers read from the store",
+                metadata: [
+                    "store": "\(config.store)", "subscribers": "\(directory.subscribers.count)",
+                    "classes": "\(directory.classes.count)",
+                ])
+        }
         // The TLS context first: a missing or unreadable certificate stops the start here.
         let tls = try config.tls.map {
             try TLSContext(role: .server, ca: $0.ca, certificate: $0.cert, key: $0.key, crl: $0.crl)
@@ -133,7 +150,7 @@ public final class ConcentratorService {
             logger.notice(
                 "control channel listening",
                 metadata: [
-                    "address": "\(controlListen)", "protocol": "MPTCP, TLS 1.3", "subscribers": "\(config.subscribers.count)",
+                    "address": "\(controlListen)", "protocol": "MPTCP, TLS 1.3",
                 ])
         }
         do {
@@ -207,6 +224,24 @@ public final class ConcentratorService {
         self.state = nil
     }
 
+    /// A change announced by the store: the same effect as a reload that changed subscribers or
+    /// classes. The book takes it at once (new sessions and control channels see it); closing the
+    /// control channels of subscribers no longer welcome happens on the control thread.
+    private func storeChanged(_ directory: SubscriberDirectory) {
+        guard let book else { return }
+        let gone = book.update(directory)
+        logger.notice(
+            "subscribers changed in the store",
+            metadata: [
+                "subscribers": "\(directory.subscribers.count)", "classes": "\(directory.classes.count)",
+                "refused_now": "\(gone.sorted().joined(separator: ","))",
+            ])
+        guard !gone.isEmpty else { return }
+        if let reactor = control?.reactors.first {
+            reactor.execute { [weak self] in self?.controlServer?.revoke(gone) }
+        }
+    }
+
     /// Sessions of the data listener: open now and since start.
     func forwarderSessions() -> (active: Int, total: Int) {
         forwarder?.counters.snapshot ?? (0, 0)
@@ -235,6 +270,8 @@ public final class ConcentratorService {
         forwarder?.stop()
         group = nil
         forwarder = nil
+        // After the relays: their last bytes are in the last usage period.
+        feed?.stop()
         restoreKernelSettings()
         logger.notice("concentrator stopped")
     }

@@ -1,6 +1,7 @@
 import BraidConfig
 import BraidCore
 import BraidDataPlane
+import BraidStore
 import BraidStatus
 import BraidWire
 
@@ -27,6 +28,11 @@ final class SubscriberBook: @unchecked Sendable {
     /// Bits per second per subscriber over the last sampling interval, and that sample.
     private var rates: [String: ByteRate] = [:]
     private var lastSample: (nanos: UInt64, bytes: [String: ByteCount])?
+    /// The classes and subscribers of a shared store, when there is one: a reload of the file
+    /// keeps them (the file has none), only the store's feed replaces them.
+    private var storeDirectory: SubscriberDirectory?
+    /// Each meter as the accounting timer last read it: `takeUsage` hands over what came since.
+    private var usageRead: [String: ByteCount] = [:]
     /// The pre-shared key, behind key id 0, when the simple mode is configured.
     private let presharedKey: [UInt8]?
     /// Whether key id 0 is accepted now, and the class all its sessions share (a reload may
@@ -55,25 +61,40 @@ final class SubscriberBook: @unchecked Sendable {
     @discardableResult
     func update(_ config: ConcentratorConfig) -> Set<String> {
         lock.withLock {
-            let before = Set(subscribers.values.filter(\.enabled).map(\.name))
-            subscribers = Dictionary(config.subscribers.map { ($0.name, $0) }, uniquingKeysWith: { $1 })
-            classes = Dictionary(config.classes.map { ($0.name, $0) }, uniquingKeysWith: { $1 })
             presharedPolicy = (presharedKey != nil && config.acceptsPresharedKey, config.pskClass)
-            // A subscriber keeps its buckets (shared with its running sessions) unless its rates
-            // changed; otherwise sessions opened after a reload would get a second, full bucket.
-            for (name, b) in buckets {
-                let c = serviceClass(of: name)
-                if b.down?.bitsPerSecond != c.flatMap({ $0.rateDown > 0 ? $0.rateDown : nil })
-                    || b.up?.bitsPerSecond != c.flatMap({ $0.rateUp > 0 ? $0.rateUp : nil })
-                {
-                    buckets[name] = nil
-                }
-            }
-            let after = Set(subscribers.values.filter(\.enabled).map(\.name))
-            let gone = before.subtracting(after)
-            for name in gone { ring.retireAll(owner: name) }
-            return gone
+            return replace(storeDirectory ?? SubscriberDirectory(classes: config.classes, subscribers: config.subscribers))
         }
+    }
+
+    /// Takes a shared store's whole directory (start, and each change the store announces); from
+    /// now on the file's subscribers are not used. Returns the subscribers no longer welcome.
+    @discardableResult
+    func update(_ directory: SubscriberDirectory) -> Set<String> {
+        lock.withLock {
+            storeDirectory = directory
+            return replace(directory)
+        }
+    }
+
+    /// Under the lock.
+    private func replace(_ directory: SubscriberDirectory) -> Set<String> {
+        let before = Set(subscribers.values.filter(\.enabled).map(\.name))
+        subscribers = Dictionary(directory.subscribers.map { ($0.name, $0) }, uniquingKeysWith: { $1 })
+        classes = Dictionary(directory.classes.map { ($0.name, $0) }, uniquingKeysWith: { $1 })
+        // A subscriber keeps its buckets (shared with its running sessions) unless its rates
+        // changed; otherwise sessions opened after a reload would get a second, full bucket.
+        for (name, b) in buckets {
+            let c = serviceClass(of: name)
+            if b.down?.bitsPerSecond != c.flatMap({ $0.rateDown > 0 ? $0.rateDown : nil })
+                || b.up?.bitsPerSecond != c.flatMap({ $0.rateUp > 0 ? $0.rateUp : nil })
+            {
+                buckets[name] = nil
+            }
+        }
+        let after = Set(subscribers.values.filter(\.enabled).map(\.name))
+        let gone = before.subtracting(after)
+        for name in gone { ring.retireAll(owner: name) }
+        return gone
     }
 
     static func nowMillis() -> UInt64 { monotonicNanos() / 1_000_000 }
@@ -249,14 +270,18 @@ final class SubscriberBook: @unchecked Sendable {
     /// The book's tables are copied under the lock (copy-on-write: no work until the next change)
     /// and the views built outside it, so a status request or a scrape of thousands of
     /// subscribers never holds up a data reactor's admission.
+    /// With a shared store, its subscribers (in the store's order) stand in for the file's.
     func statusViews(configured order: [String]) -> [SubscriberStatus] {
-        let (subscribers, open, meters, channels, downSince, rates, preshared) = lock.withLock {
-            (self.subscribers, self.open, self.meters, self.channels, channelsDownSince, self.rates, presharedPolicy)
+        let (subscribers, open, meters, channels, downSince, rates, preshared, store) = lock.withLock {
+            (
+                self.subscribers, self.open, self.meters, self.channels, channelsDownSince, self.rates,
+                presharedPolicy, storeDirectory
+            )
         }
         let classOf: (String) -> String? = { name in
             name == Self.presharedOwner ? preshared.serviceClass : subscribers[name]?.serviceClass
         }
-        var names = order
+        var names = store.map { $0.subscribers.map(\.name) } ?? order
         if preshared.accepted || meters[Self.presharedOwner] != nil { names.append(Self.presharedOwner) }
         let listed = Set(names)
         names += meters.keys.filter { !listed.contains($0) }.sorted()
@@ -290,4 +315,23 @@ final class SubscriberBook: @unchecked Sendable {
 
     /// Control channels open now.
     var channelCount: Int { lock.withLock { channels.count } }
+
+    // MARK: accounting
+
+    /// Bytes each owner's sessions moved since the last call (the accounting timer's): the
+    /// difference between the relays' meters now and at the last reading. The meters only grow
+    /// (status and metrics read them too), so the reading, not the meter, is what moves on.
+    func takeUsage() -> [String: Traffic] {
+        lock.withLock {
+            var out: [String: Traffic] = [:]
+            for (owner, meter) in meters {
+                let now = ByteCount(up: meter.up, down: meter.down)
+                let last = usageRead[owner] ?? ByteCount(up: 0, down: 0)
+                let t = Traffic(up: now.up &- last.up, down: now.down &- last.down)
+                if t.up > 0 || t.down > 0 { out[owner] = t }
+                usageRead[owner] = now
+            }
+            return out
+        }
+    }
 }

@@ -213,6 +213,13 @@ public struct ConcentratorConfig: Equatable, Sendable {
     public var identities: [String] = []
     /// Where the Prometheus metrics are served; nil: not at all.
     public var metricsListen: Endpoint? = nil
+    /// Where subscribers and classes live (`store`); with PostgreSQL, `classes` and `subscribers`
+    /// above are empty and the store's replace them at run time.
+    public var store: StoreLocation = .uci
+    /// `store_password_file`: the PostgreSQL password when the URL has none.
+    public var storePasswordFile: String? = nil
+    /// Seconds per usage row written to a PostgreSQL store (`accounting_interval`).
+    public var accountingInterval: UInt32 = 60
 
     /// Whether data connections with the pre-shared key are accepted at all: in the simple mode
     /// always, next to TLS only with a class of their own.
@@ -438,7 +445,35 @@ public struct BraidConfigReader {
         config.metricsListen = metricsListen(c, &p)
         config.pskClass = c.text("psk_class")
         config.identities = c.texts("identity")
+        readStore(c, &p, into: &config)
         return (config, sortedByLine(p.errors))
+    }
+
+    /// `store`, `store_password_file`, `accounting_interval`. With a PostgreSQL store the file holds
+    /// no subscribers or classes: two lists of them, one unused, would let an operator edit the
+    /// wrong one.
+    private func readStore(_ c: ValidatedSection, _ p: inout ValidatedPackage, into config: inout ConcentratorConfig) {
+        config.accountingInterval = UInt32(c.seconds("accounting_interval") ?? 60)
+        config.storePasswordFile = c.text("store_password_file")
+        guard let text = c.text("store"), let store = try? StoreLocation(text) else { return }
+        config.store = store
+        guard case .postgreSQL(let url) = store else { return }
+        #if !PostgreSQLStore
+        p.error(c, "store", "this build has no PostgreSQL support (built without the PostgreSQLStore trait)",
+            value: url.description)
+        #endif
+        if url.password != nil, let file = config.storePasswordFile {
+            p.error(c, "store_password_file", "the store URL has a password already", value: file)
+        }
+        for s in p.sections(ofType: "subscriber") + p.sections(ofType: "class") {
+            p.error(s, nil, "\(s.schema.type) sections are not read with store \(url): manage them with "
+                + "`braid subscriber` (or set store 'uci')")
+        }
+        if let pskClass = c.text("psk_class") {
+            p.error(c, "psk_class", "is not supported with a PostgreSQL store", value: pskClass)
+        }
+        config.classes = []
+        config.subscribers = []
     }
 
     // MARK: - shared checks

@@ -219,6 +219,10 @@ public struct ConcentratorConfigDiff: Equatable, Sendable {
         fixed.compare("metrics_listen", old.metricsListen.map { "\($0)" }, new.metricsListen.map { "\($0)" })
         fixed.compare("identity", old.identities, new.identities)
         fixed.compare("announce", old.announce, new.announce)
+        // The store's connection and its accounting timer are made at start.
+        fixed.compare("store", old.store.description, new.store.description)
+        fixed.compare("store_password_file", old.storePasswordFile ?? "", new.storePasswordFile ?? "")
+        fixed.compare("accounting_interval", old.accountingInterval, new.accountingInterval)
         self.fixed = fixed.changes
         pskClassChanged = old.pskClass != new.pskClass
         denyAdded = new.denyDestinations.filter { !old.denyDestinations.contains($0) }

@@ -235,6 +235,21 @@ extension ConfigSchema {
                     "status_socket", .path(maxBytes: 107), default: "/run/braid/concentrator.sock",
                     doc: "Unix socket where `braid status` and `braid reload` ask the running concentrator."),
                 OptionSchema(
+                    "store", .store, default: "uci",
+                    doc: "Where subscribers and classes live: `uci`, the `subscriber` and `class` sections of this "
+                        + "file, or a PostgreSQL URL `postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE` "
+                        + "(`?host=/dir` for a Unix socket, `sslmode=disable|prefer|require`) shared by several "
+                        + "concentrators, which see a change within 2 s and write usage rows there. With a "
+                        + "URL, the file has no subscriber or class sections. A restart applies a change."),
+                OptionSchema(
+                    "store_password_file", .path(maxBytes: nil), example: "/etc/braid/store-password",
+                    doc: "File holding the PostgreSQL password (first line), when the URL has none; readable by "
+                        + "the daemon only. The password is never logged. Not read with the uci store."),
+                OptionSchema(
+                    "accounting_interval", .seconds(1...86_400, whole: true), default: "60",
+                    doc: "Seconds per usage row: with a PostgreSQL store, each subscriber's bytes each way are "
+                        + "written once per interval (kept in memory, bounded, while the database is away)."),
+                OptionSchema(
                     "metrics_listen", .endpoint, example: "198.18.10.2:9101",
                     doc: "Serve Prometheus metrics at http://ADDRESS:PORT/metrics (off when unset). Whoever reaches "
                         + "the address can read them (subscriber names, traffic volumes, refusals): bind a management address. "

@@ -151,6 +151,7 @@ extension ConfigSchema {
         case .reference(let t): "name of a `config \(t)`"
         case .listener: "off, lan[:port] or address[:port]"
         case .macAddress: "Ethernet address"
+        case .store: "`uci` or a `postgresql://` URL"
         }
     }
 

@@ -42,6 +42,8 @@ public enum ValueType: Sendable, Equatable {
     case hostOrAddress
     /// The name of a section of the given type.
     case reference(String)
+    /// `uci` or a `postgresql://` URL (`StoreLocation`); errors never repeat its password.
+    case store
     /// Where a LAN page listens: `off`, `lan`, `lan:PORT`, `ADDRESS[:PORT]` or `[IPv6]:PORT`
     /// (see `ListenerSetting`); a bare address or `lan` gets the default port.
     case listener(defaultPort: UInt16)
@@ -391,7 +393,7 @@ extension ConfigSchema {
                 errors.append(
                     ConfigError(
                         file: file, line: written.line, section: s.label, option: option.name, error.message,
-                        value: text))
+                        value: option.type == .store ? StoreLocation.redacted(text) : text))
             }
         }
         if valid { s.set(option.name, parsed) }
@@ -516,6 +518,9 @@ extension ConfigSchema {
                 throw bad("must be an Ethernet address: six hexadecimal octets separated by ':'")
             }
             return .macAddress(m)
+        case .store:
+            _ = try StoreLocation(text)
+            return .text(text)
         case .reference:
             guard !text.isEmpty, text.utf8.allSatisfy({ isAlphanumeric($0) || $0 == 0x5f }) else {
                 throw bad("must be a section name: letters, digits and '_'")
@@ -581,7 +586,7 @@ extension ConfigSchema {
         return overflow ? nil : product
     }
 
-    static func isAlphanumeric(_ c: UInt8) -> Bool {
+    public static func isAlphanumeric(_ c: UInt8) -> Bool {
         (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a)
     }
 

@@ -4,6 +4,7 @@ import BraidConfig
 import BraidDataPlane
 import BraidCore
 import BraidGateway
+import BraidStore
 import BraidWire
 import Dispatch
 import Logging
@@ -19,7 +20,7 @@ struct Braid: ParsableCommand {
         abstract: "Multi-WAN bonding over Multipath TCP: gateway (CPE) and concentrator.",
         subcommands: [
             Gateway.self, Concentrator.self, Status.self, Check.self, UCI.self, ConfigCommand.self, PKICommand.self,
-            GenKey.self, Reload.self,
+            GenKey.self, Reload.self, StoreCommand.self, SubscriberCommand.self,
         ])
 }
 
@@ -57,6 +58,7 @@ struct Concentrator: ParsableCommand {
         let config = try readConfig(options.config) { try $0.concentrator() }
         let service = ConcentratorService(config: config, logger: logger)
         service.configFile = options.config
+        service.feed = try storeFeed(config, logger: logger)
         try runUntilSignal(logger: logger, reload: service.reload) {
             try service.start()
             keepCapabilities(ConcentratorService.capabilitiesAfterStart, logger: logger)

@@ -27,8 +27,9 @@ out=$repo/.build-image
 suite=bookworm
 
 # The one place the appliance's binary is built: release, Swift's runtime inside the binary, code
-# no path reaches dropped by the linker. (A build without PostgreSQL adds --disable-default-traits.)
-BUILD_FLAGS=(-c release --static-swift-stdlib -Xlinker --gc-sections)
+# no path reaches dropped by the linker, and without the PostgreSQL store (the package trait
+# PostgreSQLStore), which would bring Foundation, ICU and a second TLS stack onto the CPE.
+BUILD_FLAGS=(-c release --static-swift-stdlib -Xlinker --gc-sections --disable-default-traits)
 
 while (($#)); do
     case $1 in
