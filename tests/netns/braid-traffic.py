@@ -47,18 +47,29 @@ def pattern_diagnosis(data, seed):
     window = data[bad:bad + 65536]
     result = {"seed": seed, "first_bad": bad,
               "bad_bytes_in_next_64k": sum(1 for a, b in zip(window, want[bad:bad + 65536]) if a != b)}
-    # The first record at or after the first wrong byte that is not the one expected there, found
-    # by its mark at any alignment; then the first record of this stream after the wrong bytes.
-    at = max(0, bad - RECORD + 1)
-    while True:
+    def record(at):
+        """(seed, offset) of the record at `at` if it and the next one are whole and agree."""
+        if at < 0 or at + 2 * RECORD > len(data) or data[at + RECORD:at + RECORD + 4] != MARK:
+            return None
+        s1, o1 = struct.unpack(">IQ", data[at + 4:at + RECORD])
+        s2, o2 = struct.unpack(">IQ", data[at + RECORD + 4:at + 2 * RECORD])
+        return (s1, o1) if s1 == s2 and o2 == o1 + RECORD else None
+
+    # The first whole record at or after the first wrong byte that is not the one expected there,
+    # found by its mark at any alignment.
+    at, found = max(0, bad - RECORD + 1), None
+    while found is None:
         at = data.find(MARK, at, bad + 4096)
-        if at < 0 or at + RECORD > len(data) or data[at:at + RECORD] != want[at:at + RECORD]:
+        if at < 0:
             break
-        at += 1
-    if at < 0 or at + RECORD > len(data):
+        if data[at:at + RECORD] != want[at:at + RECORD]:
+            found = record(at)
+        if found is None:
+            at += 1
+    if found is None:
         result["from"] = "unknown"
     else:
-        other, offset = struct.unpack(">IQ", data[at + 4:at + RECORD])
+        other, offset = found
         if at - bad >= RECORD:
             # No record starts in the first wrong bytes: they are from no pattern at all.
             result["unknown_bytes_before"] = at - bad
@@ -66,9 +77,12 @@ def pattern_diagnosis(data, seed):
             result.update({"from": "own stream", "at": at, "shift": offset - at})
         else:
             result.update({"from": f"transfer {other}", "at": at, "their_offset": offset})
-    again = data.find(MARK + struct.pack(">I", seed), max(bad, at + 1 if at >= 0 else bad))
-    if again >= 0 and again + RECORD <= len(data):
-        result["own_stream_again"] = {"at": again, "shift": struct.unpack(">Q", data[again + 8:again + RECORD])[0] - again}
+    # Where this stream's own records start again after the wrong bytes, and shifted by how much.
+    again = data.find(MARK + struct.pack(">I", seed), bad)
+    while again >= 0 and record(again) is None:
+        again = data.find(MARK + struct.pack(">I", seed), again + 1)
+    if again >= 0:
+        result["own_stream_again"] = {"at": again, "shift": record(again)[1] - again}
     return result
 
 
