@@ -8,20 +8,22 @@
 # its bytes intact both ways, uploads with a pattern payload so a failure says where its wrong
 # bytes came from.
 #
-#   lan ── [gw] ══ wan1-3 ══ [inet: drop 90 % of non-SYN segments with MP_CAPABLE to :4800] ── [conc] ── [origin]
+#   lan ── [gw] ══ wan1-3 ══ [inet] ── [conc] ── [origin]
+#                             drops 90 % of the non-SYN segments with MP_CAPABLE to :4800
 
 FALLBACK_ROUNDS=${FALLBACK_ROUNDS:-6}
 FALLBACK_SIZE=2000000
+FALLBACK_DROP=${FALLBACK_DROP:-90} # percent of the segments carrying MP_CAPABLE after the SYN dropped
 
 section_fallback() {
-    local before after n size out want ok=0 all=0 problems=() record
+    local before after n size out want ok=0 all=0 problems=() record what
     before=$(fallback_count)
     nsx "$NS_INET" nft -f - <<NFT
 table inet braid_test_mpc_drop {
     chain forward {
         type filter hook forward priority -20;
         iifname { "gw1", "gw2", "gw3" } tcp dport $BRAID_PORT tcp flags & (syn | ack) == ack \
-            tcp option mptcp subtype 0 numgen random mod 100 < 90 drop
+            tcp option mptcp subtype 0 numgen random mod 100 < $FALLBACK_DROP drop
     }
 }
 NFT
@@ -50,9 +52,11 @@ NFT
     nsx "$NS_INET" nft delete table inet braid_test_mpc_drop
     after=$(fallback_count)
     if ((after <= before)); then
-        fail "fallback: no connection fell back to TCP (MPCapableFallbackACK $before -> $after); the middlebox rule did nothing"
+        fail "fallback: no connection fell back to TCP (MPCapableFallbackACK $before -> $after)" \
+            "the middlebox rule did nothing, so the transfers proved nothing"
     elif ((ok == all)); then
-        pass "fallback: $all transfers with a middlebox dropping MP_CAPABLE after the SYN, $((after - before)) connections fell back to TCP, every one complete with sha256 equal"
+        what="fallback: $all transfers with a middlebox dropping MP_CAPABLE after the SYN,"
+        pass "$what $((after - before)) connections fell back to TCP, every one complete with sha256 equal"
     else
         fail "fallback: transfers on connections falling back to TCP complete and intact" "$ok of $all" "${problems[@]}"
     fi
@@ -60,5 +64,6 @@ NFT
 
 # The concentrator's count of connections that fell back to TCP at their third ACK.
 fallback_count() {
-    nsx "$NS_CONC" nstat -asz MPTcpExtMPCapableFallbackACK 2>/dev/null | awk '$1 == "MPTcpExtMPCapableFallbackACK" {n = $2} END {print n + 0}'
+    nsx "$NS_CONC" nstat -asz MPTcpExtMPCapableFallbackACK 2>/dev/null |
+        awk '$1 == "MPTcpExtMPCapableFallbackACK" {n = $2} END {print n + 0}'
 }
