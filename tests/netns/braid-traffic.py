@@ -3,6 +3,8 @@
 
 serve    an origin server speaking a tiny protocol: "GET N\\n" (server sends N random bytes, then
          half-closes), "PUT N\\n" (server reads to EOF, answers with the sha256 of what it got).
+         A PUT whose payload is a pattern (client --pattern SEED) is also checked record by record:
+         the log says where the first wrong byte is and where the bytes found there were sent from.
          Every connection and every transfer's sha256 is logged, so tests compare what one end
          sent with what the other end received.
 client   the LAN side of a GET or PUT; prints one JSON line (bytes, sha256, seconds, result).
@@ -13,12 +15,85 @@ import argparse, base64, hashlib, hmac, json, os, socket, struct, sys, threading
 
 IPPROTO_MPTCP = 262
 CHUNK = 1 << 18
+# A pattern payload is 16-byte records: 4 bytes MARK, 4 bytes seed, 8 bytes the record's own offset
+# in the stream, all big-endian. Where a corrupt transfer's wrong bytes come from then shows: its
+# own stream earlier or later (reordered or duplicated data), another transfer (bytes of another
+# connection), or nothing known (random bytes: the churn's, iperf3's, a leftover).
+MARK = b"BRPT"
+RECORD = 16
+
+
+def pattern(seed, offset, n):
+    """n bytes of seed's pattern from stream offset `offset`."""
+    first = offset // RECORD
+    count = (offset + n + RECORD - 1) // RECORD - first
+    raw = b"".join(MARK + struct.pack(">IQ", seed, (first + i) * RECORD) for i in range(count))
+    start = offset - first * RECORD
+    return raw[start:start + n]
+
+
+def pattern_diagnosis(data, seed):
+    """None when `data` is seed's whole pattern stream; else where it first differs and what is there.
+
+    Returns a dict: first_bad (offset), bad_bytes (how many of the next 64 KiB differ), and for the
+    bytes found at first_bad: "from" = "own stream" with shift (sender offset minus receiver
+    offset), "transfer SEED" with its offset, or "unknown" when no record mark is near;
+    unknown_bytes_before when random bytes come first. A leftover of k bytes in a relay's pipe shows
+    as k unknown bytes, then the own stream with shift -k; reordering as the own stream, shifted."""
+    want = pattern(seed, 0, len(data))
+    if data == want:
+        return None
+    bad = next((i for i in range(len(data)) if data[i] != want[i]), len(data))
+    window = data[bad:bad + 65536]
+    result = {"seed": seed, "first_bad": bad,
+              "bad_bytes_in_next_64k": sum(1 for a, b in zip(window, want[bad:bad + 65536]) if a != b)}
+    def record(at):
+        """(seed, offset) of the record at `at` if it and the next one are whole and agree."""
+        if at < 0 or at + 2 * RECORD > len(data) or data[at + RECORD:at + RECORD + 4] != MARK:
+            return None
+        s1, o1 = struct.unpack(">IQ", data[at + 4:at + RECORD])
+        s2, o2 = struct.unpack(">IQ", data[at + RECORD + 4:at + 2 * RECORD])
+        return (s1, o1) if s1 == s2 and o2 == o1 + RECORD else None
+
+    # The first whole record at or after the first wrong byte that is not the one expected there,
+    # found by its mark at any alignment.
+    at, found = max(0, bad - RECORD + 1), None
+    while found is None:
+        at = data.find(MARK, at, bad + 4096)
+        if at < 0:
+            break
+        if data[at:at + RECORD] != want[at:at + RECORD]:
+            found = record(at)
+        if found is None:
+            at += 1
+    if found is None:
+        result["from"] = "unknown"
+    else:
+        other, offset = found
+        if at - bad >= RECORD:
+            # No record starts in the first wrong bytes: they are from no pattern at all.
+            result["unknown_bytes_before"] = at - bad
+        if other == seed:
+            result.update({"from": "own stream", "at": at, "shift": offset - at})
+        else:
+            result.update({"from": f"transfer {other}", "at": at, "their_offset": offset})
+    # Where this stream's own records start again after the wrong bytes, and shifted by how much.
+    again = data.find(MARK + struct.pack(">I", seed), bad)
+    while again >= 0 and record(again) is None:
+        again = data.find(MARK + struct.pack(">I", seed), again + 1)
+    if again >= 0:
+        result["own_stream_again"] = {"at": again, "shift": record(again)[1] - again}
+    return result
 
 
 def log_line(path, record):
     if path:
         with open(path, "a") as f:
             f.write(json.dumps(record) + "\n")
+
+
+# A pattern PUT up to this size is kept whole by the server for its diagnosis.
+PATTERN_LIMIT = 64 << 20
 
 
 def serve(args):
@@ -43,8 +118,10 @@ def serve(args):
                 if not b:
                     return
                 header += b
-            verb, n = header.decode().split()
+            # "PUT N SEED": the payload is SEED's pattern (client --pattern).
+            verb, n, *seed = header.decode().split()
             n = int(n)
+            seed = int(seed[0]) if seed else None
             if verb == "GET":
                 h, sent = hashlib.sha256(), 0
                 while sent < n:
@@ -57,15 +134,20 @@ def serve(args):
                 while conn.recv(CHUNK):
                     pass
             elif verb == "PUT":
-                h, got = hashlib.sha256(), 0
+                h, got, kept = hashlib.sha256(), 0, []
                 while True:
                     b = conn.recv(CHUNK)
                     if not b:
                         break
                     h.update(b)
                     got += len(b)
+                    if got <= PATTERN_LIMIT:
+                        kept.append(b)
+                record = {"event": "received", "bytes": got, "sha256": h.hexdigest()}
+                if seed is not None and got <= PATTERN_LIMIT:
+                    record["pattern"] = pattern_diagnosis(b"".join(kept), seed) or "intact"
                 # Only after EOF: this is what proves the half-close crossed the relay.
-                log_line(args.log, {"event": "received", "bytes": got, "sha256": h.hexdigest()})
+                log_line(args.log, record)
                 conn.sendall(f"{got} {h.hexdigest()}\n".encode())
                 conn.shutdown(socket.SHUT_WR)
         except (OSError, ValueError) as e:
@@ -107,9 +189,11 @@ def client(args):
                 count += len(b)
             result.update(bytes=count, sha256=h.hexdigest())
         else:
-            s.sendall(f"PUT {args.put}\n".encode())
+            seed = "" if args.pattern is None else f" {args.pattern}"
+            s.sendall(f"PUT {args.put}{seed}\n".encode())
             while count < args.put:
-                block = os.urandom(min(CHUNK, args.put - count))
+                n = min(CHUNK, args.put - count)
+                block = os.urandom(n) if args.pattern is None else pattern(args.pattern, count, n)
                 s.sendall(block)
                 h.update(block)
                 count += len(block)
@@ -292,6 +376,8 @@ def main():
     g = c.add_mutually_exclusive_group(required=True)
     g.add_argument("--get", type=int)
     g.add_argument("--put", type=int)
+    c.add_argument("--pattern", type=int, metavar="SEED",
+                   help="PUT a pattern (16-byte records naming SEED and their offset) instead of random bytes")
     c.add_argument("--mptcp", action="store_true")
     c.add_argument("--tfo", action="store_true", help="TCP Fast Open without cookie")
     c.add_argument("--timeout", type=float, default=120)

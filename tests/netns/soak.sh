@@ -83,7 +83,7 @@ EOF
 # time until the end; one line per transfer in $SOAK/checked: "ok|cut|corrupt WHAT DETAIL".
 # Each GET asks for a size of its own, so the origin's log line for it is found by its size.
 checked_worker() {
-    local n=0 out size sha want
+    local n=0 out size sha want line
     while ((EPOCHSECONDS < SOAK_END)); do
         n=$((n + 1))
         case $((n % 3)) in
@@ -96,11 +96,17 @@ checked_worker() {
             ;;
         1)
             size=$((2000000 + n))
+            # A pattern payload: a corrupt upload's log line at the origin says where its wrong
+            # bytes came from (its own stream shifted, another transfer, or unknown bytes).
             out=$(nsx "$NS_LAN" python3 "$TRAFFIC" client --connect "$ORIGIN6" --port "$CHECKED_PORT" \
-                --put "$size" --timeout 30)
+                --put "$size" --pattern "$n" --timeout 30)
             # The origin answers "BYTES SHA256" of what it received.
             want=$(json_field answer <<<"$out" | awk -v s="$size" '$1 == s {print $2}')
-            transfer_outcome "$out" "$size" "$want" "put $size"
+            line=$(transfer_outcome "$out" "$size" "$want" "put $size")
+            if [[ $line == corrupt* ]]; then
+                line+=" origin: $(grep "\"bytes\": $size," "$LAB_WORK/checked.log" | grep '"received"' | tail -1)"
+            fi
+            echo "$line"
             ;;
         2)
             size=$(nsx "$NS_LAN" curl -sS --max-time 30 -o "$SOAK/big" -w '%{size_download}' \
