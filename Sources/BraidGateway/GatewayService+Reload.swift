@@ -52,9 +52,13 @@ extension GatewayService {
                 return refused(["\(path): \(error)"])
             }
         }
-        if let w = diff.webListen {
+        // The new setting is read from `new`, not through the diff's optional tuple: Swift 6.3.1's
+        // optimizer crashes (CopyPropagation, an ownership error) compiling a switch on an enum
+        // borrowed out of `diff.webListen` in a release build.
+        if diff.webListen != nil {
+            let ports: [UInt16] = new.webListen.port.map { [$0] } ?? []
             do {
-                try interception?.setLANOnlyPorts(w.new.port.map { [$0] } ?? [])
+                try interception?.setLANOnlyPorts(ports)
             } catch {
                 return refused(["\(path): web_listen: \(error)"])
             }
