@@ -203,19 +203,27 @@ public final class Interception {
     /// a device kept is never missing from the set, and connections already handed to the
     /// listener are sockets of their own, which no rule change reaches.
     public func setLANDevices(_ devices: [String]) throws {
-        let added = devices.filter { !settings.lanDevices.contains($0) }
-        let removed = settings.lanDevices.filter { !devices.contains($0) }
-        guard installed, !(added.isEmpty && removed.isEmpty) else {
-            settings.lanDevices = devices
-            return
+        let quoted = { (names: [String]) in names.map { "\"\($0)\"" } }
+        if installed,
+            let commands = elementChanges("lan_devices", from: quoted(settings.lanDevices), to: quoted(devices))
+        {
+            try run(commands)
         }
-        let element = { (names: [String]) in "{ " + names.map { "\"\($0)\"" }.joined(separator: ", ") + " }" }
+        settings.lanDevices = devices
+    }
+
+    /// The commands that make set `name` hold `new` instead of `old` (elements as nft writes
+    /// them), in one transaction; nil when both hold the same.
+    private func elementChanges(_ name: String, from old: [String], to new: [String]) -> String? {
+        let added = new.filter { !old.contains($0) }
+        let removed = old.filter { !new.contains($0) }
+        guard !(added.isEmpty && removed.isEmpty) else { return nil }
+        let element = { (items: [String]) in "{ " + items.joined(separator: ", ") + " }" }
+        let set = "inet \(settings.tableName) \(name)"
         var commands = ""
-        let set = "inet \(settings.tableName) lan_devices"
         if !added.isEmpty { commands += "add element \(set) \(element(added))\n" }
         if !removed.isEmpty { commands += "delete element \(set) \(element(removed))\n" }
-        try run(commands)
-        settings.lanDevices = devices
+        return commands
     }
 
     /// Makes the `forward` and `postrouting` chains match `egress`, in one transaction: a reload
@@ -237,18 +245,12 @@ public final class Interception {
     /// Makes the LAN-only port set hold `ports` (the status page moved or was turned on or off),
     /// in one transaction like `setLANDevices`.
     public func setLANOnlyPorts(_ ports: [UInt16]) throws {
-        let added = ports.filter { !settings.lanOnlyPorts.contains($0) }
-        let removed = settings.lanOnlyPorts.filter { !ports.contains($0) }
-        guard installed, !(added.isEmpty && removed.isEmpty) else {
-            settings.lanOnlyPorts = ports
-            return
+        let texts = { (p: [UInt16]) in p.map(String.init) }
+        if installed,
+            let commands = elementChanges("lan_only_ports", from: texts(settings.lanOnlyPorts), to: texts(ports))
+        {
+            try run(commands)
         }
-        let element = { (p: [UInt16]) in "{ " + p.map(String.init).joined(separator: ", ") + " }" }
-        var commands = ""
-        let set = "inet \(settings.tableName) lan_only_ports"
-        if !added.isEmpty { commands += "add element \(set) \(element(added))\n" }
-        if !removed.isEmpty { commands += "delete element \(set) \(element(removed))\n" }
-        try run(commands)
         settings.lanOnlyPorts = ports
     }
 
