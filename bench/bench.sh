@@ -16,7 +16,12 @@
 #   2 aggregation  uplinks shaped 40/20/10 Mbit/s: goodput as a share of 70 Mbit/s, sha256 checked
 #   3 setup        time to first byte with lab_delay (when lab.sh has it) vs direct TCP
 #   4 rate, memory connections per second; RSS per idle session with `hold` through the chain
+#   5 failover     shaped uplinks, a sha256-checked download through a silent outage of wan1 (its far
+#                  side drops everything for FAILOVER_SECONDS, starting FAILOVER_AT s into the
+#                  transfer): time against the ideal (what the uplinks left could carry), every run,
+#                  with each uplink's throughput sampled every 0.2 s for the plots
 #
+# Draws bench/plots/*.png with matplotlib (bench/plots.py) when it is installed.
 # Writes bench/RESULTS.md and bench/results.json (overwritten each run) and prints the table.
 #
 #   bash bench/bench.sh           (make bench)      BENCH_RUNS=3, full sizes, < 15 min
@@ -25,7 +30,8 @@
 # Environment: BRAID_BIN, LAB_TOOL (braid-lab),
 # BENCH_RUNS, BENCH_RELAY_BYTES, BENCH_AGG_BYTES, BENCH_TTFB_COUNT, BENCH_RATE_SECONDS,
 # BENCH_RATE_CONCURRENCY, BENCH_HOLD_COUNT, BENCH_DELAY_MS, BENCH_CHAINS (subset, e.g. "braid tcp"),
-# BENCH_KEEP=1 (keep the logs in the lab directory).
+# BENCH_FAILOVER_BYTES, BENCH_FAILOVER_AT, BENCH_FAILOVER_SECONDS,
+# BENCH_PHASES (subset of "relay shaped setup failover"), BENCH_KEEP=1 (keep the logs in the lab directory).
 set -u
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -40,6 +46,9 @@ if [[ ${BENCH_QUICK:-0} == 1 ]]; then
     TTFB_COUNT=${BENCH_TTFB_COUNT:-5}
     RATE_SECONDS=${BENCH_RATE_SECONDS:-2}
     HOLD_COUNT=${BENCH_HOLD_COUNT:-1000}
+    FAILOVER_BYTES=${BENCH_FAILOVER_BYTES:-50000000}
+    FAILOVER_AT=${BENCH_FAILOVER_AT:-2}
+    FAILOVER_SECONDS=${BENCH_FAILOVER_SECONDS:-4}
 else
     RUNS=${BENCH_RUNS:-3}
     RELAY_BYTES=${BENCH_RELAY_BYTES:-1000000000}
@@ -47,7 +56,11 @@ else
     TTFB_COUNT=${BENCH_TTFB_COUNT:-20}
     RATE_SECONDS=${BENCH_RATE_SECONDS:-5}
     HOLD_COUNT=${BENCH_HOLD_COUNT:-10000}
+    FAILOVER_BYTES=${BENCH_FAILOVER_BYTES:-200000000}
+    FAILOVER_AT=${BENCH_FAILOVER_AT:-5}
+    FAILOVER_SECONDS=${BENCH_FAILOVER_SECONDS:-10}
 fi
+PHASES=" ${BENCH_PHASES:-relay shaped setup failover} "
 RATE_CONCURRENCY=${BENCH_RATE_CONCURRENCY:-8}
 DELAY_MS=${BENCH_DELAY_MS:-20}
 CHAINS=(${BENCH_CHAINS:-braid redsocks ss mptcp tcp})
@@ -577,6 +590,102 @@ stop_hold() {
     HOLD_PID=
 }
 
+# Scenario 5 for one chain: a download over the shaped uplinks while wan1 goes silent (its far
+# side drops everything, the carrier stays up: the outage a gateway cannot see on its own link)
+# from FAILOVER_AT to FAILOVER_AT + FAILOVER_SECONDS into the transfer. Every run counts: the
+# issue is the worst one, so the report keeps them all next to the median.
+bench_failover() {
+    local chain=$1 run out samples sampler start seconds mbps times=()
+    [[ $chain == tcp ]] && return 0 # one path: an outage of it is a stop, not a failover
+    for run in $(seq "$RUNS"); do
+        out="$BENCH_WORK/failover-$chain-$run.out"
+        samples="$BENCH_WORK/failover-$chain-$run.tsv"
+        uplink_sampler "$samples" $((FAILOVER_BYTES * 8 / 20000000 + 90)) &
+        sampler=$!
+        start=$(date +%s.%N)
+        echo "$start" >"$samples.start"
+        transfer "$chain" get "$FAILOVER_BYTES" sha256 $((FAILOVER_BYTES * 8 / 20000000 + 60)) >"$out" &
+        local transfer_pid=$!
+        sleep_until "$start" "$FAILOVER_AT"
+        uplink_outage on 1
+        sleep_until "$start" "$((FAILOVER_AT + FAILOVER_SECONDS))"
+        uplink_outage off 1
+        if wait "$transfer_pid"; then
+            read -r mbps _ <"$out"
+            seconds=$(calc "$FAILOVER_BYTES * 8 / ($mbps * 1e6)")
+            times+=("$seconds")
+            record "failover|get|$chain|samples_$run" "$samples"
+        else
+            record "failover|get|$chain|failures" "$run"
+        fi
+        kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null
+        # Subflows that died in the outage are the chain's to mend; give it a moment before the next run.
+        sleep 3
+    done
+    ((${#times[@]})) || return 0
+    record "failover|get|$chain|seconds" "$(median "${times[@]}")"
+    record "failover|get|$chain|seconds_runs" "${times[*]}"
+    record "failover|get|$chain|seconds_worst" "$(python3 -c 'import sys; print(max(float(x) for x in sys.argv[1:]))' "${times[@]}")"
+    bench_log "$chain failover: ${times[*]} s (ideal $(failover_ideal) s)"
+}
+
+# What the shaped uplinks could carry at best: all of them before and after the outage, all but
+# wan1 during it. Line rates, so headers count against the chains.
+failover_ideal() {
+    python3 - "$FAILOVER_BYTES" "$FAILOVER_AT" "$FAILOVER_SECONDS" "${UPLINK_RATES[@]}" <<'PY'
+import sys
+bits = int(sys.argv[1]) * 8 / 1e6
+at, length = float(sys.argv[2]), float(sys.argv[3])
+rates = [float(r) for r in sys.argv[4:]]
+full, rest = sum(rates), sum(rates) - rates[0]
+if bits <= full * at:
+    t = bits / full
+elif bits <= full * at + rest * length:
+    t = at + (bits - full * at) / rest
+else:
+    t = at + length + (bits - full * at - rest * length) / full
+print(round(t, 3))
+PY
+}
+
+# sleep_until EPOCH OFFSET: sleeps until OFFSET seconds after EPOCH (at once if that has passed).
+sleep_until() {
+    local left
+    left=$(python3 -c "import sys,time; print(max(0.0, float(sys.argv[1]) + float(sys.argv[2]) - time.time()))" "$1" "$2")
+    sleep "$left"
+}
+
+# uplink_outage on|off I: the far side of uplink I drops everything; its carrier stays up.
+uplink_outage() {
+    if [[ $1 == on ]]; then
+        nsx "$NS_INET" nft -f - <<NFT
+table inet bench_outage$2 {
+    chain forward { type filter hook forward priority -10; iifname "gw$2" drop; oifname "gw$2" drop; }
+    chain input { type filter hook input priority -10; iifname "gw$2" drop; }
+    chain output { type filter hook output priority -10; oifname "gw$2" drop; }
+}
+NFT
+    else
+        nsx "$NS_INET" nft delete table inet "bench_outage$2" 2>/dev/null
+    fi
+}
+
+# uplink_sampler FILE LIMIT: "epoch rx1 tx1 rx2 tx2 rx3 tx3" of the gateway's uplinks every 0.2 s,
+# for at most LIMIT seconds (one shell inside the namespace: no process per sample).
+uplink_sampler() {
+    timeout -k 2 "$2" ip netns exec "$NS_GW" bash -c '
+        while :; do
+            line=$(date +%s.%N)
+            for i in 1 2 3; do
+                read -r rx </sys/class/net/wan$i/statistics/rx_bytes
+                read -r tx </sys/class/net/wan$i/statistics/tx_bytes
+                line+=" $rx $tx"
+            done
+            echo "$line"
+            sleep 0.2
+        done' >"$1"
+}
+
 # ---------------------------------------------------------------- phases
 
 bench_cleanup() {
@@ -646,14 +755,43 @@ main() {
     record "meta|-|-|ttfb_count" "$TTFB_COUNT"
     record "meta|-|-|braid_bin" "$BRAID_BIN"
     record "meta|-|-|chains" "${CHAINS[*]}"
-    bench_log "phase 1/3: relay throughput, connection rate, memory (unshaped)"
-    phase unshaped bench_relay bench_rate_memory
-    bench_log "phase 2/3: aggregation (shaped ${UPLINK_RATES[*]} Mbit/s)"
-    phase shaped bench_aggregation
-    bench_log "phase 3/3: setup latency"
-    bench_setup_phase
+    record "meta|-|-|failover_bytes" "$FAILOVER_BYTES"
+    record "meta|-|-|failover_at" "$FAILOVER_AT"
+    record "meta|-|-|failover_seconds" "$FAILOVER_SECONDS"
+    record "meta|-|-|failover_ideal" "$(failover_ideal)"
+    record "meta|-|-|uplink_rates" "${UPLINK_RATES[*]}"
+    if [[ $PHASES == *" relay "* ]]; then
+        bench_log "phase 1/4: relay throughput, connection rate, memory (unshaped)"
+        phase unshaped bench_relay bench_rate_memory
+    fi
+    if [[ $PHASES == *" shaped "* ]]; then
+        bench_log "phase 2/4: aggregation (shaped ${UPLINK_RATES[*]} Mbit/s)"
+        phase shaped bench_aggregation
+    fi
+    if [[ $PHASES == *" setup "* ]]; then
+        bench_log "phase 3/4: setup latency"
+        bench_setup_phase
+    fi
+    if [[ $PHASES == *" failover "* ]]; then
+        bench_log "phase 4/4: failover (shaped, wan1 silent ${FAILOVER_SECONDS} s from ${FAILOVER_AT} s)"
+        phase shaped bench_failover
+    fi
     record "meta|-|-|seconds" $((SECONDS - started))
+    plots
     python3 "$ROOT/bench/report.py" "$RESULTS" "$ROOT/bench/RESULTS.md" "$ROOT/bench/results.json"
+}
+
+# The plots need matplotlib, which Debian installs for its own python3 (bench/install-deps.sh);
+# a python3 earlier in PATH (pyenv, a venv) may not see it.
+plots() {
+    local py
+    for py in python3 /usr/bin/python3; do
+        if "$py" -c 'import matplotlib' 2>/dev/null; then
+            "$py" "$ROOT/bench/plots.py" "$RESULTS" "$ROOT/bench/plots" || bench_log "plots failed"
+            return
+        fi
+    done
+    bench_log "no matplotlib: no plots (bash bench/install-deps.sh installs python3-matplotlib)"
 }
 
 main "$@"

@@ -135,6 +135,20 @@ def main():
         targets.append({"target": f"memory per idle session, {side} side <= 16 KiB",
                         "value": f"{fmt(vals['braid'], 1)} KiB", "met": None if vals["braid"] is None else vals["braid"] <= 16})
 
+    ideal = float(meta.get("failover_ideal", 0) or 0)
+    if ideal > 0:
+        label = (f"5 failover: {int(meta.get('failover_bytes', 0)) / 1e6:.0f} MB download, wan1 silent "
+                 f"{meta.get('failover_seconds')} s, s (ideal {ideal:.1f}; lower is better)")
+        vals = row("failover", "get", "seconds", False)
+        add(label + ", median", "download", vals, False)
+        worst = row("failover", "get", "seconds_worst", False)
+        add(label + ", worst run", "download", worst, False)
+        w = worst["braid"]
+        targets.append({"target": f"failover: every run within 1.10x the ideal {ideal:.1f} s",
+                        "value": "n/a" if w is None else f"worst {w:.1f} s = {w / ideal:.2f}x ideal "
+                                 f"(runs: {r.get('failover|get|braid|seconds_runs', '')})",
+                        "met": None if w is None else w <= 1.10 * ideal})
+
     header = ["scenario", "direction"] + [TITLES[c] for c in CHAINS] + ["braid/best peer", "braid/direct MPTCP"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for x in rows:
@@ -183,7 +197,7 @@ def main():
             problems[f"{k.split('|', 3)[3]}: {v}"] += 1
     for c in CHAINS:
         for k in (f"start|-|{c}|failed", f"relay|get|{c}|failures", f"relay|put|{c}|failures",
-                  f"agg|get|{c}|failures", f"agg|put|{c}|failures"):
+                  f"agg|get|{c}|failures", f"agg|put|{c}|failures", f"failover|get|{c}|failures"):
             if k in r:
                 problems[f"{TITLES[c]}: {k.split('|')[0]} {k.split('|')[1]} failed (see the bench log)"] = 1
     probs = [f"- {p}" + (f" (x{n})" if n > 1 else "") for p, n in problems.items()] or ["- none"]
@@ -211,10 +225,26 @@ def main():
             f"before and after `hold --count {meta.get('hold_count')}` (idle sessions, counted once every one reached "
             f"the origin). Peers run under `mptcpize run` with the per-uplink routing and MPTCP endpoints braid's "
             f"gateway would install; ss-redir/ss-server do not carry a half-close, so their uploads are timed to "
-            f"the origin's EOF (polled every 20 ms) and checked against the origin's log.")
+            f"the origin's EOF (polled every 20 ms) and checked against the origin's log."
+            + (f" Scenario 5: {int(meta.get('failover_bytes', 0)) / 1e6:.0f} MB GET, sha256 checked, over the shaped "
+               f"uplinks; wan1's far side drops everything from {meta.get('failover_at')} s to "
+               f"{int(meta.get('failover_at', 0)) + int(meta.get('failover_seconds', 0))} s into the transfer (its carrier "
+               f"stays up); the ideal is the time the shaped line rates allow (all uplinks, then all but wan1 during "
+               f"the outage), so packet headers count against every chain." if ideal > 0 else ""))
+    # The plots bench/plots.py drew in this run (it removes the old ones first).
+    plot_dir = os.path.join(os.path.dirname(os.path.abspath(sys.argv[2])), "plots")
+    captions = {"failover.png": "Throughput per uplink during the failover scenario (the worst run of each chain; "
+                                "the grey band is wan1's outage)",
+                "failover-times.png": "Failover: every run's time against the ideal",
+                "aggregation.png": "Aggregation over the shaped uplinks",
+                "connection-rate.png": "Connection rate",
+                "relay.png": "Relay goodput, unshaped lab"}
+    pics = [f"![{cap}](plots/{name})\n\n*{cap}.*\n" for name, cap in captions.items()
+            if os.path.exists(os.path.join(plot_dir, name))]
     md = [f"# braid benchmark", "",
           f"{m['date']} — kernel {m['kernel']} — {m['cpu']} ({m['cores']} cores) — commit {m['commit']} — "
           f"`make bench` took {m['seconds']} s", "", f"braid binary: `{bb}` (checkout at {m['braid_commit']})", "", note, "", *lines, "", "## Targets", "", *tlines, "",
+          *(["## Plots", "", *pics] if pics else []),
           "## Subflows and sessions", "", *sub, "", "## Problems seen in this run", "", *probs, ""]
     open(sys.argv[2], "w").write("\n".join(md))
     json.dump({"machine": m, "meta": meta, "rows": [{k: v for k, v in x.items() if k != "cells"} for x in rows],
