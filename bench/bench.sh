@@ -411,6 +411,8 @@ transfer() { # transfer CHAIN get|put BYTES VERIFY TIMEOUT
     events=$(origin_events "$C_PORT" "$event")
     t0=$(ns_cpu_ticks "$NS_GW" "$NS_CONC")
     start=$(date +%s.%N)
+    # The failover scenario times its outage from this moment: the checks above take a while.
+    [[ -n ${TRANSFER_MARK:-} ]] && echo "$start" >"$TRANSFER_MARK"
     out=$(nsx_t "$((limit + 10))" "$C_NS" "${TOOL[@]}" "$verb" --connect "$ORIGIN4" --port "$C_PORT" \
         --bytes "$bytes" --verify "$verify" --timeout "$limit" "${C_FLAGS[@]}")
     local result got mbps answer
@@ -602,10 +604,12 @@ bench_failover() {
         samples="$BENCH_WORK/failover-$chain-$run.tsv"
         uplink_sampler "$samples" $((FAILOVER_BYTES * 8 / 20000000 + 90)) &
         sampler=$!
-        start=$(date +%s.%N)
-        echo "$start" >"$samples.start"
-        transfer "$chain" get "$FAILOVER_BYTES" sha256 $((FAILOVER_BYTES * 8 / 20000000 + 60)) >"$out" &
+        rm -f "$samples.start"
+        TRANSFER_MARK="$samples.start" transfer "$chain" get "$FAILOVER_BYTES" sha256 \
+            $((FAILOVER_BYTES * 8 / 20000000 + 60)) >"$out" &
         local transfer_pid=$!
+        wait_for 30 test -s "$samples.start" || { bench_log "$chain failover: the transfer did not start"; }
+        start=$(cat "$samples.start" 2>/dev/null || date +%s.%N)
         sleep_until "$start" "$FAILOVER_AT"
         uplink_outage on 1
         sleep_until "$start" "$((FAILOVER_AT + FAILOVER_SECONDS))"

@@ -47,6 +47,47 @@ final class UplinkHealthTests: XCTestCase {
         XCTAssertGreaterThan(h.loss ?? 0, 0)
     }
 
+    /// As the supervisor drives it: a tick after every probe sent. The probes sent into the outage
+    /// settle as lost while the path already answers again; they are older than the answers and
+    /// must not reset the count, so the uplink is back after `upAfter` answers.
+    func testProbesLostInTheOutageDoNotDelayTheReturn() {
+        var h = UplinkHealth(downAfterNanos: 1000 * ms, upAfter: 3, now: 0)
+        var t: UInt64 = 0
+        var seq: UInt16 = 0
+        var cameUpAt: UInt64?
+        var outageEndedAt: UInt64?
+        while cameUpAt == nil && t < 20_000 * ms {
+            t += 200 * ms
+            seq += 1
+            h.sent(seq: seq, at: t)
+            let silent = t > 2000 * ms && t <= 6000 * ms
+            if !silent {
+                if t > 6000 * ms && outageEndedAt == nil { outageEndedAt = t }
+                if h.replied(seq: seq, rttNanos: ms, at: t + ms) == .cameUp { cameUpAt = t + ms }
+            }
+            if h.tick(now: t + ms) == .cameUp { cameUpAt = t + ms }
+        }
+        XCTAssertEqual(h.state, .up)
+        let back = try! XCTUnwrap(cameUpAt) - XCTUnwrap(outageEndedAt)
+        // Three answers 200 ms apart: 401 ms after the first one, not a further second.
+        XCTAssertLessThanOrEqual(back, 401 * ms, "up \(back / ms) ms after the path answered again")
+    }
+
+    /// A probe lost between two answered ones breaks the run, whenever it settles.
+    func testALossAmongTheAnswersBreaksTheRun() {
+        var h = UplinkHealth(downAfterNanos: 1000 * ms, upAfter: 2, now: 0)
+        XCTAssertNotNil(h.force(down: "no carrier", now: 0))
+        h.sent(seq: 1, at: 100 * ms)
+        XCTAssertNil(h.replied(seq: 1, rttNanos: ms, at: 101 * ms))
+        h.sent(seq: 2, at: 300 * ms)  // lost
+        h.sent(seq: 3, at: 500 * ms)
+        XCTAssertNil(h.tick(now: 1400 * ms))  // seq 2 settles as lost: the answer to 1 no longer counts
+        XCTAssertNil(h.replied(seq: 3, rttNanos: 950 * ms, at: 1450 * ms))
+        XCTAssertEqual(h.state, .down)
+        h.sent(seq: 4, at: 1500 * ms)
+        XCTAssertEqual(h.replied(seq: 4, rttNanos: ms, at: 1501 * ms), .cameUp)
+    }
+
     func testLateAndUnknownRepliesAreIgnored() {
         var h = UplinkHealth(downAfterNanos: 1000 * ms, upAfter: 1, now: 0)
         h.sent(seq: 1, at: 0)
