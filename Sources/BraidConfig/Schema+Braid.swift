@@ -121,7 +121,7 @@ extension ConfigSchema {
                     "table", .uint(1...4_294_967_295), defaultNote: "table_base + position", example: "4811",
                     doc: "Routing table of the uplink's source rule; 253 to 255 are the kernel's own."),
                 OptionSchema(
-                    "share", .uint(0...100), default: "100", example: "20",
+                    "share", .uint(0...100), default: "100",
                     doc: "The most this uplink carries of the bonded bytes (both directions together, over the last "
                         + "10 seconds), in percent, while another uplink is up: a plan's LTE share. 100 is no cap. A "
                         + "class's `uplink_share` for this uplink, pushed by the concentrator, applies when lower."),
