@@ -32,7 +32,7 @@ final class UplinkSharesMessageTests: XCTestCase {
             ([2, 3] + Array("lte".utf8) + [20, 3] + Array("lte".utf8) + [30], "named twice"),
             ([9] + Array(repeating: 0, count: 9), "count 9 exceeds 8"),
             ([1, 3] + Array("lte".utf8), "percent[0]"),
-            ([1, 3] + Array("lte".utf8) + [20, 0], ""),
+            ([1, 3] + Array("lte".utf8) + [20, 0], "trailing bytes"),
         ]
         for (payload, expected) in cases {
             XCTAssertThrowsError(try ControlMessage.decode(frame: frame(payload)), "\(payload)") { error in
