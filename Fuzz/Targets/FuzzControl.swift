@@ -122,6 +122,9 @@ public enum FuzzControl {
                 case .learnAddresses(let list):
                     invariant(!isConcentrator, "a concentrator learned addresses")
                     invariant(list.count <= ControlMessage.maximumAddresses, "\(list.count) addresses learned")
+                case .applyUplinkShares(let list):
+                    invariant(!isConcentrator, "a concentrator applied uplink shares")
+                    invariant(list.count <= ControlMessage.maximumUplinkShares, "\(list.count) uplink shares applied")
                 case .close(let reason):
                     closed = true
                     reasons.append(reason)

@@ -58,6 +58,8 @@ extension ConcentratorService {
         // Classes and subscribers: new sessions and control channels see them; a disabled
         // subscriber's keys go at once.
         if let gone = book?.update(new) { controlServer?.revoke(gone) }
+        // Running gateways get their class's new limits and uplink shares now, not at reconnection.
+        controlServer?.pushClasses()
         if let (crl, tls) = revocations { controlServer?.revoke(certificatesIn: crl, tls: tls) }
         config = new
         logger.notice("configuration reloaded", metadata: ["file": "\(path)", "changes": "\(diff.summary)"])

@@ -150,6 +150,16 @@ final class ControlServer {
         }
     }
 
+    /// Classes changed (a reload): every open control channel pushes its subscriber's class and
+    /// uplink shares again when they differ from what it last sent, so running gateways follow
+    /// within a round trip instead of at their next reconnection.
+    func pushClasses() {
+        let open = self.open
+        group.next().execute {
+            for entry in open.entries { entry.channel.pipeline.fireUserInboundEventTriggered(ClassesChanged()) }
+        }
+    }
+
     /// Takes a CRL read again by a reload: new handshakes use `tls` (built with it), and the
     /// channels already up whose certificate it revokes are closed and their keys dropped at
     /// once, since OpenSSL checks a CRL only during a handshake.
@@ -191,6 +201,9 @@ final class ControlServer {
 
 /// One gateway's control channel, after TLS: checks the subscriber named by the certificate,
 /// then runs a ConcentratorControlSession and carries out its actions.
+/// The event `pushClasses` sends down every open channel's pipeline.
+struct ClassesChanged {}
+
 /// The control channels with a known subscriber, touched only on the server's one event loop.
 final class OpenChannels: @unchecked Sendable {
     /// Subscriber, certificate serial, channel.
@@ -232,6 +245,8 @@ final class ControlServerHandler: ChannelInboundHandler {
     private var subscriber: String?
     private var timer: Scheduled<Void>?
     private var keys: [UInt32] = []
+    /// The class and shares last given to the session, so a reload pushes only what changed.
+    private var pushed: (info: ControlMessage.ClassInfo?, shares: [UplinkShare]) = (nil, [])
 
     private let current: CurrentTLS
     /// Counts a refusal of a genuine certificate's subscriber, by reason.
@@ -256,6 +271,10 @@ final class ControlServerHandler: ChannelInboundHandler {
     private static func now() -> UInt64 { SubscriberBook.nowMillis() }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ClassesChanged {
+            classesChanged(context)
+            return
+        }
         guard let done = event as? TLSHandshakeCompleted else {
             context.fireUserInboundEventTriggered(event)
             return
@@ -280,25 +299,13 @@ final class ControlServerHandler: ChannelInboundHandler {
             open.add(s.name, serial: done.peerSerial, context.channel)
             book.channelOpened(
                 ObjectIdentifier(self), subscriber: s.name, from: Self.peerText(context.channel.remoteAddress))
-            let info = serviceClass.flatMap { c -> ControlMessage.ClassInfo? in
-                let info = ControlMessage.ClassInfo(
-                    name: c.name, rateDownBitsPerSecond: c.rateDown, rateUpBitsPerSecond: c.rateUp,
-                    maxSessions: c.maxSessions)
-                // `braid check` refuses what the frame cannot carry; a class that still does not
-                // encode is not pushed (its limits apply here all the same) rather than stopping
-                // the session, which must only ever send what it can encode.
-                do {
-                    _ = try ControlMessage.classInfo(info).encode()
-                    return info
-                } catch {
-                    logger.error("service class not pushed to the gateway", metadata: ["error": "\(error)"])
-                    return nil
-                }
-            }
+            let (info, shares) = pushable(serviceClass)
+            pushed = (info, shares)
             let book = self.book
             var configuration = ConcentratorControlSession.Configuration(
                 keyLifetimeSeconds: sessionLifetime, serviceClass: info)
             configuration.addresses = addresses()
+            configuration.uplinkShares = shares
             var session = ConcentratorControlSession(
                 configuration: configuration,
                 keys: SystemSessionKeySource(isInUse: { book.isInUse($0) }))
@@ -307,6 +314,41 @@ final class ControlServerHandler: ChannelInboundHandler {
             logger.info("control channel up", metadata: ["class": "\(s.serviceClass)"])
             perform(actions, context)
         }
+    }
+
+    /// The class message and uplink shares of `serviceClass`, as far as they can be encoded.
+    private func pushable(_ serviceClass: ServiceClass?) -> (ControlMessage.ClassInfo?, [UplinkShare]) {
+        guard let c = serviceClass else { return (nil, []) }
+        let info = ControlMessage.ClassInfo(
+            name: c.name, rateDownBitsPerSecond: c.rateDown, rateUpBitsPerSecond: c.rateUp,
+            maxSessions: c.maxSessions)
+        // `braid check` refuses what the frame cannot carry; a class that still does not
+        // encode is not pushed (its limits apply here all the same) rather than stopping
+        // the session, which must only ever send what it can encode.
+        do {
+            _ = try ControlMessage.classInfo(info).encode()
+        } catch {
+            logger.error("service class not pushed to the gateway", metadata: ["error": "\(error)"])
+            return (nil, [])
+        }
+        do {
+            _ = try ControlMessage.uplinkShares(c.uplinkShares).encode()
+            return (info, c.uplinkShares)
+        } catch {
+            logger.error("uplink shares not pushed to the gateway", metadata: ["error": "\(error)"])
+            return (info, [])
+        }
+    }
+
+    /// A reload changed the classes: pushes this subscriber's class again if it changed.
+    private func classesChanged(_ context: ChannelHandlerContext) {
+        guard session != nil, let subscriber, case .welcome(_, let serviceClass) = book.check(commonName: subscriber)
+        else { return }
+        let (info, shares) = pushable(serviceClass)
+        guard let info, info != pushed.info || shares != pushed.shares else { return }
+        pushed = (info, shares)
+        logger.info("class pushed to the gateway", metadata: ["class": "\(info.name)", "uplink_shares": "\(shares)"])
+        perform(session!.updateClass(info, uplinkShares: shares), context)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -357,7 +399,7 @@ final class ControlServerHandler: ChannelInboundHandler {
             case .retireKey(let id):
                 book.retire(id: id)
                 keys.removeAll { $0 == id }
-            case .applyClass, .learnAddresses:
+            case .applyClass, .learnAddresses, .applyUplinkShares:
                 break  // gateway-side actions
             case .close(let reason):
                 logger.info("control channel closed", metadata: ["reason": "\(reason)"])

@@ -1,9 +1,10 @@
 import BraidCore
 
 /// Role of an uplink in bonding: `active` carries data, `backup` only when no active uplink is up
-/// (MPTCP backup priority), `off` is configured but unused.
+/// (MPTCP backup priority), `off` is configured but unused, `overflow` only while the active
+/// uplinks are saturated (the gateway's steering turns its backup priority off and on).
 public enum UplinkRole: String, Sendable, CaseIterable {
-    case active, backup, off
+    case active, backup, off, overflow
 }
 
 /// What the gateway does with LAN UDP to port 443 (QUIC): `tcp` refuses it at once (ICMP port
@@ -64,6 +65,9 @@ public struct UplinkConfig: Equatable, Sendable {
     public var gateway: IPAddress?
     /// Routing table number for this uplink's source rule; nil picks one from `table_base`.
     public var table: UInt32?
+    /// The most this uplink may carry of the bonded bytes, in percent, while another uplink is up;
+    /// nil is no cap. A class's `uplink_share` for it may lower it further.
+    public var share: UInt8? = nil
 }
 
 /// Certificate files of the TLS control channel (PEM). Either all of ca, cert and key are configured or none.
@@ -94,12 +98,19 @@ public struct ServiceClass: Equatable, Sendable {
     public var rateUp: UInt64
     /// Open data connections per subscriber; 0 is unlimited.
     public var maxSessions: UInt32
+    /// Caps on the subscribers' uplinks' part of their bonded bytes (`list uplink_share`), pushed
+    /// to their gateways over the control channel.
+    public var uplinkShares: [UplinkShare]
 
-    public init(name: String, rateDown: UInt64 = 0, rateUp: UInt64 = 0, maxSessions: UInt32 = 0) {
+    public init(
+        name: String, rateDown: UInt64 = 0, rateUp: UInt64 = 0, maxSessions: UInt32 = 0,
+        uplinkShares: [UplinkShare] = []
+    ) {
         self.name = name
         self.rateDown = rateDown
         self.rateUp = rateUp
         self.maxSessions = maxSessions
+        self.uplinkShares = uplinkShares
     }
 }
 
@@ -328,7 +339,9 @@ public struct BraidConfigReader {
                 UplinkConfig(
                     name: u.label, device: u.text("device") ?? "",
                     role: u.text("role").flatMap(UplinkRole.init) ?? .off,
-                    gateway: u.address("gateway"), table: u.number("table").map { UInt32(truncatingIfNeeded: $0) }))
+                    gateway: u.address("gateway"), table: u.number("table").map { UInt32(truncatingIfNeeded: $0) },
+                    // 100, the default, is no cap.
+                    share: u.number("share").flatMap { $0 < 100 ? UInt8($0) : nil }))
         }
         if let base = g.number("table_base"), (253...255).contains(base) {
             // braid fills and, after a crash, empties this table: never one of the kernel's own.
@@ -341,6 +354,21 @@ public struct BraidConfigReader {
     }
 
     /// A `config rule`, with the combinations the data path cannot do reported against it.
+    /// A class's `uplink_share` list: each uplink once, few enough for one control frame.
+    private func readUplinkShares(_ c: ValidatedSection, _ p: inout ValidatedPackage) -> [UplinkShare] {
+        let shares = c.texts("uplink_share").compactMap(UplinkShare.init)
+        if shares.count > 8 {
+            p.error(c, "uplink_share", "at most 8 uplink shares per class", value: "\(shares.count)")
+            return []
+        }
+        var seen: Set<String> = []
+        for share in shares where !seen.insert(share.uplink).inserted {
+            p.error(c, "uplink_share", "names uplink \(share.uplink) twice", value: "\(share)")
+            return []
+        }
+        return shares
+    }
+
     private func readRule(_ r: ValidatedSection, _ p: inout ValidatedPackage) -> TrafficRule {
         let rule = TrafficRule(
             name: r.label, destinations: r.prefixes("dest"), destinationPorts: r.portRanges("dest_port"),
@@ -436,7 +464,8 @@ public struct BraidConfigReader {
             classes: p.sections(ofType: "class").map {
                 ServiceClass(
                     name: $0.label, rateDown: $0.number("rate_down") ?? 0, rateUp: $0.number("rate_up") ?? 0,
-                    maxSessions: UInt32(truncatingIfNeeded: $0.number("max_sessions") ?? 0))
+                    maxSessions: UInt32(truncatingIfNeeded: $0.number("max_sessions") ?? 0),
+                    uplinkShares: readUplinkShares($0, &p))
             },
             subscribers: p.sections(ofType: "subscriber").map {
                 Subscriber(name: $0.label, serviceClass: $0.text("class") ?? "", enabled: $0.flag("enabled") ?? true)

@@ -40,6 +40,9 @@ public struct UplinkChange: Equatable, Sendable {
             out.append("gateway \(old.gateway?.description ?? "learned") -> \(new.gateway?.description ?? "learned")")
         }
         if oldTable != newTable { out.append("table \(oldTable) -> \(newTable)") }
+        if old.share != new.share {
+            out.append("share \(old.share.map { "\($0)" } ?? "100") -> \(new.share.map { "\($0)" } ?? "100")")
+        }
         return out
     }
 }

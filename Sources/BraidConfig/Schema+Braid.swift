@@ -111,13 +111,20 @@ extension ConfigSchema {
                     doc: "Network device of the uplink."),
                 OptionSchema(
                     "role", .choice(UplinkRole.allCases.map(\.rawValue)), default: "active",
-                    doc: "active carries traffic, backup only when no active uplink is up, off is not used."),
+                    doc: "active carries traffic, backup only when no active uplink is up, off is not used, "
+                        + "overflow carries bonded traffic only while the active uplinks are saturated (their probes' "
+                        + "round trip grows by 15 ms or more under load) and nothing while they have room."),
                 OptionSchema(
                     "gateway", .address, defaultNote: "learned from the device's default route", example: "198.18.5.1",
                     doc: "Next hop; none learned either means the link is point-to-point (PPP)."),
                 OptionSchema(
                     "table", .uint(1...4_294_967_295), defaultNote: "table_base + position", example: "4811",
                     doc: "Routing table of the uplink's source rule; 253 to 255 are the kernel's own."),
+                OptionSchema(
+                    "share", .uint(0...100), default: "100",
+                    doc: "The most this uplink carries of the bonded bytes (both directions together, over the last "
+                        + "10 seconds), in percent, while another uplink is up: a plan's LTE share. 100 is no cap. A "
+                        + "class's `uplink_share` for this uplink, pushed by the concentrator, applies when lower."),
             ]),
         SectionSchema(
             "rule", role: .gateway, count: .many,
@@ -273,6 +280,11 @@ extension ConfigSchema {
                 OptionSchema(
                     "max_sessions", .uint(0...4_294_967_295), default: "0",
                     doc: "Open data connections per subscriber; 0 is unlimited."),
+                OptionSchema(
+                    "uplink_share", .list, .uplinkShare, example: "lte=20",
+                    doc: "UPLINK=N: caps the subscribers' uplink of that section name at N percent of their bonded "
+                        + "bytes (pushed over the control channel; a reload reaches running gateways at once). The "
+                        + "lower of this and the gateway's own `share` applies. At most 8, each uplink once."),
             ]),
         SectionSchema(
             "subscriber", role: .concentrator, count: .many, named: true, maxNameBytes: 64,

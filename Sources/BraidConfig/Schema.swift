@@ -51,6 +51,8 @@ public enum ValueType: Sendable, Equatable {
     case endpoint
     /// Ethernet address, six hexadecimal octets separated by ':' or '-'.
     case macAddress
+    /// `UPLINK=N`: a gateway uplink's section name and 0 to 100 percent (`UplinkShare`).
+    case uplinkShare
 }
 
 /// A value after its text was checked against its `ValueType`.
@@ -520,6 +522,13 @@ extension ConfigSchema {
             return .macAddress(m)
         case .store:
             _ = try StoreLocation(text)
+            return .text(text)
+        case .uplinkShare:
+            guard UplinkShare(text) != nil else {
+                throw bad(
+                    "must be UPLINK=N: an uplink's section name (letters, digits and '_', at most "
+                        + "\(UplinkShare.maximumNameBytes) bytes) and a percentage from 0 to 100")
+            }
             return .text(text)
         case .reference:
             guard !text.isEmpty, text.utf8.allSatisfy({ isAlphanumeric($0) || $0 == 0x5f }) else {

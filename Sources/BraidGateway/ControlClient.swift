@@ -206,6 +206,15 @@ final class ControlClient: @unchecked Sendable {
         onAddresses?(usable)
     }
 
+    /// Called with the uplink shares of the gateway's class each time the concentrator pushes
+    /// them (on the channel's event loop); set before `start`.
+    var onUplinkShares: (([UplinkShare]) -> Void)?
+
+    fileprivate func sharesApplied(_ list: [UplinkShare]) {
+        logger.info("uplink shares of the class", metadata: ["shares": "\(list.map(\.description))"])
+        onUplinkShares?(list)
+    }
+
     fileprivate func applied(_ info: ControlMessage.ClassInfo) {
         keys.setClass(info)
         logger.info(
@@ -279,6 +288,8 @@ final class ControlClientHandler: ChannelInboundHandler {
                 client?.applied(info)
             case .learnAddresses(let list):
                 client?.learned(list)
+            case .applyUplinkShares(let list):
+                client?.sharesApplied(list)
             case .close(let why):
                 reason = "\(why)"
                 context.flush()

@@ -165,6 +165,9 @@ public final class GatewayService {
                         supervisor.setServers(servers)
                     }
                 }
+                client.onUplinkShares = { [weak supervisor] list in
+                    reactor.execute { supervisor?.setClassShares(list) }
+                }
                 client.start()
             }
             logger.notice(

@@ -271,6 +271,9 @@ struct SubflowPlanner {
                     }
                 } else if let path, c.subflows[s] != path.backup, c.priorityAsked[s] != path.backup {
                     c.priorityAsked[s] = path.backup
+                    // The kernel sends no event for a priority set from here: recorded as asked,
+                    // so steering that turns it back is seen as a change again.
+                    c.subflows[s] = path.backup
                     actions.append(.setBackup(token: token, s, path.backup))
                 }
             }

@@ -10,7 +10,7 @@ extension UplinkSupervisor {
             guard u.config.role != .off, let w = watches[u.name] else { return nil }
             let families = Set(u.addresses.map { $0.address.isIPv4 ? EgressPolicy.Family.ipv4 : .ipv6 })
             return EgressPolicy.Candidate(
-                name: u.name, backup: u.config.role == .backup, families: u.usable ? families : [],
+                name: u.name, backup: u.config.role == .backup || u.config.role == .overflow, families: u.usable ? families : [],
                 healthy: u.usable && w.health.state == .up, since: w.health.since)
         }
     }

@@ -31,9 +31,9 @@ final class UplinkSupervisor {
 
     /// Replaced by a reload (see UplinkSupervisor+Reload).
     var config: GatewayConfig
-    private let logger: Logger
+    let logger: Logger
     let manager: UplinkManager
-    private let reactor: Reactor
+    let reactor: Reactor
     private let monitor: LinkMonitor
     private let mptcpEvents: MPTCPEventMonitor
     private let pathManager: MPTCPPathManager
@@ -44,7 +44,7 @@ final class UplinkSupervisor {
     private var sequence: UInt16 = 0
     private var pendingRefresh: Set<String> = []
     private var refreshScheduled = false
-    private var stopped = false
+    var stopped = false
     let preferredSource = PreferredSource()
     /// Routes what braid does not relay (UplinkSupervisor+Egress); nil in tests.
     var egress: EgressRouting?
@@ -53,6 +53,11 @@ final class UplinkSupervisor {
     /// The concentrator's addresses; `setServers` replaces them (a name resolved anew, an
     /// announcement on the control channel).
     private(set) var servers: ConcentratorAddresses
+    /// Overflow and share steering (UplinkSupervisor+Steering): the uplinks it holds back as
+    /// backup, and the shares the concentrator pushed for this gateway's class, by uplink name.
+    var steering = SteeringController()
+    var steeringHeld: Set<String> = []
+    var classShares: [String: UInt8] = [:]
 
     init(
         config: GatewayConfig, servers: ConcentratorAddresses, manager: UplinkManager, reactor: Reactor,
@@ -93,6 +98,7 @@ final class UplinkSupervisor {
         scheduleProbeTick()
         scheduleSweep()
         scheduleSubflowTick()
+        scheduleSteeringTick()
     }
 
     func stop() {
@@ -234,14 +240,15 @@ final class UplinkSupervisor {
         replan(only: touched)
     }
 
-    /// The uplink addresses that can carry subflows to the concentrator, healthy or not.
+    /// The uplink addresses that can carry subflows to the concentrator, healthy or not. Backup
+    /// uplinks' subflows are marked backup, and so are those steering holds back.
     private func paths() -> [SubflowPlanner.Path] {
         manager.uplinks.compactMap { u in
             guard u.config.role != .off, u.usable, let path = servers.path(from: u.addresses.map(\.address)),
                 let w = watches[u.name]
             else { return nil }
             return SubflowPlanner.Path(
-                address: path.source, server: path.server, ifindex: u.ifindex ?? 0, backup: u.config.role == .backup,
+                address: path.source, server: path.server, ifindex: u.ifindex ?? 0, backup: u.config.role == .backup || steeringHeld.contains(u.name),
                 healthy: w.health.state == .up)
         }
     }
@@ -355,12 +362,13 @@ final class UplinkSupervisor {
         }
     }
 
-    /// New connections start on the first healthy active uplink, else the first healthy backup.
-    /// The first subflow dials the concentrator address of that uplink's family; with no healthy
-    /// uplink, the first known address from whatever source the routing table picks.
+    /// New connections start on the first healthy active uplink, else the first healthy overflow
+    /// one, else the first healthy backup. The first subflow dials the concentrator address of
+    /// that uplink's family; with no healthy uplink, the first known address from whatever source
+    /// the routing table picks.
     func publishSource() {
         var choice: TransparentForwarder.FirstSubflow?
-        for role in [UplinkRole.active, .backup] where choice == nil {
+        for role in [UplinkRole.active, .overflow, .backup] where choice == nil {
             for u in manager.uplinks
             where u.config.role == role && u.usable && watches[u.name]?.health.state == .up {
                 if let path = servers.path(from: u.addresses.map(\.address)) {
@@ -407,7 +415,9 @@ final class UplinkSupervisor {
                 mptcp: w.mptcpFailing.map { "failing: \($0)" } ?? "ok",
                 txBytes: Self.counter(u.config.device, "tx_bytes"), rxBytes: Self.counter(u.config.device, "rx_bytes"),
                 // The family the uplink reaches the concentrator over (nil: none in common).
-                family: servers.path(from: u.addresses.map(\.address)).map { $0.server.isIPv4 ? "ipv4" : "ipv6" })
+                family: servers.path(from: u.addresses.map(\.address)).map { $0.server.isIPv4 ? "ipv4" : "ipv6" },
+                share: steering.share(u.name).map { rounded($0, 1) }, shareCap: effectiveShare(u.config).map { Int($0) },
+                overflow: u.config.role == .overflow ? (steering.overflow(u.name) ?? .standby).rawValue : nil)
         }
         let s = sessions.snapshot
         return GatewayStatus(

@@ -10,6 +10,12 @@ public enum GatewayMetrics {
             if let rtt = u.rttMs { m.gauge("braid_uplink_rtt_seconds", uplink, rtt / 1000) }
             if let loss = u.loss { m.gauge("braid_uplink_loss_ratio", uplink, loss) }
             m.gauge("braid_uplink_subflows", uplink, Double(u.subflows))
+            // Steering (issue 13): the share of the last 10 s in percent, and whether an overflow
+            // uplink carries now.
+            if let share = u.share { m.gauge("braid_uplink_share_percent", uplink, share) }
+            if let overflow = u.overflow {
+                m.gauge("braid_uplink_overflow_carrying", uplink, overflow == "carrying" ? 1 : 0)
+            }
             m.count("braid_uplink_bytes_total", uplink + [("direction", "rx")], total: u.rxBytes)
             m.count("braid_uplink_bytes_total", uplink + [("direction", "tx")], total: u.txBytes)
         }

@@ -95,7 +95,7 @@ public struct GatewayControlStatus: Codable, Sendable, Equatable {
 public struct UplinkStatus: Codable, Sendable, Equatable {
     public var name: String
     public var device: String
-    /// `active`, `backup` or `off`.
+    /// `active`, `backup`, `overflow` or `off`.
     public var role: String
     /// `up`, `down`, `unknown` (not probed yet), or `off`.
     public var state: String
@@ -117,6 +117,15 @@ public struct UplinkStatus: Codable, Sendable, Equatable {
     /// The device's own counters (every packet, headers included), from /sys/class/net.
     public var txBytes: UInt64
     public var rxBytes: UInt64
+    /// Percent of the bonded bytes (all uplinks' bytes, both directions) this uplink carried over
+    /// the last 10 seconds; null while too little went by to tell.
+    public var share: Double?
+    /// The cap on `share` in force (the lower of the uplink's `share` and its class's
+    /// `uplink_share`); null is none.
+    public var shareCap: Int?
+    /// An overflow uplink's state: `standby` (the actives have room) or `carrying`; null for
+    /// other roles.
+    public var overflow: String?
 
     enum CodingKeys: String, CodingKey {
         case name, device, role, state, since, carrier, addresses, family
@@ -124,14 +133,20 @@ public struct UplinkStatus: Codable, Sendable, Equatable {
         case loss, subflows, mptcp
         case txBytes = "tx_bytes"
         case rxBytes = "rx_bytes"
+        case share
+        case shareCap = "share_cap"
+        case overflow
     }
 
     public init(
         name: String, device: String, role: String, state: String, since: Double, carrier: Bool,
         addresses: [String], rttMs: Double?, loss: Double?, subflows: Int, mptcp: String, txBytes: UInt64,
-        rxBytes: UInt64, family: String? = nil
+        rxBytes: UInt64, family: String? = nil, share: Double? = nil, shareCap: Int? = nil, overflow: String? = nil
     ) {
         self.family = family
+        self.share = share
+        self.shareCap = shareCap
+        self.overflow = overflow
         self.name = name
         self.device = device
         self.role = role
@@ -164,6 +179,9 @@ public struct UplinkStatus: Codable, Sendable, Equatable {
         try c.encode(mptcp, forKey: .mptcp)
         try c.encode(txBytes, forKey: .txBytes)
         try c.encode(rxBytes, forKey: .rxBytes)
+        try c.encode(share, forKey: .share)
+        try c.encode(shareCap, forKey: .shareCap)
+        try c.encode(overflow, forKey: .overflow)
     }
 }
 

@@ -35,12 +35,23 @@ public enum ControlMessage: Equatable, Sendable {
     /// addresses the concentrator is reached at, of both families, so an uplink of either family
     /// can carry subflows. Authenticated by the TLS channel, unlike an MPTCP ADD_ADDR.
     case addresses([IPAddress])
+    /// Concentrator → gateway: the shares the subscriber's class sets for the gateway's uplinks
+    /// (`list uplink_share`), after classInfo and again whenever the class changes; an empty list
+    /// clears them. Sent only to gateways whose hello names `uplinkSharesVersion` or later.
+    case uplinkShares([UplinkShare])
 
     /// Version of the framing and of the protocol spoken in it.
     public static let version: UInt8 = 1
     /// The protocol version a gateway names in hello when it understands `addresses`; the framing
     /// stays at `version`, and a concentrator sends `addresses` only to such a gateway.
     public static let addressesVersion: UInt8 = 2
+    /// The protocol version a gateway names in hello when it understands `uplinkShares` (each
+    /// message type keeps its own check, so versions other message types bring do not matter).
+    public static let uplinkSharesVersion: UInt8 = 3
+    /// The highest protocol version this build speaks: what a gateway names in hello.
+    public static let spokenVersion: UInt8 = max(addressesVersion, uplinkSharesVersion)
+    /// At most this many shares in one `uplinkShares` message (names up to 64 bytes: 530 bytes).
+    public static let maximumUplinkShares = 8
     /// At most this many addresses in one `addresses` message.
     public static let maximumAddresses = 16
     public static let headerSize = 4
@@ -59,6 +70,7 @@ public enum ControlMessage: Equatable, Sendable {
         case error = 6
         case goodbye = 7
         case addresses = 8
+        case uplinkShares = 10
     }
 
     public struct Hello: Equatable, Sendable {
@@ -134,6 +146,7 @@ public enum ControlMessage: Equatable, Sendable {
         case .error: return .error
         case .goodbye: return .goodbye
         case .addresses: return .addresses
+        case .uplinkShares: return .uplinkShares
         }
     }
 }
@@ -180,11 +193,39 @@ extension ControlMessage {
                 w.u8(a.isIPv4 ? 4 : 6)
                 w.bytes(a.bytes)
             }
+        case .uplinkShares(let list):
+            try Self.check(list)
+            // Count, then per share the uplink's name and the percentage.
+            w.u8(UInt8(list.count))
+            for share in list {
+                try w.string(share.uplink, field: "uplinkShares.uplink")
+                w.u8(share.percent)
+            }
         }
         let payload = w.out
-        // Cannot exceed the maximum: the largest payload is 1 + 16 * 17 bytes.
+        // Cannot exceed the maximum: the largest payloads are 1 + 16 * 17 (addresses) and 1 + 8 * 66 bytes
+        // (uplinkShares).
         precondition(payload.count <= Self.maximumPayloadSize)
         return [Self.version, type.rawValue, UInt8(payload.count >> 8), UInt8(payload.count & 0xff)] + payload
+    }
+
+    /// What a share list may hold: few enough for one frame, names as uci section names are, 0 to
+    /// 100 percent, each uplink once.
+    static func check(_ list: [UplinkShare]) throws {
+        guard list.count <= maximumUplinkShares else {
+            throw ControlError(.invalidValue, "uplinkShares: \(list.count) exceed \(maximumUplinkShares)")
+        }
+        var seen: Set<String> = []
+        for share in list {
+            guard UplinkShare("\(share.uplink)=\(share.percent)") == share else {
+                throw ControlError(
+                    .invalidValue, "uplinkShares: \(share) is not UPLINK=0..100 with a section name of at most "
+                        + "\(UplinkShare.maximumNameBytes) bytes")
+            }
+            guard seen.insert(share.uplink).inserted else {
+                throw ControlError(.invalidValue, "uplinkShares: uplink \(share.uplink) named twice")
+            }
+        }
     }
 
     static func check(_ g: SessionGrant) throws {
@@ -322,6 +363,17 @@ extension ControlMessage {
                 list.append(IPAddress(bytes: try r.bytes(family == 4 ? 4 : 16, "address[\(i)]"))!)
             }
             message = .addresses(list)
+        case .uplinkShares:
+            let count = Int(try r.u8("count"))
+            guard count <= maximumUplinkShares else {
+                throw ControlError(.invalidValue, "uplinkShares.count \(count) exceeds \(maximumUplinkShares)")
+            }
+            var list: [UplinkShare] = []
+            for i in 0..<count {
+                list.append(UplinkShare(uplink: try r.string("uplink[\(i)]"), percent: try r.u8("percent[\(i)]")))
+            }
+            try check(list)
+            message = .uplinkShares(list)
         }
         try r.finish()
         return message

@@ -14,6 +14,8 @@ public enum ControlAction: Equatable, Sendable {
     case applyClass(ControlMessage.ClassInfo)
     /// Gateway: the concentrator's addresses, as it announced them (see `ControlMessage.addresses`).
     case learnAddresses([IPAddress])
+    /// Gateway: the class's uplink shares, replacing the ones before (see `ControlMessage.uplinkShares`).
+    case applyUplinkShares([UplinkShare])
     /// Close the control channel after the sends before this action. The session is over.
     case close(ControlCloseReason)
 }
@@ -278,7 +280,7 @@ public struct GatewayControlSession: Sendable, ControlSessionCore {
         return [
             .send(
                 ControlMessage.frame(
-                    .hello(.init(protocolVersion: ControlMessage.addressesVersion, software: configuration.software))))
+                    .hello(.init(protocolVersion: ControlMessage.spokenVersion, software: configuration.software))))
         ]
     }
 
@@ -326,6 +328,11 @@ public struct GatewayControlSession: Sendable, ControlSessionCore {
                 return fail(ControlError(.unexpectedMessage, "addresses before the first sessionGrant"))
             }
             return [.learnAddresses(list)]
+        case .uplinkShares(let list):
+            guard case .established = state else {
+                return fail(ControlError(.unexpectedMessage, "uplinkShares before the first sessionGrant"))
+            }
+            return [.applyUplinkShares(list)]
         }
     }
 
@@ -407,6 +414,9 @@ public struct ConcentratorControlSession: Sendable, ControlSessionCore {
         /// The concentrator's addresses, sent after the first grant to gateways that understand
         /// them; empty sends none.
         public var addresses: [IPAddress] = []
+        /// The class's uplink shares, sent after the class to gateways that understand them
+        /// (an empty list too: it clears what an earlier class set).
+        public var uplinkShares: [UplinkShare] = []
 
         public init(
             keyLifetimeSeconds: UInt32 = 3600, rotateAfterSeconds: UInt32? = nil,
@@ -517,6 +527,7 @@ public struct ConcentratorControlSession: Sendable, ControlSessionCore {
                 let list = Array(configuration.addresses.prefix(ControlMessage.maximumAddresses))
                 actions.append(.send(ControlMessage.frame(.addresses(list))))
             }
+            if let frame = sharesFrame() { actions.append(.send(frame)) }
             return actions
         case (.awaitingHello, _):
             return fail(ControlError(.unexpectedMessage, "\(message.type) before hello"))
@@ -531,7 +542,7 @@ public struct ConcentratorControlSession: Sendable, ControlSessionCore {
             return close(.peerError(code, reason))
         case (_, .goodbye):
             return close(.goodbye)
-        case (_, .sessionGrant), (_, .classInfo), (_, .addresses):
+        case (_, .sessionGrant), (_, .classInfo), (_, .addresses), (_, .uplinkShares):
             return fail(ControlError(.unexpectedMessage, "\(message.type) sent to a concentrator"))
         }
     }
@@ -599,10 +610,23 @@ public struct ConcentratorControlSession: Sendable, ControlSessionCore {
     }
 
     /// The subscriber's class changed (reload): push it if the session is up, else remember it.
-    public mutating func updateClass(_ info: ControlMessage.ClassInfo) -> [ControlAction] {
+    public mutating func updateClass(_ info: ControlMessage.ClassInfo, uplinkShares: [UplinkShare]? = nil)
+        -> [ControlAction]
+    {
         configuration.serviceClass = info
+        if let uplinkShares { configuration.uplinkShares = uplinkShares }
         guard case .established = state else { return [] }
-        return [.send(ControlMessage.frame(.classInfo(info)))]
+        return [.send(ControlMessage.frame(.classInfo(info)))] + (sharesFrame().map { [.send($0)] } ?? [])
+    }
+
+    /// The uplinkShares frame for this gateway, or nil when its hello predates the message or no
+    /// class is pushed (a gateway without a class has no shares to clear).
+    private func sharesFrame() -> [UInt8]? {
+        guard let hello = peerHello, hello.protocolVersion >= ControlMessage.uplinkSharesVersion,
+            configuration.serviceClass != nil
+        else { return nil }
+        return ControlMessage.frame(
+            .uplinkShares(Array(configuration.uplinkShares.prefix(ControlMessage.maximumUplinkShares))))
     }
 
     /// The transport ended without goodbye; the keys stay in the ring until they expire.

@@ -28,16 +28,20 @@ enum StatusTable {
         out += "sessions \(s.sessions.active) open, \(s.sessions.total) since start\n"
         let header = [
             "UPLINK", "DEVICE", "ROLE", "STATE", "FAMILY", "SINCE", "ADDRESSES", "RTT", "LOSS", "SUBFLOWS", "SENT",
-            "RECEIVED",
+            "RECEIVED", "SHARE",
         ]
         let now = s.time ?? Double(wallClockMillis()) / 1000
         let rows = s.uplinks.map { u in
             [
                 // The family the uplink reaches the concentrator over; "-": none in common.
-                u.name, u.device, u.role, u.state, u.family ?? "-", duration(now - u.since),
+                // An overflow uplink's role says whether it carries now: "overflow:standby".
+                u.name, u.device, u.overflow.map { "\(u.role):\($0)" } ?? u.role, u.state, u.family ?? "-",
+                duration(now - u.since),
                 u.addresses.isEmpty ? "-" : u.addresses.joined(separator: ","),
                 u.rttMs.map { fixed($0, 1) + " ms" } ?? "-", u.loss.map { fixed($0 * 100, 0) + "%" } ?? "-",
                 "\(u.subflows)", bytes(u.txBytes), bytes(u.rxBytes),
+                // Its part of the bonded bytes over the last 10 s, and its cap: "18% max 20%".
+                (u.share.map { fixed($0, 0) + "%" } ?? "-") + (u.shareCap.map { " max \($0)%" } ?? ""),
             ]
         }
         out += table([header] + rows)

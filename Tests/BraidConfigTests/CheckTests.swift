@@ -148,7 +148,7 @@ final class CheckTests: XCTestCase {
             ),
             (
                 "uplink role", gateway + "config uplink\n\toption device 'wan0'\n\toption role 'primary'\n",
-                ["braid.conf:7: @uplink[0].role: must be active, backup or off (primary)"]
+                ["braid.conf:7: @uplink[0].role: must be active, backup, off or overflow (primary)"]
             ),
             (
                 "uplink in a kernel table",

@@ -142,7 +142,7 @@ final class ConfigTests: XCTestCase {
             gw,
             [
                 "braid.conf:2: g.server: not an IP address or a DNS name (198.18.10)",
-                "braid.conf:7: @uplink[0].role: must be active, backup or off (primary)",
+                "braid.conf:7: @uplink[0].role: must be active, backup, off or overflow (primary)",
             ])
         XCTAssertEqual(errors("config gateway 'g'\n\toption 'x\n", "gateway"), ["braid.conf:2: unterminated quote"])
         XCTAssertEqual(errors("option a b\n", "gateway"), ["braid.conf:1: 'option' outside of a 'config' section"])

@@ -30,10 +30,12 @@ final class StatusDocumentTests: XCTestCase {
                 + #""control":{"state":"down","key":null,"class":null,"error":"connect: \"refused\""},"uplinks":["#
                 + #"{"name":"dsl","device":"pppoe-wan","role":"active","state":"up","since":1700000000.5,"#
                 + #""carrier":true,"addresses":["198.18.1.2","2001:db8:1::2"],"family":"ipv4","rtt_ms":12.34,"loss":0.01,"#
-                + #""subflows":2,"mptcp":"ok","tx_bytes":1000,"rx_bytes":2000},"#
+                + #""subflows":2,"mptcp":"ok","tx_bytes":1000,"rx_bytes":2000,"#
+                + #""share":null,"share_cap":null,"overflow":null},"#
                 + #"{"name":"lte","device":"pppoe-wan","role":"active","state":"unknown","since":1700000000.5,"#
                 + #""carrier":true,"addresses":["198.18.1.2","2001:db8:1::2"],"family":null,"rtt_ms":null,"loss":null,"#
-                + #""subflows":2,"mptcp":"failing: reset","tx_bytes":1000,"rx_bytes":2000}],"#
+                + #""subflows":2,"mptcp":"failing: reset","tx_bytes":1000,"rx_bytes":2000,"#
+                + #""share":null,"share_cap":null,"overflow":null}],"#
                 + #""bytes":{"up":10,"down":20},"time":1700000100.25}"#)
         XCTAssertEqual(try JSONText.decode(GatewayStatus.self, from: JSONText.encode(doc)), doc)
     }
