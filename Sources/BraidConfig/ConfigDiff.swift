@@ -40,6 +40,9 @@ public struct UplinkChange: Equatable, Sendable {
             out.append("gateway \(old.gateway?.description ?? "learned") -> \(new.gateway?.description ?? "learned")")
         }
         if oldTable != newTable { out.append("table \(oldTable) -> \(newTable)") }
+        if old.quota != new.quota {
+            out.append("quota \(old.quota?.description ?? "none") -> \(new.quota?.description ?? "none")")
+        }
         return out
     }
 }

@@ -152,6 +152,7 @@ extension ConfigSchema {
         case .listener: "off, lan[:port] or address[:port]"
         case .macAddress: "Ethernet address"
         case .store: "`uci` or a `postgresql://` URL"
+        case .bytes: "bytes (k, M, G, T: 1000-based)"
         }
     }
 
