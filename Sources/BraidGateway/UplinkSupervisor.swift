@@ -31,9 +31,9 @@ final class UplinkSupervisor {
 
     /// Replaced by a reload (see UplinkSupervisor+Reload).
     var config: GatewayConfig
-    private let logger: Logger
+    let logger: Logger
     let manager: UplinkManager
-    private let reactor: Reactor
+    let reactor: Reactor
     private let monitor: LinkMonitor
     private let mptcpEvents: MPTCPEventMonitor
     private let pathManager: MPTCPPathManager
@@ -44,10 +44,12 @@ final class UplinkSupervisor {
     private var sequence: UInt16 = 0
     private var pendingRefresh: Set<String> = []
     private var refreshScheduled = false
-    private var stopped = false
+    private(set) var stopped = false
     let preferredSource = PreferredSource()
     /// Routes what braid does not relay (UplinkSupervisor+Egress); nil in tests.
     var egress: EgressRouting?
+    /// The uplinks' data caps (UplinkSupervisor+Quota); nil until started.
+    var quotas: QuotaKeeper?
     /// Called after an uplink went down or came up (the status page publishes at once).
     var onTransition: (() -> Void)?
     /// The concentrator's addresses; `setServers` replaces them (a name resolved anew, an
@@ -87,6 +89,8 @@ final class UplinkSupervisor {
         try reactor.register(monitor.fd, events: Reactor.readable, handler: ReactorCallback { [weak self] _, _ in self?.netlinkReadable() })
         try reactor.register(
             mptcpEvents.fd, events: Reactor.readable, handler: ReactorCallback { [weak self] _, _ in self?.mptcpReadable() })
+        // Before the first pass: an uplink over its cap starts in the cap's role.
+        try startQuotas()
         for u in manager.uplinks { update(u.name) }
         publishSource()
         steerEgress()
@@ -97,6 +101,7 @@ final class UplinkSupervisor {
 
     func stop() {
         stopped = true
+        quotas?.save()
         for name in watches.keys {
             watches[name]?.probe?.close()
             watches[name]?.probe = nil
@@ -407,7 +412,8 @@ final class UplinkSupervisor {
                 mptcp: w.mptcpFailing.map { "failing: \($0)" } ?? "ok",
                 txBytes: Self.counter(u.config.device, "tx_bytes"), rxBytes: Self.counter(u.config.device, "rx_bytes"),
                 // The family the uplink reaches the concentrator over (nil: none in common).
-                family: servers.path(from: u.addresses.map(\.address)).map { $0.server.isIPv4 ? "ipv4" : "ipv6" })
+                family: servers.path(from: u.addresses.map(\.address)).map { $0.server.isIPv4 ? "ipv4" : "ipv6" },
+                quota: quotaStatus(u.name))
         }
         let s = sessions.snapshot
         return GatewayStatus(
