@@ -92,6 +92,8 @@ start_gateway() {
         --log-level "${BRAID_LOG_LEVEL:-info}" 2>>"$LAB_WORK/gateway.log" &
     LAB_PIDS+=($!)
     LAB_GW_PID=$!
+    # Out of the job table, so bash does not report the kill -9 below (lab_down stops it by pid).
+    disown "$LAB_GW_PID"
     wait_for 10 test -S "$STATUS_SOCK" && wait_for 10 status_ok
 }
 
