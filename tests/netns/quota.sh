@@ -100,6 +100,8 @@ start_gateway() {
 stop_gateway() { # stop_gateway SIGNAL
     kill "-$1" "$LAB_GW_PID"
     wait_for 10 bash -c "! kill -0 $LAB_GW_PID"
+    # libfaketime removes its shared memory at exit; a killed daemon leaves it, named by its pid.
+    rm -f "/dev/shm/faketime_shm_$LAB_GW_PID" "/dev/shm/sem.faketime_sem_$LAB_GW_PID"
 }
 
 status_ok() { nsx "$NS_GW" "$BRAID_BIN" status --socket "$STATUS_SOCK" --json >/dev/null; }
