@@ -19,3 +19,5 @@ apt-get install -y --no-install-recommends \
     debootstrap syslinux syslinux-common mtools dosfstools fdisk e2fsprogs qemu-system-x86 dnsmasq-base
 # The office suite's UDP answerer, DNS server and client (tests/netns/office.sh).
 apt-get install -y --no-install-recommends socat dnsmasq-base bind9-dnsutils
+# The quota suite's movable clock: libfaketime under both daemons (tests/netns/quota.sh).
+apt-get install -y --no-install-recommends faketime

@@ -68,6 +68,39 @@ public struct UplinkConfig: Equatable, Sendable {
     /// The most this uplink may carry of the bonded bytes, in percent, while another uplink is up;
     /// nil is no cap. A class's `uplink_share` for it may lower it further.
     public var share: UInt8? = nil
+    /// The data cap (`quota` and its options); nil: none.
+    public var quota: UplinkQuota? = nil
+}
+
+/// Length of a data cap's period (`quota_period`).
+public enum QuotaPeriodLength: String, Sendable, CaseIterable {
+    case day, week, month
+}
+
+/// What an uplink becomes at its data cap (`quota_action`).
+public enum QuotaAction: String, Sendable, CaseIterable {
+    case backup, off
+}
+
+/// An uplink's data cap: bytes per period, and what happens at the cap.
+public struct UplinkQuota: Equatable, Sendable, CustomStringConvertible {
+    /// Bytes received and sent per period (1000-based suffixes in the file).
+    public var bytes: UInt64
+    public var period: QuotaPeriodLength
+    /// `month`: day of the month, 1-31; `week`: ISO weekday, 1 (Monday) to 7; ignored for `day`.
+    public var resetDay: Int
+    public var action: QuotaAction
+
+    public init(bytes: UInt64, period: QuotaPeriodLength = .month, resetDay: Int = 1, action: QuotaAction = .backup) {
+        self.bytes = bytes
+        self.period = period
+        self.resetDay = resetDay
+        self.action = action
+    }
+
+    public var description: String {
+        "\(bytes) bytes per \(period)" + (period == .day ? "" : " from day \(resetDay)") + ", then \(action)"
+    }
 }
 
 /// Certificate files of the TLS control channel (PEM). Either all of ca, cert and key are configured or none.
@@ -180,6 +213,8 @@ public struct GatewayConfig: Equatable, Sendable {
     public var defaultAction: RuleAction = .bond
     /// `config rule` sections in file order.
     public var rules: [TrafficRule] = []
+    /// Where the uplinks' data-cap usage is kept (`state_dir`).
+    public var stateDir: String = "/etc/braid/state"
 }
 
 /// `config concentrator` section, with the service classes and subscribers it enforces.
@@ -341,8 +376,10 @@ public struct BraidConfigReader {
                     role: u.text("role").flatMap(UplinkRole.init) ?? .off,
                     gateway: u.address("gateway"), table: u.number("table").map { UInt32(truncatingIfNeeded: $0) },
                     // 100, the default, is no cap.
-                    share: u.number("share").flatMap { $0 < 100 ? UInt8($0) : nil }))
+                    share: u.number("share").flatMap { $0 < 100 ? UInt8($0) : nil },
+                    quota: readQuota(u, &p)))
         }
+        config.stateDir = g.text("state_dir") ?? config.stateDir
         if let base = g.number("table_base"), (253...255).contains(base) {
             // braid fills and, after a crash, empties this table: never one of the kernel's own.
             p.error(g, "table_base", "is one of the kernel's tables (253 default, 254 main, 255 local)", value: "\(base)")
@@ -391,6 +428,33 @@ public struct BraidConfigReader {
                 value: rule.destinations.map(\.description).joined(separator: " "))
         }
         return rule
+    }
+
+    /// `quota` and its options, with the combinations that cannot mean anything reported.
+    private func readQuota(_ u: ValidatedSection, _ p: inout ValidatedPackage) -> UplinkQuota? {
+        let period = u.text("quota_period").flatMap(QuotaPeriodLength.init) ?? .month
+        let resetDay = Int(u.number("quota_reset_day") ?? 1)
+        if period == .week, resetDay > 7 {
+            p.error(
+                u, "quota_reset_day", "a weekly quota resets on a weekday, 1 (Monday) to 7 (Sunday)",
+                value: "\(resetDay)")
+        }
+        guard u.isSet("quota") else {
+            // Settings of a cap that is not there: an installer who left out quota meant something.
+            for option in ["quota_period", "quota_reset_day", "quota_action"] where u.isSet(option) {
+                // An invalid value has its own error already.
+                guard let value = u.text(option) ?? u.number(option).map({ "\($0)" }) else { continue }
+                p.error(u, option, "has no effect without quota", value: value)
+            }
+            return nil
+        }
+        guard let bytes = u.number("quota") else { return nil }
+        if bytes == 0 {
+            p.error(u, "quota", "must be more than 0 bytes (leave quota out for no cap)", value: "0")
+        }
+        return UplinkQuota(
+            bytes: bytes, period: period, resetDay: resetDay,
+            action: u.text("quota_action").flatMap(QuotaAction.init) ?? .backup)
     }
 
     /// One device carries one uplink, and each uplink's routing table is its own.

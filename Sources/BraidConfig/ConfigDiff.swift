@@ -43,6 +43,9 @@ public struct UplinkChange: Equatable, Sendable {
         if old.share != new.share {
             out.append("share \(old.share.map { "\($0)" } ?? "100") -> \(new.share.map { "\($0)" } ?? "100")")
         }
+        if old.quota != new.quota {
+            out.append("quota \(old.quota?.description ?? "none") -> \(new.quota?.description ?? "none")")
+        }
         return out
     }
 }

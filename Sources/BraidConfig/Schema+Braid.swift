@@ -101,6 +101,10 @@ extension ConfigSchema {
                     doc: "What LAN traffic no `config rule` matches gets: bond relays its TCP through the "
                         + "concentrator; direct routes it straight out of the best healthy uplink (the white-list "
                         + "model: only what a rule bonds is bonded)."),
+                OptionSchema(
+                    "state_dir", .path(maxBytes: nil), default: "/etc/braid/state",
+                    doc: "Directory where the uplinks' data-cap usage is kept across restarts and reboots (on flash: "
+                        + "written at most once a minute and at a clean stop, by a new file renamed over the old)."),
             ]),
         SectionSchema(
             "uplink", role: .gateway, count: .many,
@@ -125,6 +129,24 @@ extension ConfigSchema {
                     doc: "The most this uplink carries of the bonded bytes (both directions together, over the last "
                         + "10 seconds), in percent, while another uplink is up: a plan's LTE share. 100 is no cap. A "
                         + "class's `uplink_share` for this uplink, pushed by the concentrator, applies when lower."),
+                OptionSchema(
+                    "quota", .bytes, defaultNote: "no cap", example: "20G",
+                    doc: "Data cap: bytes the device may carry per quota_period, received and sent, bonded, direct "
+                        + "and the box's own alike (k, M, G, T are 1000-based, as carriers count). At the cap the "
+                        + "uplink turns quota_action until the period ends."),
+                OptionSchema(
+                    "quota_period", .choice(QuotaPeriodLength.allCases.map(\.rawValue)), defaultNote: "month",
+                    example: "month",
+                    doc: "Period of the cap: day, week or month, starting at local midnight of quota_reset_day."),
+                OptionSchema(
+                    "quota_reset_day", .uint(1...31), defaultNote: "1", example: "1",
+                    doc: "month: day of the month the count starts over (a day the month lacks, such as the 31st in "
+                        + "April, resets on its last day); week: 1 (Monday) to 7 (Sunday); day: not used."),
+                OptionSchema(
+                    "quota_action", .choice(QuotaAction.allCases.map(\.rawValue)), defaultNote: "backup",
+                    example: "backup",
+                    doc: "What the uplink becomes at the cap: backup carries traffic only while no active uplink "
+                        + "is up; off carries nothing. The configured role comes back when the period ends."),
             ]),
         SectionSchema(
             "rule", role: .gateway, count: .many,

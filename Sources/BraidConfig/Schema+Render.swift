@@ -153,6 +153,7 @@ extension ConfigSchema {
         case .macAddress: "Ethernet address"
         case .store: "`uci` or a `postgresql://` URL"
         case .uplinkShare: "uplink=percent"
+        case .bytes: "bytes (k, M, G, T: 1000-based)"
         }
     }
 

@@ -53,6 +53,9 @@ public enum ValueType: Sendable, Equatable {
     case macAddress
     /// `UPLINK=N`: a gateway uplink's section name and 0 to 100 percent (`UplinkShare`).
     case uplinkShare
+    /// Bytes, a whole number with an optional 1000-based suffix k, M, G or T (as carriers sell
+    /// data volumes, and as `rate` reads its suffixes).
+    case bytes
 }
 
 /// A value after its text was checked against its `ValueType`.
@@ -535,6 +538,11 @@ extension ConfigSchema {
                 throw bad("must be a section name: letters, digits and '_'")
             }
             return .text(text)
+        case .bytes:
+            guard let n = bytes(text) else {
+                throw bad("must be bytes, a whole number with an optional k, M, G or T suffix (1000-based)")
+            }
+            return .number(n)
         case .listener(let defaultPort):
             guard ListenerSetting(text, defaultPort: defaultPort) != nil else {
                 throw bad("must be off, lan, lan:PORT, ADDRESS, ADDRESS:PORT or [IPv6]:PORT")
@@ -592,6 +600,13 @@ extension ConfigSchema {
         if scale != 1 { digits = digits.dropLast() }
         guard let n = decimal(String(digits)) else { return nil }
         let (product, overflow) = n.multipliedReportingOverflow(by: scale)
+        return overflow ? nil : product
+    }
+
+    /// `20G` is 20 000 000 000 bytes: 1000-based like `rate`, as carriers count a plan's gigabytes.
+    static func bytes(_ text: String) -> UInt64? {
+        guard text.last == "T", let n = decimal(String(text.dropLast())) else { return rate(text) }
+        let (product, overflow) = n.multipliedReportingOverflow(by: 1_000_000_000_000)
         return overflow ? nil : product
     }
 

@@ -1,4 +1,6 @@
-/// The calendar of an uplink's data cap (issue 13 item 4, not wired yet): when the period that
+import BraidConfig
+
+/// The calendar of an uplink's data cap: when the period that
 /// holds a moment began and when it ends, for `quota_period` `day`, `week` or `month` and
 /// `quota_reset_day`. Policy without a clock or a time zone database: callers pass Unix seconds
 /// and the offset of the operator's calendar, so tests can move time freely.
@@ -6,9 +8,7 @@
 /// A monthly reset on a day the month does not have (the 31st in April, the 29th to 31st in
 /// February) happens on the month's last day, as carriers bill.
 struct QuotaPeriod: Equatable {
-    enum Length: String, CaseIterable {
-        case day, week, month
-    }
+    typealias Length = QuotaPeriodLength
 
     var length: Length
     /// `month`: day of the month, 1-31; `week`: ISO weekday, 1 (Monday) to 7; ignored for `day`.

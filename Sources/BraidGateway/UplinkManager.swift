@@ -257,6 +257,14 @@ extension UplinkManager {
         }
     }
 
+    /// Sets the role the uplink plays now: its configured one, or its data cap's action
+    /// (UplinkSupervisor+Quota). `config.role` is what routes, subflows and egress follow; the next
+    /// `apply` and the planner take it. A reload's `reconfigure` puts the configured role back.
+    func setRole(_ name: String, _ role: UplinkRole) {
+        guard let i = uplinks.firstIndex(where: { $0.name == name }) else { return }
+        uplinks[i].config.role = role
+    }
+
     /// Records a table a reload brings in, so the start after a crash finds its routes.
     private func rememberTable(_ table: UInt32) {
         do {

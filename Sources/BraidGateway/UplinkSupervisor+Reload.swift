@@ -41,10 +41,14 @@ extension UplinkSupervisor {
             watches[u.name] = makeWatch()
         }
         manager.order(new.uplinks.map(\.name))
+        // Before the updates below: a changed uplink comes back with its configured role, and an
+        // uplink over its (new) cap must not carry traffic in that role for a moment.
+        let capsChanged = reconfigureQuotas(new)
 
         // Installs what changed and added uplinks need, then gives every running connection a
         // subflow on each new healthy uplink (update replans).
-        for name in diff.uplinksChanged.map(\.name) + diff.uplinksAdded.map(\.name) { update(name) }
+        let touched = diff.uplinksChanged.map(\.name) + diff.uplinksAdded.map(\.name)
+        for name in touched + capsChanged.filter({ !touched.contains($0) }) { update(name) }
         publishSource()
         if let h = diff.holddown { egress?.policy.holddownNanos = UInt64(h.new * 1e9) }
         // Traffic leaves removed uplinks (their flows are deleted by their mark, then the mark is free).

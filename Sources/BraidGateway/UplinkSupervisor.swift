@@ -48,6 +48,8 @@ final class UplinkSupervisor {
     let preferredSource = PreferredSource()
     /// Routes what braid does not relay (UplinkSupervisor+Egress); nil in tests.
     var egress: EgressRouting?
+    /// The uplinks' data caps (UplinkSupervisor+Quota); nil until started.
+    var quotas: QuotaKeeper?
     /// Called after an uplink went down or came up (the status page publishes at once).
     var onTransition: (() -> Void)?
     /// The concentrator's addresses; `setServers` replaces them (a name resolved anew, an
@@ -92,6 +94,8 @@ final class UplinkSupervisor {
         try reactor.register(monitor.fd, events: Reactor.readable, handler: ReactorCallback { [weak self] _, _ in self?.netlinkReadable() })
         try reactor.register(
             mptcpEvents.fd, events: Reactor.readable, handler: ReactorCallback { [weak self] _, _ in self?.mptcpReadable() })
+        // Before the first pass: an uplink over its cap starts in the cap's role.
+        try startQuotas()
         for u in manager.uplinks { update(u.name) }
         publishSource()
         steerEgress()
@@ -103,6 +107,7 @@ final class UplinkSupervisor {
 
     func stop() {
         stopped = true
+        quotas?.save()
         for name in watches.keys {
             watches[name]?.probe?.close()
             watches[name]?.probe = nil
@@ -417,7 +422,8 @@ final class UplinkSupervisor {
                 // The family the uplink reaches the concentrator over (nil: none in common).
                 family: servers.path(from: u.addresses.map(\.address)).map { $0.server.isIPv4 ? "ipv4" : "ipv6" },
                 share: steering.share(u.name).map { rounded($0, 1) }, shareCap: effectiveShare(u.config).map { Int($0) },
-                overflow: u.config.role == .overflow ? (steering.overflow(u.name) ?? .standby).rawValue : nil)
+                overflow: u.config.role == .overflow ? (steering.overflow(u.name) ?? .standby).rawValue : nil,
+                quota: quotaStatus(u.name))
         }
         let s = sessions.snapshot
         return GatewayStatus(

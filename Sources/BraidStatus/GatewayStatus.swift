@@ -126,6 +126,8 @@ public struct UplinkStatus: Codable, Sendable, Equatable {
     /// An overflow uplink's state: `standby` (the actives have room) or `carrying`; null for
     /// other roles.
     public var overflow: String?
+    /// The data cap, when the uplink has one (`quota`); left out otherwise.
+    public var quota: UplinkQuotaStatus?
 
     enum CodingKeys: String, CodingKey {
         case name, device, role, state, since, carrier, addresses, family
@@ -136,13 +138,16 @@ public struct UplinkStatus: Codable, Sendable, Equatable {
         case share
         case shareCap = "share_cap"
         case overflow
+        case quota
     }
 
     public init(
         name: String, device: String, role: String, state: String, since: Double, carrier: Bool,
         addresses: [String], rttMs: Double?, loss: Double?, subflows: Int, mptcp: String, txBytes: UInt64,
-        rxBytes: UInt64, family: String? = nil, share: Double? = nil, shareCap: Int? = nil, overflow: String? = nil
+        rxBytes: UInt64, family: String? = nil, share: Double? = nil, shareCap: Int? = nil, overflow: String? = nil,
+        quota: UplinkQuotaStatus? = nil
     ) {
+        self.quota = quota
         self.family = family
         self.share = share
         self.shareCap = shareCap
@@ -182,6 +187,45 @@ public struct UplinkStatus: Codable, Sendable, Equatable {
         try c.encode(share, forKey: .share)
         try c.encode(shareCap, forKey: .shareCap)
         try c.encode(overflow, forKey: .overflow)
+        try c.encodeIfPresent(quota, forKey: .quota)
+    }
+}
+
+/// An uplink's data cap in `braid status`: bytes counted in this period against the cap, when
+/// the count starts over, and whether the cap is reached (the uplink then plays `action`).
+public struct UplinkQuotaStatus: Codable, Sendable, Equatable {
+    /// Bytes received and sent by the device in this period.
+    public var used: UInt64
+    /// Bytes per period (`quota`).
+    public var cap: UInt64
+    /// `day`, `week` or `month`.
+    public var period: String
+    /// When the period ends and the count starts over, seconds since the Unix epoch.
+    public var resetsAt: Int64
+    /// The same, as the gateway's local date: `2026-12-01`.
+    public var resetsOn: String
+    /// `ok` (under the cap) or `reached`.
+    public var state: String
+    /// What the uplink becomes at the cap: `backup` or `off` (`quota_action`).
+    public var action: String
+
+    enum CodingKeys: String, CodingKey {
+        case used, cap, period
+        case resetsAt = "resets_at"
+        case resetsOn = "resets_on"
+        case state, action
+    }
+
+    public init(
+        used: UInt64, cap: UInt64, period: String, resetsAt: Int64, resetsOn: String, state: String, action: String
+    ) {
+        self.used = used
+        self.cap = cap
+        self.period = period
+        self.resetsAt = resetsAt
+        self.resetsOn = resetsOn
+        self.state = state
+        self.action = action
     }
 }
 

@@ -49,6 +49,12 @@ enum StatusTable {
         for u in s.uplinks where u.mptcp != "ok" {
             out += "\(u.name): MPTCP \(u.mptcp)\n"
         }
+        // Data caps under the table too: one line per capped uplink, the cap's state first.
+        for u in s.uplinks {
+            guard let q = u.quota else { continue }
+            out += "\(u.name): quota \(bytes(q.used)) of \(bytes(q.cap)) this \(q.period), resets on \(q.resetsOn)"
+            out += q.state == "reached" ? "; reached: \(q.action) until then\n" : "\n"
+        }
         return out
     }
 

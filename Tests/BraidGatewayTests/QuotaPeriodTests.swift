@@ -54,3 +54,30 @@ final class QuotaPeriodTests: XCTestCase {
         XCTAssertEqual(p.bounds(containing: at(2026, 11, 29, 23)).start, at(2026, 11, 29, 22))
     }
 }
+
+/// Leap years and the reset days the calendar must get right.
+final class QuotaPeriodLeapTests: XCTestCase {
+    func at(_ y: Int64, _ m: Int64, _ d: Int64) -> Int64 { QuotaPeriod.days(y, m, d) * 86_400 }
+
+    func testLeapYears() {
+        // 2028 is a leap year, 2100 is not (divisible by 100), 2000 is (by 400).
+        XCTAssertEqual(QuotaPeriod.daysIn(2028, 2), 29)
+        XCTAssertEqual(QuotaPeriod.daysIn(2100, 2), 28)
+        XCTAssertEqual(QuotaPeriod.daysIn(2000, 2), 29)
+        let p = QuotaPeriod(length: .month, resetDay: 30)
+        // January 30 to February's last day, then February's last day to March 30.
+        XCTAssertEqual(p.bounds(containing: at(2028, 2, 10)).end, at(2028, 2, 29))
+        XCTAssertEqual(p.bounds(containing: at(2028, 2, 29)).start, at(2028, 2, 29))
+        XCTAssertEqual(p.bounds(containing: at(2028, 2, 29)).end, at(2028, 3, 30))
+        XCTAssertEqual(p.bounds(containing: at(2100, 2, 28)).start, at(2100, 2, 28))
+    }
+
+    func testYearEndAndDayPeriodAtMidnight() {
+        let p = QuotaPeriod(length: .month, resetDay: 1)
+        XCTAssertEqual(p.bounds(containing: at(2026, 12, 31) + 86_399).end, at(2027, 1, 1))
+        XCTAssertEqual(p.bounds(containing: at(2027, 1, 1)).start, at(2027, 1, 1))
+        let day = QuotaPeriod(length: .day, resetDay: 1)
+        XCTAssertEqual(day.bounds(containing: at(2026, 11, 30)).start, at(2026, 11, 30))  // midnight begins one
+        XCTAssertEqual(day.bounds(containing: at(2026, 11, 30) - 1).end, at(2026, 11, 30))
+    }
+}
