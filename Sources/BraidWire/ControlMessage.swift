@@ -35,17 +35,29 @@ public enum ControlMessage: Equatable, Sendable {
     /// addresses the concentrator is reached at, of both families, so an uplink of either family
     /// can carry subflows. Authenticated by the TLS channel, unlike an MPTCP ADD_ADDR.
     case addresses([IPAddress])
+    /// Concentrator → gateway, to a gateway whose hello says `operatorRulesVersion` or later: the
+    /// rules the operator provisions for the subscriber's class, in order, replacing the last set
+    /// sent (empty: none). See ControlMessage+OperatorRules.
+    case operatorRules([OperatorRule])
 
     /// Version of the framing and of the protocol spoken in it.
     public static let version: UInt8 = 1
     /// The protocol version a gateway names in hello when it understands `addresses`; the framing
     /// stays at `version`, and a concentrator sends `addresses` only to such a gateway.
     public static let addressesVersion: UInt8 = 2
+    /// The protocol version a gateway names in hello when it also understands `operatorRules`.
+    public static let operatorRulesVersion: UInt8 = 3
     /// At most this many addresses in one `addresses` message.
     public static let maximumAddresses = 16
     public static let headerSize = 4
     /// Bounds every buffer of a reader; the largest payload (an error with a full reason) is 258.
+    /// `operatorRules` alone may be larger, up to `OperatorRuleLimits.maximumPayloadSize`.
     public static let maximumPayloadSize = 1024
+
+    /// The largest payload a frame of `type` may announce; a larger one is refused from its header.
+    public static func maximumPayloadSize(of type: MessageType) -> Int {
+        type == .operatorRules ? OperatorRuleLimits.maximumPayloadSize : maximumPayloadSize
+    }
     /// Longest string field in bytes (its length is one byte).
     public static let maximumStringSize = 255
 
@@ -59,6 +71,7 @@ public enum ControlMessage: Equatable, Sendable {
         case error = 6
         case goodbye = 7
         case addresses = 8
+        case operatorRules = 9
     }
 
     public struct Hello: Equatable, Sendable {
@@ -134,6 +147,7 @@ public enum ControlMessage: Equatable, Sendable {
         case .error: return .error
         case .goodbye: return .goodbye
         case .addresses: return .addresses
+        case .operatorRules: return .operatorRules
         }
     }
 }
@@ -180,10 +194,13 @@ extension ControlMessage {
                 w.u8(a.isIPv4 ? 4 : 6)
                 w.bytes(a.bytes)
             }
+        case .operatorRules(let rules):
+            try Self.encode(rules, into: &w)
         }
         let payload = w.out
-        // Cannot exceed the maximum: the largest payload is 1 + 16 * 17 bytes.
-        precondition(payload.count <= Self.maximumPayloadSize)
+        // Cannot exceed the maximum: the largest other payload is 1 + 16 * 17 bytes, and the
+        // rules' encoder refuses a set beyond its own bound.
+        precondition(payload.count <= Self.maximumPayloadSize(of: type))
         return [Self.version, type.rawValue, UInt8(payload.count >> 8), UInt8(payload.count & 0xff)] + payload
     }
 
@@ -260,8 +277,9 @@ extension ControlMessage {
             throw ControlError(.unknownType, "frame type \(header[1])")
         }
         let length = Int(header[2]) << 8 | Int(header[3])
-        guard length <= maximumPayloadSize else {
-            throw ControlError(.frameTooLarge, "\(type) frame of \(length) bytes exceeds \(maximumPayloadSize)")
+        let limit = maximumPayloadSize(of: type)
+        guard length <= limit else {
+            throw ControlError(.frameTooLarge, "\(type) frame of \(length) bytes exceeds \(limit)")
         }
         let total = headerSize + length
         let frame = Array(bytes.prefix(total))
@@ -322,6 +340,8 @@ extension ControlMessage {
                 list.append(IPAddress(bytes: try r.bytes(family == 4 ? 4 : 16, "address[\(i)]"))!)
             }
             message = .addresses(list)
+        case .operatorRules:
+            message = .operatorRules(try decodeOperatorRules(&r))
         }
         try r.finish()
         return message

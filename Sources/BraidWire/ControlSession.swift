@@ -14,6 +14,8 @@ public enum ControlAction: Equatable, Sendable {
     case applyClass(ControlMessage.ClassInfo)
     /// Gateway: the concentrator's addresses, as it announced them (see `ControlMessage.addresses`).
     case learnAddresses([IPAddress])
+    /// Gateway: the operator's rules for its class replace the last set (see `ControlMessage.operatorRules`).
+    case applyOperatorRules([ControlMessage.OperatorRule])
     /// Close the control channel after the sends before this action. The session is over.
     case close(ControlCloseReason)
 }
@@ -278,7 +280,8 @@ public struct GatewayControlSession: Sendable, ControlSessionCore {
         return [
             .send(
                 ControlMessage.frame(
-                    .hello(.init(protocolVersion: ControlMessage.addressesVersion, software: configuration.software))))
+                    .hello(
+                        .init(protocolVersion: ControlMessage.operatorRulesVersion, software: configuration.software))))
         ]
     }
 
@@ -326,6 +329,11 @@ public struct GatewayControlSession: Sendable, ControlSessionCore {
                 return fail(ControlError(.unexpectedMessage, "addresses before the first sessionGrant"))
             }
             return [.learnAddresses(list)]
+        case .operatorRules(let rules):
+            guard case .established = state else {
+                return fail(ControlError(.unexpectedMessage, "operatorRules before the first sessionGrant"))
+            }
+            return [.applyOperatorRules(rules)]
         }
     }
 
@@ -407,6 +415,10 @@ public struct ConcentratorControlSession: Sendable, ControlSessionCore {
         /// The concentrator's addresses, sent after the first grant to gateways that understand
         /// them; empty sends none.
         public var addresses: [IPAddress] = []
+        /// The operator's rules for the subscriber's class, sent after the first grant to gateways
+        /// that understand them (an empty set too: it clears what the gateway kept); nil sends none.
+        /// The owner passes only a set `ControlMessage.check` accepts.
+        public var operatorRules: [ControlMessage.OperatorRule]? = nil
 
         public init(
             keyLifetimeSeconds: UInt32 = 3600, rotateAfterSeconds: UInt32? = nil,
@@ -517,6 +529,9 @@ public struct ConcentratorControlSession: Sendable, ControlSessionCore {
                 let list = Array(configuration.addresses.prefix(ControlMessage.maximumAddresses))
                 actions.append(.send(ControlMessage.frame(.addresses(list))))
             }
+            if let rules = configuration.operatorRules {
+                actions += sendRules(rules)
+            }
             return actions
         case (.awaitingHello, _):
             return fail(ControlError(.unexpectedMessage, "\(message.type) before hello"))
@@ -531,7 +546,7 @@ public struct ConcentratorControlSession: Sendable, ControlSessionCore {
             return close(.peerError(code, reason))
         case (_, .goodbye):
             return close(.goodbye)
-        case (_, .sessionGrant), (_, .classInfo), (_, .addresses):
+        case (_, .sessionGrant), (_, .classInfo), (_, .addresses), (_, .operatorRules):
             return fail(ControlError(.unexpectedMessage, "\(message.type) sent to a concentrator"))
         }
     }
@@ -603,6 +618,23 @@ public struct ConcentratorControlSession: Sendable, ControlSessionCore {
         configuration.serviceClass = info
         guard case .established = state else { return [] }
         return [.send(ControlMessage.frame(.classInfo(info)))]
+    }
+
+    /// The subscriber's class or its rules changed (reload): push the new set to a gateway that
+    /// understands it, once the session is up and only when it differs from the last one sent.
+    public mutating func updateOperatorRules(_ rules: [ControlMessage.OperatorRule]) -> [ControlAction] {
+        configuration.operatorRules = rules
+        guard case .established = state, rules != sentRules else { return [] }
+        return sendRules(rules)
+    }
+
+    /// The rules as sent last, so that a reload that changes nothing for this class sends nothing.
+    private var sentRules: [ControlMessage.OperatorRule]? = nil
+
+    private mutating func sendRules(_ rules: [ControlMessage.OperatorRule]) -> [ControlAction] {
+        guard let hello = peerHello, hello.protocolVersion >= ControlMessage.operatorRulesVersion else { return [] }
+        sentRules = rules
+        return [.send(ControlMessage.frame(.operatorRules(rules)))]
     }
 
     /// The transport ended without goodbye; the keys stay in the ring until they expire.

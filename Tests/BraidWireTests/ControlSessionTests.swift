@@ -296,7 +296,7 @@ final class ControlSessionTests: XCTestCase {
         config.addresses = own
         var l = ControlLink(gateway: .init(software: "braid-test", timers: timers), concentrator: config)
         l.connect()
-        XCTAssertEqual(l.concentrator.peerHello?.protocolVersion, ControlMessage.addressesVersion)
+        XCTAssertEqual(l.concentrator.peerHello?.protocolVersion, ControlMessage.operatorRulesVersion)
         XCTAssertEqual(l.gatewayAddresses, [own])
     }
 

@@ -44,6 +44,7 @@ struct ControlLink {
     var gatewayKey: (id: UInt32, key: [UInt8], notAfter: UInt64)?
     var gatewayClasses: [ControlMessage.ClassInfo] = []
     var gatewayAddresses: [[IPAddress]] = []
+    var gatewayRules: [[ControlMessage.OperatorRule]] = []
     var gatewayClosed: ControlCloseReason?
     var concentratorClosed: ControlCloseReason?
     var gatewayRetired: [UInt32] = []
@@ -77,6 +78,7 @@ struct ControlLink {
                 if gatewayKey?.id == id { gatewayKey = nil }
             case .applyClass(let info): gatewayClasses.append(info)
             case .learnAddresses(let list): gatewayAddresses.append(list)
+            case .applyOperatorRules(let rules): gatewayRules.append(rules)
             case .close(let reason): gatewayClosed = reason
             }
         }
@@ -95,6 +97,7 @@ struct ControlLink {
                 ring.retire(id: id)
             case .applyClass: preconditionFailure("a concentrator applies no class")
             case .learnAddresses: preconditionFailure("a concentrator learns no addresses")
+            case .applyOperatorRules: preconditionFailure("a concentrator applies no operator rules")
             case .close(let reason): concentratorClosed = reason
             }
         }
