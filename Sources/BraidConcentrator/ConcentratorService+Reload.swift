@@ -59,6 +59,9 @@ extension ConcentratorService {
         // subscriber's keys go at once.
         if let gone = book?.update(new) { controlServer?.revoke(gone) }
         if let (crl, tls) = revocations { controlServer?.revoke(certificatesIn: crl, tls: tls) }
+        // Rules, and the class of each subscriber, reach the gateways connected now within a round trip.
+        operatorRules.replace(new, logger: logger)
+        controlServer?.pushRules()
         config = new
         logger.notice("configuration reloaded", metadata: ["file": "\(path)", "changes": "\(diff.summary)"])
         return .reloaded(summary: diff.summary)

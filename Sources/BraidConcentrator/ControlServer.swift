@@ -43,7 +43,7 @@ final class ControlServer {
     /// Binds the listener. The TLS context is built by the caller, so a bad file stops the start.
     init(
         listen: Endpoint, tls: TLSContext, book: SubscriberBook, sessionLifetime: UInt32, limits: Limits,
-        addresses: @escaping @Sendable () -> [IPAddress] = { [] }, logger: Logger
+        addresses: @escaping @Sendable () -> [IPAddress] = { [] }, rules: OperatorRuleSets? = nil, logger: Logger
     ) throws {
         self.logger = logger
         self.book = book
@@ -92,7 +92,7 @@ final class ControlServer {
                         try channel.pipeline.syncOperations.addHandler(
                             ControlServerHandler(
                                 book: book, sessionLifetime: sessionLifetime, open: open, current: current,
-                                addresses: addresses, logger: connectionLogger,
+                                addresses: addresses, rules: rules, logger: connectionLogger,
                                 notServed: { notServed.record($0, from: source) }))
                     } catch {
                         // The slot goes back with a pipeline that could not be built.
@@ -180,6 +180,17 @@ final class ControlServer {
         }
     }
 
+    /// Tells every open control channel that classes, subscribers or operator rules changed: each
+    /// pushes its gateway the rules (and class) that are now its own, when they differ.
+    func pushRules() {
+        let open = self.open
+        group.next().execute {
+            for entry in open.entries {
+                entry.channel.pipeline.fireUserInboundEventTriggered(OperatorRulesChanged())
+            }
+        }
+    }
+
     func stop() {
         pruning?.cancel()
         summary?.cancel()
@@ -239,11 +250,17 @@ final class ControlServerHandler: ChannelInboundHandler {
 
     /// The addresses announced to the gateway, read at each channel's start.
     private let addresses: () -> [IPAddress]
+    /// The operator's rules by class; nil pushes none (the session sends no `operatorRules`).
+    private let rules: OperatorRuleSets?
+    /// The class whose limits were pushed last, so a move to another class is pushed too.
+    private var pushedClass: ControlMessage.ClassInfo?
 
     init(
         book: SubscriberBook, sessionLifetime: UInt32, open: OpenChannels, current: CurrentTLS,
-        addresses: @escaping () -> [IPAddress], logger: Logger, notServed: @escaping (String) -> Void = { _ in }
+        addresses: @escaping () -> [IPAddress], rules: OperatorRuleSets? = nil, logger: Logger,
+        notServed: @escaping (String) -> Void = { _ in }
     ) {
+        self.rules = rules
         self.notServed = notServed
         self.addresses = addresses
         self.book = book
@@ -256,6 +273,10 @@ final class ControlServerHandler: ChannelInboundHandler {
     private static func now() -> UInt64 { SubscriberBook.nowMillis() }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is OperatorRulesChanged {
+            rulesChanged(context)
+            return
+        }
         guard let done = event as? TLSHandshakeCompleted else {
             context.fireUserInboundEventTriggered(event)
             return
@@ -280,25 +301,13 @@ final class ControlServerHandler: ChannelInboundHandler {
             open.add(s.name, serial: done.peerSerial, context.channel)
             book.channelOpened(
                 ObjectIdentifier(self), subscriber: s.name, from: Self.peerText(context.channel.remoteAddress))
-            let info = serviceClass.flatMap { c -> ControlMessage.ClassInfo? in
-                let info = ControlMessage.ClassInfo(
-                    name: c.name, rateDownBitsPerSecond: c.rateDown, rateUpBitsPerSecond: c.rateUp,
-                    maxSessions: c.maxSessions)
-                // `braid check` refuses what the frame cannot carry; a class that still does not
-                // encode is not pushed (its limits apply here all the same) rather than stopping
-                // the session, which must only ever send what it can encode.
-                do {
-                    _ = try ControlMessage.classInfo(info).encode()
-                    return info
-                } catch {
-                    logger.error("service class not pushed to the gateway", metadata: ["error": "\(error)"])
-                    return nil
-                }
-            }
+            let info = serviceClass.flatMap(classInfo)
+            pushedClass = info
             let book = self.book
             var configuration = ConcentratorControlSession.Configuration(
                 keyLifetimeSeconds: sessionLifetime, serviceClass: info)
             configuration.addresses = addresses()
+            configuration.operatorRules = rules?.rules(of: s.serviceClass)
             var session = ConcentratorControlSession(
                 configuration: configuration,
                 keys: SystemSessionKeySource(isInUse: { book.isInUse($0) }))
@@ -307,6 +316,46 @@ final class ControlServerHandler: ChannelInboundHandler {
             logger.info("control channel up", metadata: ["class": "\(s.serviceClass)"])
             perform(actions, context)
         }
+    }
+
+    /// The class's limits as the control message carries them, or nil when they cannot be sent.
+    private func classInfo(_ c: ServiceClass) -> ControlMessage.ClassInfo? {
+        let info = ControlMessage.ClassInfo(
+            name: c.name, rateDownBitsPerSecond: c.rateDown, rateUpBitsPerSecond: c.rateUp,
+            maxSessions: c.maxSessions)
+        // `braid check` refuses what the frame cannot carry; a class that still does not
+        // encode is not pushed (its limits apply here all the same) rather than stopping
+        // the session, which must only ever send what it can encode.
+        do {
+            _ = try ControlMessage.classInfo(info).encode()
+            return info
+        } catch {
+            logger.error("service class not pushed to the gateway", metadata: ["error": "\(error)"])
+            return nil
+        }
+    }
+
+    /// A reload or the store changed classes, subscribers or rules: the subscriber's class is
+    /// looked up again and its limits and rules pushed when they differ from what the gateway has.
+    /// A subscriber no longer welcome is not pushed anything: its channel is being closed.
+    private func rulesChanged(_ context: ChannelHandlerContext) {
+        guard session != nil, let subscriber,
+            case .welcome(let s, let serviceClass) = book.check(commonName: subscriber)
+        else { return }
+        var actions: [ControlAction] = []
+        if let info = serviceClass.flatMap(classInfo), info != pushedClass {
+            pushedClass = info
+            actions += session!.updateClass(info)
+        }
+        if let rules {
+            let set = rules.rules(of: s.serviceClass)
+            let pushed = session!.updateOperatorRules(set)
+            if !pushed.isEmpty {
+                logger.info("operator rules pushed", metadata: ["class": "\(s.serviceClass)", "rules": "\(set.count)"])
+            }
+            actions += pushed
+        }
+        if !actions.isEmpty { perform(actions, context) }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -357,7 +406,7 @@ final class ControlServerHandler: ChannelInboundHandler {
             case .retireKey(let id):
                 book.retire(id: id)
                 keys.removeAll { $0 == id }
-            case .applyClass, .learnAddresses:
+            case .applyClass, .learnAddresses, .applyOperatorRules:
                 break  // gateway-side actions
             case .close(let reason):
                 logger.info("control channel closed", metadata: ["reason": "\(reason)"])
