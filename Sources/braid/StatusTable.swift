@@ -45,7 +45,15 @@ enum StatusTable {
         for u in s.uplinks where u.mptcp != "ok" {
             out += "\(u.name): MPTCP \(u.mptcp)\n"
         }
+        out += rules(s.rules ?? [])
         return out
+    }
+
+    /// The gateway's rules in evaluation order with their hits; nothing when it has none.
+    static func rules(_ rules: [RuleStatus]) -> String {
+        guard !rules.isEmpty else { return "" }
+        let rows = rules.map { [$0.name, $0.origin, $0.action, "\($0.hits)", bytes($0.bytes)] }
+        return "\n" + table([["RULE", "ORIGIN", "ACTION", "HITS", "BYTES"]] + rows)
     }
 
     static func concentrator(_ s: ConcentratorStatus) -> String {
