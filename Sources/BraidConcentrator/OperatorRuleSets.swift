@@ -1,5 +1,6 @@
 import BraidConfig
 import BraidCore
+import BraidDataPlane
 import BraidWire
 import Logging
 

@@ -186,7 +186,7 @@ extension Interception {
 
     /// The text between the first `start` in `line` and the next `end` (or the line's end).
     private static func field(_ line: Substring, after start: String, until end: Character) -> String? {
-        guard let r = line.range(of: start) else { return nil }
+        guard let r = line.firstRange(of: start) else { return nil }
         let rest = line[r.upperBound...]
         return String(rest.prefix { $0 != end })
     }

@@ -144,7 +144,8 @@ extension ControlMessage {
             let destinations = try prefixes(&r, "rule[\(i)].dest")
             let sources = try prefixes(&r, "rule[\(i)].src")
             var ports: [PortRange] = []
-            for j in 0..<Int(try r.u8("rule[\(i)].dest_port count")) {
+            let portCount = Int(try r.u8("rule[\(i)].dest_port count"))
+            for j in 0..<portCount {
                 let lower = try r.u16("rule[\(i)].dest_port[\(j)]")
                 let upper = try r.u16("rule[\(i)].dest_port[\(j)]")
                 guard let range = PortRange(lower, upper) else {
@@ -153,7 +154,8 @@ extension ControlMessage {
                 ports.append(range)
             }
             var macs: [MACAddress] = []
-            for j in 0..<Int(try r.u8("rule[\(i)].src_mac count")) {
+            let macCount = Int(try r.u8("rule[\(i)].src_mac count"))
+            for j in 0..<macCount {
                 macs.append(MACAddress(octets: try r.bytes(6, "rule[\(i)].src_mac[\(j)]"))!)
             }
             let rule = OperatorRule(
@@ -167,7 +169,8 @@ extension ControlMessage {
 
     private static func prefixes(_ r: inout ControlReader, _ field: String) throws -> [IPPrefix] {
         var list: [IPPrefix] = []
-        for j in 0..<Int(try r.u8("\(field) count")) {
+        let count = Int(try r.u8("\(field) count"))
+        for j in 0..<count {
             let family = try r.u8("\(field)[\(j)].family")
             guard family == 4 || family == 6 else {
                 throw ControlError(.invalidValue, "operatorRules.\(field)[\(j)].family \(family), expected 4 or 6")
