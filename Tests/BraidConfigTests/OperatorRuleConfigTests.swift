@@ -64,22 +64,22 @@ final class OperatorRuleConfigTests: XCTestCase {
                 "uplink",
                 "config rule 'bank'\n\toption class 'office'\n\toption action 'direct'\n\toption uplink 'lte'\n",
                 [
-                    "braid.conf:11: bank.uplink: an operator rule cannot name an uplink: the concentrator does not "
+                    "braid.conf:10: bank.uplink: an operator rule cannot name an uplink: the concentrator does not "
                         + "know a gateway's uplinks (a direct rule leaves by the best healthy one) (lte)"
                 ]
             ),
             (
                 "no class", "config rule 'bank'\n\toption action 'direct'\n",
-                ["braid.conf:8: bank.class: required option is not set"]
+                ["braid.conf:7: bank.class: required option is not set"]
             ),
             (
                 "unknown class", "config rule 'bank'\n\toption class 'gold'\n\toption action 'direct'\n",
-                ["braid.conf:9: bank.class: no 'config class' section has this name (gold)"]
+                ["braid.conf:8: bank.class: no 'config class' section has this name (gold)"]
             ),
             (
                 "bond udp",
                 "config rule 'dns'\n\toption class 'office'\n\toption proto 'udp'\n\toption action 'bond'\n",
-                ["braid.conf:10: dns.proto: a bond rule needs tcp or any: only TCP is relayed (udp)"]
+                ["braid.conf:9: dns.proto: a bond rule needs tcp or any: only TCP is relayed (udp)"]
             ),
         ]
         for (name, rules, expected) in cases {
