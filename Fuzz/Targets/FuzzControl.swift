@@ -1,3 +1,4 @@
+import BraidCore
 import BraidWire
 
 /// The control protocol: the frame decoder, then one end's session state machine fed the same
@@ -7,10 +8,14 @@ import BraidWire
 /// chunk (bits 1-7, seconds); byte 1 is the chunk size (0: all at once); the rest is the stream.
 public enum FuzzControl {
     /// Short lifetimes so that rotation, grace and expiry happen within a few chunks.
-    static let concentratorConfiguration = ConcentratorControlSession.Configuration(
-        keyLifetimeSeconds: 60, rotateAfterSeconds: 40, previousKeyGraceMillis: 10_000,
-        timers: ControlTimers(pingIntervalMillis: 5_000, deadAfterMillis: 15_000, handshakeTimeoutMillis: 10_000),
-        serviceClass: .init(name: "fuzz", rateDownBitsPerSecond: 1, rateUpBitsPerSecond: 2, maxSessions: 3))
+    static let concentratorConfiguration = {
+        var c = ConcentratorControlSession.Configuration(
+            keyLifetimeSeconds: 60, rotateAfterSeconds: 40, previousKeyGraceMillis: 10_000,
+            timers: ControlTimers(pingIntervalMillis: 5_000, deadAfterMillis: 15_000, handshakeTimeoutMillis: 10_000),
+            serviceClass: .init(name: "fuzz", rateDownBitsPerSecond: 1, rateUpBitsPerSecond: 2, maxSessions: 3))
+        c.operatorRules = [.init(name: "fuzz", action: .direct, destinationPorts: [PortRange(443, 443)!])]
+        return c
+    }()
     static let gatewayConfiguration = GatewayControlSession.Configuration(
         software: "fuzz",
         timers: ControlTimers(pingIntervalMillis: 5_000, deadAfterMillis: 15_000, handshakeTimeoutMillis: 10_000))
@@ -125,6 +130,9 @@ public enum FuzzControl {
                 case .applyUplinkShares(let list):
                     invariant(!isConcentrator, "a concentrator applied uplink shares")
                     invariant(list.count <= ControlMessage.maximumUplinkShares, "\(list.count) uplink shares applied")
+                case .applyOperatorRules(let rules):
+                    invariant(!isConcentrator, "a concentrator applied operator rules")
+                    invariant((try? ControlMessage.check(rules)) != nil, "gateway took rules beyond the bounds")
                 case .close(let reason):
                     closed = true
                     reasons.append(reason)

@@ -61,6 +61,9 @@ extension ConcentratorService {
         // Running gateways get their class's new limits and uplink shares now, not at reconnection.
         controlServer?.pushClasses()
         if let (crl, tls) = revocations { controlServer?.revoke(certificatesIn: crl, tls: tls) }
+        // Rules, and the class of each subscriber, reach the gateways connected now within a round trip.
+        operatorRules.replace(new, logger: logger)
+        controlServer?.pushRules()
         config = new
         logger.notice("configuration reloaded", metadata: ["file": "\(path)", "changes": "\(diff.summary)"])
         return .reloaded(summary: diff.summary)

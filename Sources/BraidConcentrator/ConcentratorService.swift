@@ -38,6 +38,8 @@ public final class ConcentratorService {
     public var feed: (any SubscriberFeed)?
     /// The `/metrics` listener, when `metrics_listen` is set.
     var metrics: MetricsEndpoint?
+    /// The operator's rules by class (`config rule` with `option class`), pushed to gateways.
+    let operatorRules: OperatorRuleSets
 
     /// What the concentrator uses once its listeners are bound: CAP_NET_ADMIN only, to give the
     /// MPTCP limits back at stop (generic netlink's admin commands need it) and, when not uid 0,
@@ -48,6 +50,7 @@ public final class ConcentratorService {
         self.config = config
         self.logger = logger
         destinationPolicy = CurrentDestinationPolicy(DestinationPolicy(config))
+        operatorRules = OperatorRuleSets(config, logger: logger)
     }
 
     /// Binds the listener and starts the reactors. Throws with a message naming what failed
@@ -142,7 +145,7 @@ public final class ConcentratorService {
                     limits: .init(
                         maxHandshakes: Int(config.maxControlHandshakes),
                         maxHandshakesPerSource: Int(config.maxControlHandshakesPerSource)),
-                    addresses: { [config] in Self.announced(config) }, logger: logger)
+                    addresses: { [config] in Self.announced(config) }, rules: operatorRules, logger: logger)
             } catch {
                 stop()
                 throw error
@@ -236,6 +239,8 @@ public final class ConcentratorService {
                 "subscribers": "\(directory.subscribers.count)", "classes": "\(directory.classes.count)",
                 "refused_now": "\(gone.sorted().joined(separator: ","))",
             ])
+        // A subscriber may have moved to another class: its gateway gets that class's rules.
+        controlServer?.pushRules()
         guard !gone.isEmpty else { return }
         if let reactor = control?.reactors.first {
             reactor.execute { [weak self] in self?.controlServer?.revoke(gone) }

@@ -43,7 +43,7 @@ final class ControlServer {
     /// Binds the listener. The TLS context is built by the caller, so a bad file stops the start.
     init(
         listen: Endpoint, tls: TLSContext, book: SubscriberBook, sessionLifetime: UInt32, limits: Limits,
-        addresses: @escaping @Sendable () -> [IPAddress] = { [] }, logger: Logger
+        addresses: @escaping @Sendable () -> [IPAddress] = { [] }, rules: OperatorRuleSets? = nil, logger: Logger
     ) throws {
         self.logger = logger
         self.book = book
@@ -92,7 +92,7 @@ final class ControlServer {
                         try channel.pipeline.syncOperations.addHandler(
                             ControlServerHandler(
                                 book: book, sessionLifetime: sessionLifetime, open: open, current: current,
-                                addresses: addresses, logger: connectionLogger,
+                                addresses: addresses, rules: rules, logger: connectionLogger,
                                 notServed: { notServed.record($0, from: source) }))
                     } catch {
                         // The slot goes back with a pipeline that could not be built.
@@ -190,6 +190,17 @@ final class ControlServer {
         }
     }
 
+    /// Tells every open control channel that classes, subscribers or operator rules changed: each
+    /// pushes its gateway the rules (and class) that are now its own, when they differ.
+    func pushRules() {
+        let open = self.open
+        group.next().execute {
+            for entry in open.entries {
+                entry.channel.pipeline.fireUserInboundEventTriggered(OperatorRulesChanged())
+            }
+        }
+    }
+
     func stop() {
         pruning?.cancel()
         summary?.cancel()
@@ -254,11 +265,15 @@ final class ControlServerHandler: ChannelInboundHandler {
 
     /// The addresses announced to the gateway, read at each channel's start.
     private let addresses: () -> [IPAddress]
+    /// The operator's rules by class; nil pushes none (the session sends no `operatorRules`).
+    private let rules: OperatorRuleSets?
 
     init(
         book: SubscriberBook, sessionLifetime: UInt32, open: OpenChannels, current: CurrentTLS,
-        addresses: @escaping () -> [IPAddress], logger: Logger, notServed: @escaping (String) -> Void = { _ in }
+        addresses: @escaping () -> [IPAddress], rules: OperatorRuleSets? = nil, logger: Logger,
+        notServed: @escaping (String) -> Void = { _ in }
     ) {
+        self.rules = rules
         self.notServed = notServed
         self.addresses = addresses
         self.book = book
@@ -271,8 +286,8 @@ final class ControlServerHandler: ChannelInboundHandler {
     private static func now() -> UInt64 { SubscriberBook.nowMillis() }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is ClassesChanged {
-            classesChanged(context)
+        if event is ClassesChanged || event is OperatorRulesChanged {
+            classOrRulesChanged(context)
             return
         }
         guard let done = event as? TLSHandshakeCompleted else {
@@ -306,6 +321,7 @@ final class ControlServerHandler: ChannelInboundHandler {
                 keyLifetimeSeconds: sessionLifetime, serviceClass: info)
             configuration.addresses = addresses()
             configuration.uplinkShares = shares
+            configuration.operatorRules = rules?.rules(of: s.serviceClass)
             var session = ConcentratorControlSession(
                 configuration: configuration,
                 keys: SystemSessionKeySource(isInUse: { book.isInUse($0) }))
@@ -340,15 +356,30 @@ final class ControlServerHandler: ChannelInboundHandler {
         }
     }
 
-    /// A reload changed the classes: pushes this subscriber's class again if it changed.
-    private func classesChanged(_ context: ChannelHandlerContext) {
-        guard session != nil, let subscriber, case .welcome(_, let serviceClass) = book.check(commonName: subscriber)
+    /// A reload or the store changed classes, subscribers or rules: the subscriber's class is
+    /// looked up again and its limits, uplink shares and rules pushed when they differ from what
+    /// the gateway has. A subscriber no longer welcome is not pushed anything: its channel is
+    /// being closed.
+    private func classOrRulesChanged(_ context: ChannelHandlerContext) {
+        guard session != nil, let subscriber,
+            case .welcome(let s, let serviceClass) = book.check(commonName: subscriber)
         else { return }
+        var actions: [ControlAction] = []
         let (info, shares) = pushable(serviceClass)
-        guard let info, info != pushed.info || shares != pushed.shares else { return }
-        pushed = (info, shares)
-        logger.info("class pushed to the gateway", metadata: ["class": "\(info.name)", "uplink_shares": "\(shares)"])
-        perform(session!.updateClass(info, uplinkShares: shares), context)
+        if let info, info != pushed.info || shares != pushed.shares {
+            pushed = (info, shares)
+            logger.info("class pushed to the gateway", metadata: ["class": "\(info.name)", "uplink_shares": "\(shares)"])
+            actions += session!.updateClass(info, uplinkShares: shares)
+        }
+        if let rules {
+            let set = rules.rules(of: s.serviceClass)
+            let pushed = session!.updateOperatorRules(set)
+            if !pushed.isEmpty {
+                logger.info("operator rules pushed", metadata: ["class": "\(s.serviceClass)", "rules": "\(set.count)"])
+            }
+            actions += pushed
+        }
+        if !actions.isEmpty { perform(actions, context) }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -399,7 +430,7 @@ final class ControlServerHandler: ChannelInboundHandler {
             case .retireKey(let id):
                 book.retire(id: id)
                 keys.removeAll { $0 == id }
-            case .applyClass, .learnAddresses, .applyUplinkShares:
+            case .applyClass, .learnAddresses, .applyUplinkShares, .applyOperatorRules:
                 break  // gateway-side actions
             case .close(let reason):
                 logger.info("control channel closed", metadata: ["reason": "\(reason)"])

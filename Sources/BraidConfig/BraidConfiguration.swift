@@ -266,6 +266,8 @@ public struct ConcentratorConfig: Equatable, Sendable {
     public var storePasswordFile: String? = nil
     /// Seconds per usage row written to a PostgreSQL store (`accounting_interval`).
     public var accountingInterval: UInt32 = 60
+    /// `config rule` sections with `option class`: pushed to that class's gateways, in file order.
+    public var rules: [OperatorRuleConfig] = []
 
     /// Whether data connections with the pre-shared key are accepted at all: in the simple mode
     /// always, next to TLS only with a class of their own.
@@ -406,12 +408,13 @@ public struct BraidConfigReader {
         return shares
     }
 
-    private func readRule(_ r: ValidatedSection, _ p: inout ValidatedPackage) -> TrafficRule {
+    func readRule(_ r: ValidatedSection, _ p: inout ValidatedPackage) -> TrafficRule {
         let rule = TrafficRule(
             name: r.label, destinations: r.prefixes("dest"), destinationPorts: r.portRanges("dest_port"),
             sources: r.prefixes("src"), sourceMACs: r.macAddresses("src_mac"),
             proto: r.text("proto").flatMap(RuleProtocol.init) ?? .tcp,
-            action: r.text("action").flatMap(RuleAction.init) ?? .block, uplink: r.text("uplink"))
+            action: r.text("action").flatMap(RuleAction.init) ?? .block,
+            uplink: r.schema.option("uplink") == nil ? nil : r.text("uplink"))
         if rule.action == .bond && rule.proto == .udp {
             // The concentrator relays TCP streams; a bonded UDP rule would silently route instead.
             p.error(r, "proto", "a bond rule needs tcp or any: only TCP is relayed", value: "udp")
@@ -539,6 +542,7 @@ public struct BraidConfigReader {
         config.pskClass = c.text("psk_class")
         config.identities = c.texts("identity")
         readStore(c, &p, into: &config)
+        config.rules = readOperatorRules(&p)
         return (config, sortedByLine(p.errors))
     }
 

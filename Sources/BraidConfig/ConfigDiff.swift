@@ -206,6 +206,8 @@ public struct ConcentratorConfigDiff: Equatable, Sendable {
     public var subscribersChanged: [String] = []
     /// `psk_class` set, removed or changed: applies to connections made after the reload.
     public var pskClassChanged = false
+    /// Classes whose operator rules (`config rule` with `option class`) changed: pushed to their gateways.
+    public var rulesChanged: [String] = []
 
     public init(from old: ConcentratorConfig, to new: ConcentratorConfig) {
         var fixed = FixedOptions()
@@ -239,6 +241,7 @@ public struct ConcentratorConfigDiff: Equatable, Sendable {
             + Self.listChanges("allow_port", old.allowPorts, new.allowPorts)
         classesChanged = Self.changedNames(old.classes, new.classes, name: \.name)
         subscribersChanged = Self.changedNames(old.subscribers, new.subscribers, name: \.name)
+        rulesChanged = OperatorRuleConfig.classesChanged(from: old.rules, to: new.rules)
     }
 
     /// Whether the destination policy (deny_dest, allow_dest, deny_port, allow_port) changed.
@@ -273,6 +276,7 @@ public struct ConcentratorConfigDiff: Equatable, Sendable {
             out.append("subscriber \(subscribersChanged.joined(separator: ", ")) changed")
         }
         if pskClassChanged { out.append("psk_class changed") }
+        if !rulesChanged.isEmpty { out.append("rules of class \(rulesChanged.joined(separator: ", ")) changed") }
         return out
     }
 }

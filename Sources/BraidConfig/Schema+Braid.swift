@@ -1,3 +1,5 @@
+import BraidCore
+
 /// braid's configuration: the one table that validation, defaults, `Config/` and
 /// `docs/configuration.md` are made from. Add an option here and everything else follows.
 extension ConfigSchema {
@@ -320,6 +322,44 @@ extension ConfigSchema {
                     "enabled", .boolean, default: "1",
                     doc: "0 refuses this subscriber's control and data connections."),
             ]),
+        {
+            var rule = SectionSchema(
+                "rule", role: .concentrator, count: .many,
+                doc: "An operator-provisioned rule: pushed over the TLS control channel to the gateways of its class, "
+                    + "which evaluate these in file order after their own rules and before their default_action. "
+                    + "Matches and actions are the gateway's; a reload reaches running gateways within seconds and "
+                    + "applies to their new connections only. At most \(OperatorRuleLimits.maximumRules) rules "
+                    + "per class, \(OperatorRuleLimits.maximumPayloadSize) bytes encoded.",
+                options: [
+                    OptionSchema(
+                        "class", .reference("class"), required: true, example: "standard",
+                        doc: "Service class whose gateways get the rule: the name of a `config class` section (the "
+                            + "uci store; a PostgreSQL store's classes take no rules yet)."),
+                    OptionSchema(
+                        "dest", .list, .prefix, example: "198.51.100.0/24",
+                        doc: "Destination addresses or prefixes, IPv4 or IPv6; unset matches any."),
+                    OptionSchema(
+                        "dest_port", .list, .portRange, example: "443",
+                        doc: "Destination ports: a port or a range `8000-8080`; unset matches any."),
+                    OptionSchema(
+                        "src", .list, .prefix, example: "198.18.1.0/24",
+                        doc: "LAN source addresses or prefixes at the gateway; unset matches any."),
+                    OptionSchema(
+                        "src_mac", .list, .macAddress, example: "02:00:5e:10:00:01",
+                        doc: "LAN source Ethernet addresses at the gateway; unset matches any."),
+                    OptionSchema(
+                        "proto", .choice(RuleProtocol.allCases.map(\.rawValue)), default: "tcp",
+                        doc: "Protocol matched: tcp, udp or any (any with dest_port: TCP and UDP)."),
+                    OptionSchema(
+                        "action", .choice(RuleAction.allCases.map(\.rawValue)), required: true, example: "direct",
+                        doc: "bond, direct (out of the gateway's best healthy uplink) or block, as on the gateway."),
+                ])
+            rule.refusedOptions = [
+                "uplink": "an operator rule cannot name an uplink: the concentrator does not know a gateway's "
+                    + "uplinks (a direct rule leaves by the best healthy one)"
+            ]
+            return rule
+        }(),
     ])
 }
 
@@ -354,6 +394,8 @@ extension ConfigTemplate {
             .init("class", "standard"),
             // Commented out: a listed subscriber is an operator's decision, not a default.
             .init("subscriber", "cpe_0001", commentedOut: true),
+            // Commented out: which services bypass the bond is the operator's decision.
+            .init("rule", "bank_direct", commentedOut: true),
         ])
 
     public static func forRole(_ role: ConfigRole) -> ConfigTemplate {

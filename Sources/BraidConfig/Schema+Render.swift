@@ -33,7 +33,9 @@ extension ConfigSchema {
     public func render(_ template: ConfigTemplate, uncommented: Bool = false) -> String {
         var out = template.header.map { "# \($0)" }
         for t in template.sections {
-            guard let schema = section(t.type) else { preconditionFailure("no section type \(t.type) in the schema") }
+            guard let schema = section(t.type, role: template.role) else {
+                preconditionFailure("no section type \(t.type) in the schema")
+            }
             let off = t.commentedOut && !uncommented ? "#" : ""
             var lines: [String] = [""]
             if t.documented { lines += wrap(schema.doc, prefix: "# ") }

@@ -136,6 +136,9 @@ public struct SectionSchema: Sendable {
     public var maxNameBytes: Int?
     public var doc: String
     public var options: [OptionSchema]
+    /// Options this section type refuses although the other role's section of the same type takes
+    /// them, with the reason `braid check` gives instead of "unknown option".
+    public var refusedOptions: [String: String] = [:]
 
     public init(
         _ type: String, role: ConfigRole, count: Count, named: Bool = false, maxNameBytes: Int? = nil, doc: String,
@@ -165,6 +168,11 @@ public struct ConfigSchema: Sendable {
 
     public func section(_ type: String) -> SectionSchema? {
         sections.first { $0.type == type }
+    }
+
+    /// The section type as `role` reads it: a type both roles read (`rule`) has a schema for each.
+    public func section(_ type: String, role: ConfigRole) -> SectionSchema? {
+        sections.first { $0.type == type && $0.role == role } ?? section(type)
     }
 
     /// Section types read by a role, in schema order.
@@ -304,7 +312,7 @@ extension ConfigSchema {
     public func validate(_ package: UCIPackage, role: ConfigRole) -> ValidatedPackage {
         var result = ValidatedPackage(file: package.file, role: role, sections: [], errors: [])
         for section in package.sections {
-            guard let schema = self.section(section.type) else {
+            guard let schema = self.section(section.type, role: role) else {
                 result.errors.append(
                     ConfigError(
                         file: package.file, line: section.line, section: section.label, "unknown section type",
@@ -335,7 +343,8 @@ extension ConfigSchema {
                 result.errors.append(
                     ConfigError(
                         file: package.file, line: option.line, section: section.label, option: option.name,
-                        "unknown option", value: option.values.joined(separator: " ")))
+                        schema.refusedOptions[option.name] ?? "unknown option",
+                        value: option.values.joined(separator: " ")))
             }
             for option in schema.options {
                 check(option, in: &validated, errors: &result.errors, file: package.file)

@@ -15,6 +15,12 @@ public struct MACAddress: Hashable, Sendable, CustomStringConvertible {
         self.octets = octets
     }
 
+    /// The address from its six octets (as a control message carries it); nil for another count.
+    public init?(octets: [UInt8]) {
+        guard octets.count == 6 else { return nil }
+        self.octets = octets
+    }
+
     /// Lower case, colon-separated, two digits an octet: the spelling nft and `ip link` use.
     public var description: String {
         octets.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined(separator: ":")

@@ -18,9 +18,11 @@ extension Interception {
             self.bondByDefault = bondByDefault
         }
 
-        /// The rules of the `rules` chain, ending with the default verdict.
+        /// The rules of the `rules` chain: the gateway's own, then the operator's (their chain
+        /// returns here when none matches), then the default verdict.
         func chainRules(markMask: UInt32) -> [String] {
-            statements.map { $0.nft(markMask: markMask) } + [bondByDefault ? "goto bond" : "accept"]
+            statements.map { $0.nft(markMask: markMask) } + ["jump \(Interception.operatorChain)"]
+                + [bondByDefault ? "goto bond" : "accept"]
         }
     }
 
@@ -116,5 +118,76 @@ extension Interception {
             parts.append("comment \"\(comment)\"")
             return parts.joined(separator: " ")
         }
+    }
+}
+
+extension Interception {
+    /// The chain of the rules the operator pushes over the control channel: jumped to after the
+    /// gateway's own rules, so those win, and before `default_action`. A chain of its own, so a
+    /// push replaces it alone and the gateway's rules keep their counters.
+    public static let operatorChain = "operator_rules"
+
+    /// Makes the operator's chain hold `statements`, in one transaction: flushed and refilled
+    /// while nothing else in the table changes, so connections running are untouched (as for
+    /// `setSteering`) and the gateway's own rules keep their counters.
+    public func setOperatorRules(_ statements: [RuleStatement]) throws {
+        guard installed, statements != settings.operatorRules else {
+            settings.operatorRules = statements
+            return
+        }
+        let table = "inet \(settings.tableName)"
+        var commands = "flush chain \(table) \(Self.operatorChain)\n"
+        for rule in statements {
+            commands += "add rule \(table) \(Self.operatorChain) \(rule.nft(markMask: markMask))\n"
+        }
+        try run(commands)
+        settings.operatorRules = statements
+    }
+
+    /// What one rule's nft statements counted: the packets and bytes that matched them, summed
+    /// over the statements it became (one per family and protocol).
+    public struct RuleHits: Equatable, Sendable {
+        /// The rule's name (the statements' comment).
+        public var name: String
+        public var packets: UInt64
+        public var bytes: UInt64
+    }
+
+    /// The counters of the gateway's own rules (`local`) and of the operator's, in chain order.
+    /// A rule matches a connection's first packets only (later ones are accepted before the
+    /// rules), so its packets are about its connections and flows.
+    public func ruleHits() throws -> (local: [RuleHits], operator: [RuleHits]) {
+        guard installed else { return ([], []) }
+        let table = "inet \(settings.tableName)"
+        return (
+            Self.hits(inListing: try list("list chain \(table) rules\n")),
+            Self.hits(inListing: try list("list chain \(table) \(Self.operatorChain)\n"))
+        )
+    }
+
+    /// Reads `nft list chain` output: each rule line with `counter packets N bytes M` and
+    /// `comment "NAME"` adds to NAME. Lines without a comment (the jump, the default) are skipped.
+    static func hits(inListing text: String) -> [RuleHits] {
+        var out: [RuleHits] = []
+        for line in text.split(separator: "\n") {
+            guard let name = field(line, after: "comment \"", until: "\""),
+                let packets = field(line, after: "counter packets ", until: " ").flatMap({ UInt64($0) }),
+                let bytes = field(line, after: " bytes ", until: " ").flatMap({ UInt64($0) })
+            else { continue }
+            if let i = out.firstIndex(where: { $0.name == name }) {
+                out[i].packets += packets
+                out[i].bytes += bytes
+            } else {
+                out.append(RuleHits(name: name, packets: packets, bytes: bytes))
+            }
+        }
+        return out
+    }
+
+    /// The text between the first `start` in `line` and the next `end` (or the line's end).
+    private static func field(_ line: Substring, after start: String, until end: Character) -> String? {
+        guard let r = line.firstRange(of: start) else { return nil }
+        let rest = line[r.upperBound...]
+        return String(rest.prefix { $0 != end })
     }
 }

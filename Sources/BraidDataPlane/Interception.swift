@@ -22,6 +22,8 @@ public final class Interception {
         public var lanOnlyPorts: [UInt16]
         /// The gateway's rules: which LAN traffic is relayed, routed or refused.
         public var steering: Steering
+        /// The rules the operator pushed for the gateway's class, after the gateway's own.
+        public var operatorRules: [RuleStatement] = []
 
         public init(
             tableName: String = "braid", lanDevices: [String], listenerPort: UInt16, fwmark: UInt32,
@@ -94,8 +96,8 @@ public final class Interception {
         public var description: String
     }
 
-    private var settings: Settings
-    private var installed = false
+    var settings: Settings
+    var installed = false
     /// One libnftables context for the table's lifetime, made at start while descriptor numbers
     /// are low: libnftables waits on its netlink socket with select(), which aborts the process
     /// (FD_SETSIZE) when the socket's number is above 1023, as it is when a busy gateway stops
@@ -157,6 +159,9 @@ public final class Interception {
                 # The gateway's rules, first match wins, then default_action: replaced whole on reload.
                 chain rules {
             \(s.steering.chainRules(markMask: egressMask).map { "        \($0)\n" }.joined())    }
+                # The operator's rules for this gateway's class (control channel), after the gateway's own.
+                chain \(Self.operatorChain) {
+            \(s.operatorRules.map { "        \($0.nft(markMask: egressMask))\n" }.joined())    }
                 # Relayed: TCP is handed to the transparent listener; other protocols are routed.
                 chain bond {
                     meta l4proto != tcp accept
@@ -263,9 +268,8 @@ public final class Interception {
             return
         }
         let table = "inet \(settings.tableName)"
-        let mask = settings.egress.markMask == 0 ? UInt32(0x00ff_0000) : settings.egress.markMask
         var commands = "flush chain \(table) rules\n"
-        for rule in steering.chainRules(markMask: mask) { commands += "add rule \(table) rules \(rule)\n" }
+        for rule in steering.chainRules(markMask: markMask) { commands += "add rule \(table) rules \(rule)\n" }
         try run(commands)
         settings.steering = steering
     }
@@ -285,6 +289,15 @@ public final class Interception {
         guard installed else { return }
         try run("delete table inet \(settings.tableName)\n")
         installed = false
+    }
+
+    /// The bits EgressMarks gives uplinks, also when a test builds the table without uplinks.
+    var markMask: UInt32 { settings.egress.markMask == 0 ? UInt32(0x00ff_0000) : settings.egress.markMask }
+
+    /// Runs a `list` command and returns what nft printed.
+    func list(_ command: String) throws -> String {
+        try run(command)
+        return nft_ctx_get_output_buffer(ctx).map { String(cString: $0) } ?? ""
     }
 
     /// Applies `commands` as one nftables transaction through libnftables.

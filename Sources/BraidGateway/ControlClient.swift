@@ -215,6 +215,15 @@ final class ControlClient: @unchecked Sendable {
         onUplinkShares?(list)
     }
 
+    /// Called with the operator's rules for the gateway's class each time the concentrator pushes
+    /// them (on the channel's event loop); set before `start`.
+    var onOperatorRules: (([ControlMessage.OperatorRule]) -> Void)?
+
+    fileprivate func received(_ rules: [ControlMessage.OperatorRule]) {
+        logger.info("operator rules received", metadata: ["rules": "\(rules.map(\.name))"])
+        onOperatorRules?(rules)
+    }
+
     fileprivate func applied(_ info: ControlMessage.ClassInfo) {
         keys.setClass(info)
         logger.info(
@@ -290,6 +299,8 @@ final class ControlClientHandler: ChannelInboundHandler {
                 client?.learned(list)
             case .applyUplinkShares(let list):
                 client?.sharesApplied(list)
+            case .applyOperatorRules(let rules):
+                client?.received(rules)
             case .close(let why):
                 reason = "\(why)"
                 context.flush()

@@ -18,7 +18,9 @@ extension GatewayService {
     /// The document of this moment. On the control reactor only.
     func status() -> GatewayStatus? {
         guard let supervisor, let forwarder = forwarderForStatus else { return nil }
-        return supervisor.status(sessions: forwarder.counters, bytes: forwarder.bytes, control: controlStatus())
+        var document = supervisor.status(sessions: forwarder.counters, bytes: forwarder.bytes, control: controlStatus())
+        document.rules = ruleStatus()
+        return document
     }
 
     /// The document as the local socket sends it.

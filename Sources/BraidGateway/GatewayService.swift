@@ -34,6 +34,8 @@ public final class GatewayService {
     /// listener's thread, which cannot read the uplinks' state itself.
     let published = PublishedStatus()
     var keys: DataKeys?
+    /// The operator's rules in force (pushed by the concentrator, or kept from the last run).
+    var operatorRules: [ControlMessage.OperatorRule] = []
     /// The kernel settings changed and their values before: given back at stop, also after a crash.
     private var state: KernelStateFile?
     /// The LAN status page (`web_listen`); its listener comes and goes with the LAN address.
@@ -94,11 +96,12 @@ public final class GatewayService {
             let egress = try EgressRouting(
                 holddownSeconds: config.holddown, marks: EgressMarks(uplinks: config.uplinks.map(\.name)),
                 logger: logger)
-            let table = try Interception(
-                .init(
-                    lanDevices: config.lanDevices, listenerPort: config.tproxyPort, fwmark: config.fwmark,
-                    egress: egressSettings(config, egress), steering: steeringSettings(config, egress),
-                    lanOnlyPorts: config.webListen.port.map { [$0] } ?? []))
+            var settings = Interception.Settings(
+                lanDevices: config.lanDevices, listenerPort: config.tproxyPort, fwmark: config.fwmark,
+                egress: egressSettings(config, egress), steering: steeringSettings(config, egress),
+                lanOnlyPorts: config.webListen.port.map { [$0] } ?? [])
+            settings.operatorRules = OperatorRules.statements(keptOperatorRules())
+            let table = try Interception(settings)
             let manager = try UplinkManager(config: config, state: state, logger: logger)
             uplinks = manager
             try manager.installBase()
@@ -167,6 +170,9 @@ public final class GatewayService {
                 }
                 client.onUplinkShares = { [weak supervisor] list in
                     reactor.execute { supervisor?.setClassShares(list) }
+                }
+                client.onOperatorRules = { [weak self] rules in
+                    reactor.execute { self?.applyOperatorRules(rules) }
                 }
                 client.start()
             }

@@ -15,11 +15,14 @@ public struct GatewayStatus: Codable, Sendable, Equatable {
     public var time: Double?
     /// Every address the gateway knows the concentrator by (configured, resolved, announced).
     public var concentratorAddresses: [String]?
+    /// The rules in force, the gateway's own then the operator's, with their hits (see RuleStatus).
+    public var rules: [RuleStatus]?
 
     enum CodingKeys: String, CodingKey {
         case role, concentrator
         case concentratorAddresses = "concentrator_addresses"
         case sessions, control, uplinks, bytes, time
+        case rules
     }
 
     public init(

@@ -39,6 +39,10 @@ public enum ControlMessage: Equatable, Sendable {
     /// (`list uplink_share`), after classInfo and again whenever the class changes; an empty list
     /// clears them. Sent only to gateways whose hello names `uplinkSharesVersion` or later.
     case uplinkShares([UplinkShare])
+    /// Concentrator → gateway, to a gateway whose hello says `operatorRulesVersion` or later: the
+    /// rules the operator provisions for the subscriber's class, in order, replacing the last set
+    /// sent (empty: none). See ControlMessage+OperatorRules.
+    case operatorRules([OperatorRule])
 
     /// Version of the framing and of the protocol spoken in it.
     public static let version: UInt8 = 1
@@ -49,14 +53,22 @@ public enum ControlMessage: Equatable, Sendable {
     /// message type keeps its own check, so versions other message types bring do not matter).
     public static let uplinkSharesVersion: UInt8 = 3
     /// The highest protocol version this build speaks: what a gateway names in hello.
-    public static let spokenVersion: UInt8 = max(addressesVersion, uplinkSharesVersion)
+    public static let spokenVersion: UInt8 = max(addressesVersion, uplinkSharesVersion, operatorRulesVersion)
     /// At most this many shares in one `uplinkShares` message (names up to 64 bytes: 530 bytes).
     public static let maximumUplinkShares = 8
+    /// The protocol version a gateway names in hello when it also understands `operatorRules`.
+    public static let operatorRulesVersion: UInt8 = 3
     /// At most this many addresses in one `addresses` message.
     public static let maximumAddresses = 16
     public static let headerSize = 4
     /// Bounds every buffer of a reader; the largest payload (an error with a full reason) is 258.
+    /// `operatorRules` alone may be larger, up to `OperatorRuleLimits.maximumPayloadSize`.
     public static let maximumPayloadSize = 1024
+
+    /// The largest payload a frame of `type` may announce; a larger one is refused from its header.
+    public static func maximumPayloadSize(of type: MessageType) -> Int {
+        type == .operatorRules ? OperatorRuleLimits.maximumPayloadSize : maximumPayloadSize
+    }
     /// Longest string field in bytes (its length is one byte).
     public static let maximumStringSize = 255
 
@@ -71,6 +83,7 @@ public enum ControlMessage: Equatable, Sendable {
         case goodbye = 7
         case addresses = 8
         case uplinkShares = 10
+        case operatorRules = 9
     }
 
     public struct Hello: Equatable, Sendable {
@@ -147,6 +160,7 @@ public enum ControlMessage: Equatable, Sendable {
         case .goodbye: return .goodbye
         case .addresses: return .addresses
         case .uplinkShares: return .uplinkShares
+        case .operatorRules: return .operatorRules
         }
     }
 }
@@ -201,11 +215,13 @@ extension ControlMessage {
                 try w.string(share.uplink, field: "uplinkShares.uplink")
                 w.u8(share.percent)
             }
+        case .operatorRules(let rules):
+            try Self.encode(rules, into: &w)
         }
         let payload = w.out
-        // Cannot exceed the maximum: the largest payloads are 1 + 16 * 17 (addresses) and 1 + 8 * 66 bytes
-        // (uplinkShares).
-        precondition(payload.count <= Self.maximumPayloadSize)
+        // Cannot exceed the maximum: the largest other payload is 1 + 16 * 17 bytes, and the
+        // rules' encoder refuses a set beyond its own bound.
+        precondition(payload.count <= Self.maximumPayloadSize(of: type))
         return [Self.version, type.rawValue, UInt8(payload.count >> 8), UInt8(payload.count & 0xff)] + payload
     }
 
@@ -301,8 +317,9 @@ extension ControlMessage {
             throw ControlError(.unknownType, "frame type \(header[1])")
         }
         let length = Int(header[2]) << 8 | Int(header[3])
-        guard length <= maximumPayloadSize else {
-            throw ControlError(.frameTooLarge, "\(type) frame of \(length) bytes exceeds \(maximumPayloadSize)")
+        let limit = maximumPayloadSize(of: type)
+        guard length <= limit else {
+            throw ControlError(.frameTooLarge, "\(type) frame of \(length) bytes exceeds \(limit)")
         }
         let total = headerSize + length
         let frame = Array(bytes.prefix(total))
@@ -374,6 +391,8 @@ extension ControlMessage {
             }
             try check(list)
             message = .uplinkShares(list)
+        case .operatorRules:
+            message = .operatorRules(try decodeOperatorRules(&r))
         }
         try r.finish()
         return message

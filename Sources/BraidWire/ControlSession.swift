@@ -16,6 +16,8 @@ public enum ControlAction: Equatable, Sendable {
     case learnAddresses([IPAddress])
     /// Gateway: the class's uplink shares, replacing the ones before (see `ControlMessage.uplinkShares`).
     case applyUplinkShares([UplinkShare])
+    /// Gateway: the operator's rules for its class replace the last set (see `ControlMessage.operatorRules`).
+    case applyOperatorRules([ControlMessage.OperatorRule])
     /// Close the control channel after the sends before this action. The session is over.
     case close(ControlCloseReason)
 }
@@ -333,6 +335,11 @@ public struct GatewayControlSession: Sendable, ControlSessionCore {
                 return fail(ControlError(.unexpectedMessage, "uplinkShares before the first sessionGrant"))
             }
             return [.applyUplinkShares(list)]
+        case .operatorRules(let rules):
+            guard case .established = state else {
+                return fail(ControlError(.unexpectedMessage, "operatorRules before the first sessionGrant"))
+            }
+            return [.applyOperatorRules(rules)]
         }
     }
 
@@ -417,6 +424,10 @@ public struct ConcentratorControlSession: Sendable, ControlSessionCore {
         /// The class's uplink shares, sent after the class to gateways that understand them
         /// (an empty list too: it clears what an earlier class set).
         public var uplinkShares: [UplinkShare] = []
+        /// The operator's rules for the subscriber's class, sent after the first grant to gateways
+        /// that understand them (an empty set too: it clears what the gateway kept); nil sends none.
+        /// The owner passes only a set `ControlMessage.check` accepts.
+        public var operatorRules: [ControlMessage.OperatorRule]? = nil
 
         public init(
             keyLifetimeSeconds: UInt32 = 3600, rotateAfterSeconds: UInt32? = nil,
@@ -528,6 +539,9 @@ public struct ConcentratorControlSession: Sendable, ControlSessionCore {
                 actions.append(.send(ControlMessage.frame(.addresses(list))))
             }
             if let frame = sharesFrame() { actions.append(.send(frame)) }
+            if let rules = configuration.operatorRules {
+                actions += sendRules(rules)
+            }
             return actions
         case (.awaitingHello, _):
             return fail(ControlError(.unexpectedMessage, "\(message.type) before hello"))
@@ -542,7 +556,7 @@ public struct ConcentratorControlSession: Sendable, ControlSessionCore {
             return close(.peerError(code, reason))
         case (_, .goodbye):
             return close(.goodbye)
-        case (_, .sessionGrant), (_, .classInfo), (_, .addresses), (_, .uplinkShares):
+        case (_, .sessionGrant), (_, .classInfo), (_, .addresses), (_, .uplinkShares), (_, .operatorRules):
             return fail(ControlError(.unexpectedMessage, "\(message.type) sent to a concentrator"))
         }
     }
@@ -627,6 +641,23 @@ public struct ConcentratorControlSession: Sendable, ControlSessionCore {
         else { return nil }
         return ControlMessage.frame(
             .uplinkShares(Array(configuration.uplinkShares.prefix(ControlMessage.maximumUplinkShares))))
+    }
+
+    /// The subscriber's class or its rules changed (reload): push the new set to a gateway that
+    /// understands it, once the session is up and only when it differs from the last one sent.
+    public mutating func updateOperatorRules(_ rules: [ControlMessage.OperatorRule]) -> [ControlAction] {
+        configuration.operatorRules = rules
+        guard case .established = state, rules != sentRules else { return [] }
+        return sendRules(rules)
+    }
+
+    /// The rules as sent last, so that a reload that changes nothing for this class sends nothing.
+    private var sentRules: [ControlMessage.OperatorRule]? = nil
+
+    private mutating func sendRules(_ rules: [ControlMessage.OperatorRule]) -> [ControlAction] {
+        guard let hello = peerHello, hello.protocolVersion >= ControlMessage.operatorRulesVersion else { return [] }
+        sentRules = rules
+        return [.send(ControlMessage.frame(.operatorRules(rules)))]
     }
 
     /// The transport ended without goodbye; the keys stay in the ring until they expire.

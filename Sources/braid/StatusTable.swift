@@ -55,7 +55,15 @@ enum StatusTable {
             out += "\(u.name): quota \(bytes(q.used)) of \(bytes(q.cap)) this \(q.period), resets on \(q.resetsOn)"
             out += q.state == "reached" ? "; reached: \(q.action) until then\n" : "\n"
         }
+        out += rules(s.rules ?? [])
         return out
+    }
+
+    /// The gateway's rules in evaluation order with their hits; nothing when it has none.
+    static func rules(_ rules: [RuleStatus]) -> String {
+        guard !rules.isEmpty else { return "" }
+        let rows = rules.map { [$0.name, $0.origin, $0.action, "\($0.hits)", bytes($0.bytes)] }
+        return "\n" + table([["RULE", "ORIGIN", "ACTION", "HITS", "BYTES"]] + rows)
     }
 
     static func concentrator(_ s: ConcentratorStatus) -> String {

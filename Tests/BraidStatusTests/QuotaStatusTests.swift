@@ -14,7 +14,7 @@ final class QuotaStatusTests: XCTestCase {
         let text = try JSONText.encode(lte)
         XCTAssertTrue(
             text.hasSuffix(
-                #""rx_bytes":2000,"quota":{"used":20100000000,"cap":20000000000,"period":"month","#
+                #""share":null,"share_cap":null,"overflow":null,"quota":{"used":20100000000,"cap":20000000000,"period":"month","#
                     + #""resets_at":1796428800,"resets_on":"2026-12-05","state":"reached","action":"off"}}"#),
             text)
         XCTAssertEqual(try JSONText.decode(UplinkStatus.self, from: text), lte)

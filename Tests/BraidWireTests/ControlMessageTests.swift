@@ -22,6 +22,8 @@ final class ControlMessageTests: XCTestCase {
         .goodbye,
         .addresses([IPAddress("198.18.10.2")!, IPAddress("2001:db8:10::2")!]),
         .addresses([]),
+        .operatorRules([]),
+        .operatorRules(OperatorRulesCodecTests.rules),
     ]
 
     func testRoundTripOfEveryMessage() throws {
@@ -96,7 +98,7 @@ final class ControlMessageTests: XCTestCase {
         }
         XCTAssertEqual(code([2, 7, 0, 0]), .unsupportedVersion)
         XCTAssertEqual(code([1, 0, 0, 0]), .unknownType)
-        XCTAssertEqual(code([1, 9, 0, 0]), .unknownType)
+        XCTAssertEqual(code([1, 99, 0, 0]), .unknownType)
         // Refused from the header alone: nothing waits for (or buffers) 64 KB that will not come.
         XCTAssertEqual(code([1, 6, 0xff, 0xff]), .frameTooLarge)
         XCTAssertEqual(code([1, 6, 0x04, 0x01]), .frameTooLarge)

@@ -45,6 +45,7 @@ struct ControlLink {
     var gatewayClasses: [ControlMessage.ClassInfo] = []
     var gatewayAddresses: [[IPAddress]] = []
     var gatewayShares: [[UplinkShare]] = []
+    var gatewayRules: [[ControlMessage.OperatorRule]] = []
     var gatewayClosed: ControlCloseReason?
     var concentratorClosed: ControlCloseReason?
     var gatewayRetired: [UInt32] = []
@@ -79,6 +80,7 @@ struct ControlLink {
             case .applyClass(let info): gatewayClasses.append(info)
             case .learnAddresses(let list): gatewayAddresses.append(list)
             case .applyUplinkShares(let list): gatewayShares.append(list)
+            case .applyOperatorRules(let rules): gatewayRules.append(rules)
             case .close(let reason): gatewayClosed = reason
             }
         }
@@ -98,6 +100,7 @@ struct ControlLink {
             case .applyClass: preconditionFailure("a concentrator applies no class")
             case .learnAddresses: preconditionFailure("a concentrator learns no addresses")
             case .applyUplinkShares: preconditionFailure("a concentrator applies no uplink shares")
+            case .applyOperatorRules: preconditionFailure("a concentrator applies no operator rules")
             case .close(let reason): concentratorClosed = reason
             }
         }
