@@ -15,10 +15,14 @@ public struct GatewayStatus: Codable, Sendable, Equatable {
     public var time: Double?
     /// Every address the gateway knows the concentrator by (configured, resolved, announced).
     public var concentratorAddresses: [String]?
+    /// Every configured concentrator (`server`) in order of preference, with its state and
+    /// whether new sessions go to it. Added with `list server`; older gateways leave it out.
+    public var concentrators: [ConcentratorEntryStatus]?
 
     enum CodingKeys: String, CodingKey {
         case role, concentrator
         case concentratorAddresses = "concentrator_addresses"
+        case concentrators
         case sessions, control, uplinks, bytes, time
     }
 
