@@ -57,7 +57,10 @@ struct ConcentratorChoice {
     var confirmNanos: UInt64
 
     /// `hosts` in order of preference (not empty), with what each resolved to so far.
-    init(hosts: [ConcentratorHost], resolved: [ConcentratorHost: [IPAddress]], holddownNanos: UInt64, confirmNanos: UInt64) {
+    init(
+        hosts: [ConcentratorHost], resolved: [ConcentratorHost: [IPAddress]], holddownNanos: UInt64,
+        confirmNanos: UInt64
+    ) {
         precondition(!hosts.isEmpty, "no concentrator")
         servers = hosts.map { Server(host: $0, addresses: ConcentratorAddresses(configured: resolved[$0] ?? [])) }
         self.holddownNanos = holddownNanos
@@ -78,7 +81,8 @@ struct ConcentratorChoice {
         case (.up, true): return
         case (.down, false): return
         case (_, true): servers[i].channel = .up(since: now)
-        case (_, false): servers[i].channel = .down(since: now, reason: reason.isEmpty ? "control channel down" : reason)
+        case (_, false):
+            servers[i].channel = .down(since: now, reason: reason.isEmpty ? "control channel down" : reason)
         }
     }
 
@@ -113,7 +117,9 @@ struct ConcentratorChoice {
     /// A reload's new list: what is known of concentrators that stay is kept, and so is the one in
     /// use when it stays (its sessions go on). When it is gone, the most preferred healthy one
     /// takes over at once, else the first.
-    mutating func replace(hosts: [ConcentratorHost], resolved: [ConcentratorHost: [IPAddress]], now: UInt64) -> Switch? {
+    mutating func replace(
+        hosts: [ConcentratorHost], resolved: [ConcentratorHost: [IPAddress]], now: UInt64
+    ) -> Switch? {
         precondition(!hosts.isEmpty, "no concentrator")
         let old = current.host
         servers = hosts.map { host in
@@ -141,7 +147,9 @@ struct ConcentratorChoice {
 
     func health(_ s: Server, now: UInt64) -> Health {
         if let since = healthySince(s, now: now) { return .healthy(since: since) }
-        if let verdict = s.unreachableSince { return .down(since: verdict, reason: "probes unanswered on every uplink") }
+        if let verdict = s.unreachableSince {
+            return .down(since: verdict, reason: "probes unanswered on every uplink")
+        }
         switch s.channel {
         case .unknown: return .unknown
         case .up(let since): return .down(since: since, reason: "unconfirmed since the probes failed")

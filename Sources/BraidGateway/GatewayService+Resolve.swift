@@ -7,7 +7,8 @@ import Glibc
 #endif
 
 /// `server` as a host name: its A and AAAA records are the concentrator's addresses, one
-/// per family (each entry of `list server` on its own). Resolved at start (a name that does not resolve stops the start), at each reload
+/// per family (each entry of `list server` on its own). Resolved at start (a name that does not
+/// resolve stops the start; with several, none resolving does), at each reload
 /// and every `resolveIntervalNanos`; a later failure keeps the addresses the gateway has, so a
 /// DNS outage never takes the concentrator away from running sessions.
 extension GatewayService {

@@ -155,7 +155,8 @@ extension GatewayService {
             do {
                 try openLink(host)
             } catch {
-                logger.error("cannot open the control channel", metadata: ["concentrator": "\(host)", "error": "\(error)"])
+                logger.error(
+                    "cannot open the control channel", metadata: ["concentrator": "\(host)", "error": "\(error)"])
             }
         }
         config = running

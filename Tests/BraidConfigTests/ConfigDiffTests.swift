@@ -156,7 +156,8 @@ final class ConfigDiffTests: XCTestCase {
     func testServerListIsReloadedLive() throws {
         let running = try gateway(gatewayText())
         let (new, diff) = try reload(
-            running, gatewayText().replacingOccurrences(of: "option server '198.18.10.2'", with: "option server '198.18.10.3'"))
+            running,
+            gatewayText().replacingOccurrences(of: "option server '198.18.10.2'", with: "option server '198.18.10.3'"))
         XCTAssertEqual(new.servers, [.address(IPAddress("198.18.10.3")!)])
         XCTAssertEqual(diff.fixed, [])
         XCTAssertEqual(diff.summary, "server 198.18.10.2 -> 198.18.10.3")

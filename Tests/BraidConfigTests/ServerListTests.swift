@@ -54,7 +54,8 @@ final class ServerListTests: XCTestCase {
     func testSeveralNeedTLSAndNoServerNameAndNoRepeats() {
         let (_, errors) = read(
             "config gateway 'main'\n\tlist server 'a.example.net'\n\tlist server 'a.example.net'\n"
-                + "\tlist server 'b.example.net'\n\toption psk_file '/etc/braid/psk'\n\toption server_name 'x.example.net'\n"
+                + "\tlist server 'b.example.net'\n\toption psk_file '/etc/braid/psk'\n"
+                + "\toption server_name 'x.example.net'\n"
                 + "\tlist lan_device 'br-lan'\n")
         XCTAssertEqual(
             errors,

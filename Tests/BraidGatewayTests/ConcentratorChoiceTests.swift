@@ -44,7 +44,8 @@ final class ConcentratorChoiceTests: XCTestCase {
         XCTAssertEqual(x.current.host, b)
         x.channel(a, up: true, now: s(5))
         XCTAssertNil(x.decide(now: s(14.9)), "a healthy for 9.9 s of a 10 s hold-down")
-        XCTAssertEqual(x.decide(now: s(15)), ConcentratorChoice.Switch(from: b, to: a, reason: "\(a) preferred, healthy for 10.0 s"))
+        XCTAssertEqual(
+            x.decide(now: s(15)), ConcentratorChoice.Switch(from: b, to: a, reason: "\(a) preferred, healthy for 10.0 s"))
     }
 
     func testFlappingPreferredNeverPullsSessionsBack() {
@@ -89,7 +90,8 @@ final class ConcentratorChoiceTests: XCTestCase {
         // Blackholed: its channel still looks up (keepalive not expired), the probes say otherwise.
         x.probes(reachable: false, now: s(2))
         XCTAssertEqual(x.decide(now: s(2))?.to, b)
-        XCTAssertEqual(x.health(x.servers[0], now: s(2)), .down(since: s(2), reason: "probes unanswered on every uplink"))
+        XCTAssertEqual(
+            x.health(x.servers[0], now: s(2)), .down(since: s(2), reason: "probes unanswered on every uplink"))
         // Probes now judge b: they reach it.
         x.probes(reachable: true, now: s(2.5))
         // The channel to a dies of its keepalive, comes back when the blackhole is lifted.
