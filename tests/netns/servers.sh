@@ -251,7 +251,7 @@ fi
 # 3. A back: preferred again once healthy for server_holddown.
 start_conc A || fail "A restarted"
 t0=$(now)
-if wait_for 30 is_in_use "$NAME_A"; then
+if wait_for 45 is_in_use "$NAME_A"; then
     back=$(elapsed "$t0" "$(now)")
     a0=$(sessions_total A)
     if python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) >= $HOLDDOWN else 1)" "$back" &&
@@ -261,7 +261,7 @@ if wait_for 30 is_in_use "$NAME_A"; then
         fail "A preferred again after the hold-down" "after $back s; A sessions $a0 -> $(sessions_total A)"
     fi
 else
-    fail "A preferred again within 30 s" "$(gw_json)"
+    fail "A preferred again within 45 s" "$(gw_json)"
 fi
 
 # 4. A silent: its addresses blackholed (no reset, no ICMP). The probes notice; B serves.
@@ -280,7 +280,7 @@ else
 fi
 blackhole off
 t0=$(now)
-if wait_for 40 is_in_use "$NAME_A"; then
+if wait_for 50 is_in_use "$NAME_A"; then
     pass "blackhole lifted: A preferred again after $(elapsed "$t0" "$(now)") s"
 else
     fail "A preferred again after the blackhole" "$(gw_json)"
