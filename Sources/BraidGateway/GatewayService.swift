@@ -163,7 +163,11 @@ public final class GatewayService {
             startMetrics(on: control.reactors[0])
             let page = StatusPage(logger: logger)
             statusPage = page
+            let reactor = control.reactors[0]
             supervisor.onTransition = { [weak self] in
+                // An uplink's health changed: the concentrator in use may have gone silent. Judged
+                // after the probe pass that saw it, not in its middle, and not a tick later.
+                reactor.execute { self?.serverTick() }
                 guard let self, self.config.webListen != .off else { return }
                 self.statusPage?.publish(document: self.statusText())
             }
