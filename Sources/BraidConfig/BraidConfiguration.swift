@@ -165,7 +165,12 @@ public struct Subscriber: Equatable, Sendable {
 
 /// `config gateway` section.
 public struct GatewayConfig: Equatable, Sendable {
+    /// The first of `servers`: the one concentrator of a gateway with `option server`.
     public var server: ConcentratorHost
+    /// `server` as a list: the concentrators in order of preference (one with `option server`).
+    public var servers: [ConcentratorHost] = []
+    /// Seconds a more preferred concentrator must have been healthy before new sessions go back to it.
+    public var serverHolddown: Double = 30
     public var port: UInt16
     public var pskFile: String
     public var lanDevices: [String]
@@ -335,7 +340,8 @@ public struct BraidConfigReader {
     func readGateway() -> (config: GatewayConfig?, errors: [ConfigError]) {
         var p = schema.validate(package, role: .gateway)
         guard let g = p.sections(ofType: "gateway").first else { return (nil, p.errors) }
-        let server = g.text("server").map(ConcentratorHost.init) ?? .address(.v4(0))
+        let servers = g.texts("server").map(ConcentratorHost.init)
+        let server = servers.first ?? .address(.v4(0))
         var config = GatewayConfig(
             server: server,
             port: UInt16(truncatingIfNeeded: g.number("port") ?? 0),
@@ -360,6 +366,9 @@ public struct BraidConfigReader {
             webListen: g.text("web_listen").flatMap { ListenerSetting($0, defaultPort: 80) } ?? .lan(port: 80))
         config.metricsListen = metricsListen(g, &p)
         config.macIdentity = g.text("server_name")
+        config.servers = servers
+        config.serverHolddown = g.seconds("server_holddown") ?? 30
+        checkServers(g, &p, config)
         checkDistinctPorts(g, &p)
         if let web = g.text("web_listen").flatMap({ ListenerSetting($0, defaultPort: 80) })?.port,
             web == g.number("tproxy_port").map({ UInt16(truncatingIfNeeded: $0) })
@@ -603,6 +612,34 @@ public struct BraidConfigReader {
                 value: "\(e)")
         }
         return e
+    }
+
+    /// `list server` with several concentrators: each is judged by its own control channel and
+    /// grants its own session keys, so TLS is needed; each certificate carries its own entry, so a
+    /// single `server_name` cannot name them all.
+    private func checkServers(_ g: ValidatedSection, _ p: inout ValidatedPackage, _ config: GatewayConfig) {
+        let written = g.section.option("server")
+        if written?.writtenAsOptionAndList == true {
+            p.error(
+                g, "server", "option server and list server are both set; use list server alone for several",
+                value: written?.values.joined(separator: " "))
+            return
+        }
+        var seen: Set<ConcentratorHost> = []
+        for host in config.servers where !seen.insert(host).inserted {
+            p.error(g, "server", "listed twice", value: host.description)
+        }
+        guard config.servers.count > 1 else { return }
+        if config.tls == nil {
+            p.error(
+                g, "server", "several concentrators need the control channel (ca, cert and key)",
+                value: config.servers.map(\.description).joined(separator: " "))
+        }
+        if let name = g.text("server_name") {
+            p.error(
+                g, "server_name",
+                "names one concentrator; with list server each certificate must carry its own entry", value: name)
+        }
     }
 
     /// The MPTCP data listener and the TLS control listener are both TCP: one port cannot serve both.

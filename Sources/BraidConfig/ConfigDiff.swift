@@ -101,10 +101,12 @@ public struct GatewayConfigDiff: Equatable, Sendable {
     /// and connections already running keep the path they started on.
     public var rules: (old: [TrafficRule], new: [TrafficRule])? = nil
     public var defaultAction: (old: RuleAction, new: RuleAction)? = nil
+    /// `server` (the concentrators, in order of preference): channels are opened and closed to match.
+    public var servers: (old: [ConcentratorHost], new: [ConcentratorHost])? = nil
+    public var serverHolddown: (old: Double, new: Double)? = nil
 
     public init(from old: GatewayConfig, to new: GatewayConfig) {
         var fixed = FixedOptions()
-        fixed.compare("server", old.server, new.server)
         fixed.compare("port", old.port, new.port)
         fixed.compare("control_port", old.controlPort, new.controlPort)
         fixed.compare("psk_file", old.pskFile, new.pskFile)
@@ -112,6 +114,9 @@ public struct GatewayConfigDiff: Equatable, Sendable {
         // An unset server_name follows the server: reported with it, not on its own.
         let followsServer = old.serverName == old.server.description && new.serverName == new.server.description
         if !followsServer { fixed.compare("server_name", old.serverName, new.serverName) }
+        // The concentrators change live: channels to those that stay, and their sessions, are kept.
+        if old.servers != new.servers { servers = (old.servers, new.servers) }
+        if old.serverHolddown != new.serverHolddown { serverHolddown = (old.serverHolddown, new.serverHolddown) }
         fixed.compare("tproxy_port", old.tproxyPort, new.tproxyPort)
         fixed.compare("fwmark", "0x" + String(old.fwmark, radix: 16), "0x" + String(new.fwmark, radix: 16))
         fixed.compare("table_base", old.tableBase, new.tableBase)
@@ -158,6 +163,8 @@ public struct GatewayConfigDiff: Equatable, Sendable {
             && a.webListen?.old == b.webListen?.old && a.webListen?.new == b.webListen?.new
             && a.rules?.old == b.rules?.old && a.rules?.new == b.rules?.new
             && a.defaultAction?.old == b.defaultAction?.old && a.defaultAction?.new == b.defaultAction?.new
+            && a.servers?.old == b.servers?.old && a.servers?.new == b.servers?.new
+            && a.serverHolddown?.old == b.serverHolddown?.old && a.serverHolddown?.new == b.serverHolddown?.new
     }
 
     /// Nothing to apply (fixed options aside).
@@ -181,6 +188,13 @@ public struct GatewayConfigDiff: Equatable, Sendable {
         if let w = webListen { out.append("web_listen \(w.old) -> \(w.new)") }
         if let r = rules { out.append("rules \(r.old.count) -> \(r.new.count)") }
         if let d = defaultAction { out.append("default_action \(d.old) -> \(d.new)") }
+        if let s = servers {
+            out.append("server \(s.old.map(\.description).joined(separator: ", ")) -> "
+                + s.new.map(\.description).joined(separator: ", "))
+        }
+        if let h = serverHolddown {
+            out.append("server_holddown \(ConfigSchema.show(h.old)) -> \(ConfigSchema.show(h.new))")
+        }
         return out
     }
 

@@ -9,11 +9,19 @@ extension ConfigSchema {
             doc: "The gateway (CPE): where the concentrator is and which LAN traffic is bonded.",
             options: [
                 OptionSchema(
-                    "server", .hostOrAddress, required: true, example: "198.18.10.2",
+                    "server", .list, .hostOrAddress, required: true, example: "198.18.10.2",
                     doc: "Concentrator address, IPv4 or IPv6, or a DNS name with A and/or AAAA records (resolved at "
                         + "start, at each reload and every 5 minutes). Each uplink reaches the concentrator over its "
                         + "own address family: an IPv6-only uplink uses the IPv6 address, which the name's AAAA "
-                        + "record or the concentrator itself (over the TLS control channel) makes known."),
+                        + "record or the concentrator itself (over the TLS control channel) makes known. "
+                        + "`list server`, several times, names several concentrators in order of preference (needs "
+                        + "ca, cert and key; each one's certificate must carry its entry): new sessions go to the "
+                        + "first healthy one. `option server` and `list server` together are an error."),
+                OptionSchema(
+                    "server_holddown", .seconds(0...3600, whole: false), default: "30",
+                    doc: "With `list server`: seconds a more preferred concentrator must have been healthy (control "
+                        + "channel up, probes answered) before new sessions go back to it; three keepalives' worth "
+                        + "at the default, so a concentrator restarting in a loop does not draw them back and forth."),
                 OptionSchema("port", .port, default: "4800", doc: "Concentrator's MPTCP data port."),
                 OptionSchema(
                     "control_port", .port, default: "4803", doc: "Concentrator's TLS control port."),

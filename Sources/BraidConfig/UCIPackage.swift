@@ -35,6 +35,10 @@ public struct UCIOption: Equatable, Sendable {
     public var values: [String]
     public var isList: Bool
     public var line: Int
+    /// Written both as `option NAME` and as `list NAME` in one section: uci (and this parser)
+    /// quietly merges or replaces them, so a reader that gives the two forms different meanings
+    /// can refuse it instead.
+    public var writtenAsOptionAndList = false
 }
 
 /// Reads UCI text with the same parser as `braid uci` (`UCIDocument`). Errors carry file and line.
@@ -50,11 +54,17 @@ public enum UCIParser {
         let sections = document.sections.map { s -> UCISection in
             let index = seen[s.type, default: 0]
             seen[s.type] = index + 1
+            let pieces = s.origin.flatMap { document.originals[$0]?.pieces.map(\.kind) } ?? []
             let options = s.options.map { o -> UCIOption in
+                var option: UCIOption
                 switch o.value {
-                case .string(let v): return UCIOption(name: o.name, values: [v], isList: false, line: o.line)
-                case .list(let items): return UCIOption(name: o.name, values: items, isList: true, line: o.line)
+                case .string(let v): option = UCIOption(name: o.name, values: [v], isList: false, line: o.line)
+                case .list(let items): option = UCIOption(name: o.name, values: items, isList: true, line: o.line)
                 }
+                option.writtenAsOptionAndList =
+                    pieces.contains { if case .option(o.name, _) = $0 { true } else { false } }
+                    && pieces.contains { if case .listItem(o.name, _) = $0 { true } else { false } }
+                return option
             }
             let name = s.isAnonymous ? nil : s.name
             return UCISection(

@@ -66,11 +66,10 @@ final class DataKeys: @unchecked Sendable {
 final class ControlClient: @unchecked Sendable {
     private let group: MultiThreadedEventLoopGroup
     private let tls: TLSContext
-    /// The control port; the address is the first subflow's (`selectSource`), else `fallback`.
+    /// The control port; the address and the source are `target`'s at each connection attempt.
     private let port: UInt16
-    private let fallback: IPAddress
     private let keys: DataKeys
-    private let selectSource: () -> TransparentForwarder.FirstSubflow?
+    private let target: () -> TransparentForwarder.FirstSubflow?
     private let timers: ControlTimers
     private var logger: Logger
     private var backoff = Backoff(baseMillis: 500, capMillis: 30_000)
@@ -81,24 +80,31 @@ final class ControlClient: @unchecked Sendable {
     private let stateLock = Mutex()
     private var _established = false
     private var _lastError: String?
+    private var _generation: UInt64 = 0
     var established: Bool { stateLock.withLock { _established } }
     var lastError: String? { stateLock.withLock { _lastError } }
+    /// Counts the times the channel came up: a poller that sees it change knows the channel went
+    /// down and up again in between, however briefly.
+    var generation: UInt64 { stateLock.withLock { _generation } }
+    /// The concentrator's keys: the newest session key it granted, its class.
+    var dataKeys: DataKeys { keys }
 
     /// `keepaliveSeconds`: a ping that often; the concentrator is dead after three unanswered.
+    /// `target` answers, at each attempt, the concentrator address to dial and the source to
+    /// dial it from (nil: no address known yet, try again later); `name` is for the logs.
     init(
-        server: Endpoint, tls: TLSContext, keys: DataKeys, keepaliveSeconds: UInt32,
-        selectSource: @escaping () -> TransparentForwarder.FirstSubflow?, logger: Logger
+        name: String, port: UInt16, tls: TLSContext, keys: DataKeys, keepaliveSeconds: UInt32,
+        target: @escaping () -> TransparentForwarder.FirstSubflow?, logger: Logger
     ) {
         timers = ControlTimers(
             pingIntervalMillis: UInt64(keepaliveSeconds) * 1000, deadAfterMillis: UInt64(keepaliveSeconds) * 3000)
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        self.port = server.port
-        self.fallback = server.address
+        self.port = port
         self.tls = tls
         self.keys = keys
-        self.selectSource = selectSource
+        self.target = target
         self.logger = logger
-        self.logger[metadataKey: "concentrator"] = "\(server)"
+        self.logger[metadataKey: "concentrator"] = "\(name)"
     }
 
     private var loop: EventLoop { group.next() }
@@ -141,10 +147,13 @@ final class ControlClient: @unchecked Sendable {
         // With concentrator addresses of both families, both as IPv6 (IPv4 v4-mapped), so the
         // socket is AF_INET6 and subflows of either family can join it (an AF_INET MPTCP socket
         // takes IPv4 subflows only).
-        let first = selectSource()
-        let server = first?.server ?? fallback
-        let form: (IPAddress) -> IPAddress = first?.bothFamilies == true ? Self.v6 : { $0 }
-        if let source = first?.source, source.isIPv4 == server.isIPv4,
+        guard let first = target() else {
+            lost("no address known for the concentrator")
+            return
+        }
+        let server = first.server
+        let form: (IPAddress) -> IPAddress = first.bothFamilies ? Self.v6 : { $0 }
+        if let source = first.source, source.isIPv4 == server.isIPv4,
             let local = try? SocketAddress(ipAddress: "\(form(source))", port: 0)
         {
             bootstrap = bootstrap.bind(to: local)
@@ -185,6 +194,7 @@ final class ControlClient: @unchecked Sendable {
         keys.install(id: id, key: key, notAfterMillis: notAfterMillis)
         let wasUp = stateLock.withLock { () -> Bool in
             defer {
+                if !_established { _generation &+= 1 }
                 _established = true
                 _lastError = nil
             }

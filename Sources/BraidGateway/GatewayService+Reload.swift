@@ -73,11 +73,12 @@ extension GatewayService {
             }
         }
         supervisor?.reconfigure(to: new, diff)
+        reconfigureServers(new)
         config = new
         if diff.webListen != nil || !diff.lanDevicesAdded.isEmpty || !diff.lanDevicesRemoved.isEmpty {
             placeStatusPage()
         }
-        // A name's records may have changed since the last look (the name itself cannot: restart).
+        // A name's records may have changed since the last look, and new names need a first one.
         resolveNow()
         logger.notice("configuration reloaded", metadata: ["file": "\(path)", "changes": "\(diff.summary)"])
         return .reloaded(summary: diff.summary)

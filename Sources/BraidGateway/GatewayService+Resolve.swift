@@ -6,8 +6,9 @@ import BraidDataPlane
 import Glibc
 #endif
 
-/// `option server` as a host name: its A and AAAA records are the concentrator's addresses, one
-/// per family. Resolved at start (a name that does not resolve stops the start), at each reload
+/// `server` as a host name: its A and AAAA records are the concentrator's addresses, one
+/// per family (each entry of `list server` on its own). Resolved at start (a name that does not
+/// resolve stops the start; with several, none resolving does), at each reload
 /// and every `resolveIntervalNanos`; a later failure keeps the addresses the gateway has, so a
 /// DNS outage never takes the concentrator away from running sessions.
 extension GatewayService {
@@ -27,9 +28,9 @@ extension GatewayService {
         }
     }
 
-    /// Re-resolves a configured name every `resolveIntervalNanos` (an address needs nothing).
+    /// Re-resolves the configured names every `resolveIntervalNanos` (an address needs nothing).
     func scheduleResolve() {
-        guard case .name = config.server, let reactor = control?.reactors.first else { return }
+        guard let reactor = control?.reactors.first else { return }
         reactor.schedule(afterNanos: Self.resolveIntervalNanos) { [weak self] in
             guard let self, self.supervisor != nil else { return }
             self.resolveNow()
@@ -37,25 +38,26 @@ extension GatewayService {
         }
     }
 
-    /// Resolves the configured name on a thread of its own (the resolver may wait seconds for DNS,
-    /// which would stall the probes on the control reactor), then hands the result to the
+    /// Resolves each configured name on a thread of its own (the resolver may wait seconds for
+    /// DNS, which would stall the probes on the control reactor), then hands the result to the
     /// control reactor.
     func resolveNow() {
-        guard case .name(let name) = config.server, let reactor = control?.reactors.first else { return }
+        guard let reactor = control?.reactors.first else { return }
         let logger = self.logger
-        runDetached { [weak self] in
-            let result = Result { () throws(ResolveError) -> [IPAddress] in try HostResolver.resolve(name) }
-            reactor.execute { [weak self] in
-                guard let supervisor = self?.supervisor else { return }
-                switch result {
-                case .success(let addresses):
-                    var servers = supervisor.servers
-                    servers.configured = addresses
-                    supervisor.setServers(servers)
-                case .failure(let error):
-                    logger.warning(
-                        "server: \(error); keeping the concentrator addresses known",
-                        metadata: ["addresses": "\(supervisor.servers.all)"])
+        for case .name(let name) in config.servers {
+            runDetached { [weak self] in
+                let result = Result { () throws(ResolveError) -> [IPAddress] in try HostResolver.resolve(name) }
+                reactor.execute { [weak self] in
+                    guard let self, self.supervisor != nil else { return }
+                    switch result {
+                    case .success(let addresses):
+                        self.resolvedServer(.name(name), addresses)
+                    case .failure(let error):
+                        let known = self.choice?.servers.first { $0.host == .name(name) }?.addresses.all ?? []
+                        logger.warning(
+                            "server: \(error); keeping the concentrator addresses known",
+                            metadata: ["concentrator": "\(name)", "addresses": "\(known)"])
+                    }
                 }
             }
         }

@@ -10,8 +10,9 @@ extension GatewayService {
     /// The control channel in `braid status`: off (pre-shared key only), up or down, the key in use.
     func controlStatus() -> GatewayControlStatus {
         guard let client = controlClient else { return GatewayControlStatus(state: "off") }
+        let keys = client.dataKeys
         return GatewayControlStatus(
-            state: client.established ? "up" : "down", key: keys?.keyID, serviceClass: keys?.serviceClass?.name,
+            state: client.established ? "up" : "down", key: keys.keyID, serviceClass: keys.serviceClass?.name,
             error: client.lastError)
     }
 
@@ -20,7 +21,39 @@ extension GatewayService {
         guard let supervisor, let forwarder = forwarderForStatus else { return nil }
         var document = supervisor.status(sessions: forwarder.counters, bytes: forwarder.bytes, control: controlStatus())
         document.rules = ruleStatus()
+        if let choice {
+            let host = choice.current.host
+            document.concentrator = host.address.map { "\(Endpoint(address: $0, port: config.port))" }
+                ?? "\(host):\(config.port)"
+            document.concentrators = concentratorsStatus(choice)
+        }
         return document
+    }
+
+    /// Every configured concentrator: its health as the choice judges it, and its channel.
+    func concentratorsStatus(_ choice: ConcentratorChoice) -> [ConcentratorEntryStatus] {
+        let now = monotonicNanos()
+        let wall = Double(wallClockMillis()) / 1000
+        let at = { (t: UInt64) in rounded(wall - Double(now &- t) / 1e9, 3) }
+        return choice.servers.map { s in
+            let link = links[s.host]
+            var entry = ConcentratorEntryStatus(
+                server: "\(s.host)", state: "unknown", inUse: s.host == choice.current.host,
+                addresses: s.addresses.all.map { "\($0)" },
+                control: link?.client.map { $0.established ? "up" : "down" } ?? "off",
+                key: link?.client?.established == true ? link?.keys.keyID : nil, error: link?.client?.lastError)
+            switch choice.health(s, now: now) {
+            case .unknown: break
+            case .healthy(let since):
+                entry.state = "up"
+                entry.since = at(since)
+            case .down(let since, let reason):
+                entry.state = "down"
+                entry.since = at(since)
+                entry.error = reason
+            }
+            return entry
+        }
     }
 
     /// The document as the local socket sends it.

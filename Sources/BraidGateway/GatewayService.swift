@@ -27,15 +27,27 @@ public final class GatewayService {
     var interception: Interception?
     /// Routes what braid does not relay; its rules go before the uplinks' tables at stop.
     var egress: EgressRouting?
-    var controlClient: ControlClient?
+    /// The concentrator in use; nil until the first decision (with `option server`, the one).
+    var controlClient: ControlClient? { links[choice?.current.host ?? config.server]?.client }
+    /// One per concentrator of `list server`: its control channel and keys (control reactor).
+    var links: [ConcentratorHost: ConcentratorLink] = [:]
+    /// Which concentrator new sessions go to (control reactor).
+    var choice: ConcentratorChoice?
+    /// The keys of the concentrator in use, read by the data reactors at each connection.
+    let activeKeys = ActiveKeys()
+    /// Every concentrator's addresses, read by the control channels' threads at each attempt.
+    let directory = ConcentratorDirectory()
+    /// The TLS files' context per concentrator name is made here (nil without ca, cert and key).
+    var tlsFiles: TLSFiles?
     /// The `/metrics` listener, when `metrics_listen` is set.
     var metrics: MetricsEndpoint?
     /// The newest status document, made each second on the control reactor for the metrics
     /// listener's thread, which cannot read the uplinks' state itself.
     let published = PublishedStatus()
-    var keys: DataKeys?
     /// The operator's rules in force (pushed by the concentrator, or kept from the last run).
     var operatorRules: [ControlMessage.OperatorRule] = []
+    /// The pre-shared key, when `psk_file` is set: every concentrator's keys fall back to it.
+    var preshared: [UInt8]?
     /// The kernel settings changed and their values before: given back at stop, also after a crash.
     private var state: KernelStateFile?
     /// The LAN status page (`web_listen`); its listener comes and goes with the LAN address.
@@ -67,15 +79,26 @@ public final class GatewayService {
 
     private func startSteps() throws {
         let key = config.pskFile.isEmpty ? nil : try PresharedKey.load(path: config.pskFile)
-        let keys = DataKeys(preshared: key, identity: config.macIdentity)
-        self.keys = keys
-        // The TLS context first: a missing or unreadable certificate stops the start here.
-        let tls = try config.tls.map {
-            try TLSContext(
-                role: .client(serverName: config.serverName), ca: $0.ca, certificate: $0.cert, key: $0.key)
+        preshared = key
+        // The TLS contexts first: a missing or unreadable certificate stops the start here.
+        for host in config.servers { _ = try tlsContext(for: host) }
+        // A name that does not resolve stops the start here, with the resolver's reason (with
+        // several concentrators, only when none resolves: the others are looked up again later).
+        let resolved = try Self.resolveServers(config.servers)
+        var choice = ConcentratorChoice(
+            hosts: config.servers, resolved: resolved, holddownNanos: Self.nanos(config.serverHolddown),
+            confirmNanos: Self.confirmNanos(config))
+        if choice.current.addresses.all.isEmpty, config.servers.count > 1 {
+            // The most preferred one does not resolve: start on the first that does.
+            choice.channel(choice.current.host, up: false, reason: "does not resolve", now: monotonicNanos())
         }
-        // A name that does not resolve stops the start here, with the resolver's reason.
-        let configured = try Self.resolveServer(config.server)
+        self.choice = choice
+        for (host, addresses) in resolved { directory.set(host, ConcentratorAddresses(configured: addresses)) }
+        // Where the uplinks' probes start: the preferred concentrator, or one that resolved.
+        let configured =
+            choice.current.addresses.all.isEmpty
+            ? (config.servers.lazy.compactMap { resolved[$0] }.first { !$0.isEmpty } ?? [])
+            : choice.current.addresses.configured
         let server = Endpoint(address: configured[0], port: config.port)
         let state = try KernelStateFile(
             path: KernelStateFile.path(directory: KernelStateFile.directory(of: config.statusSocket), role: "gateway"),
@@ -124,8 +147,8 @@ public final class GatewayService {
             let forwarder = TransparentForwarder(
                 config: .init(server: server, listenerPort: config.tproxyPort, fastOpen: config.fastOpen),
                 logger: logger, selectSource: { source.get() }
-            ) { destination, dialled in
-                guard let authenticator = keys.current(server: dialled) else {
+            ) { [activeKeys] destination, dialled in
+                guard let authenticator = activeKeys.get()?.current(server: dialled) else {
                     throw GatewayError("no session key yet: the control channel to the concentrator is not up")
                 }
                 return try ConvertClientHandshake.request(
@@ -143,7 +166,11 @@ public final class GatewayService {
             startMetrics(on: control.reactors[0])
             let page = StatusPage(logger: logger)
             statusPage = page
+            let reactor = control.reactors[0]
             supervisor.onTransition = { [weak self] in
+                // An uplink's health changed: the concentrator in use may have gone silent. Judged
+                // after the probe pass that saw it, not in its middle, and not a tick later.
+                reactor.execute { self?.serverTick() }
                 guard let self, self.config.webListen != .off else { return }
                 self.statusPage?.publish(document: self.statusText())
             }
@@ -154,28 +181,9 @@ public final class GatewayService {
             try table.install()
             interception = table
             scheduleResolve()
-            if let tls {
-                let client = ControlClient(
-                    server: Endpoint(address: configured[0], port: config.controlPort), tls: tls, keys: keys,
-                    keepaliveSeconds: config.keepalive, selectSource: { source.get() }, logger: logger)
-                controlClient = client
-                let reactor = control.reactors[0]
-                client.onAddresses = { [weak supervisor] list in
-                    reactor.execute {
-                        guard let supervisor else { return }
-                        var servers = supervisor.servers
-                        servers.announced = list
-                        supervisor.setServers(servers)
-                    }
-                }
-                client.onUplinkShares = { [weak supervisor] list in
-                    reactor.execute { supervisor?.setClassShares(list) }
-                }
-                client.onOperatorRules = { [weak self] rules in
-                    reactor.execute { self?.applyOperatorRules(rules) }
-                }
-                client.start()
-            }
+            for host in config.servers { try openLink(host) }
+            activeKeys.set(links[choice.current.host]?.keys)
+            scheduleServerTick()
             logger.notice(
                 "gateway running",
                 metadata: [
@@ -215,8 +223,8 @@ public final class GatewayService {
     public func stop() {
         metrics?.stop()
         metrics = nil
-        controlClient?.stop()
-        controlClient = nil
+        for link in links.values { link.client?.stop() }
+        links = [:]
         do { try interception?.remove() } catch { logger.warning("\(error)") }
         interception = nil
         data?.stop()

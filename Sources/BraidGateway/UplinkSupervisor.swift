@@ -386,6 +386,35 @@ final class UplinkSupervisor {
             choice ?? servers.all.first.map { .init(source: nil, server: $0, bothFamilies: servers.bothFamilies) })
     }
 
+    /// Whether the probes reach the concentrator in use: true when some uplink does, false when
+    /// every uplink that can probe it (carrier, address, a family in common) is down, nil when no
+    /// uplink can probe at all (then another concentrator would be no better).
+    func concentratorReachable() -> Bool? {
+        var judged = false
+        for u in manager.uplinks where u.config.role != .off && u.usable {
+            guard let w = watches[u.name], w.probe != nil else { continue }
+            if w.health.state == .up { return true }
+            judged = true
+        }
+        return judged ? false : nil
+    }
+
+    /// Moves to another concentrator: what the probes said was about the last one, so every
+    /// uplink starts again as at start (up, until its probes to the new one say otherwise).
+    func useConcentrator(_ new: ConcentratorAddresses) {
+        for name in watches.keys {
+            let old = watches[name]!
+            var fresh = makeWatch()
+            fresh.mptcpFailing = old.mptcpFailing
+            old.probe?.close()
+            watches[name] = fresh
+        }
+        servers = ConcentratorAddresses(configured: [])
+        setServers(new)
+        steerEgress()
+        onTransition?()
+    }
+
     /// Takes the concentrator's addresses anew: probes move to the new address of their family,
     /// and running connections get subflows on uplinks that could not reach it before.
     func setServers(_ new: ConcentratorAddresses) {

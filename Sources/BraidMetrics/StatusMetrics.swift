@@ -26,6 +26,10 @@ public enum GatewayMetrics {
             m.count("braid_session_bytes_total", [("direction", "down")], total: bytes.down)
         }
         m.gauge("braid_control_channel_up", [], s.control.state == "up" ? 1 : 0)
+        for c in s.concentrators ?? [] {
+            m.gauge("braid_concentrator_up", [("server", c.server)], c.state == "up" ? 1 : 0)
+            m.gauge("braid_concentrator_in_use", [("server", c.server)], c.inUse ? 1 : 0)
+        }
     }
 }
 

@@ -17,10 +17,14 @@ public struct GatewayStatus: Codable, Sendable, Equatable {
     public var concentratorAddresses: [String]?
     /// The rules in force, the gateway's own then the operator's, with their hits (see RuleStatus).
     public var rules: [RuleStatus]?
+    /// Every configured concentrator (`server`) in order of preference, with its state and
+    /// whether new sessions go to it. Added with `list server`; older gateways leave it out.
+    public var concentrators: [ConcentratorEntryStatus]?
 
     enum CodingKeys: String, CodingKey {
         case role, concentrator
         case concentratorAddresses = "concentrator_addresses"
+        case concentrators
         case sessions, control, uplinks, bytes, time
         case rules
     }

@@ -56,6 +56,18 @@ enum StatusTable {
             out += q.state == "reached" ? "; reached: \(q.action) until then\n" : "\n"
         }
         out += rules(s.rules ?? [])
+        // Several concentrators (`list server`): which one new sessions go to, and how each stands.
+        if let list = s.concentrators, list.count > 1 {
+            let head = ["CONCENTRATOR", "IN USE", "STATE", "SINCE", "CONTROL", "KEY", "ADDRESSES", "ERROR"]
+            let lines = list.map { c in
+                [
+                    c.server, c.inUse ? "yes" : "-", c.state, c.since.map { duration(now - $0) } ?? "-", c.control,
+                    c.key.map { "\($0)" } ?? "-", c.addresses.isEmpty ? "-" : c.addresses.joined(separator: ","),
+                    c.error ?? "-",
+                ]
+            }
+            out += "\n" + table([head] + lines)
+        }
         return out
     }
 

@@ -90,7 +90,7 @@ final class CheckTests: XCTestCase {
             (
                 "missing required option",
                 gateway.replacingOccurrences(of: "\toption server '198.18.10.2'\n", with: ""),
-                ["braid.conf:1: main.server: required option is not set"]
+                ["braid.conf:1: main.server: required list is not set"]
             ),
             (
                 "missing required list", gateway.replacingOccurrences(of: "\tlist lan_device 'br-lan'\n", with: ""),
@@ -218,7 +218,7 @@ final class CheckTests: XCTestCase {
                 "two gateway sections", gateway + "config gateway 'second'\n",
                 [
                     "braid.conf:5: second: more than one 'config gateway' section",
-                    "braid.conf:5: second.server: required option is not set",
+                    "braid.conf:5: second.server: required list is not set",
                     "braid.conf:5: second.lan_device: required list is not set",
                 ]
             ),

@@ -143,15 +143,24 @@ final class ConfigDiffTests: XCTestCase {
 
     func testFixedOptionsAreRefusedWithBothValuesAtTheirLine() throws {
         let running = try gateway(gatewayText())
-        let text = gatewayText("\toption tproxy_port '4901'\n")
-            .replacingOccurrences(of: "198.18.10.2", with: "198.18.10.3")
+        let text = gatewayText("\toption tproxy_port '4901'\n\toption fwmark '0x10'\n")
             + "\toption role 'backup'\n"
         XCTAssertEqual(
             refusal(running, text),
             [
-                "braid.conf:2: main.server: cannot change while running, restart to apply (198.18.10.2 -> 198.18.10.3)",
                 "braid.conf:5: main.tproxy_port: cannot change while running, restart to apply (4801 -> 4901)",
+                "braid.conf:6: main.fwmark: cannot change while running, restart to apply (0x6272 -> 0x10)",
             ])
+    }
+
+    func testServerListIsReloadedLive() throws {
+        let running = try gateway(gatewayText())
+        let (new, diff) = try reload(
+            running,
+            gatewayText().replacingOccurrences(of: "option server '198.18.10.2'", with: "option server '198.18.10.3'"))
+        XCTAssertEqual(new.servers, [.address(IPAddress("198.18.10.3")!)])
+        XCTAssertEqual(diff.fixed, [])
+        XCTAssertEqual(diff.summary, "server 198.18.10.2 -> 198.18.10.3")
     }
 
     func testFixedOptionBackToItsDefaultPointsAtTheSection() throws {
