@@ -90,7 +90,7 @@ def main():
     section = [
         BEGIN, "## Fleet: one concentrator, many gateways (`make bench-fleet`)", "",
         f"{date} — kernel {platform.release()} — {os.cpu_count()} cores — commit {git('rev-parse', '--short=12', 'HEAD')}"
-        f" — took {r.get('bench_seconds', '?')} s. {n} gateways simulated by `braid-lab fleet` in one process "
+        f" — took {r.get('bench_seconds', '?')} s — `{r.get('binary', '?')}`. {n} gateways simulated by `braid-lab fleet` in one process "
         f"(real TLS 1.3 control channels, one `braid pki` certificate and one source address each; issuing the "
         f"{n} certificates took {r.get('pki_seconds', '?')} s), {m} idle data connections each through the "
         f"concentrator's Convert exchange to a `braid-lab serve` origin. The restart is SIGTERM and start "

@@ -112,7 +112,7 @@ run_store() { # run_store uci|postgresql
     record "$store|refusals" "$(fleet_status_json | python3 -c '
 import json, sys
 d = json.load(sys.stdin)
-print(", ".join(f"{r[\"reason\"]} {r[\"count\"]}" for r in d.get("refusals", []) if r["count"]) or "none")')"
+print(", ".join("%s %d" % (r["reason"], r["count"]) for r in d.get("refusals", []) if r["count"]) or "none")')"
 
     fleet_command verify "$VERIFY_BYTES"
     verified=$(fleet_event verified 300) || die "$store: verify did not finish"
@@ -127,5 +127,6 @@ print(", ".join(f"{r[\"reason\"]} {r[\"count\"]}" for r in d.get("refusals", [])
 for store in "${STORES[@]}"; do run_store "$store"; done
 record bench_seconds $((SECONDS - BENCH_START))
 record count "$COUNT"
+record binary "$BRAID_BIN"
 record sessions "$SESSIONS"
 python3 bench/fleet-report.py "$RESULTS" bench/RESULTS.md
