@@ -41,7 +41,9 @@ trap bench_cleanup EXIT INT TERM
 
 log() { printf '[fleet] %s\n' "$*" >&2; }
 record() { printf '%s\t%s\n' "$1" "$2" >>"$RESULTS"; }
-field() { python3 -c 'import json,sys; v=json.loads(sys.argv[2]).get(sys.argv[1]); print("" if v is None else v)' "$1" "$2"; }
+field() { # field NAME JSON
+    python3 -c 'import json,sys; v=json.loads(sys.argv[2]).get(sys.argv[1]); print("" if v is None else v)' "$1" "$2"
+}
 die() { log "$*"; tail -5 "$LAB_WORK/concentrator.log" "$LAB_WORK/fleet.err" >&2 2>/dev/null; exit 1; }
 
 [[ -x $BRAID_BIN && -x $LAB_TOOL ]] || die "no $BRAID_BIN or $LAB_TOOL: make release"

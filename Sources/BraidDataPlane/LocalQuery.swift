@@ -146,7 +146,9 @@ final class QueryConnection: ReactorHandler {
     private func send() {
         guard let reply else { return }
         while sent < reply.count {
-            let w = reply.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + sent, reply.count - sent, Int32(MSG_NOSIGNAL)) }
+            let w = reply.withUnsafeBytes {
+                Glibc.send(fd, $0.baseAddress! + sent, reply.count - sent, Int32(MSG_NOSIGNAL))
+            }
             if w < 0 && errno == EINTR { continue }
             if w < 0 && errno == EAGAIN { return }
             if w <= 0 { break }

@@ -129,7 +129,8 @@ final class SimulatedGateway {
                     let expected = "\(bytes.count) \(sha256)\n"
                     let got = String(decoding: answer, as: UTF8.self)
                     guard got == expected else {
-                        throw LabError("\(self.name): origin answered \(got.debugDescription), sent \(expected.debugDescription)")
+                        throw LabError(
+                            "\(self.name): origin answered \(got.debugDescription), sent \(expected.debugDescription)")
                     }
                 }.always { _ in channel.close(promise: nil) }
             }

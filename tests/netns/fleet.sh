@@ -24,7 +24,9 @@ STALLERS=200
 fleet_cleanup() {
     exec 7>&- 2>/dev/null
     fleet_down
-    if [[ -n ${BRAID_TEST_LOGS:-} ]]; then mkdir -p "$BRAID_TEST_LOGS" && cp "$LAB_WORK"/*.log "$LAB_WORK"/*.err "$BRAID_TEST_LOGS"/ 2>/dev/null; fi
+    if [[ -n ${BRAID_TEST_LOGS:-} ]]; then
+        mkdir -p "$BRAID_TEST_LOGS" && cp "$LAB_WORK"/*.log "$LAB_WORK"/*.err "$BRAID_TEST_LOGS"/ 2>/dev/null
+    fi
     rm -rf "$LAB_WORK"
 }
 trap fleet_cleanup EXIT INT TERM
@@ -34,7 +36,9 @@ need "$LAB_TOOL (braid-lab, build it first)" test -x "$LAB_TOOL"
 need_cmd mkfifo xargs
 check_prerequisites
 
-field() { python3 -c 'import json,sys; v=json.loads(sys.argv[2]).get(sys.argv[1]); print("" if v is None else v)' "$1" "$2"; }
+field() { # field NAME JSON
+    python3 -c 'import json,sys; v=json.loads(sys.argv[2]).get(sys.argv[1]); print("" if v is None else v)' "$1" "$2"
+}
 # From the concentrator's status: control channels up, sessions open, a refusal reason's count.
 status_value() { # status_value channels|sessions|refused REASON
     fleet_status_json 2>/dev/null | python3 -c '
@@ -64,7 +68,8 @@ fleet_start "$COUNT" "$SESSIONS"
 if up=$(fleet_event up 60) && wait_for 10 channels_are "$COUNT"; then
     pass "$COUNT gateways granted a key; the concentrator counts $COUNT control channels ($(field seconds "$up") s)"
 else
-    fail "$COUNT gateways up" "${up:-no up event}" "channels: $(status_value channels)" "$(tail -3 "$LAB_WORK/fleet.err")"
+    fail "$COUNT gateways up" "${up:-no up event}" "channels: $(status_value channels)" \
+        "$(tail -3 "$LAB_WORK/fleet.err")"
 fi
 
 # 2. Their idle sessions go through the Convert exchange to the origin, which holds them.
