@@ -27,7 +27,7 @@ NETNS_ENV = BRAID_BIN=$(CURDIR)/.build/debug/braid LAB_TOOL=$(CURDIR)/.build/deb
 netns: build
 	@status=0; \
 	for t in bonded-path delay-line failover backup-middlebox appliance reload untouchable control-channel hostile office \
-		status-page metrics families rules store steering image quota operator-rules servers; do \
+		status-page metrics families rules store steering image quota operator-rules servers fleet; do \
 		echo "== tests/netns/$$t.sh"; \
 		$(NETNS_ENV) bash tests/netns/$$t.sh || status=1; \
 	done; \
@@ -59,6 +59,12 @@ lab-unshaped: release
 # Benchmark against redsocks+dante, shadowsocks and direct paths (not a test; see bench/bench.sh).
 bench: release
 	bash bench/bench.sh
+
+# A simulated fleet against one concentrator: memory per gateway, handshakes per second, 2,000
+# gateways back after a restart, with the uci store and PostgreSQL (not a test; see bench/fleet.sh).
+.PHONY: bench-fleet
+bench-fleet: release
+	bash bench/fleet.sh
 
 # Bootable raw disk image of a generic x86-64 appliance, .build-image/braid-ROLE-x86-64.img
 # (board/x86-64/README.md). IMAGE_CONFIG=FILE bakes FILE in as /etc/config/braid, IMAGE_PSK=FILE

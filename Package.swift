@@ -149,6 +149,12 @@ let package = Package(
             dependencies: [
                 "BraidCore", "CBraidLinux", "COpenSSL",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                // `fleet`: simulated gateways speak the real control protocol over the real TLS.
+                "BraidTLS", "BraidWire",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
         // The parsers' fuzz entry points; the unit tests replay the seed corpus through them.

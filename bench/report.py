@@ -246,6 +246,14 @@ def main():
           f"`make bench` took {m['seconds']} s", "", f"braid binary: `{bb}` (checkout at {m['braid_commit']})", "", note, "", *lines, "", "## Targets", "", *tlines, "",
           *(["## Plots", "", *pics] if pics else []),
           "## Subflows and sessions", "", *sub, "", "## Problems seen in this run", "", *probs, ""]
+    # bench/fleet.sh's section (make bench-fleet) is another run's: carried over as it was.
+    try:
+        previous = open(sys.argv[2]).read()
+        begin, end = "<!-- fleet: written by bench/fleet.sh -->", "<!-- /fleet -->"
+        if begin in previous and end in previous:
+            md += [begin + previous.split(begin, 1)[1].split(end, 1)[0] + end, ""]
+    except OSError:
+        pass
     open(sys.argv[2], "w").write("\n".join(md))
     json.dump({"machine": m, "meta": meta, "rows": [{k: v for k, v in x.items() if k != "cells"} for x in rows],
                "targets": targets, "subflows": sub, "problems": list(problems), "raw": r}, open(sys.argv[3], "w"), indent=1, sort_keys=True)

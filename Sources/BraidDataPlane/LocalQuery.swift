@@ -92,13 +92,18 @@ public final class LocalQueryServer {
 }
 
 /// One question on the status socket, answered without blocking the reactor (which also runs the
-/// gateway's probes): the client has 1 s to send its line, the answer goes out with the socket's
-/// buffer (ample for a status answer), then the connection closes.
+/// gateway's probes): the client has 1 s to send its line; the answer goes out as fast as the client
+/// reads it, within 5 s, then the connection closes. A concentrator's answer for thousands of
+/// subscribers is larger than the socket's buffer, so what does not fit waits for EPOLLOUT instead
+/// of being dropped.
 final class QueryConnection: ReactorHandler {
     private let reactor: Reactor
     private let fd: Int32
     private let answer: (String) -> String
     private var open = true
+    /// The answer, once the question was read, and how much of it is sent.
+    private var reply: [UInt8]?
+    private var sent = 0
 
     init(reactor: Reactor, fd: Int32, answer: @escaping (String) -> String) {
         self.reactor = reactor
@@ -113,22 +118,41 @@ final class QueryConnection: ReactorHandler {
             Glibc.close(fd)
             return
         }
-        reactor.schedule(afterNanos: 1_000_000_000) { [weak self] in self?.finish() }
+        reactor.schedule(afterNanos: 1_000_000_000) { [weak self] in
+            if self?.reply == nil { self?.finish() }
+        }
     }
 
     func ready(fd: Int32, events: UInt32) {
+        guard reply == nil else { return send() }
         var buffer = [UInt8](repeating: 0, count: 256)
         let n = recv(fd, &buffer, buffer.count, 0)
         if n < 0 && (errno == EAGAIN || errno == EINTR) { return }
-        if n > 0 {
-            let question = String(decoding: buffer[0..<n], as: UTF8.self).trimmingCharacters(in: "\r\n ")
-            let reply = Array((answer(question) + "\n").utf8)
-            var sent = 0
-            while sent < reply.count {
-                let w = reply.withUnsafeBytes { send(fd, $0.baseAddress! + sent, reply.count - sent, Int32(MSG_NOSIGNAL)) }
-                if w <= 0 { break }
-                sent += w
+        guard n > 0 else { return finish() }
+        let question = String(decoding: buffer[0..<n], as: UTF8.self).trimmingCharacters(in: "\r\n ")
+        reply = Array((answer(question) + "\n").utf8)
+        send()
+        guard open else { return }
+        // The rest when the client has read some: writable, not readable, from now on.
+        do {
+            try reactor.take(fd, events: braid_EPOLLOUT, handler: self)
+        } catch {
+            return finish()
+        }
+        reactor.schedule(afterNanos: 5_000_000_000) { [weak self] in self?.finish() }
+    }
+
+    /// Sends what the socket takes; closes once all is sent or the client is gone.
+    private func send() {
+        guard let reply else { return }
+        while sent < reply.count {
+            let w = reply.withUnsafeBytes {
+                Glibc.send(fd, $0.baseAddress! + sent, reply.count - sent, Int32(MSG_NOSIGNAL))
             }
+            if w < 0 && errno == EINTR { continue }
+            if w < 0 && errno == EAGAIN { return }
+            if w <= 0 { break }
+            sent += w
         }
         finish()
     }

@@ -72,7 +72,7 @@ final class ControlClient: @unchecked Sendable {
     private let target: () -> TransparentForwarder.FirstSubflow?
     private let timers: ControlTimers
     private var logger: Logger
-    private var backoff = Backoff(baseMillis: 500, capMillis: 30_000)
+    private var backoff = Backoff.controlChannel
     private var channel: Channel?
     private var stopped = false
     /// Whether the channel is up with a granted key, and why it last went down: written on the

@@ -29,6 +29,10 @@ public struct Backoff: Sendable {
         return delay
     }
 
+    /// The gateway's control channel: the first retry within half a second, then doubling up to
+    /// 30 s. One value, so `braid-lab fleet` storms a concentrator exactly as a fleet of gateways would.
+    public static var controlChannel: Backoff { Backoff(baseMillis: 500, capMillis: 30_000) }
+
     /// Call once a session was established: the next failure starts from the base again.
     public mutating func reset() {
         attempts = 0

@@ -10,7 +10,9 @@ struct BraidLab: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "braid-lab",
         abstract: "Traffic endpoints and a delay line for braid's lab and benchmarks.",
-        subcommands: [Serve.self, Get.self, Put.self, Rate.self, Hold.self, TimeToFirstByte.self, Delay.self]
+        subcommands: [
+            Serve.self, Get.self, Put.self, Rate.self, Hold.self, TimeToFirstByte.self, Delay.self, Fleet.self,
+        ]
     )
 }
 

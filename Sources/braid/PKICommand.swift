@@ -36,11 +36,15 @@ struct PKICommand: ParsableCommand {
 
     struct Issue: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Issue a certificate and key for NAME, signed by the CA in DIR.")
+            abstract: "Issue a certificate and key for each NAME, signed by the CA in DIR.",
+            discussion: """
+                Several names issue a batch in one run (a fleet's new gateways): one process, the CA \
+                read once per certificate under its lock, instead of a process each.
+                """)
         @Argument(help: "The CA directory.")
         var dir: String
-        @Argument(help: "The subscriber id of a gateway, or the concentrator's name with --server.")
-        var name: String
+        @Argument(help: "Subscriber ids of gateways, or the concentrator's name with --server.")
+        var names: [String]
         @Flag(name: .long, help: "A concentrator certificate (serverAuth, NAME as its DNS name).")
         var server = false
         @Option(name: .long, help: "Validity in days.")
@@ -58,26 +62,33 @@ struct PKICommand: ParsableCommand {
             if (validFrom == nil) != (validUntil == nil) {
                 throw ValidationError("--valid-from and --valid-until go together")
             }
+            guard !names.isEmpty else { throw ValidationError("missing NAME: whom to issue a certificate for") }
             // A gateway's common name is its 'config subscriber' section's name on the
             // concentrator, and uci section names are letters, digits and '_' only.
-            if !server, name.utf8.contains(where: { $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-") }) {
+            for name in names where !server
+                && name.utf8.contains(where: { $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-") })
+            {
                 throw ValidationError(
                     "invalid subscriber id (\(name)): it names a 'config subscriber' section, so letters, digits and '_' only")
             }
         }
 
         func run() throws {
-            let issued = try pkiCommand {
-                let pki = try PKI(directory: dir)
-                let usage: PKI.Usage = server ? .server : .client
-                if let validFrom, let validUntil {
-                    return try pki.issue(
-                        name: name, usage: usage, notBefore: time_t(validFrom), notAfter: time_t(validUntil), force: force)
+            let pki = try pkiCommand { try PKI(directory: dir) }
+            let usage: PKI.Usage = server ? .server : .client
+            // In order; the first failure stops the batch, and what was issued before it stays.
+            for name in names {
+                let issued = try pkiCommand {
+                    if let validFrom, let validUntil {
+                        return try pki.issue(
+                            name: name, usage: usage, notBefore: time_t(validFrom), notAfter: time_t(validUntil),
+                            force: force)
+                    }
+                    return try pki.issue(name: name, usage: usage, days: days, force: force)
                 }
-                return try pki.issue(name: name, usage: usage, days: days, force: force)
+                print("certificate: \(issued.certificatePath) (serial \(issued.serial))")
+                print("key: \(issued.keyPath)")
             }
-            print("certificate: \(issued.certificatePath) (serial \(issued.serial))")
-            print("key: \(issued.keyPath)")
         }
     }
 
