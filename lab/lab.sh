@@ -220,6 +220,8 @@ json_field() { python3 -c 'import json,sys; v=json.loads(sys.stdin.read()).get(s
 
 # Adds MS milliseconds of one-way delay to every uplink, in both directions (RTT + 2*MS), with
 # braid-lab's TUN delay line: this kernel has no sch_netem. Call after lab_up; lab_down stops it.
+# `lab_delay MS1 MS2 MS3` gives each uplink its own delay (DSL, LTE and a second line differ by
+# tens of milliseconds, which is where multipath scheduling wins or loses).
 #
 # In the inet namespace each uplink i gets a TUN device dl$i. Policy rules send everything the
 # gateway sends in on gw$i, and everything from conc0/org0 towards 198.18.$i.0/24, into dl$i;
@@ -236,12 +238,12 @@ json_field() { python3 -c 'import json,sys; v=json.loads(sys.stdin.read()).get(s
 # $LAB_WORK/delay$i.log when it stops.
 LAB_DELAY_PIDS=()
 lab_delay() {
-    local ms=$1 i
+    local delays=("$@") i
     [[ -x $LAB_TOOL ]] || { lab_log "lab_delay: $LAB_TOOL is not built"; return 1; }
     # Packets come back in on dl$i from sources routed via gw$i: reverse-path filtering would drop them.
     nsx "$NS_INET" sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
     for i in 1 2 3; do
-        ip netns exec "$NS_INET" "$LAB_TOOL" delay --dev "dl$i" --ms "$ms" \
+        ip netns exec "$NS_INET" "$LAB_TOOL" delay --dev "dl$i" --ms "${delays[i - 1]:-${delays[0]}}" \
             >"$LAB_WORK/delay$i.log" 2>&1 &
         LAB_PIDS+=($!)
         LAB_DELAY_PIDS+=($!)
