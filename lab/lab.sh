@@ -36,6 +36,9 @@ LAB_V6_UPLINK="${LAB_V6_UPLINK:-0}"
 V6_UPLINK_RATE=10
 CONC_ADDR6=2001:db8:10::2
 CONC_NAME=concentrator.lab
+# LAB_UPLINK_SUBFLOWS="2 1 1" sets each uplink's `subflows` option in the gateway's configuration
+# (unset: the default, one each).
+LAB_UPLINK_SUBFLOWS="${LAB_UPLINK_SUBFLOWS:-}"
 LAB_PIDS=()
 
 lab_log() { printf '[lab] %s\n' "$*" >&2; }
@@ -160,6 +163,12 @@ config uplink 'line2'
 	option role 'active'
 	option gateway '198.18.3.1'
 CONF
+    if [[ -n $LAB_UPLINK_SUBFLOWS ]]; then
+        local counts=($LAB_UPLINK_SUBFLOWS) name i=0
+        for name in dsl lte line2; do
+            sed -i "/^config uplink '$name'\$/a\\\toption subflows '${counts[i++]:-1}'" "$LAB_WORK/gateway.conf"
+        done
+    fi
     if [[ $LAB_V6_UPLINK == 1 ]]; then
         cat >>"$LAB_WORK/gateway.conf" <<CONF
 

@@ -64,6 +64,8 @@ public struct UplinkConfig: Equatable, Sendable {
     public var gateway: IPAddress?
     /// Routing table number for this uplink's source rule; nil picks one from `table_base`.
     public var table: UInt32?
+    /// MPTCP subflows each connection opens over this uplink (1 to 4).
+    public var subflows: Int = 1
 }
 
 /// Certificate files of the TLS control channel (PEM). Either all of ca, cert and key are configured or none.
@@ -328,7 +330,8 @@ public struct BraidConfigReader {
                 UplinkConfig(
                     name: u.label, device: u.text("device") ?? "",
                     role: u.text("role").flatMap(UplinkRole.init) ?? .off,
-                    gateway: u.address("gateway"), table: u.number("table").map { UInt32(truncatingIfNeeded: $0) }))
+                    gateway: u.address("gateway"), table: u.number("table").map { UInt32(truncatingIfNeeded: $0) },
+                    subflows: Int(u.number("subflows") ?? 1)))
         }
         if let base = g.number("table_base"), (253...255).contains(base) {
             // braid fills and, after a crash, empties this table: never one of the kernel's own.

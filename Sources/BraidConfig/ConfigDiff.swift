@@ -40,6 +40,7 @@ public struct UplinkChange: Equatable, Sendable {
             out.append("gateway \(old.gateway?.description ?? "learned") -> \(new.gateway?.description ?? "learned")")
         }
         if oldTable != newTable { out.append("table \(oldTable) -> \(newTable)") }
+        if old.subflows != new.subflows { out.append("subflows \(old.subflows) -> \(new.subflows)") }
         return out
     }
 }
