@@ -119,7 +119,7 @@ extension ConfigSchema {
                     "table", .uint(1...4_294_967_295), defaultNote: "table_base + position", example: "4811",
                     doc: "Routing table of the uplink's source rule; 253 to 255 are the kernel's own."),
                 OptionSchema(
-                    "subflows", .uint(1...4), default: "1", example: "2",
+                    "subflows", .uint(1...4), default: "1",
                     doc: "MPTCP subflows each connection opens over this uplink. Give the fastest uplink 2 when "
                         + "it has twice the rate of the next or more: Linux's scheduler otherwise leaves it idle "
                         + "part of the time (README, Benchmark). The gateway's max_subflows still bounds the total."),
