@@ -252,6 +252,9 @@ lab_delay() {
     # Packets come back in on dl$i from sources routed via gw$i: reverse-path filtering would drop them.
     nsx "$NS_INET" sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
     for i in 1 2 3; do
+        # Emptied first: a log left by an earlier lab in the same LAB_WORK (bench builds several)
+        # says "ready" before this delay line has made its device.
+        : >"$LAB_WORK/delay$i.log"
         ip netns exec "$NS_INET" "$LAB_TOOL" delay --dev "dl$i" --ms "${delays[i - 1]:-${delays[0]}}" \
             >"$LAB_WORK/delay$i.log" 2>&1 &
         LAB_PIDS+=($!)
