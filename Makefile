@@ -27,7 +27,7 @@ NETNS_ENV = BRAID_BIN=$(CURDIR)/.build/debug/braid LAB_TOOL=$(CURDIR)/.build/deb
 netns: build
 	@status=0; \
 	for t in bonded-path delay-line failover backup-middlebox appliance reload untouchable control-channel hostile office \
-		status-page metrics families rules store steering image quota operator-rules servers fleet; do \
+		status-page metrics families rules store steering image quota operator-rules servers fleet uplink-subflows; do \
 		echo "== tests/netns/$$t.sh"; \
 		$(NETNS_ENV) bash tests/netns/$$t.sh || status=1; \
 	done; \

@@ -107,6 +107,33 @@ def main():
                         "value": f"{share:.0%}" if share is not None else "n/a",
                         "met": None if share is None else share >= 0.9})
 
+    # Scenario 2b: the same shaped uplinks with a different one-way delay each (bench.sh
+    # bench_unequal_phase); the first subflow of every chain, and direct TCP, use wan1.
+    unequal = meta.get("unequal_delays_ms")
+    if unequal:
+        label = "/".join(unequal.split())
+        for verb in ("get", "put"):
+            vals = row("aggd", verb, "mbps", True)
+            cells = {c: (f"{vals[c]:.1f} ({vals[c] / UPLINK_SUM:.0%})" if vals[c] is not None else "n/a")
+                     for c in CHAINS}
+            add(f"2b aggregation, one-way delays {label} ms, Mbit/s (% of {UPLINK_SUM:.0f})", dirs[verb], vals, True,
+                cells=cells)
+            share = None if vals["braid"] is None else vals["braid"] / UPLINK_SUM
+            targets.append({"target": f"aggregation with delays {label} ms {dirs[verb]}: braid >= 80% of "
+                                      f"{UPLINK_SUM:.0f} Mbit/s",
+                            "value": f"{share:.0%}" if share is not None else "n/a",
+                            "met": None if share is None else share >= 0.8})
+        vals = row("setupd", "-", "ttfb_ms", False)
+        add(f"2b setup: time to first byte, delays {label} ms, ms (lower is better)", "-", vals, False, digits=2)
+        drtt = num(r, "setupd|-|tcp|connect_ms")
+        extra = {c: (None if vals[c] is None or vals["tcp"] is None or not drtt else (vals[c] - vals["tcp"]) / drtt)
+                 for c in CHAINS}
+        add(f"2b setup: extra round trips vs direct TCP (RTT {fmt(drtt, 2)} ms)", "-", extra, False, digits=2,
+            ratios=False)
+        targets.append({"target": f"setup with delays {label} ms: no extra round trip (braid extra < 0.5 RTT)",
+                        "value": "n/a" if extra["braid"] is None else f"{extra['braid']:+.2f} RTT",
+                        "met": None if extra["braid"] is None else extra["braid"] < 0.5})
+
     vals = row("setup", "-", "ttfb_ms", False)
     add("3 setup: time to first byte, ms (lower is better)", "-", vals, False, digits=2)
     delay = float(meta.get("delay_ms", 0) or 0)
@@ -165,19 +192,21 @@ def main():
     sub = []
     for c in CHAINS:
         parts = []
-        for phase in ("relay", "agg"):
+        for phase in ("relay", "agg", "aggd"):
             b, a = r.get(f"subflows|{phase}|{c}|before"), r.get(f"subflows|{phase}|{c}|after")
             if b and a:
                 bd = dict(x.split("=") for x in b.split())
                 ad = dict(x.split("=") for x in a.split())
                 d = {k: int(ad[k]) - int(bd[k]) for k in ad}
                 parts.append(f"{phase}: {d['joins']} MP_JOIN acks, {d['capable']} MPTCP handshakes, {d['fallback']} fallbacks")
-        for verb in ("get", "put"):
-            u = r.get(f"agg|{verb}|{c}|uplink_bytes")
-            if u:
-                n = [int(x) for x in u.split()]
-                tot = sum(n) or 1
-                parts.append(f"shaped {dirs[verb]} per uplink wan1/wan2/wan3: " + "/".join(f"{x / tot:.0%}" for x in n))
+        for key, what in (("agg", "shaped"), ("aggd", "shaped and delayed")):
+            for verb in ("get", "put"):
+                u = r.get(f"{key}|{verb}|{c}|uplink_bytes")
+                if u:
+                    n = [int(x) for x in u.split()]
+                    tot = sum(n) or 1
+                    parts.append(f"{what} {dirs[verb]} per uplink wan1/wan2/wan3: "
+                                 + "/".join(f"{x / tot:.0%}" for x in n))
         h = r.get(f"subflows|hold|{c}|per_address")
         if h:
             parts.append(f"established subflows per source address during hold: {h.strip()}")
@@ -197,7 +226,8 @@ def main():
             problems[f"{k.split('|', 3)[3]}: {v}"] += 1
     for c in CHAINS:
         for k in (f"start|-|{c}|failed", f"relay|get|{c}|failures", f"relay|put|{c}|failures",
-                  f"agg|get|{c}|failures", f"agg|put|{c}|failures", f"failover|get|{c}|failures"):
+                  f"agg|get|{c}|failures", f"agg|put|{c}|failures",
+                  f"aggd|get|{c}|failures", f"aggd|put|{c}|failures", f"failover|get|{c}|failures"):
             if k in r:
                 problems[f"{TITLES[c]}: {k.split('|')[0]} {k.split('|')[1]} failed (see the bench log)"] = 1
     probs = [f"- {p}" + (f" (x{n})" if n > 1 else "") for p, n in problems.items()] or ["- none"]
@@ -217,8 +247,10 @@ def main():
             f"{int(meta.get('relay_bytes', 0)) / 1e6:.0f} MB per transfer, unshaped lab, without sha256 "
             f"(`--verify none`; the byte count is still checked); CPU = utime+stime of every process in "
             f"the gateway and concentrator namespaces. Scenario 2: {int(meta.get('agg_bytes', 0)) / 1e6:.0f} MB, "
-            f"uplinks shaped 40/20/10 Mbit/s, sha256 checked end to end; direct TCP is not run there (one path: "
-            f"wan1's 40 Mbit/s). Scenario 3: median of {meta.get('ttfb_count')} GET 1 exchanges, "
+            f"uplinks shaped 40/20/10 Mbit/s, sha256 checked end to end, median of {meta.get('agg_runs', meta.get('runs'))} "
+            f"run(s); direct TCP is not run there (one path: wan1's 40 Mbit/s)"
+            f"{'; braid with option subflows ' + meta['agg_subflows'].replace(' ', '/') + ' on wan1/wan2/wan3 (one each elsewhere)' if meta.get('agg_subflows') else ''}. "
+            f"{'Scenario 2b: the same with one-way delays of ' + unequal.replace(' ', '/') + ' ms on wan1/wan2/wan3 (TUN delay line), and time to first byte there. ' if unequal else ''}Scenario 3: median of {meta.get('ttfb_count')} GET 1 exchanges, "
             f"{'lab_delay ' + meta.get('delay_ms', '0') + ' ms one way per uplink' if delay > 0 else 'no delay line (lab_delay missing)'}"
             f"; RTT = direct TCP connect time. Scenario 4: `rate` for {meta.get('rate_seconds')} s with "
             f"{meta.get('rate_concurrency')} concurrent clients; memory = VmRSS of every process in each namespace "

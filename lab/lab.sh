@@ -36,6 +36,9 @@ LAB_V6_UPLINK="${LAB_V6_UPLINK:-0}"
 V6_UPLINK_RATE=10
 CONC_ADDR6=2001:db8:10::2
 CONC_NAME=concentrator.lab
+# LAB_UPLINK_SUBFLOWS="2 1 1" sets each uplink's `subflows` option in the gateway's configuration
+# (unset: the default, one each).
+LAB_UPLINK_SUBFLOWS="${LAB_UPLINK_SUBFLOWS:-}"
 LAB_PIDS=()
 
 lab_log() { printf '[lab] %s\n' "$*" >&2; }
@@ -160,6 +163,12 @@ config uplink 'line2'
 	option role 'active'
 	option gateway '198.18.3.1'
 CONF
+    if [[ -n $LAB_UPLINK_SUBFLOWS ]]; then
+        local counts=($LAB_UPLINK_SUBFLOWS) name i=0
+        for name in dsl lte line2; do
+            sed -i "/^config uplink '$name'\$/a\\\toption subflows '${counts[i++]:-1}'" "$LAB_WORK/gateway.conf"
+        done
+    fi
     if [[ $LAB_V6_UPLINK == 1 ]]; then
         cat >>"$LAB_WORK/gateway.conf" <<CONF
 
@@ -220,6 +229,8 @@ json_field() { python3 -c 'import json,sys; v=json.loads(sys.stdin.read()).get(s
 
 # Adds MS milliseconds of one-way delay to every uplink, in both directions (RTT + 2*MS), with
 # braid-lab's TUN delay line: this kernel has no sch_netem. Call after lab_up; lab_down stops it.
+# `lab_delay MS1 MS2 MS3` gives each uplink its own delay (DSL, LTE and a second line differ by
+# tens of milliseconds, which is where multipath scheduling wins or loses).
 #
 # In the inet namespace each uplink i gets a TUN device dl$i. Policy rules send everything the
 # gateway sends in on gw$i, and everything from conc0/org0 towards 198.18.$i.0/24, into dl$i;
@@ -236,12 +247,15 @@ json_field() { python3 -c 'import json,sys; v=json.loads(sys.stdin.read()).get(s
 # $LAB_WORK/delay$i.log when it stops.
 LAB_DELAY_PIDS=()
 lab_delay() {
-    local ms=$1 i
+    local delays=("$@") i
     [[ -x $LAB_TOOL ]] || { lab_log "lab_delay: $LAB_TOOL is not built"; return 1; }
     # Packets come back in on dl$i from sources routed via gw$i: reverse-path filtering would drop them.
     nsx "$NS_INET" sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
     for i in 1 2 3; do
-        ip netns exec "$NS_INET" "$LAB_TOOL" delay --dev "dl$i" --ms "$ms" \
+        # Emptied first: a log left by an earlier lab in the same LAB_WORK (bench builds several)
+        # says "ready" before this delay line has made its device.
+        : >"$LAB_WORK/delay$i.log"
+        ip netns exec "$NS_INET" "$LAB_TOOL" delay --dev "dl$i" --ms "${delays[i - 1]:-${delays[0]}}" \
             >"$LAB_WORK/delay$i.log" 2>&1 &
         LAB_PIDS+=($!)
         LAB_DELAY_PIDS+=($!)

@@ -70,6 +70,8 @@ public struct UplinkConfig: Equatable, Sendable {
     public var share: UInt8? = nil
     /// The data cap (`quota` and its options); nil: none.
     public var quota: UplinkQuota? = nil
+    /// MPTCP subflows each connection opens over this uplink (1 to 4).
+    public var subflows: Int = 1
 }
 
 /// Length of a data cap's period (`quota_period`).
@@ -388,7 +390,9 @@ public struct BraidConfigReader {
                     gateway: u.address("gateway"), table: u.number("table").map { UInt32(truncatingIfNeeded: $0) },
                     // 100, the default, is no cap.
                     share: u.number("share").flatMap { $0 < 100 ? UInt8($0) : nil },
-                    quota: readQuota(u, &p)))
+                    quota: readQuota(u, &p),
+
+                    subflows: Int(u.number("subflows") ?? 1)))
         }
         config.stateDir = g.text("state_dir") ?? config.stateDir
         if let base = g.number("table_base"), (253...255).contains(base) {

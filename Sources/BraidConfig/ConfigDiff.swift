@@ -46,6 +46,7 @@ public struct UplinkChange: Equatable, Sendable {
         if old.quota != new.quota {
             out.append("quota \(old.quota?.description ?? "none") -> \(new.quota?.description ?? "none")")
         }
+        if old.subflows != new.subflows { out.append("subflows \(old.subflows) -> \(new.subflows)") }
         return out
     }
 }

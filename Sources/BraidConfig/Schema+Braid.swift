@@ -157,6 +157,11 @@ extension ConfigSchema {
                     example: "backup",
                     doc: "What the uplink becomes at the cap: backup carries traffic only while no active uplink "
                         + "is up; off carries nothing. The configured role comes back when the period ends."),
+                OptionSchema(
+                    "subflows", .uint(1...4), default: "1",
+                    doc: "MPTCP subflows each connection opens over this uplink. Give the fastest uplink 2 when "
+                        + "it has twice the rate of the next or more: Linux's scheduler otherwise leaves it idle "
+                        + "part of the time (README, Benchmark). The gateway's max_subflows still bounds the total."),
             ]),
         SectionSchema(
             "rule", role: .gateway, count: .many,

@@ -21,6 +21,8 @@ struct SubflowPlanner {
         /// The uplink's role is backup: its subflows carry data only when no other can (MP_PRIO).
         var backup: Bool
         var healthy: Bool
+        /// Subflows each connection should have from `address` (the uplink's `subflows`).
+        var subflows = 1
     }
 
     struct Subflow: Hashable {
@@ -282,9 +284,11 @@ struct SubflowPlanner {
             var count = c.subflows.count - c.destroying.count
             for path in healthy where count < maxSubflows {
                 // A subflow being withdrawn does not count: on a path that was dead it may sit
-                // closing until the path returns, and the connection needs a new one now.
-                guard !c.subflows.keys.contains(where: { $0.local.address == path.address && !c.destroying.contains($0) })
-                else { continue }
+                // closing until the path returns, and the connection needs a new one now. A path
+                // that should carry several gets them one at a time: an attempt is keyed by its
+                // address, and the next is asked for once the last one is established.
+                let have = c.subflows.keys.count { $0.local.address == path.address && !c.destroying.contains($0) }
+                guard have < path.subflows else { continue }
                 if let last = c.attempts[path.address] {
                     // An attempt that has not become a subflow by now has failed.
                     // A refused attempt is retried after the backoff delay; one with no answer yet

@@ -254,7 +254,7 @@ final class UplinkSupervisor {
             else { return nil }
             return SubflowPlanner.Path(
                 address: path.source, server: path.server, ifindex: u.ifindex ?? 0, backup: u.config.role == .backup || steeringHeld.contains(u.name),
-                healthy: w.health.state == .up)
+                healthy: w.health.state == .up, subflows: u.config.subflows)
         }
     }
 

@@ -252,7 +252,7 @@ final class FleetControlHandler: ChannelInboundHandler {
             case .installKey(let id, let key, _):
                 everGranted = true
                 gateway.granted(id: id, key: key)
-            case .retireKey, .applyClass, .learnAddresses:
+            case .retireKey, .applyClass, .learnAddresses, .applyUplinkShares, .applyOperatorRules:
                 break
             case .close(let why):
                 reason = "\(why)"

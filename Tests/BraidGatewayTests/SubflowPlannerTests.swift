@@ -53,6 +53,46 @@ final class SubflowPlannerTests: XCTestCase {
         XCTAssertEqual(p.plan(paths: paths(healthy: [true, true, true]), now: second / 2), [])
     }
 
+    func testAnUplinkWithSeveralSubflowsGetsThemOneAtATime() {
+        var p = planner()
+        var wanted = paths(healthy: [true, true, true])
+        wanted[0].subflows = 2
+        wanted[1].subflows = 2
+        // a1 already carries the first subflow: its second comes with the others' first, under an
+        // id of its own (the kernel refuses id 0, the first subflow's, for a new one).
+        XCTAssertEqual(
+            p.plan(paths: wanted, now: 0),
+            [
+                .create(token: 7, local: a1, id: 1, backup: false, ifindex: 2, remote: remote),
+                .create(token: 7, local: a2, id: 2, backup: false, ifindex: 3, remote: remote),
+                .create(token: 7, local: a3, id: 3, backup: false, ifindex: 4, remote: remote),
+            ])
+        // Nothing more while those are pending: attempts are counted per address.
+        XCTAssertEqual(p.plan(paths: wanted, now: second / 2), [])
+        p.handle(event(.subflowEstablished, local: a1, port: 1001, id: 1))
+        p.handle(event(.subflowEstablished, local: a2, port: 1002, id: 2))
+        p.handle(event(.subflowEstablished, local: a3, port: 1003, id: 3))
+        // a2's second is asked for at once, with a2's id; a1 and a3 have what they should.
+        XCTAssertEqual(
+            p.plan(paths: wanted, now: second / 2 + 1),
+            [.create(token: 7, local: a2, id: 2, backup: false, ifindex: 3, remote: remote)])
+        p.handle(event(.subflowEstablished, local: a2, port: 1004, id: 2))
+        XCTAssertEqual(p.plan(paths: wanted, now: 10 * second), [])
+        XCTAssertEqual(p.subflowsByAddress, [a1: 2, a2: 2, a3: 1])
+        // One of a1's two lost: only that one is asked for again.
+        p.handle(event(.subflowClosed, local: a1, port: 1001, id: 1))
+        XCTAssertEqual(creates(p.plan(paths: wanted, now: 11 * second)), [a1])
+    }
+
+    func testSeveralSubflowsPerUplinkStayWithinMaxSubflows() {
+        var p = SubflowPlanner(server: server, maxSubflows: 3)
+        p.handle(event(.created, local: a1, port: 1000))
+        p.handle(event(.established, local: a1, port: 1000))
+        var wanted = paths(healthy: [true, true, true])
+        wanted[0].subflows = 4
+        XCTAssertEqual(creates(p.plan(paths: wanted, now: 0)), [a1, a2])
+    }
+
     func testNothingBeforeTheConnectionIsEstablishedAndNothingForOtherConnections() {
         var p = SubflowPlanner(server: server, maxSubflows: 9)
         p.handle(event(.created, local: a1, port: 1000))
