@@ -25,7 +25,9 @@
 # Environment: BRAID_BIN, LAB_TOOL (braid-lab),
 # BENCH_RUNS, BENCH_RELAY_BYTES, BENCH_AGG_BYTES, BENCH_TTFB_COUNT, BENCH_RATE_SECONDS,
 # BENCH_RATE_CONCURRENCY, BENCH_HOLD_COUNT, BENCH_DELAY_MS, BENCH_CHAINS (subset, e.g. "braid tcp"),
-# BENCH_KEEP=1 (keep the logs in the lab directory).
+# BENCH_KEEP=1 (keep the logs in the lab directory),
+# BENCH_SCENARIOS (subset of "1 2 3 4", e.g. "4" for connection rate and memory only). A subset of
+# scenarios or chains writes its report into the lab directory (kept), not bench/RESULTS.md.
 set -u
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -51,6 +53,9 @@ fi
 RATE_CONCURRENCY=${BENCH_RATE_CONCURRENCY:-8}
 DELAY_MS=${BENCH_DELAY_MS:-20}
 CHAINS=(${BENCH_CHAINS:-braid redsocks ss mptcp tcp})
+SCENARIOS=" ${BENCH_SCENARIOS:-1 2 3 4} "
+# scenario N: whether BENCH_SCENARIOS selects scenario N.
+scenario() { [[ $SCENARIOS == *" $1 "* ]]; }
 PROXIES=(braid redsocks ss)
 
 export LAB_SUFFIX="bench$$"
@@ -646,14 +651,28 @@ main() {
     record "meta|-|-|ttfb_count" "$TTFB_COUNT"
     record "meta|-|-|braid_bin" "$BRAID_BIN"
     record "meta|-|-|chains" "${CHAINS[*]}"
-    bench_log "phase 1/3: relay throughput, connection rate, memory (unshaped)"
-    phase unshaped bench_relay bench_rate_memory
-    bench_log "phase 2/3: aggregation (shaped ${UPLINK_RATES[*]} Mbit/s)"
-    phase shaped bench_aggregation
-    bench_log "phase 3/3: setup latency"
-    bench_setup_phase
+    local unshaped=()
+    scenario 1 && unshaped+=(bench_relay)
+    scenario 4 && unshaped+=(bench_rate_memory)
+    if ((${#unshaped[@]})); then
+        bench_log "phase 1/3: relay throughput, connection rate, memory (unshaped)"
+        phase unshaped "${unshaped[@]}"
+    fi
+    if scenario 2; then
+        bench_log "phase 2/3: aggregation (shaped ${UPLINK_RATES[*]} Mbit/s)"
+        phase shaped bench_aggregation
+    fi
+    if scenario 3; then
+        bench_log "phase 3/3: setup latency"
+        bench_setup_phase
+    fi
     record "meta|-|-|seconds" $((SECONDS - started))
-    python3 "$ROOT/bench/report.py" "$RESULTS" "$ROOT/bench/RESULTS.md" "$ROOT/bench/results.json"
+    local out=$ROOT/bench
+    # A subset is a partial table: keep it out of the committed report.
+    [[ $SCENARIOS == " 1 2 3 4 " && ${CHAINS[*]} == "braid redsocks ss mptcp tcp" ]] ||
+        { out=$BENCH_WORK; BENCH_KEEP=1; }
+    python3 "$ROOT/bench/report.py" "$RESULTS" "$out/RESULTS.md" "$out/results.json"
+    [[ $out == "$ROOT/bench" ]] || cat "$out/RESULTS.md"
 }
 
 main "$@"
