@@ -347,7 +347,8 @@ final class UplinkSupervisor {
     }
 
     private static func createError(_ r: MPTCPPathManager.SubflowRequest, _ errno: Int32) -> NetlinkError {
-        NetlinkError("create subflow \(r.local) -> \(r.remote) of MPTCP connection \(r.token)", errno: errno)
+        NetlinkError(
+            "create subflow \(r.local) -> \(r.remote) of MPTCP connection \(String(r.token, radix: 16))", errno: errno)
     }
 
     /// Once a second: checks the subflows against the kernel's socket table (a subflow reset
@@ -369,9 +370,12 @@ final class UplinkSupervisor {
     private func establishedSubflows() -> Set<SubflowPlanner.Subflow> {
         if let socketTable {
             let servers = self.servers
+            var live: Set<SubflowPlanner.Subflow> = []
             do {
-                let live = try socketTable.established { servers.contains($0) }
-                return Set(live.map { SubflowPlanner.Subflow(local: $0.local, remote: $0.remote) })
+                try socketTable.forEachEstablished { c in
+                    if servers.contains(c.remote.address) { live.insert(.init(local: c.local, remote: c.remote)) }
+                }
+                return live
             } catch {
                 logger.debug("\(error); reading /proc/net/tcp instead")
             }

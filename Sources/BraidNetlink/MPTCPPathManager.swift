@@ -158,10 +158,21 @@ public final class MPTCPPathManager {
     /// new connections asks for two or three subflows apiece. Returns the kernel's errno for
     /// each request (0: the handshake started), in order; throws when the batch itself failed.
     public func createSubflows(_ requests: [SubflowRequest]) throws -> [Int32] {
-        guard !requests.isEmpty else { return [] }
-        let messages = requests.map(subflowMessage)
-        return try socket.requestAll(messages, operation: "create \(requests.count) subflows")
+        var results: [Int32] = []
+        results.reserveCapacity(requests.count)
+        // In slices, so a burst of thousands holds a few dozen messages at a time, not all of them.
+        var start = requests.startIndex
+        while start < requests.endIndex {
+            let end = min(start + Self.batchSize, requests.endIndex)
+            let messages = requests[start..<end].map(subflowMessage)
+            results += try socket.requestAll(messages, operation: "create \(messages.count) subflows")
+            start = end
+        }
+        return results
     }
+
+    /// Subflow requests per batch: each message is under 100 bytes, so a batch is one datagram.
+    static let batchSize = 64
 
     private func subflowMessage(_ r: SubflowRequest) -> NetlinkSocket.Message {
         let m = message(Int(MPTCP_PM_CMD_SUBFLOW_CREATE), size: 256)

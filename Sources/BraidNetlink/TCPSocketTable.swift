@@ -26,10 +26,11 @@ public final class TCPSocketTable {
         socket = try NetlinkSocket(bus: NETLINK_SOCK_DIAG)
     }
 
-    /// Every established TCP socket of this network namespace whose remote address `keep` accepts
-    /// (MPTCP subflows are ordinary TCP sockets here), IPv4 and IPv6.
-    public func established(where keep: (IPAddress) -> Bool) throws -> Set<Connection> {
-        var out: Set<Connection> = []
+    /// Calls `each` with every established TCP socket of this network namespace (MPTCP subflows
+    /// are ordinary TCP sockets here), IPv4 and IPv6. A callback rather than a collection: the
+    /// caller keeps what it needs in its own type, and a gateway with tens of thousands of
+    /// subflows builds one set a pass, not two.
+    public func forEachEstablished(_ each: (Connection) -> Void) throws {
         for family in [AF_INET, AF_INET6] {
             let m = NetlinkSocket.Message(type: UInt16(SOCK_DIAG_BY_FAMILY), flags: 0, size: 256)
             let req = m.putExtraHeader(inet_diag_req_v2.self)
@@ -39,11 +40,9 @@ public final class TCPSocketTable {
             try socket.dump(m, operation: "dump established TCP sockets (\(family == AF_INET ? "IPv4" : "IPv6"))") { h in
                 guard h.pointee.nlmsg_type == UInt16(SOCK_DIAG_BY_FAMILY) else { return }
                 let msg = mnl_nlmsg_get_payload(h).assumingMemoryBound(to: inet_diag_msg.self).pointee
-                guard let c = Self.connection(msg), keep(c.remote.address) else { return }
-                out.insert(c)
+                if let c = Self.connection(msg) { each(c) }
             }
         }
-        return out
     }
 
     /// The two ends of a socket as sock_diag reports them: ports and addresses in network order.
