@@ -33,9 +33,10 @@
 # BENCH_RUNS, BENCH_RELAY_BYTES, BENCH_AGG_BYTES, BENCH_TTFB_COUNT, BENCH_RATE_SECONDS,
 # BENCH_RATE_CONCURRENCY, BENCH_HOLD_COUNT, BENCH_DELAY_MS, BENCH_CHAINS (subset, e.g. "braid tcp"),
 # BENCH_FAILOVER_BYTES, BENCH_FAILOVER_AT, BENCH_FAILOVER_SECONDS (scenario 5),
-# BENCH_AGG_RUNS (scenarios 2 and 2b), BENCH_AGG_SUBFLOWS (braid's subflows per uplink there), BENCH_UNEQUAL_DELAYS (2b: "10 40 25"), BENCH_SCENARIOS (a
-# subset of "1 2 2b 3 5", default all),
-# BENCH_KEEP=1 (keep the logs in the lab directory).
+# BENCH_AGG_RUNS (scenarios 2 and 2b), BENCH_AGG_SUBFLOWS (braid's subflows per uplink there),
+# BENCH_UNEQUAL_DELAYS (2b: "10 40 25"), BENCH_KEEP=1 (keep the logs in the lab directory),
+# BENCH_SCENARIOS (subset of "1 2 2b 3 4 5", e.g. "4" for connection rate and memory only). A subset
+# of scenarios or chains writes its report and plots into the lab directory (kept), not bench/.
 set -u
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -75,8 +76,11 @@ UNEQUAL_DELAYS=(${BENCH_UNEQUAL_DELAYS:-10 40 25})
 # twice the rate of wan2, and with one subflow Linux's MPTCP scheduler leaves it idle part of the
 # time (README, Benchmark). Scenario 1 and the rate and memory rows keep the default, one each.
 AGG_SUBFLOWS=${BENCH_AGG_SUBFLOWS-2 1 1}
-SCENARIOS=" ${BENCH_SCENARIOS:-1 2 2b 3 5} "
 CHAINS=(${BENCH_CHAINS:-braid redsocks ss mptcp tcp})
+ALL_SCENARIOS="1 2 2b 3 4 5"
+SCENARIOS=" ${BENCH_SCENARIOS:-$ALL_SCENARIOS} "
+# scenario N: whether BENCH_SCENARIOS selects scenario N.
+scenario() { [[ $SCENARIOS == *" $1 "* ]]; }
 PROXIES=(braid redsocks ss)
 
 export LAB_SUFFIX="bench$$"
@@ -537,14 +541,20 @@ bench_setup() {
 
 # Scenario 4 for one chain: connection rate.
 bench_rate() {
-    local chain=$1 out
+    local chain=$1 out t0 t1
     chain_client "$chain" sha256
+    t0=$(ns_cpu_ticks "$NS_GW" "$NS_CONC")
     out=$(nsx_t $((RATE_SECONDS + 60)) "$C_NS" "${TOOL[@]}" rate --connect "$ORIGIN4" --port "$C_PORT" \
         --seconds "$RATE_SECONDS" --concurrency "$RATE_CONCURRENCY" --bytes 1 "${C_FLAGS[@]}")
+    t1=$(ns_cpu_ticks "$NS_GW" "$NS_CONC")
     if [[ -z $(json_field per_second <<<"$out" 2>/dev/null) ]]; then
         bench_log "$chain rate failed: ${out:0:300}"; return 1
     fi
     record "rate|-|$chain|per_second" "$(json_field per_second <<<"$out")"
+    # CPU of the chain's own processes per connection: what a connection costs, whatever else the
+    # machine runs meanwhile (a shared machine's load moves the rate, much less this).
+    is_proxy "$chain" && record "rate|-|$chain|cpu_us_per_conn" \
+        "$(calc "($t1 - $t0) / $CLK_TCK * 1e6 / max($(json_field connections <<<"$out"), 1)")"
     record "rate|-|$chain|p50_ms" "$(json_field p50_ms <<<"$out")"
     record "rate|-|$chain|p99_ms" "$(json_field p99_ms <<<"$out")"
     record "rate|-|$chain|failures" "$(json_field failures <<<"$out")"
@@ -804,29 +814,37 @@ main() {
     record "meta|-|-|failover_seconds" "$FAILOVER_SECONDS"
     record "meta|-|-|failover_ideal" "$(failover_ideal)"
     record "meta|-|-|uplink_rates" "${UPLINK_RATES[*]}"
-    if [[ $SCENARIOS == *" 1 "* ]]; then
-        bench_log "phase 1/3: relay throughput, connection rate, memory (unshaped)"
-        phase unshaped bench_relay bench_rate_memory
+    local unshaped=()
+    scenario 1 && unshaped+=(bench_relay)
+    scenario 4 && unshaped+=(bench_rate_memory)
+    if ((${#unshaped[@]})); then
+        bench_log "phase 1: relay throughput, connection rate, memory (unshaped)"
+        phase unshaped "${unshaped[@]}"
     fi
-    if [[ $SCENARIOS == *" 2 "* ]]; then
-        bench_log "phase 2/3: aggregation (shaped ${UPLINK_RATES[*]} Mbit/s)"
+    if scenario 2; then
+        bench_log "phase 2: aggregation (shaped ${UPLINK_RATES[*]} Mbit/s)"
         LAB_UPLINK_SUBFLOWS=$AGG_SUBFLOWS phase shaped bench_aggregation
     fi
-    if [[ $SCENARIOS == *" 2b "* ]]; then
+    if scenario 2b; then
         bench_log "phase 2b: aggregation and setup, shaped, one-way delays ${UNEQUAL_DELAYS[*]} ms"
         LAB_UPLINK_SUBFLOWS=$AGG_SUBFLOWS bench_unequal_phase
     fi
-    if [[ $SCENARIOS == *" 3 "* ]]; then
-        bench_log "phase 3/3: setup latency"
+    if scenario 3; then
+        bench_log "phase 3: setup latency"
         bench_setup_phase
     fi
-    if [[ $SCENARIOS == *" 5 "* ]]; then
+    if scenario 5; then
         bench_log "phase 5: failover (shaped, wan1 silent ${FAILOVER_SECONDS} s from ${FAILOVER_AT} s)"
         LAB_UPLINK_SUBFLOWS=$AGG_SUBFLOWS phase shaped bench_failover
     fi
     record "meta|-|-|seconds" $((SECONDS - started))
-    plots
-    python3 "$ROOT/bench/report.py" "$RESULTS" "$ROOT/bench/RESULTS.md" "$ROOT/bench/results.json"
+    local out=$ROOT/bench
+    # A subset is a partial table: keep it out of the committed report.
+    [[ $SCENARIOS == " $ALL_SCENARIOS " && ${CHAINS[*]} == "braid redsocks ss mptcp tcp" ]] ||
+        { out=$BENCH_WORK; BENCH_KEEP=1; }
+    plots "$out/plots"
+    python3 "$ROOT/bench/report.py" "$RESULTS" "$out/RESULTS.md" "$out/results.json"
+    [[ $out == "$ROOT/bench" ]] || cat "$out/RESULTS.md"
 }
 
 # The plots need matplotlib, which Debian installs for its own python3 (bench/install-deps.sh);
@@ -835,7 +853,7 @@ plots() {
     local py
     for py in python3 /usr/bin/python3; do
         if "$py" -c 'import matplotlib' 2>/dev/null; then
-            "$py" "$ROOT/bench/plots.py" "$RESULTS" "$ROOT/bench/plots" || bench_log "plots failed"
+            "$py" "$ROOT/bench/plots.py" "$RESULTS" "$1" || bench_log "plots failed"
             return
         fi
     done

@@ -154,6 +154,9 @@ def main():
 
     vals = row("rate", "-", "per_second", True)
     add("4 connection rate, conn/s", "-", vals, True)
+    vals = row("rate", "-", "cpu_us_per_conn", False)
+    add("4 CPU per connection, µs, both sides (lower is better)", "-", vals, False)
+    rows[-1]["braid_over_direct_mptcp"] = None
     for side, key in (("gateway", "gw"), ("concentrator", "conc")):
         vals = {c: (None if num(r, f"mem|-|{c}|{key}_bytes_per_session") is None
                     else num(r, f"mem|-|{c}|{key}_bytes_per_session") / 1024) for c in CHAINS}

@@ -51,6 +51,8 @@ struct SubflowPlanner {
         /// Addresses whose last attempt is already counted as failed (refused at once).
         var refused: Set<IPAddress> = []
         var priorityAsked: [Subflow: Bool] = [:]
+        /// When a pass first found it established: its other subflows wait `joinDelayNanos` from then.
+        var firstPlanned: UInt64?
 
         mutating func id(for address: IPAddress) -> UInt8? {
             if let id = ids[address] { return id }
@@ -98,12 +100,46 @@ struct SubflowPlanner {
     }
 
     init(
-        servers: ConcentratorAddresses, maxSubflows: Int, retryNanos: UInt64 = 1_000_000_000, judgedPort: UInt16? = nil
+        servers: ConcentratorAddresses, maxSubflows: Int, retryNanos: UInt64 = 1_000_000_000, judgedPort: UInt16? = nil,
+        joinDelayNanos: UInt64 = 0
     ) {
         self.servers = servers
         self.maxSubflows = maxSubflows
         self.retryNanos = retryNanos
         self.judgedPort = judgedPort
+        self.joinDelayNanos = joinDelayNanos
+    }
+
+    /// How long a new connection runs on its first subflow before the others are asked for.
+    ///
+    /// Most connections are short (a web page's requests, an API call, a DNS-over-TCP exchange):
+    /// they end within a few round trips, before a subflow asked for at once could carry a byte.
+    /// Each such subflow still costs a handshake, its MPTCP keys and a close on every uplink, at
+    /// both ends, and two thirds of the packets of a short connection over three uplinks. A
+    /// connection that lives past the delay gets every subflow then, with nothing lost but the
+    /// delay itself against a transfer of seconds. 0 asks at once.
+    let joinDelayNanos: UInt64
+    /// Connections waiting out `joinDelayNanos`, in the order they became due (the delay is the
+    /// same for all): the pass that is due takes them from the front, without looking at the rest.
+    private var waiting: [(token: UInt32, due: UInt64)] = []
+    private var waitingHead = 0
+
+    /// When the first connection waiting out the join delay is due, if any: the owner runs a
+    /// pass then (`plan(only: [])` takes every connection that is due).
+    var nextJoinDue: UInt64? { waitingHead < waiting.count ? waiting[waitingHead].due : nil }
+
+    /// Removes and returns the waiting connections due at `now`.
+    private mutating func dueJoins(now: UInt64) -> [UInt32] {
+        var due: [UInt32] = []
+        while waitingHead < waiting.count, waiting[waitingHead].due <= now {
+            due.append(waiting[waitingHead].token)
+            waitingHead += 1
+        }
+        if waitingHead > 1024 && waitingHead * 2 > waiting.count {
+            waiting.removeFirst(waitingHead)
+            waitingHead = 0
+        }
+        return due
     }
 
     /// A live subflow that closed, not yet held against its path.
@@ -251,11 +287,25 @@ struct SubflowPlanner {
     /// `only` limits the pass to the connections some events were about: each batch of events
     /// then costs what it touched, not every connection (a burst of thousands of new connections
     /// sends three events each). Uplink changes and the periodic pass look at all of them.
+    ///
+    /// A connection's first pass after it is established starts its `joinDelayNanos`; it gets
+    /// its other subflows at the first pass after that (`nextJoinDue` says when).
     mutating func plan(paths: [Path], now: UInt64, only: Set<UInt32>? = nil) -> [Action] {
         judgeLosses(now: now)
         var actions: [Action] = []
-        for token in (only.map { $0.filter { connections[$0] != nil } } ?? Array(connections.keys)).sorted() {
+        let due = dueJoins(now: now)
+        let selected = only.map { $0.union(due).filter { connections[$0] != nil } } ?? Array(connections.keys)
+        for token in selected.sorted() {
             guard var c = connections[token], c.established else { continue }
+            if joinDelayNanos > 0 {
+                let since = c.firstPlanned ?? now
+                if c.firstPlanned == nil {
+                    c.firstPlanned = now
+                    connections[token] = c
+                    waiting.append((token, now &+ joinDelayNanos))
+                }
+                if now &- since < joinDelayNanos { continue }
+            }
             let healthy = paths.filter(\.healthy)
             let carried = c.subflows.keys.contains { s in healthy.contains { $0.address == s.local.address } }
             for s in c.subflows.keys.sorted(by: { $0.local.port < $1.local.port }) {

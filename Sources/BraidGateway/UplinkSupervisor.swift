@@ -37,6 +37,8 @@ final class UplinkSupervisor {
     private let monitor: LinkMonitor
     private let mptcpEvents: MPTCPEventMonitor
     private let pathManager: MPTCPPathManager
+    /// The established subflows, from the kernel (nil: no sock_diag; /proc/net/tcp then).
+    private let socketTable: TCPSocketTable?
     var planner: SubflowPlanner
     /// By uplink name: an uplink added or removed by a reload leaves the others' state alone.
     var watches: [String: Watch] = [:]
@@ -73,9 +75,18 @@ final class UplinkSupervisor {
         monitor = try LinkMonitor()
         mptcpEvents = try MPTCPEventMonitor()
         pathManager = try MPTCPPathManager()
-        planner = SubflowPlanner(servers: servers, maxSubflows: Int(config.maxSubflows) + 1, judgedPort: config.port)
+        socketTable = try? TCPSocketTable()
+        planner = SubflowPlanner(
+            servers: servers, maxSubflows: Int(config.maxSubflows) + 1, judgedPort: config.port,
+            joinDelayNanos: Self.joinDelayNanos)
         for u in config.uplinks { watches[u.name] = makeWatch() }
     }
+
+    /// How long a new connection runs on its first subflow before it is given the others
+    /// (`SubflowPlanner.joinDelayNanos` says why): longer than most short exchanges take over an
+    /// uplink with tens of milliseconds of round trip, short against any transfer that gains from
+    /// a second uplink.
+    static let joinDelayNanos: UInt64 = 100_000_000
 
     /// A new uplink's state: up until its probes say otherwise, as at start.
     func makeWatch() -> Watch {
@@ -260,15 +271,25 @@ final class UplinkSupervisor {
 
     /// `only`: the connections to look at (those events were about); nil looks at all.
     func replan(only: Set<UInt32>? = nil) {
-        defer { reportPaths() }
+        defer {
+            reportPaths()
+            scheduleJoins()
+        }
         let actions = planner.plan(paths: paths(), now: monotonicNanos(), only: only)
+        // New subflows go to the kernel in one batch: a burst of connections asks for two or
+        // three each, and a round trip per request kept this thread from the events.
+        var creates: [MPTCPPathManager.SubflowRequest] = []
+        for action in actions {
+            if case .create(let token, let local, let id, let backup, let ifindex, let remote) = action {
+                creates.append(.init(token: token, local: local, localID: id, backup: backup, ifindex: ifindex, remote: remote))
+            }
+        }
+        createSubflows(creates)
         for action in actions {
             do {
                 switch action {
-                case .create(let token, let local, let id, let backup, let ifindex, let remote):
-                    try pathManager.createSubflow(
-                        token: token, local: local, localID: id, backup: backup, ifindex: ifindex, remote: remote)
-                    logger.debug("subflow requested", metadata: ["token": "\(token)", "local": "\(local)", "id": "\(id)"])
+                case .create:
+                    break
                 case .remove(let token, let id, let s):
                     do {
                         try pathManager.removeAddress(token: token, localID: id)
@@ -285,15 +306,61 @@ final class UplinkSupervisor {
             } catch let e as NetlinkError where e.errno == ENOENT || e.errno == EINVAL || e.errno == ESRCH {
                 // The connection or subflow is already gone; its event is on its way.
                 logger.debug("\(e)")
-            } catch let e as NetlinkError where e.errno == ENOTCONN {
-                // Established but not yet fully (the peer has not acknowledged MPTCP on data yet):
-                // not a failure of the path; asked again at the next pass.
-                if case .create(let token, let local, _, _, _, _) = action { planner.notYet(token: token, address: local) }
-                logger.debug("\(e)")
             } catch {
                 logger.info("\(error)")
             }
         }
+    }
+
+    /// When the next pass for connections waiting out the join delay is set to run, if one is.
+    private var joinPassAt: UInt64?
+
+    /// Runs a pass when the first connection waiting out the join delay is due: one timer for
+    /// all of them, each pass taking every connection due by then.
+    private func scheduleJoins() {
+        guard let due = planner.nextJoinDue, joinPassAt.map({ due < $0 }) ?? true else { return }
+        joinPassAt = due
+        let now = monotonicNanos()
+        reactor.schedule(afterNanos: due > now ? due - now : 0) { [weak self] in
+            guard let self, !self.stopped, self.joinPassAt == due else { return }
+            self.joinPassAt = nil
+            self.replan(only: [])
+        }
+    }
+
+    /// Asks the kernel for `requests` in one batch and follows up each answer as `replan` does
+    /// for the other commands.
+    private func createSubflows(_ requests: [MPTCPPathManager.SubflowRequest]) {
+        guard !requests.isEmpty else { return }
+        let results: [Int32]
+        do {
+            results = try pathManager.createSubflows(requests)
+        } catch {
+            // Not sent or not answered: the attempts stay on record and are retried, as for a
+            // subflow that never came.
+            logger.info("\(error)")
+            return
+        }
+        for (r, errno) in zip(requests, results) {
+            switch errno {
+            case 0:
+                logger.debug("subflow requested", metadata: ["token": "\(r.token)", "local": "\(r.local)", "id": "\(r.localID)"])
+            case ENOENT, EINVAL, ESRCH:
+                // The connection is already gone; its event is on its way.
+                logger.debug("\(Self.createError(r, errno))")
+            case ENOTCONN:
+                // Established but not yet fully (the peer has not acknowledged MPTCP on data yet):
+                // not a failure of the path; asked again at the next pass.
+                planner.notYet(token: r.token, address: r.local)
+            default:
+                logger.info("\(Self.createError(r, errno))")
+            }
+        }
+    }
+
+    private static func createError(_ r: MPTCPPathManager.SubflowRequest, _ errno: Int32) -> NetlinkError {
+        NetlinkError(
+            "create subflow \(r.local) -> \(r.remote) of MPTCP connection \(String(r.token, radix: 16))", errno: errno)
     }
 
     /// Once a second: checks the subflows against the kernel's socket table (a subflow reset
@@ -303,11 +370,29 @@ final class UplinkSupervisor {
         reactor.schedule(afterNanos: planner.retryNanos) { [weak self] in
             guard let self, !self.stopped else { return }
             if !self.planner.connections.isEmpty {
-                self.planner.reconcile(established: EstablishedSubflows.read(servers: self.servers))
+                self.planner.reconcile(established: self.establishedSubflows())
             }
             self.replan()
             self.scheduleSubflowTick()
         }
+    }
+
+    /// The established TCP sockets to the concentrator: from sock_diag, which skips the other
+    /// states in the kernel, else from /proc/net/tcp.
+    private func establishedSubflows() -> Set<SubflowPlanner.Subflow> {
+        if let socketTable {
+            let servers = self.servers
+            var live: Set<SubflowPlanner.Subflow> = []
+            do {
+                try socketTable.forEachEstablished { c in
+                    if servers.contains(c.remote.address) { live.insert(.init(local: c.local, remote: c.remote)) }
+                }
+                return live
+            } catch {
+                logger.debug("\(error); reading /proc/net/tcp instead")
+            }
+        }
+        return EstablishedSubflows.read(servers: servers)
     }
 
     /// Logs when an uplink's path starts or stops breaking MPTCP.
@@ -486,7 +571,7 @@ public final class PreferredSource {
 }
 
 /// Established TCP sockets to the concentrator, from /proc/net/tcp and tcp6 (MPTCP subflows
-/// are ordinary TCP sockets there).
+/// are ordinary TCP sockets there): the fallback when sock_diag is missing (TCPSocketTable).
 enum EstablishedSubflows {
     static func read(servers: ConcentratorAddresses) -> Set<SubflowPlanner.Subflow> {
         var out: Set<SubflowPlanner.Subflow> = []

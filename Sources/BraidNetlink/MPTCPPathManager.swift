@@ -38,8 +38,8 @@ public final class MPTCPPathManager {
         try socket.genericFamily(name).id
     }
 
-    private func message(_ cmd: Int) -> NetlinkSocket.Message {
-        let m = NetlinkSocket.Message(type: family, flags: 0)
+    private func message(_ cmd: Int, size: Int = NetlinkSocket.Message.size) -> NetlinkSocket.Message {
+        let m = NetlinkSocket.Message(type: family, flags: 0, size: size)
         let g = m.putExtraHeader(genlmsghdr.self)
         g.pointee.cmd = UInt8(cmd)
         g.pointee.version = UInt8(MPTCP_PM_VER)
@@ -127,16 +127,64 @@ public final class MPTCPPathManager {
     public func createSubflow(
         token: UInt32, local: IPAddress, localID: UInt8, backup: Bool, ifindex: UInt32, remote: BraidCore.Endpoint
     ) throws {
-        let m = message(Int(MPTCP_PM_CMD_SUBFLOW_CREATE))
-        m.put(Int(MPTCP_PM_ATTR_TOKEN), u32: token)
-        m.nest(Int(MPTCP_PM_ATTR_ADDR)) {
-            Self.putAddress(m, local, port: nil)
-            m.put(Int(MPTCP_PM_ADDR_ATTR_ID), u8: localID)
-            m.put(Int(MPTCP_PM_ADDR_ATTR_FLAGS), u32: backup ? Flags.backup.rawValue : 0)
-            if ifindex != 0 { m.put(Int(MPTCP_PM_ADDR_ATTR_IF_IDX), u32: ifindex) }
-        }
-        m.nest(Int(MPTCP_PM_ATTR_ADDR_REMOTE)) { Self.putAddress(m, remote.address, port: remote.port) }
+        let m = subflowMessage(
+            SubflowRequest(token: token, local: local, localID: localID, backup: backup, ifindex: ifindex, remote: remote))
         try socket.request(m, operation: "create subflow \(local) -> \(remote) of MPTCP connection \(hex(token))")
+    }
+
+    /// A subflow to open: what `createSubflow` takes, as a value, for `createSubflows`.
+    public struct SubflowRequest: Equatable, Sendable {
+        public var token: UInt32
+        public var local: IPAddress
+        public var localID: UInt8
+        public var backup: Bool
+        public var ifindex: UInt32
+        public var remote: BraidCore.Endpoint
+
+        public init(
+            token: UInt32, local: IPAddress, localID: UInt8, backup: Bool, ifindex: UInt32, remote: BraidCore.Endpoint
+        ) {
+            self.token = token
+            self.local = local
+            self.localID = localID
+            self.backup = backup
+            self.ifindex = ifindex
+            self.remote = remote
+        }
+    }
+
+    /// Opens several subflows with one send and one read per batch (netlink runs the commands in
+    /// order and acknowledges each), where `createSubflow` costs a round trip each: a burst of
+    /// new connections asks for two or three subflows apiece. Returns the kernel's errno for
+    /// each request (0: the handshake started), in order; throws when the batch itself failed.
+    public func createSubflows(_ requests: [SubflowRequest]) throws -> [Int32] {
+        var results: [Int32] = []
+        results.reserveCapacity(requests.count)
+        // In slices, so a burst of thousands holds a few dozen messages at a time, not all of them.
+        var start = requests.startIndex
+        while start < requests.endIndex {
+            let end = min(start + Self.batchSize, requests.endIndex)
+            let messages = requests[start..<end].map(subflowMessage)
+            results += try socket.requestAll(messages, operation: "create \(messages.count) subflows")
+            start = end
+        }
+        return results
+    }
+
+    /// Subflow requests per batch: each message is under 100 bytes, so a batch is one datagram.
+    static let batchSize = 64
+
+    private func subflowMessage(_ r: SubflowRequest) -> NetlinkSocket.Message {
+        let m = message(Int(MPTCP_PM_CMD_SUBFLOW_CREATE), size: 256)
+        m.put(Int(MPTCP_PM_ATTR_TOKEN), u32: r.token)
+        m.nest(Int(MPTCP_PM_ATTR_ADDR)) {
+            Self.putAddress(m, r.local, port: nil)
+            m.put(Int(MPTCP_PM_ADDR_ATTR_ID), u8: r.localID)
+            m.put(Int(MPTCP_PM_ADDR_ATTR_FLAGS), u32: r.backup ? Flags.backup.rawValue : 0)
+            if r.ifindex != 0 { m.put(Int(MPTCP_PM_ADDR_ATTR_IF_IDX), u32: r.ifindex) }
+        }
+        m.nest(Int(MPTCP_PM_ATTR_ADDR_REMOTE)) { Self.putAddress(m, r.remote.address, port: r.remote.port) }
+        return m
     }
 
     /// Closes one subflow of connection `token`; its unacknowledged data is sent again on the others.

@@ -39,6 +39,7 @@ final class NetlinkSocket {
 
     deinit {
         mnl_socket_close(socket)
+        receiveBuffer.deallocate()
     }
 
     /// A message under construction in its own buffer.
@@ -47,9 +48,11 @@ final class NetlinkSocket {
         let header: UnsafeMutablePointer<nlmsghdr>
         static let size = 8192  // MNL_SOCKET_BUFFER_SIZE is a macro calling getpagesize()
 
-        init(type: UInt16, flags: Int32) {
-            buffer = UnsafeMutableRawPointer.allocate(byteCount: Self.size, alignment: 8)
-            buffer.initializeMemory(as: UInt8.self, repeating: 0, count: Self.size)
+        /// `size`: room for the whole message; the default fits any request braid builds, a
+        /// smaller one suits the small requests sent many times (a subflow per connection).
+        init(type: UInt16, flags: Int32, size: Int = Message.size) {
+            buffer = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 8)
+            buffer.initializeMemory(as: UInt8.self, repeating: 0, count: size)
             header = mnl_nlmsg_put_header(buffer)
             header.pointee.nlmsg_type = type
             header.pointee.nlmsg_flags = UInt16(NLM_F_REQUEST | flags)
@@ -77,40 +80,118 @@ final class NetlinkSocket {
     }
 
     /// Sends `message` and waits for the kernel's acknowledgement. Throws the kernel's errno.
-    func request(_ message: Message, operation: String) throws {
+    /// `operation` names the request in an error; it is only built for one.
+    func request(_ message: Message, operation: @autoclosure () -> String) throws {
         message.header.pointee.nlmsg_flags |= UInt16(NLM_F_ACK)
         _ = try exchange(message, operation: operation) { _ in }
     }
 
     /// Sends a dump request and calls `each` for every message of the reply.
-    func dump(_ message: Message, operation: String, _ each: (UnsafePointer<nlmsghdr>) -> Void) throws {
+    func dump(
+        _ message: Message, operation: @autoclosure () -> String, _ each: (UnsafePointer<nlmsghdr>) -> Void
+    ) throws {
         message.header.pointee.nlmsg_flags |= UInt16(NLM_F_DUMP)
         _ = try exchange(message, operation: operation, each)
     }
 
     /// Sends a request that the kernel answers with one message (a "get"), and reads it.
-    func dumpOne(_ message: Message, operation: String, _ each: (UnsafePointer<nlmsghdr>) -> Void) throws {
+    func dumpOne(
+        _ message: Message, operation: @autoclosure () -> String, _ each: (UnsafePointer<nlmsghdr>) -> Void
+    ) throws {
         _ = try exchange(message, operation: operation, each)
     }
 
+    /// Requests the kernel executes in one send (the messages back to back in one datagram,
+    /// which netlink processes in order), each acknowledged on its own: errno per message, 0 for
+    /// success, in the order given. One system call each way instead of a round trip per request,
+    /// for the commands a burst of new connections brings (two subflows each).
+    /// Throws only when the batch could not be sent or its answers not read.
+    func requestAll(_ messages: [Message], operation: @autoclosure () -> String) throws -> [Int32] {
+        var results = [Int32](repeating: 0, count: messages.count)
+        var start = 0
+        while start < messages.count {
+            // As many as fit the send buffer; each answer (an ack, or an error quoting the
+            // request) fits the receive buffer many times over.
+            var end = start
+            var length = 0
+            while end < messages.count {
+                let l = Int(messages[end].header.pointee.nlmsg_len)
+                guard length + l <= Self.batchBytes || end == start else { break }
+                length += (l + 3) & ~3
+                end += 1
+            }
+            try exchangeBatch(messages[start..<end], length: length, into: &results, offset: start, operation: operation)
+            start = end
+        }
+        return results
+    }
+
+    /// Bytes per batch datagram: well inside the default socket buffers.
+    static let batchBytes = 16384
+
+    private func exchangeBatch(
+        _ messages: ArraySlice<Message>, length: Int, into results: inout [Int32], offset: Int,
+        operation: () -> String
+    ) throws {
+        let out = UnsafeMutableRawPointer.allocate(byteCount: length, alignment: 8)
+        defer { out.deallocate() }
+        var at = 0
+        let first = sequence &+ 1
+        for m in messages {
+            sequence &+= 1
+            m.header.pointee.nlmsg_seq = sequence
+            m.header.pointee.nlmsg_flags |= UInt16(NLM_F_ACK)
+            let l = Int(m.header.pointee.nlmsg_len)
+            out.advanced(by: at).copyMemory(from: m.buffer, byteCount: l)
+            at += (l + 3) & ~3
+        }
+        guard mnl_socket_sendto(socket, out, length) >= 0 else {
+            throw NetlinkError("\(operation()): sendto", errno: errno)
+        }
+        var answered = 0
+        while answered < messages.count {
+            let n = mnl_socket_recvfrom(socket, receiveBuffer, Self.receiveSize)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw NetlinkError("\(operation()): recvfrom", errno: errno)
+            }
+            var remaining = Int32(n)
+            var header: UnsafePointer<nlmsghdr>? = UnsafePointer(receiveBuffer.assumingMemoryBound(to: nlmsghdr.self))
+            while let h = header, mnl_nlmsg_ok(h, remaining) {
+                let index = Int(h.pointee.nlmsg_seq &- first)
+                if h.pointee.nlmsg_pid == portID, index >= 0, index < messages.count,
+                    Int32(h.pointee.nlmsg_type) == NLMSG_ERROR
+                {
+                    let err = mnl_nlmsg_get_payload(h).assumingMemoryBound(to: nlmsgerr.self).pointee
+                    results[offset + index] = -err.error
+                    answered += 1
+                }
+                header = UnsafePointer(mnl_nlmsg_next(h, &remaining))
+            }
+        }
+    }
+
+    /// Where answers are read: one buffer for the socket's life rather than one per request.
+    private static let receiveSize = 32768
+    private let receiveBuffer = UnsafeMutableRawPointer.allocate(byteCount: NetlinkSocket.receiveSize, alignment: 8)
+
     private func exchange(
-        _ message: Message, operation: String, _ each: (UnsafePointer<nlmsghdr>) -> Void
+        _ message: Message, operation: () -> String, _ each: (UnsafePointer<nlmsghdr>) -> Void
     ) throws {
         sequence &+= 1
         let seq = sequence
         message.header.pointee.nlmsg_seq = seq
         let length = Int(message.header.pointee.nlmsg_len)
         guard mnl_socket_sendto(socket, message.buffer, length) >= 0 else {
-            throw NetlinkError("\(operation): sendto", errno: errno)
+            throw NetlinkError("\(operation()): sendto", errno: errno)
         }
-        let size = 32768
-        let buffer = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 8)
-        defer { buffer.deallocate() }
+        let size = Self.receiveSize
+        let buffer = receiveBuffer
         while true {
             let n = mnl_socket_recvfrom(socket, buffer, size)
             if n < 0 {
                 if errno == EINTR { continue }
-                throw NetlinkError("\(operation): recvfrom", errno: errno)
+                throw NetlinkError("\(operation()): recvfrom", errno: errno)
             }
             var remaining = Int32(n)
             var header: UnsafePointer<nlmsghdr>? = UnsafePointer(buffer.assumingMemoryBound(to: nlmsghdr.self))
@@ -125,7 +206,7 @@ final class NetlinkSocket {
                 case NLMSG_ERROR:
                     let err = mnl_nlmsg_get_payload(h).assumingMemoryBound(to: nlmsgerr.self).pointee
                     if err.error == 0 { return }  // the acknowledgement
-                    throw NetlinkError(operation, errno: -err.error)
+                    throw NetlinkError(operation(), errno: -err.error)
                 default:
                     each(h)
                     if h.pointee.nlmsg_flags & UInt16(NLM_F_MULTI) == 0 { return }

@@ -11,3 +11,5 @@
 #include <net/if.h>
 #include <linux/netfilter/nfnetlink.h>
 #include <linux/netfilter/nfnetlink_conntrack.h>
+#include <linux/sock_diag.h>
+#include <linux/inet_diag.h>

@@ -282,5 +282,51 @@ final class SubflowPlannerTests: XCTestCase {
         p.handle(event(.closed))
         XCTAssertTrue(p.connections.isEmpty)
     }
-}
 
+    // MARK: join delay
+
+    func delayedPlanner(_ delay: UInt64) -> SubflowPlanner {
+        SubflowPlanner(servers: ConcentratorAddresses(configured: [server]), maxSubflows: 9, joinDelayNanos: delay)
+    }
+
+    func open(_ p: inout SubflowPlanner, _ token: UInt32, port: UInt16) {
+        p.handle(event(.created, token, local: a1, port: port))
+        p.handle(event(.established, token, local: a1, port: port))
+    }
+
+    func testAShortConnectionEndsBeforeItsSubflowsAreAskedFor() {
+        var p = delayedPlanner(second / 10)
+        let up = paths(healthy: [true, true, true])
+        open(&p, 7, port: 1000)
+        XCTAssertEqual(p.plan(paths: up, now: 0, only: [7]), [], "no subflow during the delay")
+        XCTAssertEqual(p.nextJoinDue, second / 10)
+        p.handle(event(.closed))
+        XCTAssertEqual(p.plan(paths: up, now: second / 10, only: []), [], "gone before it was due: nothing asked")
+        XCTAssertNil(p.nextJoinDue)
+    }
+
+    func testAConnectionThatLivesPastTheDelayGetsEverySubflowAtTheDuePass() {
+        var p = delayedPlanner(second / 10)
+        let up = paths(healthy: [true, true, true])
+        open(&p, 7, port: 1000)
+        XCTAssertEqual(p.plan(paths: up, now: 0, only: [7]), [])
+        open(&p, 8, port: 1001)
+        XCTAssertEqual(p.plan(paths: up, now: second / 20, only: [8]), [])
+        // Events about a waiting connection do not hurry it.
+        XCTAssertEqual(p.plan(paths: up, now: second / 20, only: [7]), [])
+        // The due pass takes what is due and leaves the other waiting, without being told of either.
+        XCTAssertEqual(creates(p.plan(paths: up, now: second / 10, only: [])), [a2, a3])
+        XCTAssertEqual(p.nextJoinDue, second / 20 + second / 10)
+        let late = p.plan(paths: up, now: second / 20 + second / 10, only: [])
+        XCTAssertEqual(late.count, 2)
+        XCTAssertTrue(late.allSatisfy { if case .create(8, _, _, _, _, _) = $0 { true } else { false } })
+        XCTAssertNil(p.nextJoinDue)
+    }
+
+    func testWithoutADelaySubflowsAreAskedForAtOnce() {
+        var p = delayedPlanner(0)
+        open(&p, 7, port: 1000)
+        XCTAssertEqual(creates(p.plan(paths: paths(healthy: [true, true, true]), now: 0, only: [7])), [a2, a3])
+        XCTAssertNil(p.nextJoinDue)
+    }
+}
