@@ -223,6 +223,9 @@ def run(args):
             s = socket.socket(socket.AF_INET6 if ":" in target else socket.AF_INET, socket.SOCK_STREAM)
             s.setblocking(False)
             opened += 1
+            # Advanced before the connect: a connect that fails at once (no local port left, no
+            # route) must not leave this loop opening sockets forever at a frozen `now`.
+            next_open += interval
             c = Conn(kind, s, now)
             try:
                 s.connect((target, args.port))
@@ -234,7 +237,6 @@ def run(args):
                 continue
             conns[s.fileno()] = c
             sel.register(s, selectors.EVENT_READ | selectors.EVENT_WRITE, c)
-            next_open += interval
         if now >= end and (not conns or now >= end + args.timeout):
             break
         if next_open < now - 1:  # fell behind (the cap on open connections): do not burst to catch up
