@@ -394,7 +394,7 @@ flap_join_check() {
     local i n=4 ports rejected0 rejected curls=() back=0 size sha bad=0 took t0=$EPOCHSECONDS withdrawals live pid
     rejected0=$(join_rejected)
     for ((i = 0; i < n; i++)); do
-        timeout 200 ip netns exec "$NS_LAN" curl -sS --max-time 190 --limit-rate 50k -o "$SOAK/long$i" \
+        timeout 310 ip netns exec "$NS_LAN" curl -sS --max-time 300 --limit-rate 30k -o "$SOAK/long$i" \
             "http://$ORIGIN4/big" 2>>"$SOAK/long.err" &
         curls+=($!)
     done
