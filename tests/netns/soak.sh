@@ -389,9 +389,9 @@ withdrawn_since() { # withdrawn_since BEFORE N
 # Then the concentrator must hold no connection with two subflows from one gateway address and
 # must have refused at most one MP_JOIN per flap. The downloads are slower than the flaps take;
 # they are stopped then, and what each received (a flap may reset one) must be the file's first
-# bytes, a megabyte or more.
+# bytes, 200 kB or more (30 kB/s for the seconds a loaded machine needs for the flaps).
 flap_join_check() {
-    local i n=4 ports rejected0 rejected curls=() back=0 size sha bad=0 took t0=$EPOCHSECONDS withdrawals live pid
+    local i n=4 ports rejected0 rejected curls=() back=0 size sha bad=0 short=0 took t0=$EPOCHSECONDS withdrawals live pid
     rejected0=$(join_rejected)
     for ((i = 0; i < n; i++)); do
         timeout 310 ip netns exec "$NS_LAN" curl -sS --max-time 300 --limit-rate 30k -o "$SOAK/long$i" \
@@ -425,8 +425,11 @@ flap_join_check() {
     for ((i = 0; i < n; i++)); do
         size=$(stat -c %s "$SOAK/long$i" 2>/dev/null || echo 0)
         sha=$(sha256sum <"$SOAK/long$i" | cut -d' ' -f1)
-        [[ $size -ge 1000000 && $sha == "$(head -c "$size" "$LAB_WORK/www/big" | sha256sum | cut -d' ' -f1)" ]] ||
+        if ((size < 200000)); then
+            short=$((short + 1))
+        elif [[ $sha != "$(head -c "$size" "$LAB_WORK/www/big" | sha256sum | cut -d' ' -f1)" ]]; then
             bad=$((bad + 1))
+        fi
     done
     took=$((EPOCHSECONDS - t0))
     echo "-- join storm check: $FLAP_COUNT carrier flaps of wan2 in ${took} s; $back times every running download had its wan2" \
@@ -439,11 +442,11 @@ flap_join_check() {
             "$stale connections with two subflows from one address; $rejected MP_JOINs refused; subflows back after $back of $FLAP_COUNT flaps" \
             "$(conc_subflows | sort | uniq -c | sort -rn | head -5 | tr '\n' ';')"
     fi
-    if ((bad == 0)); then
-        pass "the $n downloads during the flaps ($alive still running at the end): each received the file's first bytes, 1 MB or more, sha256 equal"
+    if ((bad == 0 && short == 0)); then
+        pass "the $n downloads during the flaps ($alive still running at the end): each received the file's first bytes, 200 kB or more, sha256 equal"
     else
-        fail "the $n downloads during the flaps each received the file's first bytes (1 MB or more, sha256 equal)" \
-            "$alive still running at the end, $bad short or different" "$(ls -l "$SOAK"/long? | tr '\n' ';')" \
+        fail "the $n downloads during the flaps each received the file's first bytes (200 kB or more, sha256 equal)" \
+            "$alive still running at the end, $short short, $bad with other bytes than the file's" "$(ls -l "$SOAK"/long? | tr '\n' ';')" \
             "$(tail -3 "$SOAK/long.err")"
     fi
     rm -f "$SOAK"/long?
