@@ -37,8 +37,7 @@ test: unit netns
 
 # The soak: 10 minutes of connection churn, resets, uplink flaps and reloads, then both daemons
 # back to their baseline (tests/netns/soak.sh); `make soak SOAK_SECONDS=120` is the short one. It
-# is not in CI yet: in one 2-minute run of five it caught an upload that arrived whole in length
-# but not in content (sha256 differs), a relay bug to find before CI can depend on the run.
+# is not in `make test` yet: about one run in five catches a corrupted PUT (README, Known limits).
 SOAK_SECONDS ?= 600
 soak: build
 	SOAK_SECONDS=$(SOAK_SECONDS) $(NETNS_ENV) bash tests/netns/soak.sh

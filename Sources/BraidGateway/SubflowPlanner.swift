@@ -32,7 +32,8 @@ struct SubflowPlanner {
 
     enum Action: Equatable {
         case create(token: UInt32, local: IPAddress, id: UInt8, backup: Bool, ifindex: UInt32, remote: Endpoint)
-        /// Withdraw the subflow's local address (id 0 is the first subflow's) from the connection.
+        /// Withdraw the subflow's local address (id 0 is the first subflow's) from the connection
+        /// (RM_ADDR to the concentrator) and close the subflow.
         case remove(token: UInt32, id: UInt8, Subflow)
         case setBackup(token: UInt32, Subflow, Bool)
     }
@@ -50,6 +51,10 @@ struct SubflowPlanner {
         var destroying: Set<Subflow> = []
         /// Addresses whose last attempt is already counted as failed (refused at once).
         var refused: Set<IPAddress> = []
+        /// Joins from an address the concentrator refused in a row for this connection (MP_TCPRST
+        /// "administratively prohibited": the connection is at its subflow limit there, or not
+        /// yet fully established). Paces this connection's retries from the address, not the path.
+        var prohibited: [IPAddress: Int] = [:]
         var priorityAsked: [Subflow: Bool] = [:]
         /// When a pass first found it established: its other subflows wait `joinDelayNanos` from then.
         var firstPlanned: UInt64?
@@ -74,6 +79,10 @@ struct SubflowPlanner {
 
     /// Consecutive failures after which a path is reported as breaking MPTCP.
     static let failingAfter = 3
+    /// A connection's retries from an address the concentrator keeps refusing wait twice as long
+    /// after each refusal, up to 2^this times `retryNanos` (32 s): a connection at its limit there
+    /// (subflows the concentrator has not freed yet) is not asked about every second.
+    static let prohibitedBackoffLimit = 5
     /// How long a subflow asked for may go unanswered before it counts as failed.
     static let answerNanos: UInt64 = 3_000_000_000
 
@@ -209,6 +218,7 @@ struct SubflowPlanner {
                 records[local.address] = PathRecord()
                 c.attempts[local.address] = nil
                 c.refused.remove(local.address)
+                c.prohibited[local.address] = nil
             }
             if let id = e.localID, id != 0, c.ids[local.address] == nil { c.ids[local.address] = id }
             connections[e.token] = c
@@ -224,7 +234,13 @@ struct SubflowPlanner {
                 c.refused.insert(local.address).inserted
             {
                 // The attempt stays on record, so the next one waits for retryDelay.
-                failed(local.address, remote.port, e.error.map { "subflow refused, error \($0)" } ?? "subflow refused")
+                if e.resetReason == .prohibited {
+                    // The concentrator answered with MPTCP options intact and said no for this
+                    // connection alone: nothing against the path; this connection asks less often.
+                    c.prohibited[local.address, default: 0] += 1
+                } else {
+                    failed(local.address, remote.port, e.error.map { "subflow refused, error \($0)" } ?? "subflow refused")
+                }
             }
             c.destroying.remove(s)
             c.priorityAsked[s] = nil
@@ -345,7 +361,9 @@ struct SubflowPlanner {
                     // gets at least 3 s, past the SYN's first retransmissions (1 s, then 2 s more),
                     // so a lost SYN on a slow uplink is neither counted nor doubled.
                     let refused = c.refused.contains(path.address)
-                    let wait = refused ? retryDelay(path.address) : max(retryDelay(path.address), Self.answerNanos)
+                    let wait = max(
+                        refused ? retryDelay(path.address) : max(retryDelay(path.address), Self.answerNanos),
+                        prohibitedDelay(c.prohibited[path.address] ?? 0))
                     guard now &- last >= wait else { continue }
                     if c.refused.remove(path.address) == nil {
                         failed(path.address, c.remote.port, "subflow not established within \(wait / 1_000_000) ms")
@@ -372,6 +390,12 @@ struct SubflowPlanner {
     /// seconds once it is mended.
     func retryDelay(_ address: IPAddress) -> UInt64 {
         retryNanos << UInt64(min(records[address]?.failures ?? 0, 3))
+    }
+
+    /// The wait before a connection asks again from an address the concentrator refused it
+    /// `refusals` times in a row: 0 when it never did.
+    func prohibitedDelay(_ refusals: Int) -> UInt64 {
+        refusals == 0 ? 0 : retryNanos << UInt64(min(refusals, Self.prohibitedBackoffLimit))
     }
 
     /// Subflows per local address, over all connections: what `braid status` shows per uplink.

@@ -295,9 +295,15 @@ final class UplinkSupervisor {
                         try pathManager.removeAddress(token: token, localID: id)
                     } catch let e as NetlinkError where e.errno == EINVAL || e.errno == ENOENT {
                         // The kernel does not know the id for this address (a subflow it opened
-                        // itself): close just the subflow.
-                        try pathManager.destroySubflow(token: token, local: s.local, remote: s.remote)
+                        // itself): closing the subflow below is all there is to do.
                     }
+                    // The userspace path manager's REMOVE only sends RM_ADDR, once, in an ACK
+                    // that a full queue may drop; the subflow itself stays open. Closed here, it
+                    // leaves a FIN that its orphaned socket resends until the path is back, so the
+                    // concentrator frees its side even when the RM_ADDR was lost: otherwise that
+                    // side stays established and counts against the connection's limit of joins
+                    // there, and the uplink's later joins are refused (the soak's join storm).
+                    try pathManager.destroySubflow(token: token, local: s.local, remote: s.remote)
                     logger.info(
                         "subflow closed on a down uplink", metadata: ["token": "\(token)", "local": "\(s.local)", "id": "\(id)"])
                 case .setBackup(let token, let s, let backup):

@@ -26,6 +26,17 @@ public struct MPTCPEvent: Equatable, Sendable, CustomStringConvertible {
     public var error: UInt8?
     /// The connection was accepted here rather than opened from here.
     public var serverSide = false
+    /// Why the peer reset a subflow, when its reset carried MP_TCPRST (RFC 8684 section 3.6).
+    public var resetReason: ResetReason?
+
+    /// MP_TCPRST reason codes (RFC 8684 section 3.6, `MPTCP_RST_*` in linux/mptcp.h).
+    public struct ResetReason: RawRepresentable, Equatable, Hashable, Sendable {
+        public let rawValue: UInt32
+        public init(rawValue: UInt32) { self.rawValue = rawValue }
+        /// "Administratively prohibited": what Linux answers an MP_JOIN with when the connection
+        /// already has as many subflows as its path manager allows (or is not fully established).
+        public static let prohibited = ResetReason(rawValue: UInt32(MPTCP_RST_EPROHIBIT))
+    }
 
     public init(kind: Kind, token: UInt32) {
         self.kind = kind
@@ -38,6 +49,7 @@ public struct MPTCPEvent: Equatable, Sendable, CustomStringConvertible {
         if let localID { s += " id \(localID)" }
         if backup { s += " backup" }
         if let error, error != 0 { s += " error \(error)" }
+        if let resetReason { s += " reset reason \(resetReason.rawValue)" }
         return s
     }
 }
@@ -109,6 +121,7 @@ public final class MPTCPEventMonitor {
             case Int(MPTCP_ATTR_BACKUP.rawValue): event.backup = (a.bytes.first ?? 0) != 0
             case Int(MPTCP_ATTR_ERROR.rawValue): event.error = a.bytes.first
             case Int(MPTCP_ATTR_SERVER_SIDE.rawValue): event.serverSide = (a.bytes.first ?? 0) != 0
+            case Int(MPTCP_ATTR_RESET_REASON.rawValue): event.resetReason = a.u32.map(MPTCPEvent.ResetReason.init)
             default: break
             }
         }

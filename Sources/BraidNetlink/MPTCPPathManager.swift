@@ -196,9 +196,11 @@ public final class MPTCPPathManager {
         try socket.request(m, operation: "destroy subflow \(local) -> \(remote) of MPTCP connection \(hex(token))")
     }
 
-    /// Withdraws local address `localID` from connection `token`: the kernel closes every
-    /// subflow using it and tells the peer (RM_ADDR, RFC 8684 section 3.4.2), so the peer closes
-    /// its side too even when the address is gone and no packet can leave from it any more.
+    /// Withdraws local address `localID` from connection `token`: the kernel tells the peer
+    /// (RM_ADDR, RFC 8684 section 3.4.2) on another subflow, so the peer closes its side even
+    /// when no packet can leave from the address any more. The userspace path manager sends it
+    /// once, in one ACK, and only while a subflow from the address exists; it does not close that
+    /// subflow (the kernel selftests follow it with SUBFLOW_DESTROY, as `destroySubflow` does).
     public func removeAddress(token: UInt32, localID: UInt8) throws {
         let m = message(Int(MPTCP_PM_CMD_REMOVE))
         m.put(Int(MPTCP_PM_ATTR_TOKEN), u32: token)

@@ -265,6 +265,42 @@ final class SubflowPlannerTests: XCTestCase {
         XCTAssertNil(p.breaksMPTCP(a2))
     }
 
+    /// The join storm of the soak: the concentrator refuses a connection's joins from an uplink
+    /// ("administratively prohibited": that connection is at its subflow limit there). The
+    /// connection backs off on its own, up to 32 s, the path is not reported as breaking MPTCP,
+    /// and other connections from the same uplink are not slowed.
+    func testJoinsTheConcentratorProhibitsBackOffPerConnectionAndSayNothingOfThePath() {
+        var p = planner()
+        p.handle(event(.created, 8, local: a1, port: 1001))
+        p.handle(event(.established, 8, local: a1, port: 1001))
+        let all = paths(healthy: [true, true, true])
+        var now: UInt64 = 0
+        XCTAssertEqual(creates(p.plan(paths: all, now: now)), [a2, a3, a2, a3])
+        for token: UInt32 in [7, 8] { p.handle(event(.subflowEstablished, token, local: a3, port: 3000, id: 2)) }
+        var refused = event(.subflowClosed, local: a2, port: 2000)
+        refused.resetReason = .prohibited
+        var waits: [UInt64] = []
+        var last: UInt64 = 0
+        for _ in 0..<7 {
+            p.handle(refused)
+            while creates(p.plan(paths: all, now: now, only: [7])) != [a2] { now += second / 10 }
+            waits.append(now - last)
+            last = now
+        }
+        XCTAssertEqual(waits.map { $0 / second }, [2, 4, 8, 16, 32, 32, 32])
+        XCTAssertNil(p.breaksMPTCP(a2), "a refusal by the concentrator is not the path's fault")
+        // Connection 8, never refused, retries its unanswered a2 subflow after the usual 3 s.
+        XCTAssertEqual(creates(p.plan(paths: all, now: 3 * second, only: [8])), [a2])
+        p.handle(event(.subflowEstablished, 8, local: a2, port: 2002, id: 1))
+        // A subflow that gets through ends the backoff: after the next refusal it starts over at 2 s.
+        p.handle(event(.subflowEstablished, local: a2, port: 2001, id: 1))
+        p.handle(event(.subflowClosed, local: a2, port: 2001))
+        now += 10 * second
+        XCTAssertEqual(creates(p.plan(paths: all, now: now, only: [7])), [a2])
+        p.handle(refused)
+        XCTAssertEqual(creates(p.plan(paths: all, now: now + 2 * second + 1, only: [7])), [a2])
+    }
+
     func testASubflowResetWithoutAnEventIsFoundAndOpenedAgain() {
         var p = planner()
         _ = p.plan(paths: paths(healthy: [true, true, true]), now: 0)

@@ -127,6 +127,9 @@ class Conn:
             self.upload = len(BLOCK)
 
 
+now_fn = time.monotonic
+
+
 def run(args):
     targets = args.connect.split(",")
     kinds = args.kinds.split(",") if args.kinds else KINDS
@@ -136,6 +139,7 @@ def run(args):
     sel = selectors.DefaultSelector()
     ended = collections.defaultdict(collections.Counter)
     opened = corrupt = 0
+    corrupt_detail = []  # what the first few corrupt PUTs sent and what the origin said it got
     start = time.monotonic()
     end = start + args.seconds
     interval = 1.0 / args.rate
@@ -211,6 +215,11 @@ def run(args):
                     return finish(c, "done")
                 if c.answer:
                     corrupt += 1
+                    if len(corrupt_detail) < 5:
+                        # The origin's byte count tells a cut passed off as an orderly end (fewer
+                        # bytes) from wrong bytes (the same count, another sha256).
+                        corrupt_detail.append({"want": want, "answer": c.answer.decode(errors="replace").strip(),
+                                               "seconds": round(now_fn() - c.started, 2)})
                     return finish(c, "corrupt")
                 return finish(c, "short")
             return finish(c, "eof")
@@ -223,6 +232,9 @@ def run(args):
             s = socket.socket(socket.AF_INET6 if ":" in target else socket.AF_INET, socket.SOCK_STREAM)
             s.setblocking(False)
             opened += 1
+            # Advanced before the connect: a connect that fails at once (no local port left, no
+            # route) must not leave this loop opening sockets forever at a frozen `now`.
+            next_open += interval
             c = Conn(kind, s, now)
             try:
                 s.connect((target, args.port))
@@ -234,7 +246,6 @@ def run(args):
                 continue
             conns[s.fileno()] = c
             sel.register(s, selectors.EVENT_READ | selectors.EVENT_WRITE, c)
-            next_open += interval
         if now >= end and (not conns or now >= end + args.timeout):
             break
         if next_open < now - 1:  # fell behind (the cap on open connections): do not burst to catch up
@@ -246,6 +257,7 @@ def run(args):
         for c in [c for c in conns.values() if now - c.started > args.timeout]:
             finish(c, "timeout")
     print(json.dumps({"opened": opened, "seconds": round(time.monotonic() - start, 1), "corrupt": corrupt,
+                      "corrupt_detail": corrupt_detail,
                       "ended": {k: dict(v) for k, v in sorted(ended.items())}}))
 
 
