@@ -703,7 +703,9 @@ NFT
 # uplink_sampler FILE LIMIT: "epoch rx1 tx1 rx2 tx2 rx3 tx3" of the gateway's uplinks every 0.2 s,
 # for at most LIMIT seconds (one shell inside the namespace: no process per sample).
 uplink_sampler() {
-    timeout -k 2 "$2" ip netns exec "$NS_GW" bash -c '
+    # exec: the caller's kill reaches timeout itself, which passes it on to the shell in the
+    # namespace (a subshell in between would die alone and leave the sampler writing).
+    exec timeout -k 2 "$2" ip netns exec "$NS_GW" bash -c '
         while :; do
             line=$(date +%s.%N)
             for i in 1 2 3; do
