@@ -58,10 +58,9 @@ extension ConcentratorService {
         // Classes and subscribers: new sessions and control channels see them; a disabled
         // subscriber's keys go at once.
         if let gone = book?.update(new) { controlServer?.revoke(gone) }
-        // Running gateways get their class's new limits and uplink shares now, not at reconnection.
-        controlServer?.pushClasses()
         if let (crl, tls) = revocations { controlServer?.revoke(certificatesIn: crl, tls: tls) }
-        // Rules, and the class of each subscriber, reach the gateways connected now within a round trip.
+        // Each subscriber's class limits, uplink shares and rules reach the gateways connected now
+        // within a round trip, not at their reconnection: one push for all three.
         operatorRules.replace(new, logger: logger)
         controlServer?.pushRules()
         config = new

@@ -150,16 +150,6 @@ final class ControlServer {
         }
     }
 
-    /// Classes changed (a reload): every open control channel pushes its subscriber's class and
-    /// uplink shares again when they differ from what it last sent, so running gateways follow
-    /// within a round trip instead of at their next reconnection.
-    func pushClasses() {
-        let open = self.open
-        group.next().execute {
-            for entry in open.entries { entry.channel.pipeline.fireUserInboundEventTriggered(ClassesChanged()) }
-        }
-    }
-
     /// Takes a CRL read again by a reload: new handshakes use `tls` (built with it), and the
     /// channels already up whose certificate it revokes are closed and their keys dropped at
     /// once, since OpenSSL checks a CRL only during a handshake.
@@ -191,7 +181,9 @@ final class ControlServer {
     }
 
     /// Tells every open control channel that classes, subscribers or operator rules changed: each
-    /// pushes its gateway the rules (and class) that are now its own, when they differ.
+    /// pushes its gateway the class limits, uplink shares and rules that are now its own, where
+    /// they differ from what it last sent, so running gateways follow within a round trip instead
+    /// of at their next reconnection.
     func pushRules() {
         let open = self.open
         group.next().execute {
@@ -209,11 +201,6 @@ final class ControlServer {
         try? group.syncShutdownGracefully()
     }
 }
-
-/// One gateway's control channel, after TLS: checks the subscriber named by the certificate,
-/// then runs a ConcentratorControlSession and carries out its actions.
-/// The event `pushClasses` sends down every open channel's pipeline.
-struct ClassesChanged {}
 
 /// The control channels with a known subscriber, touched only on the server's one event loop.
 final class OpenChannels: @unchecked Sendable {
@@ -244,6 +231,8 @@ final class CurrentTLS: @unchecked Sendable {
     }
 }
 
+/// One gateway's control channel, after TLS: checks the subscriber named by the certificate,
+/// then runs a ConcentratorControlSession and carries out its actions.
 final class ControlServerHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
@@ -286,7 +275,7 @@ final class ControlServerHandler: ChannelInboundHandler {
     private static func now() -> UInt64 { SubscriberBook.nowMillis() }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is ClassesChanged || event is OperatorRulesChanged {
+        if event is OperatorRulesChanged {
             classOrRulesChanged(context)
             return
         }
