@@ -218,8 +218,14 @@ def run(args):
                     if len(corrupt_detail) < 5:
                         # The origin's byte count tells a cut passed off as an orderly end (fewer
                         # bytes) from wrong bytes (the same count, another sha256).
+                        # The local port finds the session in the daemons' debug logs.
+                        try:
+                            port = c.sock.getsockname()[1]
+                        except OSError:
+                            port = None
                         corrupt_detail.append({"want": want, "answer": c.answer.decode(errors="replace").strip(),
-                                               "seconds": round(now_fn() - c.started, 2)})
+                                               "seconds": round(now_fn() - c.started, 2), "port": port,
+                                               "at": round(time.time(), 3)})
                     return finish(c, "corrupt")
                 return finish(c, "short")
             return finish(c, "eof")
