@@ -55,6 +55,9 @@ struct SubflowPlanner {
         /// "administratively prohibited": the connection is at its subflow limit there, or not
         /// yet fully established). Paces this connection's retries from the address, not the path.
         var prohibited: [IPAddress: Int] = [:]
+        /// Addresses whose live subflow closed since the last pass: the pass that sees it asks for
+        /// none from there before the retry delay.
+        var lost: Set<IPAddress> = []
         var priorityAsked: [Subflow: Bool] = [:]
         /// When a pass first found it established: its other subflows wait `joinDelayNanos` from then.
         var firstPlanned: UInt64?
@@ -218,7 +221,9 @@ struct SubflowPlanner {
                 records[local.address] = PathRecord()
                 c.attempts[local.address] = nil
                 c.refused.remove(local.address)
-                c.prohibited[local.address] = nil
+                c.lost.remove(local.address)
+                // `prohibited` stays until the subflow is still up at a check (`reconcile`): the
+                // concentrator may take a join and reset it a moment later, at its limit.
             }
             if let id = e.localID, id != 0, c.ids[local.address] == nil { c.ids[local.address] = id }
             connections[e.token] = c
@@ -226,10 +231,20 @@ struct SubflowPlanner {
             guard var c = connections[e.token], let local = e.local, let remote = e.remote else { return }
             let s = Subflow(local: local, remote: remote)
             if c.subflows.removeValue(forKey: s) != nil, !c.destroying.contains(s) {
-                unjudged[e.token, default: []].append(
-                    Loss(
-                        address: local.address, port: remote.port,
-                        reason: e.error.map { "subflow closed, error \($0)" } ?? "subflow closed by the path or the peer"))
+                if e.resetReason == .prohibited {
+                    // Taken, then reset by the concentrator at its limit for this connection: a
+                    // refusal like any other, nothing against the path.
+                    c.prohibited[local.address, default: 0] += 1
+                } else {
+                    unjudged[e.token, default: []].append(
+                        Loss(
+                            address: local.address, port: remote.port,
+                            reason: e.error.map { "subflow closed, error \($0)" } ?? "subflow closed by the path or the peer"))
+                }
+                // Not asked for again at the speed of events: a join that is up and reset at once,
+                // asked for again by the pass its events start, looped at a thousand joins a second
+                // on one connection in the soak.
+                c.lost.insert(local.address)
             } else if c.attempts[local.address] != nil, !c.destroying.contains(s),
                 c.refused.insert(local.address).inserted
             {
@@ -256,6 +271,8 @@ struct SubflowPlanner {
     mutating func reconcile(established live: Set<Subflow>) {
         for token in connections.keys {
             guard var c = connections[token], c.established else { continue }
+            // A subflow still up at a check was accepted for good: the backoff of refusals ends.
+            for s in c.subflows.keys where live.contains(s) { c.prohibited[s.local.address] = nil }
             for s in c.subflows.keys where !live.contains(s) {
                 c.subflows[s] = nil
                 c.priorityAsked[s] = nil
@@ -346,7 +363,10 @@ struct SubflowPlanner {
                 }
             }
             // Attempts from a path that has since gone down say nothing about it.
-            for path in paths where !path.healthy { c.attempts[path.address] = nil }
+            for path in paths where !path.healthy {
+                c.attempts[path.address] = nil
+                c.lost.remove(path.address)
+            }
             var count = c.subflows.count - c.destroying.count
             for path in healthy where count < maxSubflows {
                 // A subflow being withdrawn does not count: on a path that was dead it may sit
@@ -355,6 +375,12 @@ struct SubflowPlanner {
                 // address, and the next is asked for once the last one is established.
                 let have = c.subflows.keys.count { $0.local.address == path.address && !c.destroying.contains($0) }
                 guard have < path.subflows else { continue }
+                if c.lost.remove(path.address) != nil, c.attempts[path.address] == nil {
+                    // Its loss is judged on its own (or was a refusal): the wait is not a failure.
+                    c.attempts[path.address] = now
+                    c.refused.insert(path.address)
+                    continue
+                }
                 if let last = c.attempts[path.address] {
                     // An attempt that has not become a subflow by now has failed.
                     // A refused attempt is retried after the backoff delay; one with no answer yet

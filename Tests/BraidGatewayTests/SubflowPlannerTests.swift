@@ -79,9 +79,12 @@ final class SubflowPlannerTests: XCTestCase {
         p.handle(event(.subflowEstablished, local: a2, port: 1004, id: 2))
         XCTAssertEqual(p.plan(paths: wanted, now: 10 * second), [])
         XCTAssertEqual(p.subflowsByAddress, [a1: 2, a2: 2, a3: 1])
-        // One of a1's two lost: only that one is asked for again.
+        // One of a1's two lost: only that one is asked for again, once the loss (held against
+        // a1 after its grace period) has doubled a1's retry delay.
         p.handle(event(.subflowClosed, local: a1, port: 1001, id: 1))
-        XCTAssertEqual(creates(p.plan(paths: wanted, now: 11 * second)), [a1])
+        XCTAssertEqual(creates(p.plan(paths: wanted, now: 11 * second)), [])
+        XCTAssertEqual(creates(p.plan(paths: wanted, now: 12 * second)), [])
+        XCTAssertEqual(creates(p.plan(paths: wanted, now: 13 * second)), [a1])
     }
 
     func testSeveralSubflowsPerUplinkStayWithinMaxSubflows() {
@@ -292,13 +295,59 @@ final class SubflowPlannerTests: XCTestCase {
         // Connection 8, never refused, retries its unanswered a2 subflow after the usual 3 s.
         XCTAssertEqual(creates(p.plan(paths: all, now: 3 * second, only: [8])), [a2])
         p.handle(event(.subflowEstablished, 8, local: a2, port: 2002, id: 1))
-        // A subflow that gets through ends the backoff: after the next refusal it starts over at 2 s.
+        // A subflow that gets through (still up at a check) ends the backoff: after the next
+        // refusal it starts over at 2 s.
         p.handle(event(.subflowEstablished, local: a2, port: 2001, id: 1))
+        p.reconcile(established: Set(p.connections[7]!.subflows.keys).union(p.connections[8]!.subflows.keys))
         p.handle(event(.subflowClosed, local: a2, port: 2001))
         now += 10 * second
+        XCTAssertEqual(creates(p.plan(paths: all, now: now, only: [7])), [], "lost just now: one retry interval first")
+        now += second
+        XCTAssertEqual(creates(p.plan(paths: all, now: now, only: [7])), [], "the loss counted: a2's retry delay doubled")
+        now += second
         XCTAssertEqual(creates(p.plan(paths: all, now: now, only: [7])), [a2])
         p.handle(refused)
         XCTAssertEqual(creates(p.plan(paths: all, now: now + 2 * second + 1, only: [7])), [a2])
+    }
+
+    /// The soak's join loop: the concentrator takes each join from an uplink and resets it a
+    /// moment later ("administratively prohibited": the connection is at its limit there). Seen
+    /// by the gateway as a subflow established and then closed, it was asked for again by the
+    /// very pass those events started: a thousand joins a second on one connection, and the
+    /// uplink reported as breaking MPTCP two thousand times. Now it is a refusal: it backs off,
+    /// and it says nothing of the path.
+    func testAJoinTakenAndResetAtOnceBacksOffLikeARefusal() {
+        var p = planner()
+        let all = paths(healthy: [true, true, true])
+        var now: UInt64 = 0
+        XCTAssertEqual(creates(p.plan(paths: all, now: now)), [a2, a3])
+        p.handle(event(.subflowEstablished, local: a2, port: 2000, id: 1))
+        var asked: [UInt64] = []
+        var port: UInt16 = 3000
+        while now < 40 * second {
+            if creates(p.plan(paths: all, now: now, only: [7])) == [a3] || now == 0 {
+                asked.append(now)
+                port += 1
+                p.handle(event(.subflowEstablished, local: a3, port: port, id: 2))
+                var reset = event(.subflowClosed, local: a3, port: port)
+                reset.resetReason = .prohibited
+                p.handle(reset)
+            }
+            now += second / 100
+        }
+        XCTAssertLessThanOrEqual(asked.count, 6, "asked at \(asked.map { $0 / (second / 100) }) (10 ms units)")
+        let gaps = zip(asked.dropFirst(), asked).map { ($0 - $1) / second }
+        XCTAssertEqual(gaps, [2, 4, 8, 16], "backs off as a refusal does")
+        XCTAssertNil(p.breaksMPTCP(a3), "the concentrator's limit is not the path's fault")
+        // A subflow lost for another reason is asked for again after the retry delay, not at once.
+        var q = planner()
+        _ = q.plan(paths: all, now: 0)
+        q.handle(event(.subflowEstablished, local: a2, port: 2000, id: 1))
+        q.handle(event(.subflowEstablished, local: a3, port: 3000, id: 2))
+        q.handle(event(.subflowClosed, local: a3, port: 3000))
+        XCTAssertEqual(creates(q.plan(paths: all, now: 5 * second)), [])
+        XCTAssertEqual(creates(q.plan(paths: all, now: 6 * second)), [], "held against a3: its retry delay doubled")
+        XCTAssertEqual(creates(q.plan(paths: all, now: 7 * second)), [a3])
     }
 
     func testASubflowResetWithoutAnEventIsFoundAndOpenedAgain() {
