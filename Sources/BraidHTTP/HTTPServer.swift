@@ -39,11 +39,16 @@ public typealias HTTPRoute = @Sendable () -> HTTPAnswer
 public struct HTTPServerLimits: Sendable {
     /// Connections open at once; more are closed at accept.
     public var maxConnections: Int
+    /// Connections open at once from one IPv4 address or IPv6 /64: one client that holds
+    /// connections open cannot take the whole of `maxConnections` from the scraper or the
+    /// browser next to it. A browser opens about six per host.
+    public var maxConnectionsPerSource: Int
     /// A connection with no complete request for this long is closed.
     public var idleTimeout: TimeAmount
 
-    public init(maxConnections: Int = 64, idleTimeout: TimeAmount = .seconds(15)) {
+    public init(maxConnections: Int = 64, maxConnectionsPerSource: Int = 16, idleTimeout: TimeAmount = .seconds(15)) {
         self.maxConnections = maxConnections
+        self.maxConnectionsPerSource = maxConnectionsPerSource
         self.idleTimeout = idleTimeout
     }
 }
@@ -98,18 +103,19 @@ public final class HTTPServer: @unchecked Sendable {
         hosts: HostPolicy = .any, logger: Logger
     ) throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let open = ConnectionCount(limit: limits.maxConnections)
+        let open = ConnectionCount(limit: limits.maxConnections, perSource: limits.maxConnectionsPerSource)
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 64)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    guard open.enter() else {
-                        // Over the bound: closed before any buffer is allocated for it.
+                    let source = ConnectionCount.source(of: channel.remoteAddress)
+                    guard open.enter(source) else {
+                        // Over a bound: closed before any buffer is allocated for it.
                         channel.close(promise: nil)
                         return
                     }
-                    channel.closeFuture.whenComplete { _ in open.leave() }
+                    channel.closeFuture.whenComplete { _ in open.leave(source) }
                     // A peer that sends requests and never reads the answers: stop reading its
                     // requests while its answers cannot be written, or they pile up in memory.
                     try channel.pipeline.syncOperations.addHandler(BackPressureHandler())
@@ -151,22 +157,46 @@ public enum HTTPServerError: Error, CustomStringConvertible {
     }
 }
 
-/// Open connections, shared by the accept path of one listener.
+/// Open connections, in all and by source, shared by the accept path of one listener.
 private final class ConnectionCount: Sendable {
-    private let open = NIOLockedValueBox(0)
+    private struct Counts {
+        var total = 0
+        var bySource: [[UInt8]: Int] = [:]
+    }
+
+    private let open = NIOLockedValueBox(Counts())
     private let limit: Int
+    private let perSource: Int
 
-    init(limit: Int) { self.limit = limit }
+    init(limit: Int, perSource: Int) {
+        self.limit = limit
+        self.perSource = perSource
+    }
 
-    func enter() -> Bool {
-        open.withLockedValue { open in
-            guard open < limit else { return false }
-            open += 1
+    /// The source a connection counts against: its IPv4 address (also when it arrives
+    /// v4-mapped on an IPv6 socket) or its IPv6 /64, the block one subscriber or host holds.
+    static func source(of address: SocketAddress?) -> [UInt8] {
+        guard let text = address?.ipAddress, let ip = IPAddress(text) else { return [] }
+        if let v4 = IPAddress(mappedIPv6Bytes: ip.bytes), v4.isIPv4 { return v4.bytes }
+        return ip.isIPv4 ? ip.bytes : Array(ip.bytes.prefix(8))
+    }
+
+    func enter(_ source: [UInt8]) -> Bool {
+        open.withLockedValue { c in
+            guard c.total < limit, c.bySource[source, default: 0] < perSource else { return false }
+            c.total += 1
+            c.bySource[source, default: 0] += 1
             return true
         }
     }
 
-    func leave() { open.withLockedValue { $0 -= 1 } }
+    func leave(_ source: [UInt8]) {
+        open.withLockedValue { c in
+            c.total -= 1
+            let n = c.bySource[source, default: 1] - 1
+            c.bySource[source] = n > 0 ? n : nil
+        }
+    }
 }
 
 /// Answers each request from the route table; anything but GET or HEAD of a known path gets

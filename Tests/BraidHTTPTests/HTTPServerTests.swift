@@ -77,6 +77,27 @@ final class HTTPServerTests: XCTestCase {
         XCTAssertTrue(again.hasPrefix("HTTP/1.1 200"), again)
     }
 
+    /// One client holding connections open takes its own share, not the listener's: a scraper or
+    /// a browser from another address is still answered.
+    func testOneSourceCannotTakeEveryConnection() throws {
+        let server = try HTTPServer(
+            bind: loopback,
+            routes: ["/": { HTTPAnswer(contentType: "text/plain", text: "x") }],
+            limits: HTTPServerLimits(maxConnections: 8, maxConnectionsPerSource: 2, idleTimeout: .seconds(10)),
+            logger: logger)
+        defer { server.stop() }
+        let held = try (0..<2).map { _ in try connectTo(server.endpoint.port) }
+        defer { held.forEach { close($0) } }
+        let third = try connectTo(server.endpoint.port)
+        defer { close(third) }
+        send(third, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        let refused = readAll(third, timeoutMillis: 2000)
+        XCTAssertTrue(refused.closed && refused.text.isEmpty, "a third connection from 127.0.0.1 is closed unanswered")
+        let other = try exchange(
+            server.endpoint.port, "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", from: 0x7f00_0002)
+        XCTAssertTrue(other.hasPrefix("HTTP/1.1 200"), "127.0.0.2 is served meanwhile: \(other)")
+    }
+
     func testABoundAddressInUseIsAClearError() throws {
         let server = try HTTPServer(bind: loopback, routes: [:], logger: logger)
         defer { server.stop() }
@@ -87,8 +108,19 @@ final class HTTPServerTests: XCTestCase {
 
     // MARK: a blocking client, enough for a test
 
-    private func connectTo(_ port: UInt16) throws -> Int32 {
+    /// Connects to 127.0.0.1:`port` from `source` (any 127/8 address on Linux's loopback).
+    private func connectTo(_ port: UInt16, from source: UInt32 = 0x7f00_0001) throws -> Int32 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var local = sockaddr_in()
+        local.sin_family = sa_family_t(AF_INET)
+        local.sin_addr.s_addr = source.bigEndian
+        let bound = withUnsafePointer(to: &local) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0 else {
+            close(fd)
+            throw POSIXFailure(errno: errno)
+        }
         var sin = sockaddr_in()
         sin.sin_family = sa_family_t(AF_INET)
         sin.sin_port = port.bigEndian
@@ -105,8 +137,8 @@ final class HTTPServerTests: XCTestCase {
         return fd
     }
 
-    private func exchange(_ port: UInt16, _ request: String) throws -> String {
-        let fd = try connectTo(port)
+    private func exchange(_ port: UInt16, _ request: String, from source: UInt32 = 0x7f00_0001) throws -> String {
+        let fd = try connectTo(port, from: source)
         defer { close(fd) }
         send(fd, request)
         return readAll(fd, timeoutMillis: 3000).text
