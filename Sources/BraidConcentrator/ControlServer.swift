@@ -25,6 +25,8 @@ final class ControlServer {
 
     /// How often the refusal summary is logged (when there is anything to say).
     static let summaryInterval: TimeAmount = .seconds(10)
+    /// How long a gateway has to finish its TLS handshake.
+    static let handshakeTimeout: TimeAmount = .seconds(10)
 
     private let group: MultiThreadedEventLoopGroup
     private var channel: Channel?
@@ -52,7 +54,9 @@ final class ControlServer {
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let open = self.open
         let notServed = self.notServed
-        let admission = ControlAdmission(maxTotal: limits.maxHandshakes, maxPerSource: limits.maxHandshakesPerSource)
+        let admission = ControlAdmission(
+            maxTotal: limits.maxHandshakes, maxPerSource: limits.maxHandshakesPerSource,
+            handshakeTimeout: Self.handshakeTimeout)
         self.admission = admission
         let address = try SocketAddress(ipAddress: "\(listen.address)", port: Int(listen.port))
         let bootstrap = ServerBootstrap(group: group)
@@ -67,7 +71,7 @@ final class ControlServer {
                         return
                     }
                     // Over a limit: nothing is allocated for it, and its reset is counted, not logged.
-                    let ticket: PendingHandshakes<Channel>.Ticket
+                    let ticket: PendingSlots<Channel>.Ticket
                     switch admission.admit(source, channel: channel) {
                     case .success(let t):
                         ticket = t
@@ -83,7 +87,7 @@ final class ControlServer {
                         connectionLogger[metadataKey: "peer"] = "\(channel.remoteAddress.map { "\($0)" } ?? "?")"
                         try channel.pipeline.syncOperations.addHandler(UnsentOutputLimit())
                         let handler = try TLSHandler(
-                            context: current.context, handshakeTimeout: .seconds(10), logger: connectionLogger,
+                            context: current.context, handshakeTimeout: Self.handshakeTimeout, logger: connectionLogger,
                             refusals: .counted { admission.refusals.record(.tls($0.reason), from: source) })
                         try channel.pipeline.syncOperations.addHandler(handler)
                         // After the TLS handler: its handshake-completed event travels towards the tail.
@@ -96,7 +100,7 @@ final class ControlServer {
                                 notServed: { notServed.record($0, from: source) }))
                     } catch {
                         // The slot goes back with a pipeline that could not be built.
-                        admission.inFlight.release(ticket)
+                        admission.release(ticket)
                         throw error
                     }
                 }
@@ -126,7 +130,7 @@ final class ControlServer {
             metadata: [
                 "seconds": "\(summaryInterval.nanoseconds / 1_000_000_000)", "refused": "\(summary.total)",
                 "reasons": "\(summary.reasonsText)", "sources": "\(summary.sourcesText)",
-                "handshakes": "\(admission.inFlight.count())",
+                "handshakes": "\(admission.inFlight())", "limit": "\(admission.limit())",
             ])
     }
 
