@@ -27,6 +27,10 @@ final class ControlServer {
     static let summaryInterval: TimeAmount = .seconds(10)
     /// How long a gateway has to finish its TLS handshake.
     static let handshakeTimeout: TimeAmount = .seconds(10)
+    /// Event loops of the control port, each computing the TLS handshakes of the connections it
+    /// accepted: a reconnect storm is bound by this CPU work, and one thread was the limit. Up to
+    /// four cores; the data reactors have one each as well, and a storm is short.
+    static let threads = min(max(System.coreCount, 1), 4)
 
     private let group: MultiThreadedEventLoopGroup
     private var channel: Channel?
@@ -51,7 +55,7 @@ final class ControlServer {
         self.book = book
         let current = CurrentTLS(tls)
         self.current = current
-        group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        group = MultiThreadedEventLoopGroup(numberOfThreads: Self.threads)
         let open = self.open
         let notServed = self.notServed
         let admission = ControlAdmission(
@@ -206,13 +210,20 @@ final class ControlServer {
     }
 }
 
-/// The control channels with a known subscriber, touched only on the server's one event loop.
+/// The control channels with a known subscriber, added and removed on each channel's event loop
+/// and read on any of the server's.
 final class OpenChannels: @unchecked Sendable {
-    /// Subscriber, certificate serial, channel.
-    private(set) var entries: [(name: String, serial: String, channel: Channel)] = []
+    private let lock = Mutex()
+    private var _entries: [(name: String, serial: String, channel: Channel)] = []
 
-    func add(_ name: String, serial: String, _ channel: Channel) { entries.append((name, serial, channel)) }
-    func remove(_ channel: Channel) { entries.removeAll { $0.channel === channel } }
+    /// Subscriber, certificate serial, channel: a copy, so closing them may remove them meanwhile.
+    var entries: [(name: String, serial: String, channel: Channel)] { lock.withLock { _entries } }
+
+    func add(_ name: String, serial: String, _ channel: Channel) {
+        lock.withLock { _entries.append((name, serial, channel)) }
+    }
+
+    func remove(_ channel: Channel) { lock.withLock { _entries.removeAll { $0.channel === channel } } }
 }
 
 /// The TLS context for new control connections and the CRL it holds, swapped whole by a reload.
