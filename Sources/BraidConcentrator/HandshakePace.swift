@@ -9,9 +9,12 @@
 /// vain, and the gateways come back for more. With the limit at what finishes in half the
 /// timeout, the admitted ones finish and the rest are refused at accept, which costs nothing.
 ///
-/// With nothing measured (at start, or after a quiet spell) the limit is `floor`; a storm
-/// raises it within a second, as the first handshakes finish. A flood of handshakes that never
-/// finish keeps it at `floor`, which the per-source limit and the fair-share eviction share out.
+/// With nothing finished in the last few seconds (at start, after a quiet spell, or under a flood
+/// of handshakes that never finish) the limit is `ceiling`: nothing says the server is slow, and
+/// the storm after a restart starts at once instead of being refused for a second (each refusal
+/// doubles a gateway's backoff). Once handshakes finish, it is what the rate says, at least
+/// `floor`, so a trickle of gateways beside a flood of stalled handshakes keeps `floor` slots,
+/// which the per-source limit and the fair-share eviction share out.
 struct HandshakePace {
     /// Handshakes finished are counted in buckets of this length...
     static let bucketMillis: UInt64 = 1000
@@ -27,7 +30,7 @@ struct HandshakePace {
     /// - Parameters:
     ///   - ceiling: `max_control_handshakes`.
     ///   - targetMillis: how long a handshake may wait for its turn (half the handshake timeout).
-    ///   - floor: the limit when nothing has finished lately (at most `ceiling`).
+    ///   - floor: the limit however slowly handshakes finish (at most `ceiling`).
     init(ceiling: Int, targetMillis: UInt64, floor: Int = 64) {
         self.ceiling = ceiling
         self.floor = min(ceiling, floor)
@@ -49,7 +52,7 @@ struct HandshakePace {
     func limit(nowMillis: UInt64) -> Int {
         let now = nowMillis / Self.bucketMillis
         let inWindow = recent.filter { $0.bucket + UInt64(Self.window) > now }
-        guard let oldest = inWindow.first else { return floor }
+        guard let oldest = inWindow.first else { return ceiling }
         let finished = UInt64(inWindow.reduce(0) { $0 + $1.finished })
         // From the start of the oldest bucket counted to now; a second at least, so the first
         // handshakes of a storm do not pass for a rate of thousands.

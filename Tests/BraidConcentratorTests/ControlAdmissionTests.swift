@@ -16,17 +16,20 @@ final class ControlAdmissionTests: XCTestCase {
 
     // MARK: - The pace
 
-    func testPaceStartsAtTheFloorAndFollowsTheRateHandshakesFinishAt() {
+    func testPaceFollowsTheRateHandshakesFinishAt() {
         var pace = HandshakePace(ceiling: 256, targetMillis: 5000, floor: 64)
-        XCTAssertEqual(pace.limit(nowMillis: 0), 64, "nothing measured: the floor")
+        XCTAssertEqual(pace.limit(nowMillis: 0), 256, "nothing finished: nothing says the server is slow")
+        // The first one finished: one a second so far, the floor.
+        pace.finished(nowMillis: 10_000)
+        XCTAssertEqual(pace.limit(nowMillis: 10_500), 64)
         // 20 a second for 3 s: 20 × 5 s = 100 may be in flight.
-        for ms in stride(from: UInt64(0), to: 3000, by: 50) { pace.finished(nowMillis: 10_000 + ms) }
+        for ms in stride(from: UInt64(50), to: 3000, by: 50) { pace.finished(nowMillis: 10_000 + ms) }
         XCTAssertEqual(pace.limit(nowMillis: 13_000), 100)
         // 200 a second: capped at max_control_handshakes.
         for ms in stride(from: UInt64(0), to: 2000, by: 5) { pace.finished(nowMillis: 13_000 + ms) }
         XCTAssertEqual(pace.limit(nowMillis: 15_000), 256)
-        // Quiet for longer than the window: back to the floor.
-        XCTAssertEqual(pace.limit(nowMillis: 21_000), 64)
+        // Quiet for longer than the window: the ceiling again.
+        XCTAssertEqual(pace.limit(nowMillis: 21_000), 256)
     }
 
     func testPaceNeverAboveTheCeiling() {
