@@ -45,7 +45,8 @@ struct HeaviestTally<Key: Hashable> {
 ///
 /// Sources nest in three levels: an IPv6 /64 (a subscriber line) in its /48 (a site) in its /32
 /// (a provider); an IPv4 address in its /24 in its /16. One /64 or address holds at most
-/// `maxPerSource` slots. When all `maxTotal` slots are taken, a newcomer is not refused: the
+/// `maxPerSource` slots. When all `maxTotal` slots are taken, a newcomer is not refused (with
+/// `Eviction.heaviest`, the data port's; the control port's `.overFairShare` is stricter): the
 /// oldest handshake of the heaviest source is evicted for it, the heaviest found by walking from
 /// the top level down, so whoever holds the most, at whatever level they spread, gives way:
 ///
