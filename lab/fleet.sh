@@ -92,6 +92,8 @@ config concentrator 'main'
 	option key '$FLEET_CA/issued/$FLEET_SERVER_NAME.key'
 	option status_socket '$FLEET_SOCK'
 CONF
+    # Options of a test's own (tab-indented lines), e.g. a small max_control_handshakes.
+    [[ -n ${FLEET_CONC_OPTIONS:-} ]] && printf '%s\n' "$FLEET_CONC_OPTIONS" >>"$FLEET_CONF"
     if [[ ${2:-uci} == postgresql ]]; then
         printf '%s\n' "$FLEET_PG_PASSWORD" >"$LAB_WORK/store-password"
         chmod 600 "$LAB_WORK/store-password"
@@ -174,7 +176,7 @@ fleet_start() { # fleet_start N SESSIONS
     nsx "$NS_FLEET" "$LAB_TOOL" fleet --connect "$FLEET_CONC" --control-port "$FLEET_CONTROL_PORT" \
         --port "$FLEET_DATA_PORT" --server-name "$FLEET_SERVER_NAME" --ca "$FLEET_CA/ca.crt" \
         --issued "$FLEET_CA/issued" --prefix "$FLEET_PREFIX" --count "$1" --source "$FLEET_SOURCE" \
-        --sessions "$2" --origin "$FLEET_ORIGIN" --origin-port "$FLEET_ORIGIN_PORT" \
+        --sessions "$2" --origin "$FLEET_ORIGIN" --origin-port "$FLEET_ORIGIN_PORT" ${FLEET_ARGS:-} \
         <"$LAB_WORK/fleet.in" >"$LAB_WORK/fleet.events" 2>>"$LAB_WORK/fleet.err" &
     FLEET_PIDS+=($!)
     exec 7>"$LAB_WORK/fleet.in"

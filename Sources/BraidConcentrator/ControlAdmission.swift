@@ -10,9 +10,13 @@ enum ControlRefusalReason: Hashable, Sendable, CustomStringConvertible {
     case tls(TLSError.Reason)
     /// Closed at accept: `max_control_handshakes` handshakes were in flight.
     case maxHandshakes
+    /// Closed at accept: as many handshakes were in flight as finish in half the handshake timeout
+    /// at the rate they have been finishing (`HandshakePace`), fewer than `max_control_handshakes`.
+    case busy
     /// Closed at accept: its source block had `max_control_handshakes_per_source` in flight.
     case maxHandshakesPerSource
-    /// In flight when every slot was taken, the oldest of the heaviest source: closed for a newcomer.
+    /// In flight when every slot was taken, from a source over its fair share: closed for a
+    /// newcomer from a source well under its own.
     case evicted
 
     var description: String {
@@ -20,46 +24,127 @@ enum ControlRefusalReason: Hashable, Sendable, CustomStringConvertible {
         // The TLS handler's own words ("expired certificate"), as the gateway logs them.
         case .tls(let reason): reason.rawValue
         case .maxHandshakes: "max_control_handshakes"
+        case .busy: "busy"
         case .maxHandshakesPerSource: "max_control_handshakes_per_source"
         case .evicted: "evicted"
         }
     }
 }
 
-/// The control port's limits on TLS handshakes in flight, and the count of what it turned away.
-/// A handshake costs a descriptor and an OpenSSL session until it finishes or times out, and
-/// anyone can start one: without a limit, stalled handshakes take every descriptor.
-final class ControlAdmission: @unchecked Sendable {
-    /// `max_control_handshakes`: in flight at most, from everyone.
+/// The control port's admission as policy, without I/O or clock: who holds the handshake slots,
+/// how many may be in flight now, and what a newcomer gets.
+///
+/// Two things keep a reconnect storm (every gateway of a fleet at once after a restart) converging
+/// while the server is slower than the arrivals:
+///
+/// - A handshake in flight keeps its slot until it finishes or times out. A newcomer over the limit
+///   is refused at accept (a reset, before any TLS work) and comes back with its backoff; it takes a
+///   slot from a handshake in flight only when that one's source holds more than its fair share and
+///   its own far less (`PendingSlots.Eviction.overFairShare`), so one source (or one /24, or one
+///   /48) holding stalled handshakes still cannot lock the others out.
+/// - The limit follows the rate handshakes finish at (`HandshakePace`): no more in flight than
+///   finish in half the handshake timeout, so those admitted finish before it instead of all of
+///   them sharing one slow thread until every one times out.
+struct ControlAdmissionPolicy<Holder> {
+    /// `max_control_handshakes`.
     let maxTotal: Int
-    /// `max_control_handshakes_per_source`: the same, from one IPv4 address or IPv6 /64.
+    /// `max_control_handshakes_per_source`.
     let maxPerSource: Int
-    /// The same policy as the data port's pending handshakes: when every slot is taken, the oldest
-    /// handshake of the heaviest source gives way, so a few sources cannot hold them all.
-    let inFlight = PendingHandshakes<Channel>()
-    let refusals = RefusalTally<ControlRefusalReason>()
+    private(set) var slots = PendingSlots<Holder>()
+    private(set) var pace: HandshakePace
 
-    init(maxTotal: Int, maxPerSource: Int) {
+    enum Decision {
+        /// The slot is `ticket`; `evicted` held a slot that was taken for it: close it.
+        case admitted(PendingSlots<Holder>.Ticket, evicted: Holder?)
+        case refused(ControlRefusalReason)
+    }
+
+    init(maxTotal: Int, maxPerSource: Int, handshakeTimeoutMillis: UInt64) {
         self.maxTotal = maxTotal
         self.maxPerSource = maxPerSource
+        pace = HandshakePace(ceiling: maxTotal, targetMillis: handshakeTimeoutMillis / 2)
     }
+
+    /// The most handshakes in flight now.
+    func limit(nowMillis: UInt64) -> Int { pace.limit(nowMillis: nowMillis) }
+
+    /// A slot for `holder`'s handshake from `source`, or why not.
+    mutating func admit(_ source: SourceBlock, holder: Holder, nowMillis: UInt64) -> Decision {
+        let limit = pace.limit(nowMillis: nowMillis)
+        switch slots.admit(
+            source, holder: holder, maxTotal: limit, maxPerSource: maxPerSource, eviction: .overFairShare)
+        {
+        case .admitted(let ticket, let evicted): return .admitted(ticket, evicted: evicted)
+        case .overSource: return .refused(.maxHandshakesPerSource)
+        case .overTotal: return .refused(limit < maxTotal ? .busy : .maxHandshakes)
+        }
+    }
+
+    /// The handshake of `ticket` finished: its slot goes back and it counts toward the pace.
+    mutating func finished(_ ticket: PendingSlots<Holder>.Ticket, nowMillis: UInt64) {
+        pace.finished(nowMillis: nowMillis)
+        slots.release(ticket)
+    }
+
+    /// The handshake of `ticket` ended without finishing (refused, closed, evicted): its slot goes back.
+    mutating func ended(_ ticket: PendingSlots<Holder>.Ticket) {
+        slots.release(ticket)
+    }
+}
+
+/// The control port's limits on TLS handshakes in flight, and the count of what it turned away.
+/// A handshake costs a descriptor and an OpenSSL session until it finishes or times out, and
+/// anyone can start one: without a limit, stalled handshakes take every descriptor. The policy is
+/// `ControlAdmissionPolicy`; this is its lock, clock and tally.
+final class ControlAdmission: @unchecked Sendable {
+    private let lock = Mutex()
+    private var policy: ControlAdmissionPolicy<Channel>
+    let refusals = RefusalTally<ControlRefusalReason>()
+
+    init(maxTotal: Int, maxPerSource: Int, handshakeTimeout: TimeAmount) {
+        policy = ControlAdmissionPolicy(
+            maxTotal: maxTotal, maxPerSource: maxPerSource,
+            handshakeTimeoutMillis: UInt64(handshakeTimeout.nanoseconds / 1_000_000))
+    }
+
+    private static func nowMillis() -> UInt64 { monotonicNanos() / 1_000_000 }
 
     /// Takes a handshake slot for `channel` from `source`, closing the handshake it evicts if
     /// any; or counts the refusal and says why.
-    func admit(_ source: SourceBlock, channel: Channel) -> Result<PendingHandshakes<Channel>.Ticket, Refused> {
-        let reason: ControlRefusalReason
-        switch inFlight.admit(source, holder: channel, maxTotal: maxTotal, maxPerSource: maxPerSource) {
+    func admit(_ source: SourceBlock, channel: Channel) -> Result<PendingSlots<Channel>.Ticket, Refused> {
+        let now = Self.nowMillis()
+        let decision = lock.withLock { policy.admit(source, holder: channel, nowMillis: now) }
+        switch decision {
         case .admitted(let ticket, let evicted):
             if let evicted {
                 if let peer = SourceBlock(evicted.remoteAddress) { refusals.record(.evicted, from: peer) }
                 evicted.close(promise: nil)
             }
             return .success(ticket)
-        case .overTotal: reason = .maxHandshakes
-        case .overSource: reason = .maxHandshakesPerSource
+        case .refused(let reason):
+            refusals.record(reason, from: source)
+            return .failure(Refused(reason: reason))
         }
-        refusals.record(reason, from: source)
-        return .failure(Refused(reason: reason))
+    }
+
+    /// The handshake finished: its slot goes back, and it counts toward the pace.
+    func finished(_ ticket: PendingSlots<Channel>.Ticket) {
+        let now = Self.nowMillis()
+        lock.withLock { policy.finished(ticket, nowMillis: now) }
+    }
+
+    /// The connection ended before its handshake finished (or its pipeline could not be built).
+    func release(_ ticket: PendingSlots<Channel>.Ticket) {
+        lock.withLock { policy.ended(ticket) }
+    }
+
+    /// Handshakes in flight now.
+    func inFlight() -> Int { lock.withLock { policy.slots.total } }
+
+    /// The most handshakes in flight now (`max_control_handshakes`, or fewer at a slow pace).
+    func limit() -> Int {
+        let now = Self.nowMillis()
+        return lock.withLock { policy.limit(nowMillis: now) }
     }
 
     struct Refused: Error {
@@ -90,16 +175,19 @@ final class ControlHandshakeSlot: ChannelInboundHandler, RemovableChannelHandler
     typealias InboundIn = NIOAny
 
     private let admission: ControlAdmission
-    private let ticket: PendingHandshakes<Channel>.Ticket
+    private let ticket: PendingSlots<Channel>.Ticket
     private var held = true
 
-    init(admission: ControlAdmission, ticket: PendingHandshakes<Channel>.Ticket) {
+    init(admission: ControlAdmission, ticket: PendingSlots<Channel>.Ticket) {
         self.admission = admission
         self.ticket = ticket
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is TLSHandshakeCompleted { release() }
+        if event is TLSHandshakeCompleted, held {
+            held = false
+            admission.finished(ticket)
+        }
         context.fireUserInboundEventTriggered(event)
     }
 
@@ -116,7 +204,7 @@ final class ControlHandshakeSlot: ChannelInboundHandler, RemovableChannelHandler
     private func release() {
         guard held else { return }
         held = false
-        admission.inFlight.release(ticket)
+        admission.release(ticket)
     }
 }
 

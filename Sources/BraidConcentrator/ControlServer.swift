@@ -25,6 +25,12 @@ final class ControlServer {
 
     /// How often the refusal summary is logged (when there is anything to say).
     static let summaryInterval: TimeAmount = .seconds(10)
+    /// How long a gateway has to finish its TLS handshake.
+    static let handshakeTimeout: TimeAmount = .seconds(10)
+    /// Event loops of the control port, each computing the TLS handshakes of the connections it
+    /// accepted: a reconnect storm is bound by this CPU work, and one thread was the limit. Up to
+    /// four cores; the data reactors have one each as well, and a storm is short.
+    static let threads = min(max(System.coreCount, 1), 4)
 
     private let group: MultiThreadedEventLoopGroup
     private var channel: Channel?
@@ -49,10 +55,12 @@ final class ControlServer {
         self.book = book
         let current = CurrentTLS(tls)
         self.current = current
-        group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        group = MultiThreadedEventLoopGroup(numberOfThreads: Self.threads)
         let open = self.open
         let notServed = self.notServed
-        let admission = ControlAdmission(maxTotal: limits.maxHandshakes, maxPerSource: limits.maxHandshakesPerSource)
+        let admission = ControlAdmission(
+            maxTotal: limits.maxHandshakes, maxPerSource: limits.maxHandshakesPerSource,
+            handshakeTimeout: Self.handshakeTimeout)
         self.admission = admission
         let address = try SocketAddress(ipAddress: "\(listen.address)", port: Int(listen.port))
         let bootstrap = ServerBootstrap(group: group)
@@ -67,7 +75,7 @@ final class ControlServer {
                         return
                     }
                     // Over a limit: nothing is allocated for it, and its reset is counted, not logged.
-                    let ticket: PendingHandshakes<Channel>.Ticket
+                    let ticket: PendingSlots<Channel>.Ticket
                     switch admission.admit(source, channel: channel) {
                     case .success(let t):
                         ticket = t
@@ -83,7 +91,7 @@ final class ControlServer {
                         connectionLogger[metadataKey: "peer"] = "\(channel.remoteAddress.map { "\($0)" } ?? "?")"
                         try channel.pipeline.syncOperations.addHandler(UnsentOutputLimit())
                         let handler = try TLSHandler(
-                            context: current.context, handshakeTimeout: .seconds(10), logger: connectionLogger,
+                            context: current.context, handshakeTimeout: Self.handshakeTimeout, logger: connectionLogger,
                             refusals: .counted { admission.refusals.record(.tls($0.reason), from: source) })
                         try channel.pipeline.syncOperations.addHandler(handler)
                         // After the TLS handler: its handshake-completed event travels towards the tail.
@@ -96,7 +104,7 @@ final class ControlServer {
                                 notServed: { notServed.record($0, from: source) }))
                     } catch {
                         // The slot goes back with a pipeline that could not be built.
-                        admission.inFlight.release(ticket)
+                        admission.release(ticket)
                         throw error
                     }
                 }
@@ -126,7 +134,7 @@ final class ControlServer {
             metadata: [
                 "seconds": "\(summaryInterval.nanoseconds / 1_000_000_000)", "refused": "\(summary.total)",
                 "reasons": "\(summary.reasonsText)", "sources": "\(summary.sourcesText)",
-                "handshakes": "\(admission.inFlight.count())",
+                "handshakes": "\(admission.inFlight())", "limit": "\(admission.limit())",
             ])
     }
 
@@ -202,13 +210,20 @@ final class ControlServer {
     }
 }
 
-/// The control channels with a known subscriber, touched only on the server's one event loop.
+/// The control channels with a known subscriber, added and removed on each channel's event loop
+/// and read on any of the server's.
 final class OpenChannels: @unchecked Sendable {
-    /// Subscriber, certificate serial, channel.
-    private(set) var entries: [(name: String, serial: String, channel: Channel)] = []
+    private let lock = Mutex()
+    private var _entries: [(name: String, serial: String, channel: Channel)] = []
 
-    func add(_ name: String, serial: String, _ channel: Channel) { entries.append((name, serial, channel)) }
-    func remove(_ channel: Channel) { entries.removeAll { $0.channel === channel } }
+    /// Subscriber, certificate serial, channel: a copy, so closing them may remove them meanwhile.
+    var entries: [(name: String, serial: String, channel: Channel)] { lock.withLock { _entries } }
+
+    func add(_ name: String, serial: String, _ channel: Channel) {
+        lock.withLock { _entries.append((name, serial, channel)) }
+    }
+
+    func remove(_ channel: Channel) { lock.withLock { _entries.removeAll { $0.channel === channel } } }
 }
 
 /// The TLS context for new control connections and the CRL it holds, swapped whole by a reload.

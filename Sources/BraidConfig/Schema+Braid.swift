@@ -270,7 +270,8 @@ extension ConfigSchema {
                 OptionSchema(
                     "max_control_handshakes", .uint(1...100_000), default: "256",
                     doc: "TLS handshakes in progress on the control port, at most; more connections are reset at "
-                        + "accept. Each holds a descriptor and a TLS session for up to 10 s."),
+                        + "accept. Each holds a descriptor and a TLS session for up to 10 s. Fewer while handshakes "
+                        + "finish slowly: no more than finished in the last 5 s (64 at least)."),
                 OptionSchema(
                     "max_control_handshakes_per_source", .uint(1...100_000), default: "16",
                     doc: "The same, from one IPv4 address or IPv6 /64. Gateways behind one carrier-grade NAT "

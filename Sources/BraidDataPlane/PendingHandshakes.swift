@@ -75,8 +75,8 @@ public struct SourceBlock: Hashable, Sendable, CustomStringConvertible {
 /// connection over its source's limit is reset at accept, before anything is allocated for it or
 /// read from it; when every slot is taken, the oldest handshake of the heaviest source gives its
 /// slot to the newcomer (`PendingSlots` has the policy and its numbers). The control port keeps
-/// its TLS handshakes in flight in another one (`max_control_handshakes`,
-/// `max_control_handshakes_per_source`).
+/// its TLS handshakes in flight in a `PendingSlots` of its own (`max_control_handshakes`,
+/// `max_control_handshakes_per_source`), with the `.overFairShare` eviction.
 ///
 /// Shared by every reactor behind one small lock, not counted per reactor: EPOLLEXCLUSIVE hands
 /// a source's connections to whichever reactor wakes first, so per-reactor shares of a per-source

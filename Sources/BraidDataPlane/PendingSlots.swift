@@ -45,7 +45,8 @@ struct HeaviestTally<Key: Hashable> {
 ///
 /// Sources nest in three levels: an IPv6 /64 (a subscriber line) in its /48 (a site) in its /32
 /// (a provider); an IPv4 address in its /24 in its /16. One /64 or address holds at most
-/// `maxPerSource` slots. When all `maxTotal` slots are taken, a newcomer is not refused: the
+/// `maxPerSource` slots. When all `maxTotal` slots are taken, a newcomer is not refused (with
+/// `Eviction.heaviest`, the data port's; the control port's `.overFairShare` is stricter): the
 /// oldest handshake of the heaviest source is evicted for it, the heaviest found by walking from
 /// the top level down, so whoever holds the most, at whatever level they spread, gives way:
 ///
@@ -66,6 +67,30 @@ struct HeaviestTally<Key: Hashable> {
 public struct PendingSlots<Holder> {
     /// A held slot, to give back with `release`.
     public typealias Ticket = UInt64
+
+    /// Whom a newcomer may take a slot from when every slot is taken.
+    public enum Eviction: Sendable {
+        /// The oldest handshake of the heaviest source, found from the top level down; only a
+        /// newcomer whose source is the heaviest at every level is refused. For the data port,
+        /// where a genuine handshake holds its slot for one round trip.
+        case heaviest
+        /// Only from a source over its fair share, for a newcomer well under its own; otherwise the
+        /// newcomer is refused and the handshakes in flight keep their slots. For the control port,
+        /// where a genuine TLS handshake holds its slot for as long as the server takes to compute
+        /// it: under a storm of gateways (each its own source, the same weight at every level)
+        /// `heaviest` evicts handshakes faster than the server can finish them, and none does.
+        ///
+        /// At each level from the top, among the aggregates in the newcomer's parent (the pool is
+        /// what they hold; n those holding a slot, the newcomer's counted), the share is pool / n.
+        /// The heaviest gives way when it holds more than the share, the newcomer's aggregate less
+        /// than half of it, and the heaviest at least two more than the newcomer's (so an eviction
+        /// always makes the split fairer). When the newcomer's aggregate holds its share or more,
+        /// the competition is inside it: the same test one level down. Genuine gateways, one slot
+        /// each, never reach two more than one another at the block level, and aggregates of them
+        /// filled by random arrivals stay within a factor two of each other; a source that filled
+        /// the slots before a storm gives way down to about half the share.
+        case overFairShare
+    }
 
     public enum Admission {
         /// The slot is `ticket`; `evicted` held a slot that was taken for it: end its handshake.
@@ -107,14 +132,16 @@ public struct PendingSlots<Holder> {
     private var holders: [Ticket: (path: Path, holder: Holder)] = [:]
     private var nextTicket: Ticket = 1
 
+    public init() {}
+
     /// Slots taken.
-    var total: Int { holders.count }
+    public var total: Int { holders.count }
 
     /// Slots held by `block`.
-    func count(from block: SourceBlock) -> Int { blocks[Path(block).site]?.count(block) ?? 0 }
+    public func count(from block: SourceBlock) -> Int { blocks[Path(block).site]?.count(block) ?? 0 }
 
     /// Source blocks holding a slot.
-    var sources: Int { queues.count }
+    public var sources: Int { queues.count }
 
     /// Tickets in the blocks' queues, released ones not yet dropped included (for tests).
     var queuedTickets: Int { queues.values.reduce(0) { $0 + $1.tickets.count - $1.head } }
@@ -122,12 +149,15 @@ public struct PendingSlots<Holder> {
     /// Takes a slot for `holder`'s handshake from `block`, evicting another when all are taken
     /// (see the type's comment). Every `.admitted` is matched by a `release` of its ticket (a
     /// ticket evicted meanwhile is released already; releasing it again does nothing).
-    mutating func admit(_ block: SourceBlock, holder: Holder, maxTotal: Int, maxPerSource: Int) -> Admission {
+    public mutating func admit(
+        _ block: SourceBlock, holder: Holder, maxTotal: Int, maxPerSource: Int, eviction: Eviction = .heaviest
+    ) -> Admission {
         let path = Path(block)
         guard count(from: block) < maxPerSource else { return .overSource }
         var evicted: Holder?
         if total >= maxTotal {
-            guard let victim = victimBlock(for: path), let holder = evictOldest(of: victim) else { return .overTotal }
+            let victim = eviction == .heaviest ? victimBlock(for: path) : overShareBlock(for: path)
+            guard let victim, let holder = evictOldest(of: victim) else { return .overTotal }
             evicted = holder
         }
         let ticket = nextTicket
@@ -141,7 +171,7 @@ public struct PendingSlots<Holder> {
     }
 
     /// Gives back a slot: its handshake authenticated, was refused, or ended.
-    mutating func release(_ ticket: Ticket) {
+    public mutating func release(_ ticket: Ticket) {
         guard let (path, _) = holders.removeValue(forKey: ticket) else { return }
         wides.remove(path.wide)
         sites[path.wide]?.remove(path.site)
@@ -173,6 +203,48 @@ public struct PendingSlots<Holder> {
             return b.heaviest
         }
         return nil
+    }
+
+    /// The block to evict from for a newcomer at `path` under `.overFairShare`; nil when no
+    /// aggregate is over its share while the newcomer's is well under its own.
+    private func overShareBlock(for path: Path) -> SourceBlock? {
+        // Top level: the pool is every slot.
+        let wide = wides.count(path.wide)
+        let wideShare = FairShare(pool: total, holders: wides.counts.count, newcomer: wide)
+        if let heaviest = wides.heaviest, wideShare.givesWay(wides.maxCount) { return heaviestBlock(in: heaviest) }
+        guard wideShare.atOrOver, let siteTally = sites[path.wide] else { return nil }
+        // Inside the newcomer's /32 (or IPv4 /16): its sites share what it holds.
+        let site = siteTally.count(path.site)
+        let siteShare = FairShare(pool: wide, holders: siteTally.counts.count, newcomer: site)
+        if let heaviest = siteTally.heaviest, siteShare.givesWay(siteTally.maxCount) { return blocks[heaviest]?.heaviest }
+        guard siteShare.atOrOver, let blockTally = blocks[path.site] else { return nil }
+        // Inside the newcomer's /48 (or IPv4 /24): its blocks share what it holds.
+        let blockShare = FairShare(pool: site, holders: blockTally.counts.count, newcomer: blockTally.count(path.block))
+        if let heaviest = blockTally.heaviest, blockShare.givesWay(blockTally.maxCount) { return heaviest }
+        return nil
+    }
+
+    /// One level's fair share, in integers: `pool` slots among `holders` aggregates holding one,
+    /// and the newcomer's aggregate, which holds `newcomer` (counted among them when it holds none).
+    private struct FairShare {
+        let pool: Int
+        let n: Int
+        let newcomer: Int
+
+        init(pool: Int, holders: Int, newcomer: Int) {
+            self.pool = pool
+            self.n = holders + (newcomer == 0 ? 1 : 0)
+            self.newcomer = newcomer
+        }
+
+        /// The heaviest, holding `heaviest`, is over the share (heaviest > pool / n), the newcomer's
+        /// under half of it (newcomer < pool / 2n), and the heaviest at least two ahead.
+        func givesWay(_ heaviest: Int) -> Bool {
+            heaviest * n > pool && 2 * newcomer * n < pool && heaviest >= newcomer + 2
+        }
+
+        /// The newcomer's aggregate holds its share or more.
+        var atOrOver: Bool { newcomer * n >= pool }
     }
 
     private func heaviestBlock(in wide: SourceBlock) -> SourceBlock? {

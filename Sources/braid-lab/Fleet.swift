@@ -72,12 +72,20 @@ struct Fleet: ParsableCommand {
     @Option(help: "Seconds between keepalives (the gateway's option keepalive).")
     var keepalive = 10
 
+    @Option(help: "Rude: reconnect after this many ms whatever happened, instead of the gateway's backoff.")
+    var retryMillis: Int?
+
+    @Option(help: "What each control channel receives is held this many ms (a path delay; the lab has none).")
+    var delayMillis = 0
+
     func validate() throws {
         try validateAtLeast(count, 1, "--count")
         try validateAtLeast(sessions, 0, "--sessions")
         try validateAtLeast(inFlight, 1, "--in-flight")
         try validateAtLeast(threads, 1, "--threads")
         try validateAtLeast(keepalive, 1, "--keepalive")
+        if let retryMillis { try validateAtLeast(retryMillis, 1, "--retry-millis") }
+        try validateAtLeast(delayMillis, 0, "--delay-millis")
         try validatePort(controlPort)
         try validatePort(port)
         try validatePort(originPort)
@@ -104,7 +112,8 @@ struct Fleet: ParsableCommand {
             serverName: serverName,
             origin: Endpoint(address: origin.flatMap { IPAddress($0) } ?? server, port: UInt16(originPort)),
             timers: ControlTimers(
-                pingIntervalMillis: UInt64(keepalive) * 1000, deadAfterMillis: UInt64(keepalive) * 3000))
+                pingIntervalMillis: UInt64(keepalive) * 1000, deadAfterMillis: UInt64(keepalive) * 3000),
+            retryMillis: retryMillis.map { UInt64($0) }, delayMillis: Int64(delayMillis))
         // Refused handshakes are counted by the tally; a line each would drown the events.
         let quiet = Logger(label: "braid-lab.fleet") { _ in SwiftLogNoOpLogHandler() }
 

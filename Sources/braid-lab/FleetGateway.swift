@@ -18,6 +18,11 @@ struct FleetTarget {
     /// Where the data connections go, through the concentrator.
     var origin: Endpoint
     var timers: ControlTimers
+    /// Rude: reconnect after this many ms whatever happened, instead of the gateway's backoff (a
+    /// fleet whose firmware does not back off). Nil: `Backoff.controlChannel`.
+    var retryMillis: UInt64? = nil
+    /// What the control channel receives is held this long before TLS sees it (`InboundDelay`).
+    var delayMillis: Int64 = 0
 }
 
 /// One simulated gateway: its own certificate, source address and control channel, reconnecting
@@ -68,8 +73,9 @@ final class SimulatedGateway {
             .connectTimeout(.seconds(5))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .enableMPTCP(true)
-            .channelInitializer { channel in
+            .channelInitializer { [delay = target.delayMillis] channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if delay > 0 { try channel.pipeline.syncOperations.addHandler(InboundDelay(.milliseconds(delay))) }
                     try channel.pipeline.syncOperations.addHandler(
                         try TLSHandler(context: tls, handshakeTimeout: .seconds(10), logger: logger))
                     try channel.pipeline.syncOperations.addHandler(FleetControlHandler(gateway: self, timers: timers))
@@ -89,7 +95,7 @@ final class SimulatedGateway {
         control = nil
         tally.lost(index, stage: stage, why: why)
         guard !stopped else { return }
-        let delay = backoff.next(using: &random)
+        let delay = target.retryMillis ?? backoff.next(using: &random)
         loop.scheduleTask(in: .milliseconds(Int64(delay))) { self.connect() }
     }
 
@@ -331,5 +337,40 @@ final class FleetSessionHandler: ChannelInboundHandler {
         established.fail(error)
         answer.fail(error)
         context.close(promise: nil)
+    }
+}
+
+/// Holds what a control channel receives for a fixed time before the handlers behind it see it,
+/// in order: the concentrator's TLS flights reach the simulated gateway one path delay late, as
+/// over a long or busy uplink (the fleet lab's veth has no delay, and this kernel no sch_netem),
+/// so each handshake stays in flight for that long at least. The channel's end is passed on at
+/// once, with whatever was held dropped: NIO takes the handlers out of a closed channel's
+/// pipeline, so an end passed on later would reach nobody.
+final class InboundDelay: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    private let delay: TimeAmount
+    private var held: [NIOAny] = []
+
+    init(_ delay: TimeAmount) { self.delay = delay }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        held.append(data)
+        // Each read is released `delay` after it came, the oldest first.
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        context.eventLoop.scheduleTask(in: delay) {
+            let (handler, context) = bound.value
+            guard !handler.held.isEmpty else { return }
+            context.fireChannelRead(handler.held.removeFirst())
+            context.fireChannelReadComplete()
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {}  // fired with each delayed read
+
+    func channelInactive(context: ChannelHandlerContext) {
+        held.removeAll()
+        context.fireChannelInactive()
     }
 }
