@@ -34,7 +34,9 @@
 # BENCH_RATE_CONCURRENCY, BENCH_HOLD_COUNT, BENCH_DELAY_MS, BENCH_CHAINS (subset, e.g. "braid tcp"),
 # BENCH_FAILOVER_BYTES, BENCH_FAILOVER_AT, BENCH_FAILOVER_SECONDS (scenario 5),
 # BENCH_AGG_RUNS (scenarios 2 and 2b), BENCH_AGG_SUBFLOWS (braid's subflows per uplink there),
-# BENCH_UNEQUAL_DELAYS (2b: "10 40 25"), BENCH_KEEP=1 (keep the logs in the lab directory),
+# BENCH_UNEQUAL_DELAYS (2b: "10 40 25"), BENCH_FAILOVER_TRACE=1 (scenario 5: `ss -tinM` of both ends
+# every 0.25 s and nstat counters into the lab directory, which is kept),
+# BENCH_KEEP=1 (keep the logs in the lab directory),
 # BENCH_SCENARIOS (subset of "1 2 2b 3 4 5", e.g. "4" for connection rate and memory only). A subset
 # of scenarios or chains writes its report and plots into the lab directory (kept), not bench/.
 set -u
@@ -631,6 +633,11 @@ bench_failover() {
         uplink_sampler "$samples" $((FAILOVER_BYTES * 8 / 20000000 + 90)) &
         sampler=$!
         rm -f "$samples.start"
+        local tracer=
+        if [[ ${BENCH_FAILOVER_TRACE:-0} == 1 ]]; then
+            failover_trace "$BENCH_WORK/failover-$chain-$run" $((FAILOVER_BYTES * 8 / 20000000 + 60)) &
+            tracer=$!
+        fi
         TRANSFER_MARK="$samples.start" transfer "$chain" get "$FAILOVER_BYTES" sha256 \
             $((FAILOVER_BYTES * 8 / 20000000 + 60)) >"$out" &
         local transfer_pid=$!
@@ -638,8 +645,10 @@ bench_failover() {
         start=$(cat "$samples.start" 2>/dev/null || date +%s.%N)
         sleep_until "$start" "$FAILOVER_AT"
         uplink_outage on 1
+        echo "outage on $(date +%s.%N)" >>"$samples.events"
         sleep_until "$start" "$((FAILOVER_AT + FAILOVER_SECONDS))"
         uplink_outage off 1
+        echo "outage off $(date +%s.%N)" >>"$samples.events"
         if wait "$transfer_pid"; then
             read -r mbps _ <"$out"
             seconds=$(calc "$FAILOVER_BYTES * 8 / ($mbps * 1e6)")
@@ -649,6 +658,7 @@ bench_failover() {
             record "failover|get|$chain|failures" "$run"
         fi
         kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null
+        [[ -n $tracer ]] && { kill "$tracer" 2>/dev/null; wait "$tracer" 2>/dev/null; }
         # Subflows that died in the outage are the chain's to mend; give it a moment before the next run.
         sleep 3
     done
@@ -698,6 +708,27 @@ NFT
     else
         nsx "$NS_INET" nft delete table inet "bench_outage$2" 2>/dev/null
     fi
+}
+
+# failover_trace PREFIX LIMIT (BENCH_FAILOVER_TRACE=1): what the subflows on both ends were doing
+# through the outage, for finding where a failover loses time. Every 0.25 s for at most LIMIT
+# seconds, `ss -tinM` (cwnd, rto, backoff, unacked, retrans of every subflow, and the MPTCP
+# sockets) of the gateway and concentrator namespaces into PREFIX.gw.ss and PREFIX.conc.ss, each
+# snapshot after a "# EPOCH" line; the MPTcpExt and Tcp counters of both (nstat, absolute) at the
+# start and end into PREFIX.{gw,conc}.nstat.
+failover_trace() {
+    local prefix=$1 limit=$2 side ns
+    for side in gw conc; do
+        ns=$NS_GW
+        [[ $side == conc ]] && ns=$NS_CONC
+        nsx "$ns" nstat -asz >"$prefix.$side.nstat.start" 2>/dev/null
+        timeout -k 2 "$limit" ip netns exec "$ns" bash -c '
+            while :; do echo "# $(date +%s.%N)"; ss -tinM; sleep 0.25; done' >"$prefix.$side.ss" 2>&1 &
+    done
+    # The snapshots stop when this function is killed (its caller's kill) or at LIMIT.
+    trap 'kill $(jobs -p) 2>/dev/null; for s in gw conc; do n=$NS_GW; [[ $s == conc ]] && n=$NS_CONC;
+        nsx "$n" nstat -asz >"'"$prefix"'.$s.nstat.end" 2>/dev/null; done; exit 0' TERM
+    wait
 }
 
 # uplink_sampler FILE LIMIT: "epoch rx1 tx1 rx2 tx2 rx3 tx3" of the gateway's uplinks every 0.2 s,
@@ -799,6 +830,7 @@ main() {
     trap 'bench_cleanup' EXIT
     trap 'exit 130' INT TERM
     local started=$SECONDS
+    [[ ${BENCH_FAILOVER_TRACE:-0} == 1 ]] && BENCH_KEEP=1
     record "meta|-|-|tool" "$TOOL_NAME"
     record "meta|-|-|runs" "$RUNS"
     record "meta|-|-|relay_bytes" "$RELAY_BYTES"

@@ -114,12 +114,14 @@ public final class ConcentratorService {
         let destinationPolicy = self.destinationPolicy
         let localAddresses = LocalAddresses()
         let listen = Endpoint(address: config.listen, port: config.port)
+        var forwarding = ConvertForwarder.Configuration(
+            listen: listen, handshakeTimeoutNanos: UInt64(config.handshakeTimeout * 1e9),
+            maxPending: Int(config.maxPending), maxPendingPerSource: Int(config.maxPendingPerSource),
+            identities: identities, addressIsIdentity: config.identities.isEmpty, notBeforeMillis: startedMillis,
+            notBeforeMonotonicNanos: startedNanos)
+        forwarding.congestionControl = config.congestionControl.kernelName
         let forwarder = ConvertForwarder(
-            config: .init(
-                listen: listen, handshakeTimeoutNanos: UInt64(config.handshakeTimeout * 1e9),
-                maxPending: Int(config.maxPending), maxPendingPerSource: Int(config.maxPendingPerSource),
-                identities: identities, addressIsIdentity: config.identities.isEmpty, notBeforeMillis: startedMillis,
-                notBeforeMonotonicNanos: startedNanos),
+            config: forwarding,
             keys: { id in try book.key(for: id) }, logger: logger,
             admission: { request in book.admit(keyID: request.authentication.keyID) }
         ) { destination in

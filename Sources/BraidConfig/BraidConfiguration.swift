@@ -1,5 +1,17 @@
 import BraidCore
 
+/// The congestion control of the MPTCP data connections' subflows, on the side that sends
+/// (`congestion_control`): `system` leaves the kernel's default. Linux's MPTCP scheduler shares
+/// data among subflows by their pacing rates; BBR derives its pacing rate from a bandwidth model
+/// that a shaper's bursts can inflate far past the line rate, and the scheduler then queues on
+/// the slowest uplink data that the others wait for at the receiver (README, Benchmark).
+public enum CongestionControl: String, Sendable, CaseIterable {
+    case cubic, bbr, reno, system
+
+    /// The kernel's name of the algorithm to ask for (TCP_CONGESTION), nil for `system`.
+    public var kernelName: String? { self == .system ? nil : rawValue }
+}
+
 /// Role of an uplink in bonding: `active` carries data, `backup` only when no active uplink is up
 /// (MPTCP backup priority), `off` is configured but unused, `overflow` only while the active
 /// uplinks are saturated (the gateway's steering turns its backup priority off and on).
@@ -209,6 +221,8 @@ public struct GatewayConfig: Equatable, Sendable {
     public var holddown: Double = 10
     /// LAN UDP to port 443: refused (`tcp`) or routed (`pass`).
     public var quic: QUICMode = .tcp
+    /// `congestion_control`: what the subflows of uploads use (the gateway sends them).
+    public var congestionControl: CongestionControl = .cubic
     /// Where the status page is served (`web_listen`).
     public var webListen: ListenerSetting = .lan(port: 80)
     /// Where the Prometheus metrics are served; nil: not at all.
@@ -241,6 +255,8 @@ public struct ConcentratorConfig: Equatable, Sendable {
     public var allowPorts: [PortRange] = []
     /// Seconds a client may take to send its whole Convert message.
     public var handshakeTimeout: Double
+    /// `congestion_control`: what the subflows of downloads use (the concentrator sends them).
+    public var congestionControl: CongestionControl = .cubic
     /// Data connections accepted but not yet authenticated, at most (`max_pending`).
     public var maxPending: UInt32 = 16384
     /// The same, from one IPv4 address or IPv6 /64 (`max_pending_per_source`).
@@ -370,6 +386,7 @@ public struct BraidConfigReader {
         config.macIdentity = g.text("server_name")
         config.servers = servers
         config.serverHolddown = g.seconds("server_holddown") ?? 30
+        config.congestionControl = g.text("congestion_control").flatMap(CongestionControl.init) ?? .cubic
         checkServers(g, &p, config)
         checkDistinctPorts(g, &p)
         if let web = g.text("web_listen").flatMap({ ListenerSetting($0, defaultPort: 80) })?.port,
@@ -554,6 +571,7 @@ public struct BraidConfigReader {
         config.metricsListen = metricsListen(c, &p)
         config.pskClass = c.text("psk_class")
         config.identities = c.texts("identity")
+        config.congestionControl = c.text("congestion_control").flatMap(CongestionControl.init) ?? .cubic
         readStore(c, &p, into: &config)
         config.rules = readOperatorRules(&p)
         return (config, sortedByLine(p.errors))

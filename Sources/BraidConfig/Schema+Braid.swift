@@ -85,6 +85,13 @@ extension ConfigSchema {
                         + "ICMP, the box's own) moves back to it from a worse one; a flapping uplink does not drag "
                         + "that traffic back and forth. Moving away from an uplink that goes down is immediate."),
                 OptionSchema(
+                    "congestion_control", .choice(CongestionControl.allCases.map(\.rawValue)), default: "cubic",
+                    doc: "Congestion control of the MPTCP data connections' subflows where this end sends: uploads. "
+                        + "`system` keeps the kernel's default (net.ipv4.tcp_congestion_control). Linux's MPTCP "
+                        + "scheduler shares data among subflows by their pacing rates, and BBR's can read far above "
+                        + "a shaped line's rate: data then waits on the slowest uplink while the others idle (README, "
+                        + "Benchmark). An algorithm the kernel lacks is reported at start and the default used."),
+                OptionSchema(
                     "quic", .choice(QUICMode.allCases.map(\.rawValue)), default: "tcp",
                     doc: "tcp answers LAN UDP to port 443 (QUIC, HTTP/3) with ICMP port unreachable at once, so "
                         + "browsers fall back to TCP, which braid bonds; pass routes it like other UDP, over one "
@@ -256,6 +263,13 @@ extension ConfigSchema {
                 OptionSchema(
                     "allow_port", .list, .portRange, example: "443",
                     doc: "When set, only these destination ports are connected to (deny_port still applies)."),
+                OptionSchema(
+                    "congestion_control", .choice(CongestionControl.allCases.map(\.rawValue)), default: "cubic",
+                    doc: "Congestion control of the MPTCP data connections' subflows where this end sends: downloads. "
+                        + "`system` keeps the kernel's default (net.ipv4.tcp_congestion_control). Linux's MPTCP "
+                        + "scheduler shares data among subflows by their pacing rates, and BBR's can read far above "
+                        + "a shaped line's rate: data then waits on the slowest uplink while the others idle (README, "
+                        + "Benchmark). An algorithm the kernel lacks is reported at start and the default used."),
                 OptionSchema(
                     "handshake_timeout", .seconds(0.1...300, whole: false), default: "2",
                     doc: "Seconds a gateway may take to send its whole Convert message; a connection that stalls "

@@ -39,6 +39,9 @@ public final class ConvertForwarder {
         /// floor then follows a step of the wall clock (NTP setting back a clock that was ahead at
         /// start would otherwise refuse every request until the clock caught up).
         public var notBeforeMonotonicNanos: UInt64?
+        /// The kernel congestion control of accepted connections' subflows (the concentrator's
+        /// `congestion_control`); nil keeps the system's default.
+        public var congestionControl: String? = nil
 
         /// The floor as the wall clock reads it now.
         func currentNotBeforeMillis() -> UInt64 {
@@ -132,6 +135,16 @@ public final class ConvertForwarder {
             try Sockets.setInt(fd, braid_SOL_TCP, braid_TCP_FASTOPEN, 4096, "TCP_FASTOPEN")
             if !listen.address.isIPv4 {
                 try Sockets.setInt(fd, braid_SOL_IPV6, IPV6_V6ONLY, 0, "IPV6_V6ONLY")
+            }
+            // Set once on the listener: accepted subflows inherit it, joins included, so the
+            // accept path pays nothing for it.
+            if let cc = config.congestionControl {
+                do {
+                    try Sockets.setCongestionControl(fd, cc)
+                } catch {
+                    logger.warning(
+                        "data connections keep the system's congestion control", metadata: ["error": "\(error)"])
+                }
             }
         }
         let l = Listener(fd: fd, endpoint: listen)

@@ -75,6 +75,25 @@ public enum Sockets {
         try syscall("setsockopt(\(what))") { setsockopt(fd, level, name, &v, socklen_t(MemoryLayout<Int32>.size)) }
     }
 
+    /// Sets the socket's congestion control (TCP_CONGESTION) to the kernel algorithm `name`. On an
+    /// MPTCP socket the kernel applies it to every subflow, those joined later included; on a
+    /// listener, to the connections it accepts.
+    static func setCongestionControl(_ fd: Int32, _ name: String) throws {
+        var bytes = Array(name.utf8)
+        try syscall("setsockopt(TCP_CONGESTION \(name))") {
+            setsockopt(fd, braid_SOL_TCP, TCP_CONGESTION, &bytes, socklen_t(bytes.count))
+        }
+    }
+
+    /// Whether this process may give its sockets the congestion control `name`: throws what the
+    /// kernel said (ENOENT: no such algorithm; EPERM: not in tcp_allowed_congestion_control and
+    /// no CAP_NET_ADMIN), tried on a socket of its own.
+    public static func checkCongestionControl(_ name: String) throws {
+        let fd = try stream(family: AF_INET, mptcp: false)
+        defer { Glibc.close(fd) }
+        try setCongestionControl(fd, name)
+    }
+
     /// The outcome of a non-blocking connect once its socket reports an event: nil while it is
     /// still in progress, 0 when connected, else the errno it failed with.
     static func pendingConnectError(_ fd: Int32) -> Int32? {

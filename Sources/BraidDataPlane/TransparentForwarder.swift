@@ -22,12 +22,19 @@ public final class TransparentForwarder {
         /// TCP_FASTOPEN_CONNECT: the request rides in the SYN. See the gateway's `fastopen` option.
         public var fastOpen: Bool
         public var connectTimeoutNanos: UInt64
+        /// The kernel congestion control of the connections' subflows (the gateway's
+        /// `congestion_control`, checked against the kernel at start); nil keeps the system's.
+        public var congestionControl: String?
 
-        public init(server: Endpoint, listenerPort: UInt16, fastOpen: Bool, connectTimeoutNanos: UInt64 = 10_000_000_000) {
+        public init(
+            server: Endpoint, listenerPort: UInt16, fastOpen: Bool, connectTimeoutNanos: UInt64 = 10_000_000_000,
+            congestionControl: String? = nil
+        ) {
             self.server = server
             self.listenerPort = listenerPort
             self.fastOpen = fastOpen
             self.connectTimeoutNanos = connectTimeoutNanos
+            self.congestionControl = congestionControl
         }
     }
 
@@ -146,6 +153,12 @@ public final class TransparentForwarder {
         do {
             try Sockets.setInt(lan, Int32(IPPROTO_TCP), TCP_NODELAY, 1, "TCP_NODELAY")
             try Sockets.setInt(upstream, Int32(IPPROTO_TCP), TCP_NODELAY, 1, "TCP_NODELAY")
+            if let cc = config.congestionControl {
+                // Before connect: the first subflow starts with it, later ones take it from the
+                // socket. Checked at start; were it refused now, the connection is better served
+                // with the system's default than reset.
+                try? Sockets.setCongestionControl(upstream, cc)
+            }
             if config.fastOpen {
                 // With a cookie: the concentrator accepts data in the SYN only with one. The first
                 // connection to it from a source asks for the cookie (its request follows the

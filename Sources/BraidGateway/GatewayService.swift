@@ -145,7 +145,9 @@ public final class GatewayService {
             self.data = data
             let source = supervisor.preferredSource
             let forwarder = TransparentForwarder(
-                config: .init(server: server, listenerPort: config.tproxyPort, fastOpen: config.fastOpen),
+                config: .init(
+                    server: server, listenerPort: config.tproxyPort, fastOpen: config.fastOpen,
+                    congestionControl: usableCongestionControl(config.congestionControl, logger: logger)),
                 logger: logger, selectSource: { source.get() }
             ) { [activeKeys] destination, dialled in
                 guard let authenticator = activeKeys.get()?.current(server: dialled) else {
@@ -273,4 +275,20 @@ extension GatewayService {
 struct GatewayError: Error, CustomStringConvertible {
     var description: String
     init(_ d: String) { description = d }
+}
+
+/// The kernel name of the configured congestion control if this process may set it, else nil
+/// (the system's default) after saying why: a kernel built without the algorithm must not stop
+/// the gateway or its connections.
+func usableCongestionControl(_ choice: CongestionControl, logger: Logger) -> String? {
+    guard let name = choice.kernelName else { return nil }
+    do {
+        try Sockets.checkCongestionControl(name)
+        return name
+    } catch {
+        logger.warning(
+            "congestion_control not available: data connections keep the system's default",
+            metadata: ["congestion_control": "\(name)", "error": "\(error)"])
+        return nil
+    }
 }

@@ -32,9 +32,9 @@ struct SubflowPlanner {
 
     enum Action: Equatable {
         case create(token: UInt32, local: IPAddress, id: UInt8, backup: Bool, ifindex: UInt32, remote: Endpoint)
-        /// Withdraw the subflow's local address (id 0 is the first subflow's) from the connection
-        /// (RM_ADDR to the concentrator) and close the subflow.
-        case remove(token: UInt32, id: UInt8, Subflow)
+        /// Withdraw a local address (id 0 is the first subflow's) from the connection (one RM_ADDR
+        /// to the concentrator), then close every subflow listed, all of them from that address.
+        case remove(token: UInt32, id: UInt8, [Subflow])
         case setBackup(token: UInt32, Subflow, Bool)
     }
 
@@ -45,6 +45,15 @@ struct SubflowPlanner {
         var subflows: [Subflow: Bool] = [:]
         /// Address ids this connection has used, by local address. The kernel keeps an id bound
         /// to its address for the connection's life, so a re-created subflow must reuse it.
+        ///
+        /// Every subflow from one address has that address's id, the first subflow's address
+        /// included (id 0): the RM_ADDR that withdraws a dead address leaves on a subflow the
+        /// kernel picks, the first of the connection's list that can send and whose id is not
+        /// the one removed (net/mptcp/pm.c, `mptcp_pm_addr_send_ack_avoid_list`, 6.18). The
+        /// first subflow is first in that list, so a second subflow from its address under an id of its own made the
+        /// RM_ADDR of either id leave on the other one, into the dead path: the concentrator never
+        /// heard of the outage, kept both subflows and the data queued on them (1.2 MB in the
+        /// failover benchmark) until their retransmission timeouts marked them stale, seconds later.
         var ids: [IPAddress: UInt8] = [:]
         /// When a subflow from an address was last asked for, to pace retries.
         var attempts: [IPAddress: UInt64] = [:]
@@ -61,6 +70,11 @@ struct SubflowPlanner {
         var priorityAsked: [Subflow: Bool] = [:]
         /// When a pass first found it established: its other subflows wait `joinDelayNanos` from then.
         var firstPlanned: UInt64?
+
+        init(remote: Endpoint, firstAddress: IPAddress) {
+            self.remote = remote
+            ids[firstAddress] = 0
+        }
 
         mutating func id(for address: IPAddress) -> UInt8? {
             if let id = ids[address] { return id }
@@ -206,7 +220,7 @@ struct SubflowPlanner {
             guard !e.serverSide, let local = e.local, let remote = e.remote, servers.contains(remote.address) else {
                 return
             }
-            var c = connections[e.token] ?? Connection(remote: remote)
+            var c = connections[e.token] ?? Connection(remote: remote, firstAddress: local.address)
             c.subflows[Subflow(local: local, remote: remote)] = c.subflows[Subflow(local: local, remote: remote)] ?? false
             if e.kind == .established { c.established = true }
             connections[e.token] = c
@@ -306,6 +320,18 @@ struct SubflowPlanner {
         connections[token]?.attempts[address] = nil
     }
 
+    /// The kernel refused a subflow from the connection's first address under id 0 (kernels
+    /// before the userspace path manager took id 0 for new subflows): that address gets an id of
+    /// its own in this connection, asked for again at the next pass. RM_ADDR then works as it did
+    /// before, and may be lost when the first subflow's uplink dies (see `Connection.ids`).
+    mutating func sharedIDRefused(token: UInt32, address: IPAddress) {
+        guard var c = connections[token], c.ids[address] == 0 else { return }
+        c.ids[address] = nil
+        _ = c.id(for: address)
+        c.attempts[address] = nil
+        connections[token] = c
+    }
+
     /// Events were lost: a subflow may have closed unseen. Retry every missing one at once.
     mutating func forgetAttempts() {
         for token in connections.keys {
@@ -341,18 +367,24 @@ struct SubflowPlanner {
             }
             let healthy = paths.filter(\.healthy)
             let carried = c.subflows.keys.contains { s in healthy.contains { $0.address == s.local.address } }
+            // Dead subflows by address, in the order met (by local port: deterministic).
+            var withdrawn: [(address: IPAddress, subflows: [Subflow])] = []
             for s in c.subflows.keys.sorted(by: { $0.local.port < $1.local.port }) {
                 let path = paths.first { $0.address == s.local.address }
                 if path?.healthy != true {
-                    // Closing the subflow makes the kernel send its unacknowledged data again on
-                    // the others at once, instead of after retransmission timeouts; withdrawing
-                    // its address tells the concentrator, whose side of the subflow would
-                    // otherwise linger and count against its subflow limit. The last way out is
-                    // kept, though dead: it may come back, and a connection without subflows
-                    // cannot get new ones.
+                    // Withdrawing the address tells the concentrator, which then closes its side
+                    // and sends the data queued there again on the other subflows at once,
+                    // instead of after retransmission timeouts; its side would otherwise linger
+                    // and count against its subflow limit. Closing ours does the same for the
+                    // other direction. The last way out is kept, though dead: it may come back,
+                    // and a connection without subflows cannot get new ones.
                     if carried && !c.destroying.contains(s) {
                         c.destroying.insert(s)
-                        actions.append(.remove(token: token, id: c.ids[s.local.address] ?? 0, s))
+                        if let i = withdrawn.firstIndex(where: { $0.address == s.local.address }) {
+                            withdrawn[i].subflows.append(s)
+                        } else {
+                            withdrawn.append((s.local.address, [s]))
+                        }
                     }
                 } else if let path, c.subflows[s] != path.backup, c.priorityAsked[s] != path.backup {
                     c.priorityAsked[s] = path.backup
@@ -361,6 +393,12 @@ struct SubflowPlanner {
                     c.subflows[s] = path.backup
                     actions.append(.setBackup(token: token, s, path.backup))
                 }
+            }
+            // One RM_ADDR per address, before any of its subflows closes: closing one deletes the
+            // address from the kernel's list of this connection's addresses, and a later REMOVE
+            // for its id finds nothing to withdraw.
+            for (address, subflows) in withdrawn {
+                actions.append(.remove(token: token, id: c.ids[address] ?? 0, subflows))
             }
             // Attempts from a path that has since gone down say nothing about it.
             for path in paths where !path.healthy {

@@ -290,12 +290,12 @@ final class UplinkSupervisor {
                 switch action {
                 case .create:
                     break
-                case .remove(let token, let id, let s):
+                case .remove(let token, let id, let subflows):
                     do {
                         try pathManager.removeAddress(token: token, localID: id)
                     } catch let e as NetlinkError where e.errno == EINVAL || e.errno == ENOENT {
                         // The kernel does not know the id for this address (a subflow it opened
-                        // itself): closing the subflow below is all there is to do.
+                        // itself): closing the subflows below is all there is to do.
                     }
                     // The userspace path manager's REMOVE only sends RM_ADDR, once, in an ACK
                     // that a full queue may drop; the subflow itself stays open. Closed here, it
@@ -303,9 +303,17 @@ final class UplinkSupervisor {
                     // concentrator frees its side even when the RM_ADDR was lost: otherwise that
                     // side stays established and counts against the connection's limit of joins
                     // there, and the uplink's later joins are refused (the soak's join storm).
-                    try pathManager.destroySubflow(token: token, local: s.local, remote: s.remote)
-                    logger.info(
-                        "subflow closed on a down uplink", metadata: ["token": "\(token)", "local": "\(s.local)", "id": "\(id)"])
+                    for s in subflows {
+                        do {
+                            try pathManager.destroySubflow(token: token, local: s.local, remote: s.remote)
+                        } catch let e as NetlinkError where e.errno == ENOENT || e.errno == EINVAL || e.errno == ESRCH {
+                            logger.debug("\(e)")  // already gone; the next one may not be
+                            continue
+                        }
+                        logger.info(
+                            "subflow closed on a down uplink",
+                            metadata: ["token": "\(token)", "local": "\(s.local)", "id": "\(id)"])
+                    }
                 case .setBackup(let token, let s, let backup):
                     try pathManager.setBackup(token: token, local: s.local, remote: s.remote, backup: backup)
                 }
@@ -351,6 +359,11 @@ final class UplinkSupervisor {
             switch errno {
             case 0:
                 logger.debug("subflow requested", metadata: ["token": "\(r.token)", "local": "\(r.local)", "id": "\(r.localID)"])
+            case EINVAL where r.localID == 0:
+                // A kernel that takes no id 0 for a new subflow (or a connection already gone,
+                // whose event is on its way): the first address gets an id of its own.
+                logger.debug("\(Self.createError(r, errno))")
+                planner.sharedIDRefused(token: r.token, address: r.local)
             case ENOENT, EINVAL, ESRCH:
                 // The connection is already gone; its event is on its way.
                 logger.debug("\(Self.createError(r, errno))")

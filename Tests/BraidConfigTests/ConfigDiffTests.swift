@@ -190,6 +190,27 @@ final class ConfigDiffTests: XCTestCase {
             ])
     }
 
+    /// `congestion_control` is cubic unless set; `system` asks for nothing; a reload that changes
+    /// it is refused (the listener and connections already open would keep theirs); a name
+    /// outside the list is refused with the line, option and value.
+    func testCongestionControlDefaultsToCubicAndTakesARestart() throws {
+        let running = try gateway(gatewayText())
+        XCTAssertEqual(running.congestionControl, .cubic)
+        XCTAssertEqual(running.congestionControl.kernelName, "cubic")
+        XCTAssertNil(try gateway(gatewayText("\toption congestion_control 'system'\n")).congestionControl.kernelName)
+        XCTAssertEqual(
+            refusal(running, gatewayText("\toption congestion_control 'system'\n")),
+            ["braid.conf:5: main.congestion_control: cannot change while running, restart to apply (cubic -> system)"])
+        XCTAssertEqual(
+            refusal(running, gatewayText("\toption congestion_control 'vegas'\n")),
+            ["braid.conf:5: main.congestion_control: must be cubic, bbr, reno or system (vegas)"])
+        let concentrator = try concentrator([], "\toption congestion_control 'bbr'\n")
+        XCTAssertEqual(concentrator.congestionControl, .bbr)
+        XCTAssertEqual(
+            ConcentratorConfigDiff(from: try self.concentrator([]), to: concentrator).fixed.map(\.option),
+            ["congestion_control"])
+    }
+
     func testAnInvalidFileIsRefusedWithTheReadersMessages() throws {
         let running = try gateway(gatewayText())
         XCTAssertEqual(

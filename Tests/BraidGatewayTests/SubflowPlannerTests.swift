@@ -58,33 +58,90 @@ final class SubflowPlannerTests: XCTestCase {
         var wanted = paths(healthy: [true, true, true])
         wanted[0].subflows = 2
         wanted[1].subflows = 2
-        // a1 already carries the first subflow: its second comes with the others' first, under an
-        // id of its own (the kernel refuses id 0, the first subflow's, for a new one).
+        // a1 already carries the first subflow: its second comes with the others' first, under
+        // the first subflow's id, 0 (see testSubflowsFromTheFirstAddressAreWithdrawnByOneRMADDR).
         XCTAssertEqual(
             p.plan(paths: wanted, now: 0),
             [
-                .create(token: 7, local: a1, id: 1, backup: false, ifindex: 2, remote: remote),
-                .create(token: 7, local: a2, id: 2, backup: false, ifindex: 3, remote: remote),
-                .create(token: 7, local: a3, id: 3, backup: false, ifindex: 4, remote: remote),
+                .create(token: 7, local: a1, id: 0, backup: false, ifindex: 2, remote: remote),
+                .create(token: 7, local: a2, id: 1, backup: false, ifindex: 3, remote: remote),
+                .create(token: 7, local: a3, id: 2, backup: false, ifindex: 4, remote: remote),
             ])
         // Nothing more while those are pending: attempts are counted per address.
         XCTAssertEqual(p.plan(paths: wanted, now: second / 2), [])
-        p.handle(event(.subflowEstablished, local: a1, port: 1001, id: 1))
-        p.handle(event(.subflowEstablished, local: a2, port: 1002, id: 2))
-        p.handle(event(.subflowEstablished, local: a3, port: 1003, id: 3))
+        p.handle(event(.subflowEstablished, local: a1, port: 1001, id: 0))
+        p.handle(event(.subflowEstablished, local: a2, port: 1002, id: 1))
+        p.handle(event(.subflowEstablished, local: a3, port: 1003, id: 2))
         // a2's second is asked for at once, with a2's id; a1 and a3 have what they should.
         XCTAssertEqual(
             p.plan(paths: wanted, now: second / 2 + 1),
-            [.create(token: 7, local: a2, id: 2, backup: false, ifindex: 3, remote: remote)])
-        p.handle(event(.subflowEstablished, local: a2, port: 1004, id: 2))
+            [.create(token: 7, local: a2, id: 1, backup: false, ifindex: 3, remote: remote)])
+        p.handle(event(.subflowEstablished, local: a2, port: 1004, id: 1))
         XCTAssertEqual(p.plan(paths: wanted, now: 10 * second), [])
         XCTAssertEqual(p.subflowsByAddress, [a1: 2, a2: 2, a3: 1])
         // One of a1's two lost: only that one is asked for again, once the loss (held against
         // a1 after its grace period) has doubled a1's retry delay.
-        p.handle(event(.subflowClosed, local: a1, port: 1001, id: 1))
+        p.handle(event(.subflowClosed, local: a1, port: 1001, id: 0))
         XCTAssertEqual(creates(p.plan(paths: wanted, now: 11 * second)), [])
         XCTAssertEqual(creates(p.plan(paths: wanted, now: 12 * second)), [])
         XCTAssertEqual(creates(p.plan(paths: wanted, now: 13 * second)), [a1])
+    }
+
+    /// The kernel sends the RM_ADDR of a withdrawn address on the first subflow in the
+    /// connection's list that can send and whose id is not the one withdrawn: the first subflow,
+    /// unless it is among those withdrawn. Every subflow from the first address shares its id, 0,
+    /// so the RM_ADDR never leaves on another subflow of the dead uplink, and one RM_ADDR tells
+    /// the concentrator to close them all; it is asked for before any of them closes.
+    func testSubflowsFromTheFirstAddressAreWithdrawnByOneRMADDR() {
+        var p = planner()
+        var wanted = paths(healthy: [true, true, true])
+        wanted[0].subflows = 2
+        _ = p.plan(paths: wanted, now: 0)
+        p.handle(event(.subflowEstablished, local: a1, port: 1001, id: 0))
+        p.handle(event(.subflowEstablished, local: a2, port: 2000, id: 1))
+        p.handle(event(.subflowEstablished, local: a3, port: 3000, id: 2))
+        let first = SubflowPlanner.Subflow(local: Endpoint(address: a1, port: 1000), remote: remote)
+        let second1 = SubflowPlanner.Subflow(local: Endpoint(address: a1, port: 1001), remote: remote)
+        wanted[0].healthy = false
+        XCTAssertEqual(p.plan(paths: wanted, now: second), [.remove(token: 7, id: 0, [first, second1])])
+        // Back: both come again under id 0, one at a time.
+        wanted[0].healthy = true
+        p.handle(event(.subflowClosed, local: a1, port: 1000))
+        p.handle(event(.subflowClosed, local: a1, port: 1001))
+        XCTAssertEqual(
+            p.plan(paths: wanted, now: 2 * second),
+            [.create(token: 7, local: a1, id: 0, backup: false, ifindex: 2, remote: remote)])
+    }
+
+    func testAnotherAddressKeepsOneIDForAllItsSubflows() {
+        var p = planner()
+        var wanted = paths(healthy: [true, true, true])
+        wanted[1].subflows = 2
+        _ = p.plan(paths: wanted, now: 0)
+        p.handle(event(.subflowEstablished, local: a2, port: 2000, id: 1))
+        p.handle(event(.subflowEstablished, local: a3, port: 3000, id: 2))
+        _ = p.plan(paths: wanted, now: 1)
+        p.handle(event(.subflowEstablished, local: a2, port: 2001, id: 1))
+        wanted[1].healthy = false
+        let s2 = [2000, 2001].map { SubflowPlanner.Subflow(local: Endpoint(address: a2, port: $0), remote: remote) }
+        XCTAssertEqual(p.plan(paths: wanted, now: second), [.remove(token: 7, id: 1, s2)])
+    }
+
+    /// A kernel that refuses id 0 for a new subflow: the first address gets an id of its own in
+    /// that connection, and is asked for again at once.
+    func testARefusedIDZeroFallsBackToAnIDOfItsOwn() {
+        var p = planner()
+        var wanted = paths(healthy: [true, true, true])
+        wanted[0].subflows = 2
+        XCTAssertEqual(creates(p.plan(paths: wanted, now: 0)), [a1, a2, a3])
+        p.sharedIDRefused(token: 7, address: a1)
+        XCTAssertEqual(
+            p.plan(paths: wanted, now: 1),
+            [.create(token: 7, local: a1, id: 3, backup: false, ifindex: 2, remote: remote)])
+        XCTAssertNil(p.breaksMPTCP(a1))
+        // Only id 0 falls back: a refusal reported for another address changes nothing.
+        p.sharedIDRefused(token: 7, address: a2)
+        XCTAssertEqual(p.plan(paths: wanted, now: 2), [])
     }
 
     func testSeveralSubflowsPerUplinkStayWithinMaxSubflows() {
@@ -116,7 +173,7 @@ final class SubflowPlannerTests: XCTestCase {
         p.handle(event(.subflowEstablished, local: a3, port: 3000, id: 2))
         // The first subflow's uplink goes down: its address, id 0, is withdrawn.
         let s1 = SubflowPlanner.Subflow(local: Endpoint(address: a1, port: 1000), remote: remote)
-        XCTAssertEqual(p.plan(paths: paths(healthy: [false, true, true]), now: second), [.remove(token: 7, id: 0, s1)])
+        XCTAssertEqual(p.plan(paths: paths(healthy: [false, true, true]), now: second), [.remove(token: 7, id: 0, [s1])])
         XCTAssertEqual(p.plan(paths: paths(healthy: [false, true, true]), now: 2 * second), [], "asked once")
         p.handle(event(.subflowClosed, local: a1, port: 1000))
         // Everything down: the remaining subflows are kept.

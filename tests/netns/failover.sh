@@ -6,18 +6,32 @@
 #                                     up), `ip link set down` on the gateway side, or an address
 #                                     change on the gateway side
 #
+# wan1 carries two subflows per connection (`subflows '2'`, as the benchmark runs it): its first
+# subflow and a second from the same address, which must not keep the concentrator from hearing
+# that wan1 is withdrawn.
+#
 # Every transfer is checked by sha256 against what the origin logged. The stall the LAN client
 # sees is read off the LAN interface's byte counter, sampled every 50 ms.
 # Prints "N passed, N failed" last; exits non-zero on any failure or missing prerequisite.
 set -u
 cd "$(dirname "$0")/../.."
 export LAB_SUFFIX="f$$"
+export LAB_UPLINK_SUBFLOWS="2 1 1"
 source lab/lab.sh
 source tests/netns/harness.sh
 source tests/netns/uplink-helpers.sh
 SIZE=${BRAID_FAILOVER_BYTES:-200000000}
 OUTAGE=${BRAID_OUTAGE_SECONDS:-10}
 STATUS_SOCK=""
+
+# Established subflows at the concentrator's data port from the gateway's ADDRESS.
+conc_subflows_from() {
+    nsx "$NS_CONC" ss -Htn state established "( sport = :$BRAID_PORT )" | awk '{print $4}' |
+        grep -c "^\[\?\(::ffff:\)\?${1//./\\.}\]\?:"
+}
+# The concentrator's count of RM_ADDR options received (nstat, absolute).
+conc_rm_addr() { nsx "$NS_CONC" nstat -asz MPTcpExtRmAddr | awk '/MPTcpExtRmAddr/ {print $2}'; }
+conc_clear_of() { (($(conc_subflows_from "$1") == 0)); }
 
 require() {
     need_braid_lab
@@ -39,8 +53,20 @@ download_bg "$LAB_WORK/silent.json"
 sample_lan_rx "$LAB_WORK/silent.rx" & SAMPLER=$!
 sleep 4
 old1=$(subflow_ports 198.18.1.2)
+before1=$(conc_subflows_from 198.18.1.2)
+rm0=$(conc_rm_addr)
 silent_cut on 1
 detect=$(time_to_state wan1 down 5) || detect=""
+# Nothing crosses wan1 now: only an RM_ADDR sent over wan2 or wan3 can tell the concentrator to
+# close its side, and send what it had queued there on the others at once (without it, its side
+# stays established, its data stuck, until its retransmission timeouts mark it stale).
+if ((before1 >= 2)) && wait_for 3 conc_clear_of 198.18.1.2 && (($(conc_rm_addr) > ${rm0:-0})); then
+    pass "the concentrator closed its $before1 subflows from wan1 during the outage (RM_ADDR received over a live uplink)"
+else
+    fail "concentrator's subflows from wan1 withdrawn during the outage" \
+        "before: $before1 (want 2), 3 s after detection: $(conc_subflows_from 198.18.1.2)," \
+        "RM_ADDR received: ${rm0:-?} -> $(conc_rm_addr)"
+fi
 # New connections during the outage: a short request must succeed within 2 s.
 t0=$(now)
 short=$(nsx "$NS_LAN" python3 "$TRAFFIC" client --connect "$ORIGIN4" --port "$ORIGIN_PORT" --get 100000 --timeout 10)
