@@ -154,31 +154,10 @@ head -c 2000000 /dev/urandom >"$LAB_WORK/www/file"
 head -c 24000000 /dev/urandom >"$LAB_WORK/www/slow"
 FILE_SHA=$(sha256sum "$LAB_WORK/www/file" | cut -d' ' -f1)
 SLOW_SHA=$(sha256sum "$LAB_WORK/www/slow" | cut -d' ' -f1)
-cat >"$LAB_WORK/nginx.conf" <<CONF
-daemon off;
-user root;
-worker_processes 1;
-pid $LAB_WORK/nginx.pid;
-error_log $LAB_WORK/nginx-error.log;
-events { worker_connections 256; }
-http {
-    log_format src '\$remote_addr \$server_port \$status \$body_bytes_sent \$request_uri';
-    access_log $LAB_WORK/access.log src;
-    client_body_temp_path $LAB_WORK/nginx-body;
-    proxy_temp_path $LAB_WORK/nginx-proxy;
-    fastcgi_temp_path $LAB_WORK/nginx-fastcgi;
-    uwsgi_temp_path $LAB_WORK/nginx-uwsgi;
-    scgi_temp_path $LAB_WORK/nginx-scgi;
-    server {
-        listen 80; listen 8090; listen 8091; listen 8093;
+origin_nginx 8093 "listen 80; listen 8090; listen 8091; listen 8093;
         root $LAB_WORK/www;
-        location /slow { limit_rate 2m; }
-    }
-}
-CONF
-ip netns exec "$NS_ORG" nginx -c "$LAB_WORK/nginx.conf" &
-LAB_PIDS+=($!)
-wait_for 10 nsx "$NS_ORG" bash -c "ss -Hltn | grep -q ':8093 '" || { fail "nginx start"; finish; exit 1; }
+        location /slow { limit_rate 2m; }" "log_format src '\$remote_addr \$server_port \$status \$body_bytes_sent \$request_uri';
+    access_log $LAB_WORK/access.log src;" || { fail "nginx start"; finish; exit 1; }
 
 tls_pki || { fail "braid pki"; finish; exit 1; }
 conc_conf office "$OP_DIRECT"

@@ -150,26 +150,7 @@ start_origin() {
     BIG_SHA=$(sha256sum "$LAB_WORK/www/big" | cut -d' ' -f1)
     head -c 100000 /dev/urandom >"$LAB_WORK/www/small"
     SMALL_SHA=$(sha256sum "$LAB_WORK/www/small" | cut -d' ' -f1)
-    cat >"$LAB_WORK/nginx.conf" <<CONF
-daemon off;
-user root;
-worker_processes 1;
-pid $LAB_WORK/nginx.pid;
-error_log $LAB_WORK/nginx-error.log;
-events { worker_connections 256; }
-http {
-    access_log off;
-    client_body_temp_path $LAB_WORK/nginx-body;
-    proxy_temp_path $LAB_WORK/nginx-proxy;
-    fastcgi_temp_path $LAB_WORK/nginx-fastcgi;
-    uwsgi_temp_path $LAB_WORK/nginx-uwsgi;
-    scgi_temp_path $LAB_WORK/nginx-scgi;
-    server { listen 80; root $LAB_WORK/www; }
-}
-CONF
-    ip netns exec "$NS_ORG" nginx -c "$LAB_WORK/nginx.conf" &
-    LAB_PIDS+=($!)
-    wait_for 10 nsx "$NS_ORG" bash -c "ss -Hltn 'sport = :80' | grep -q LISTEN"
+    origin_nginx 80 "listen 80; root $LAB_WORK/www;"
 }
 
 blackhole() { # blackhole on|off: drops everything to and from A in inet (no reset, no ICMP)

@@ -53,34 +53,13 @@ hostile_control_up() { control_up; }
 hostile_start_origin() {
     mkdir -p "$LAB_WORK/www" && head -c "$HOSTILE_SIZE" /dev/urandom >"$LAB_WORK/www/big"
     BIG_SHA=$(sha256sum "$LAB_WORK/www/big" | cut -d' ' -f1)
-    cat >"$LAB_WORK/nginx.conf" <<CONF
-daemon off;
-# The lab directory is root's alone (mktemp -d).
-user root;
-worker_processes 1;
-pid $LAB_WORK/nginx.pid;
-error_log $LAB_WORK/nginx-error.log;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $LAB_WORK/nginx-body;
-    proxy_temp_path $LAB_WORK/nginx-proxy;
-    fastcgi_temp_path $LAB_WORK/nginx-fastcgi;
-    uwsgi_temp_path $LAB_WORK/nginx-uwsgi;
-    scgi_temp_path $LAB_WORK/nginx-scgi;
-    client_max_body_size 100m;
-    server {
-        listen 80;
-        listen [::]:80;
-        root $LAB_WORK/www;
-        location /upload { client_body_in_file_only clean; return 200 "ok\n"; }
-    }
-}
-CONF
     ip netns exec "$NS_ORG" python3 "$TRAFFIC" serve --port "$ORIGIN_PORT" --log "$LAB_WORK/origin.log" --lifetime 3000 &
     LAB_PIDS+=($!)
-    ip netns exec "$NS_ORG" nginx -c "$LAB_WORK/nginx.conf" &
-    LAB_PIDS+=($!)
+    origin_nginx 80 "listen 80;
+        listen [::]:80;
+        root $LAB_WORK/www;
+        location /upload { client_body_in_file_only clean; return 200 \"ok\\n\"; }" "access_log off;
+    client_max_body_size 100m;" 4096 || return 1
     ip netns exec "$NS_ORG" iperf3 -s -p 5201 >"$LAB_WORK/iperf3-server.log" 2>&1 &
     LAB_PIDS+=($!)
     wait_for 10 nsx "$NS_ORG" bash -c "ss -Hltn | grep -q ':$ORIGIN_PORT ' && ss -Hltn | grep -q ':80 ' && ss -Hltn | grep -q ':5201 '"
