@@ -40,12 +40,13 @@ tls_pki() { # tls_pki [NAME...]
 
 # Writes $LAB_WORK/concentrator.conf: its 'main' section with what every TLS lab needs, extra uci
 # lines for that section on stdin (crl, deny_dest, metrics_listen...), then SECTIONS (default
-# $TLS_CONC_SECTIONS). CONC_CERT names the certificate in $CA (default conc.braid.test).
+# $TLS_CONC_SECTIONS). CONC_CERT names the certificate in $CA (default conc.braid.test); a suite
+# with two concentrators sets CONC_CONF (the file) and CONC_SOCK for each.
 tls_conc_conf() { # tls_conc_conf [SECTIONS] [<<< EXTRA_MAIN_OPTIONS]
     local extra_main="" cert=${CONC_CERT:-conc.braid.test}
     # A caller with nothing to add may leave stdin on a terminal; reading it would block.
     [[ -t 0 ]] || extra_main=$(cat)
-    cat >"$LAB_WORK/concentrator.conf" <<CONF
+    cat >"${CONC_CONF:-$LAB_WORK/concentrator.conf}" <<CONF
 config concentrator 'main'
 	option listen '::'
 	option port '$BRAID_PORT'
