@@ -41,14 +41,15 @@ tls_pki() { # tls_pki [NAME...]
 # Writes $LAB_WORK/concentrator.conf: its 'main' section with what every TLS lab needs, extra uci
 # lines for that section on stdin (crl, deny_dest, metrics_listen...), then SECTIONS (default
 # $TLS_CONC_SECTIONS). CONC_CERT names the certificate in $CA (default conc.braid.test); a suite
-# with two concentrators sets CONC_CONF (the file) and CONC_SOCK for each.
+# with two concentrators sets CONC_CONF (the file) and CONC_SOCK for each, and CONC_LISTEN (default
+# '::') when they share a namespace.
 tls_conc_conf() { # tls_conc_conf [SECTIONS] [<<< EXTRA_MAIN_OPTIONS]
     local extra_main="" cert=${CONC_CERT:-conc.braid.test}
     # A caller with nothing to add may leave stdin on a terminal; reading it would block.
     [[ -t 0 ]] || extra_main=$(cat)
     cat >"${CONC_CONF:-$LAB_WORK/concentrator.conf}" <<CONF
 config concentrator 'main'
-	option listen '::'
+	option listen '${CONC_LISTEN:-::}'
 	option port '$BRAID_PORT'
 	option control_port '$CONTROL_PORT'
 	option ca '$CA/ca.crt'
@@ -62,7 +63,8 @@ CONF
 }
 
 # Writes $LAB_WORK/gateway.conf: its 'main' section, extra uci lines for it on stdin, then
-# SECTIONS (default $TLS_GW_UPLINKS). Variables for one call: GW_CERT (default cpe_1) and
+# SECTIONS (default $TLS_GW_UPLINKS). Variables for one call: GW_SERVER (default $CONC_ADDR) is
+# the concentrator it connects to, GW_CERT (default cpe_1) and
 # GW_CERT_DIR (default $CA) pick the certificate, GW_SERVER_NAME (default conc.braid.test) is the
 # name it expects of the concentrator, GW_KEEPALIVE (default 1, so a dead concentrator shows
 # within seconds; empty leaves the daemon's default) the control channel's keepalive.
@@ -72,7 +74,7 @@ tls_gw_conf() { # tls_gw_conf [SECTIONS] [<<< EXTRA_MAIN_OPTIONS]
     [[ -n $keepalive ]] && keepalive="	option keepalive '$keepalive'"
     cat >"$LAB_WORK/gateway.conf" <<CONF
 config gateway 'main'
-	option server '$CONC_ADDR'
+	option server '${GW_SERVER:-$CONC_ADDR}'
 	option port '$BRAID_PORT'
 	option control_port '$CONTROL_PORT'
 	option ca '$CA/ca.crt'
