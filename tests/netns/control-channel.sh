@@ -119,7 +119,8 @@ stop_pid "$LAB_CONC_PID"
 make_pki || { fail "braid pki"; finish; exit 1; }
 conc_conf standard
 gw_conf cpe_1
-tls_start_conc || { fail "concentrator with TLS did not start" "$(tail -5 "$LAB_WORK/concentrator.log")"; finish; exit 1; }
+tls_start_conc || {
+    fail "concentrator with TLS did not start" "$(tail -5 "$LAB_WORK/concentrator.log")"; finish; exit 1; }
 tls_start_gw || { fail "gateway with TLS did not start" "$(tail -5 "$LAB_WORK/gateway.log")"; finish; exit 1; }
 
 # 1. Mutual TLS, a session key, and the data path on it.

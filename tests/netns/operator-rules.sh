@@ -154,10 +154,11 @@ head -c 2000000 /dev/urandom >"$LAB_WORK/www/file"
 head -c 24000000 /dev/urandom >"$LAB_WORK/www/slow"
 FILE_SHA=$(sha256sum "$LAB_WORK/www/file" | cut -d' ' -f1)
 SLOW_SHA=$(sha256sum "$LAB_WORK/www/slow" | cut -d' ' -f1)
+access="log_format src '\$remote_addr \$server_port \$status \$body_bytes_sent \$request_uri';
+    access_log $LAB_WORK/access.log src;"
 origin_nginx 8093 "listen 80; listen 8090; listen 8091; listen 8093;
         root $LAB_WORK/www;
-        location /slow { limit_rate 2m; }" "log_format src '\$remote_addr \$server_port \$status \$body_bytes_sent \$request_uri';
-    access_log $LAB_WORK/access.log src;" || { fail "nginx start"; finish; exit 1; }
+        location /slow { limit_rate 2m; }" "$access" || { fail "nginx start"; finish; exit 1; }
 
 tls_pki || { fail "braid pki"; finish; exit 1; }
 conc_conf office "$OP_DIRECT"

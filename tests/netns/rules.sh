@@ -51,10 +51,11 @@ rules_lab_up() {
     SLOW_SHA=$(sha256sum "$LAB_WORK/www/slow" | cut -d' ' -f1)
     local listen="" port
     for port in 80 8090 8091 8092; do listen+="listen $port; listen [::]:$port; "; done
+    local log="log_format src '\$remote_addr \$server_port \$status \$body_bytes_sent \$request_uri';
+    access_log $LAB_WORK/access.log src;"
     origin_nginx 8092 "$listen
         root $LAB_WORK/www;
-        location /slow { limit_rate 2m; }" "log_format src '\$remote_addr \$server_port \$status \$body_bytes_sent \$request_uri';
-    access_log $LAB_WORK/access.log src;"
+        location /slow { limit_rate 2m; }" "$log"
 }
 
 # The lab's gateway configuration with a status socket of its own, then RULES (uci text).

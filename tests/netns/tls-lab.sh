@@ -5,7 +5,9 @@
 # A suite writes the daemons' configurations with tls_conc_conf / tls_gw_conf, starts them with
 # tls_start_conc / tls_start_gw and stops them with stop_pid. What differs between suites is a
 # parameter: extra options of the 'main' section on stdin, the sections after it as $1, and the
-# few values below as variables set for one call (`GW_CERT=cpe_off tls_gw_conf`).
+# few values below as variables set for one call (`GW_CERT=cpe_off tls_gw_conf </dev/null`).
+# Stdin that is not a terminal is read to its end, so a call with nothing to add redirects it from
+# /dev/null (under CI it is a pipe that never ends).
 
 CONTROL_PORT=4803
 CA="$LAB_WORK/ca"
@@ -45,7 +47,7 @@ tls_pki() { # tls_pki [NAME...]
 # '::') when they share a namespace.
 tls_conc_conf() { # tls_conc_conf [SECTIONS] [<<< EXTRA_MAIN_OPTIONS]
     local extra_main="" cert=${CONC_CERT:-conc.braid.test}
-    # A caller with nothing to add may leave stdin on a terminal; reading it would block.
+    # At a terminal (someone trying this by hand) there is nothing to read: reading would block.
     [[ -t 0 ]] || extra_main=$(cat)
     cat >"${CONC_CONF:-$LAB_WORK/concentrator.conf}" <<CONF
 config concentrator 'main'
@@ -121,8 +123,10 @@ tls_start_gw() {
 # A field of the gateway's control channel status ("" when absent or unreadable): control_field FIELD
 control_field() {
     nsx "$NS_GW" "$BRAID_BIN" status --json --socket "$STATUS_SOCK" 2>/dev/null |
-        python3 -c 'import json,sys; v=json.load(sys.stdin)["control"].get(sys.argv[1]); print("" if v is None else v)' \
-            "$1" 2>/dev/null
+        python3 -c '
+import json, sys
+v = json.load(sys.stdin)["control"].get(sys.argv[1])
+print("" if v is None else v)' "$1" 2>/dev/null
 }
 
 control_up() { [[ $(control_field state) == up ]]; }
