@@ -15,11 +15,8 @@ export LAB_SUFFIX="t$$"
 source lab/lab.sh
 source tests/netns/harness.sh
 source tests/netns/uplink-helpers.sh
-CONTROL_PORT=4803
-CA="$LAB_WORK/ca"
+source tests/netns/tls-lab.sh
 ROGUE="$LAB_WORK/rogue"
-STATUS_SOCK="$LAB_WORK/gateway.sock"
-CONC_SOCK="$LAB_WORK/concentrator.sock"
 
 require() {
     need_braid_lab
@@ -31,27 +28,14 @@ pki() { "$BRAID_BIN" pki "$@" >/dev/null; }
 make_pki() {
     local now
     now=$(date +%s)
-    pki init "$CA" && pki issue "$CA" conc.braid.test --server && pki issue "$CA" cpe_1 &&
-        pki issue "$CA" cpe_off && pki issue "$CA" cpe_unknown && pki issue "$CA" cpe_gone &&
-        pki revoke "$CA" cpe_gone &&
+    tls_pki cpe_off cpe_unknown cpe_gone && pki revoke "$CA" cpe_gone &&
         pki issue "$CA" cpe_old --valid-from $((now - 200000)) --valid-until $((now - 100000)) &&
         pki init "$ROGUE" && pki issue "$ROGUE" cpe_1
 }
 
 # The concentrator's configuration; CLASS is cpe_1's service class, ENABLED (default 1) its switch.
 conc_conf() { # conc_conf CLASS [ENABLED]
-    cat >"$LAB_WORK/concentrator.conf" <<CONF
-config concentrator 'main'
-	option listen '::'
-	option port '$BRAID_PORT'
-	option control_port '$CONTROL_PORT'
-	option ca '$CA/ca.crt'
-	option cert '$CA/issued/conc.braid.test.crt'
-	option key '$CA/issued/conc.braid.test.key'
-	option crl '$CA/crl.pem'
-	option status_socket '$CONC_SOCK'
-
-config class 'standard'
+    tls_conc_conf "config class 'standard'
 
 config class 'slow'
 	option rate_down '16M'
@@ -73,61 +57,12 @@ config subscriber 'cpe_gone'
 
 config subscriber 'cpe_off'
 	option class 'standard'
-	option enabled '0'
-CONF
+	option enabled '0'" <<<"	option crl '$CA/crl.pem'"
 }
 
 # The gateway's configuration with certificate NAME from CA directory DIR, expecting SERVER_NAME.
 gw_conf() { # gw_conf NAME [DIR] [SERVER_NAME]
-    local dir=${2:-$CA}
-    cat >"$LAB_WORK/gateway.conf" <<CONF
-config gateway 'main'
-	option server '$CONC_ADDR'
-	option port '$BRAID_PORT'
-	option control_port '$CONTROL_PORT'
-	option ca '$CA/ca.crt'
-	option cert '$dir/issued/$1.crt'
-	option key '$dir/issued/$1.key'
-	option server_name '${3:-conc.braid.test}'
-	option keepalive '1'
-	option status_socket '$STATUS_SOCK'
-	list lan_device 'lan0'
-
-config uplink 'dsl'
-	option device 'wan1'
-
-config uplink 'lte'
-	option device 'wan2'
-	option gateway '198.18.2.1'
-
-config uplink 'line2'
-	option device 'wan3'
-	option gateway '198.18.3.1'
-CONF
-}
-
-stop_pid() { kill -TERM "$1" 2>/dev/null; for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done; kill -KILL "$1" 2>/dev/null; }
-
-start_conc() {
-    ip netns exec "$NS_CONC" "$BRAID_BIN" concentrator --config "$LAB_WORK/concentrator.conf" \
-        --log-level "${BRAID_LOG_LEVEL:-info}" 2>>"$LAB_WORK/concentrator.log" &
-    LAB_CONC_PID=$!
-    LAB_PIDS+=("$LAB_CONC_PID")
-    wait_for 10 nsx "$NS_CONC" bash -c "ss -Hltn 'sport = :$CONTROL_PORT' | grep -q LISTEN"
-}
-
-start_gw() {
-    ip netns exec "$NS_GW" "$BRAID_BIN" gateway --config "$LAB_WORK/gateway.conf" \
-        --log-level "${BRAID_LOG_LEVEL:-info}" 2>>"$LAB_WORK/gateway.log" &
-    LAB_GW_PID=$!
-    LAB_PIDS+=("$LAB_GW_PID")
-    wait_for 10 test -S "$STATUS_SOCK"
-}
-
-# A field of the gateway's control channel status: control_field FIELD
-control_field() {
-    nsx "$NS_GW" "$BRAID_BIN" status --json --socket "$STATUS_SOCK" 2>/dev/null |
-        python3 -c 'import json,sys; v=json.load(sys.stdin)["control"].get(sys.argv[1]); print("" if v is None else v)' "$1"
+    GW_CERT=$1 GW_CERT_DIR=${2:-$CA} GW_SERVER_NAME=${3:-conc.braid.test} tls_gw_conf </dev/null
 }
 
 # Waits up to LIMIT seconds for the control channel to be up; prints the seconds it took.
@@ -184,8 +119,9 @@ stop_pid "$LAB_CONC_PID"
 make_pki || { fail "braid pki"; finish; exit 1; }
 conc_conf standard
 gw_conf cpe_1
-start_conc || { fail "concentrator with TLS did not start" "$(tail -5 "$LAB_WORK/concentrator.log")"; finish; exit 1; }
-start_gw || { fail "gateway with TLS did not start" "$(tail -5 "$LAB_WORK/gateway.log")"; finish; exit 1; }
+tls_start_conc || {
+    fail "concentrator with TLS did not start" "$(tail -5 "$LAB_WORK/concentrator.log")"; finish; exit 1; }
+tls_start_gw || { fail "gateway with TLS did not start" "$(tail -5 "$LAB_WORK/gateway.log")"; finish; exit 1; }
 
 # 1. Mutual TLS, a session key, and the data path on it.
 if up=$(time_to_control_up 10); then
@@ -255,7 +191,7 @@ fi
 
 # 3. The gateway reconnects after the concentrator restarts, and new sessions work again.
 stop_pid "$LAB_CONC_PID"
-start_conc
+tls_start_conc
 t0=$(now)
 recovered=""
 for _ in $(seq 150); do
@@ -321,7 +257,7 @@ summarised "not TLS" && pass "plaintext on the TLS port refused: 'not TLS' in th
 refusal() { # refusal LABEL LOG PATTERN NAME [DIR] [SERVER_NAME]; LOG 'summary': the concentrator's summary
     stop_pid "$LAB_GW_PID"
     gw_conf "$4" "${5:-$CA}" "${6:-conc.braid.test}"
-    start_gw
+    tls_start_gw
     if [[ $2 == summary ]]; then
         if summarised "$3"; then pass "$1 refused: '$3' in the concentrator's refusal summary"; else
             fail "$1 refused with its reason" "$(grep 'refused before authentication' "$LAB_WORK/concentrator.log" | tail -2)"; fi

@@ -24,11 +24,9 @@ export LAB_SUFFIX="fam$$" LAB_V6_UPLINK=1
 source lab/lab.sh
 source tests/netns/harness.sh
 source tests/netns/uplink-helpers.sh
+source tests/netns/tls-lab.sh
 SIZE=20000000
 FILE_SIZE=4000000
-CONTROL_PORT=4803
-CA="$LAB_WORK/ca"
-CONC_SOCK="$LAB_WORK/concentrator.sock"
 NS_ALONE="braid-fam-alone-$$"
 
 need_braid_lab
@@ -57,26 +55,7 @@ rx_sum() { # rx_sum I... : bytes received on the gateway's uplinks I...
 start_nginx() {
     mkdir -p "$LAB_WORK/www" && head -c "$FILE_SIZE" /dev/urandom >"$LAB_WORK/www/file"
     FILE_SHA=$(sha256sum "$LAB_WORK/www/file" | cut -d' ' -f1)
-    cat >"$LAB_WORK/nginx.conf" <<CONF
-daemon off;
-user root;
-worker_processes 1;
-pid $LAB_WORK/nginx.pid;
-error_log $LAB_WORK/nginx-error.log;
-events { worker_connections 256; }
-http {
-    access_log off;
-    client_body_temp_path $LAB_WORK/nginx-body;
-    proxy_temp_path $LAB_WORK/nginx-proxy;
-    fastcgi_temp_path $LAB_WORK/nginx-fastcgi;
-    uwsgi_temp_path $LAB_WORK/nginx-uwsgi;
-    scgi_temp_path $LAB_WORK/nginx-scgi;
-    server { listen 80; listen [::]:80; root $LAB_WORK/www; }
-}
-CONF
-    ip netns exec "$NS_ORG" nginx -c "$LAB_WORK/nginx.conf" &
-    LAB_PIDS+=($!)
-    wait_for 10 nsx "$NS_ORG" bash -c "ss -Hltn | grep -q ':80 '"
+    origin_nginx 80 "listen 80; listen [::]:80; root $LAB_WORK/www;"
 }
 
 # curl of nginx's file from the LAN host; true when it arrived whole (sha256 equal).
@@ -86,13 +65,10 @@ curl_file() { # curl_file HOST LABEL
     [[ $got == "$FILE_SHA" ]]
 }
 
-stop_pid() { kill -TERM "$1" 2>/dev/null; for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done; kill -KILL "$1" 2>/dev/null; }
-
 all_down() { local i; for i; do [[ $(uplink_state "wan$i") == down ]] || return 1; done; }
 all_up() { local i; for i; do [[ $(uplink_state "wan$i") == up ]] || return 1; done; }
 # Whether DEV is up with family FAMILY in braid status.
 up_with_family() { [[ $(uplink_state "$1") == up && $(uplink_field "$1" family) == "$2" ]]; }
-control_up() { [[ $(status_field 'd["control"]["state"]') == up ]]; }
 
 # ---------------------------------------------------------------------------------------------
 # Part 1: pre-shared key, the concentrator by name.
@@ -205,55 +181,16 @@ fi
 # Part 2: TLS control channel, the concentrator configured by its IPv4 address only.
 stop_pid "$LAB_GW_PID"
 stop_pid "$LAB_CONC_PID"
-"$BRAID_BIN" pki init "$CA" >/dev/null && "$BRAID_BIN" pki issue "$CA" conc.braid.test --server >/dev/null &&
-    "$BRAID_BIN" pki issue "$CA" cpe_1 >/dev/null || { fail "braid pki"; finish; exit 1; }
-cat >"$LAB_WORK/concentrator.conf" <<CONF
-config concentrator 'main'
-	option listen '::'
-	option port '$BRAID_PORT'
-	option control_port '$CONTROL_PORT'
-	option ca '$CA/ca.crt'
-	option cert '$CA/issued/conc.braid.test.crt'
-	option key '$CA/issued/conc.braid.test.key'
-	option status_socket '$CONC_SOCK'
-
-config class 'standard'
-
-config subscriber 'cpe_1'
-	option class 'standard'
-CONF
-cat >"$LAB_WORK/gateway.conf" <<CONF
-config gateway 'main'
-	option server '$CONC_ADDR'
-	option port '$BRAID_PORT'
-	option control_port '$CONTROL_PORT'
-	option keepalive '1'
-	option ca '$CA/ca.crt'
-	option cert '$CA/issued/cpe_1.crt'
-	option key '$CA/issued/cpe_1.key'
-	option server_name 'conc.braid.test'
-	option status_socket '$STATUS_SOCK'
-	list lan_device 'lan0'
-
-config uplink 'dsl'
+tls_pki || { fail "braid pki"; finish; exit 1; }
+tls_conc_conf </dev/null
+tls_gw_conf "config uplink 'dsl'
 	option device 'wan1'
 
 config uplink 'v6only'
 	option device 'wan4'
-	option gateway '2001:db8:4::1'
-CONF
-rm -f "$STATUS_SOCK"
-ip netns exec "$NS_CONC" "$BRAID_BIN" concentrator --config "$LAB_WORK/concentrator.conf" \
-    --log-level "${BRAID_LOG_LEVEL:-info}" 2>>"$LAB_WORK/concentrator.log" &
-LAB_CONC_PID=$!
-LAB_PIDS+=("$LAB_CONC_PID")
-wait_for 10 nsx "$NS_CONC" bash -c "ss -Hltn 'sport = :$CONTROL_PORT' | grep -q LISTEN" ||
-    fail "concentrator with TLS did not start" "$(tail -5 "$LAB_WORK/concentrator.log")"
-ip netns exec "$NS_GW" "$BRAID_BIN" gateway --config "$LAB_WORK/gateway.conf" \
-    --log-level "${BRAID_LOG_LEVEL:-info}" 2>>"$LAB_WORK/gateway.log" &
-LAB_GW_PID=$!
-LAB_PIDS+=("$LAB_GW_PID")
-wait_for 10 test -S "$STATUS_SOCK" || fail "gateway with TLS did not start" "$(tail -5 "$LAB_WORK/gateway.log")"
+	option gateway '2001:db8:4::1'" </dev/null
+tls_start_conc || fail "concentrator with TLS did not start" "$(tail -5 "$LAB_WORK/concentrator.log")"
+tls_start_gw || fail "gateway with TLS did not start" "$(tail -5 "$LAB_WORK/gateway.log")"
 
 # 6. The control channel comes up (over wan1: the only address known yet is IPv4).
 if wait_for 15 control_up; then

@@ -43,3 +43,32 @@ finish() {
     echo "$PASSED passed, $FAILED failed"
     ((FAILED == 0))
 }
+
+# nginx on the origin, its files under $LAB_WORK (root's alone, made by mktemp -d, so it runs as
+# root); the suite puts what it serves in $LAB_WORK/www. SERVER is the server block's body,
+# HTTP_LINES the http block's own lines (default: no access log), CONNECTIONS worker_connections
+# (default 256). Waits up to 10 s until PORT listens.
+origin_nginx() { # origin_nginx PORT SERVER [HTTP_LINES] [CONNECTIONS]
+    cat >"$LAB_WORK/nginx.conf" <<CONF
+daemon off;
+user root;
+worker_processes 1;
+pid $LAB_WORK/nginx.pid;
+error_log $LAB_WORK/nginx-error.log;
+events { worker_connections ${4:-256}; }
+http {
+    ${3:-access_log off;}
+    client_body_temp_path $LAB_WORK/nginx-body;
+    proxy_temp_path $LAB_WORK/nginx-proxy;
+    fastcgi_temp_path $LAB_WORK/nginx-fastcgi;
+    uwsgi_temp_path $LAB_WORK/nginx-uwsgi;
+    scgi_temp_path $LAB_WORK/nginx-scgi;
+    server {
+        $2
+    }
+}
+CONF
+    ip netns exec "$NS_ORG" nginx -c "$LAB_WORK/nginx.conf" &
+    LAB_PIDS+=($!)
+    wait_for 10 nsx "$NS_ORG" bash -c "ss -Hltn 'sport = :$1' | grep -q LISTEN"
+}

@@ -16,10 +16,7 @@ export LAB_SUFFIX="m$$"
 source lab/lab.sh
 source tests/netns/harness.sh
 source tests/netns/uplink-helpers.sh
-CONTROL_PORT=4803
-CA="$LAB_WORK/ca"
-STATUS_SOCK="$LAB_WORK/gateway.sock"
-CONC_SOCK="$LAB_WORK/concentrator.sock"
+source tests/netns/tls-lab.sh
 GW_METRICS=198.18.0.1:9100
 CONC_METRICS=198.18.10.2:9101
 DOWN=20000000
@@ -31,68 +28,23 @@ require() {
     check_prerequisites
 }
 
-pki() { "$BRAID_BIN" pki "$@" >/dev/null; }
-
 conc_conf() { # conc_conf [SUBSCRIBER]: cpe_1 unless another name is given (a reload that removes it)
-    cat >"$LAB_WORK/concentrator.conf" <<CONF
-config concentrator 'main'
-	option listen '::'
-	option port '$BRAID_PORT'
-	option control_port '$CONTROL_PORT'
-	option ca '$CA/ca.crt'
-	option cert '$CA/issued/conc.braid.test.crt'
-	option key '$CA/issued/conc.braid.test.key'
-	option status_socket '$CONC_SOCK'
-	option metrics_listen '$CONC_METRICS'
-	list deny_dest '$ORIGIN_DENIED/32'
-
-config class 'standard'
+    tls_conc_conf "config class 'standard'
 
 config subscriber '${1:-cpe_1}'
-	option class 'standard'
+	option class 'standard'" <<CONF
+	option metrics_listen '$CONC_METRICS'
+	list deny_dest '$ORIGIN_DENIED/32'
 CONF
 }
 
-gw_conf() {
-    cat >"$LAB_WORK/gateway.conf" <<CONF
-config gateway 'main'
-	option server '$CONC_ADDR'
-	option port '$BRAID_PORT'
-	option control_port '$CONTROL_PORT'
-	option ca '$CA/ca.crt'
-	option cert '$CA/issued/cpe_1.crt'
-	option key '$CA/issued/cpe_1.key'
-	option server_name 'conc.braid.test'
-	option status_socket '$STATUS_SOCK'
-	option metrics_listen '$GW_METRICS'
-	list lan_device 'lan0'
+# The gateway, with the daemon's default keepalive (as this suite has always run it), serving metrics.
+gw_conf() { GW_KEEPALIVE='' tls_gw_conf <<<"	option metrics_listen '$GW_METRICS'"; }
 
-config uplink 'dsl'
-	option device 'wan1'
-
-config uplink 'lte'
-	option device 'wan2'
-	option gateway '198.18.2.1'
-
-config uplink 'line2'
-	option device 'wan3'
-	option gateway '198.18.3.1'
-CONF
-}
-
-stop_pid() { kill -TERM "$1" 2>/dev/null; for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done; kill -KILL "$1" 2>/dev/null; }
-
+# Both daemons, each waited for until its metrics port listens.
 start_daemons() {
-    ip netns exec "$NS_CONC" "$BRAID_BIN" concentrator --config "$LAB_WORK/concentrator.conf" \
-        --log-level "${BRAID_LOG_LEVEL:-info}" 2>>"$LAB_WORK/concentrator.log" &
-    LAB_CONC_PID=$!
-    LAB_PIDS+=("$LAB_CONC_PID")
-    wait_for 10 nsx "$NS_CONC" bash -c "ss -Hltn 'sport = :9101' | grep -q LISTEN" || return 1
-    ip netns exec "$NS_GW" "$BRAID_BIN" gateway --config "$LAB_WORK/gateway.conf" \
-        --log-level "${BRAID_LOG_LEVEL:-info}" 2>>"$LAB_WORK/gateway.log" &
-    LAB_GW_PID=$!
-    LAB_PIDS+=("$LAB_GW_PID")
-    wait_for 10 nsx "$NS_GW" bash -c "ss -Hltn 'sport = :9100' | grep -q LISTEN"
+    tls_start_conc 9101 || return 1
+    tls_start_gw && wait_for 10 nsx "$NS_GW" bash -c "ss -Hltn 'sport = :9100' | grep -q LISTEN"
 }
 
 # The exposition of a daemon, as Prometheus would fetch it: scrape gw|conc
@@ -133,10 +85,6 @@ s = [s for s in d["subscribers"] if s["name"] == sys.argv[2]][0]
 for k in sys.argv[1].split("."): s = s[k]
 print("" if s is None else s)' "$1" "${2:-cpe_1}"
 }
-control_field() {
-    nsx "$NS_GW" "$BRAID_BIN" status --json --socket "$STATUS_SOCK" 2>/dev/null |
-        python3 -c 'import json,sys; v=json.load(sys.stdin)["control"].get(sys.argv[1]); print("" if v is None else v)' "$1"
-}
 
 lan_get() { nsx "$NS_LAN" python3 "$TRAFFIC" client --connect "$ORIGIN4" --port "$ORIGIN_PORT" --get "$1" --timeout 60; }
 lan_put() { nsx "$NS_LAN" python3 "$TRAFFIC" client --connect "$ORIGIN4" --port "$ORIGIN_PORT" --put "$1" --timeout 60; }
@@ -155,7 +103,7 @@ rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 require
 lab_up unshaped
 mkdir -p "$LAB_WORK"
-pki init "$CA" && pki issue "$CA" conc.braid.test --server && pki issue "$CA" cpe_1 || { fail "braid pki"; finish; exit 1; }
+tls_pki || { fail "braid pki"; finish; exit 1; }
 conc_conf
 gw_conf
 ip netns exec "$NS_ORG" python3 "$TRAFFIC" serve --port "$ORIGIN_PORT" --log "$LAB_WORK/origin.log" --lifetime 3000 &
@@ -344,10 +292,7 @@ wait_for 20 bash -c "ip netns exec $NS_INET curl -sf --max-time 2 http://$CONC_M
 # 7. A metrics address the box does not have: the gateway logs it and relays all the same.
 stop_pid "$LAB_GW_PID"
 sed -i "s|option metrics_listen '$GW_METRICS'|option metrics_listen '198.18.0.99:9100'|" "$LAB_WORK/gateway.conf"
-ip netns exec "$NS_GW" "$BRAID_BIN" gateway --config "$LAB_WORK/gateway.conf" \
-    --log-level "${BRAID_LOG_LEVEL:-info}" 2>>"$LAB_WORK/gateway.log" &
-LAB_GW_PID=$!
-LAB_PIDS+=("$LAB_GW_PID")
+tls_start_gw
 wait_for 30 bash -c "[[ \$(ip netns exec $NS_GW $BRAID_BIN status --json --socket $STATUS_SOCK | grep -c '\"state\":\"up\",\"key\"') == 1 ]]"
 after=$(lan_get 1000000)
 if intact "$after" 1000000 sent && grep -q "metrics not served: metrics_listen 198.18.0.99:9100" "$LAB_WORK/gateway.log"; then

@@ -23,30 +23,16 @@ cd "$(dirname "$0")/../.."
 export LAB_SUFFIX="o$$"
 source lab/lab.sh
 source tests/netns/harness.sh
-CONTROL_PORT=4803
-CA="$LAB_WORK/ca"
-STATUS_SOCK="$LAB_WORK/gateway.sock"
+source tests/netns/tls-lab.sh
 WAN1=198.18.1.2
 
 need_braid_lab
 need_cmd nginx curl sha256sum
 check_prerequisites
 
-pki() { "$BRAID_BIN" pki "$@" >/dev/null; }
-
 # The concentrator: cpe_1 in CLASS, then RULES (uci text).
 conc_conf() { # conc_conf CLASS RULES
-    cat >"$LAB_WORK/concentrator.conf" <<CONF
-config concentrator 'main'
-	option listen '::'
-	option port '$BRAID_PORT'
-	option control_port '$CONTROL_PORT'
-	option ca '$CA/ca.crt'
-	option cert '$CA/issued/conc.braid.test.crt'
-	option key '$CA/issued/conc.braid.test.key'
-	option status_socket '$LAB_WORK/concentrator.sock'
-
-config class 'standard'
+    tls_conc_conf "config class 'standard'
 
 config class 'office'
 
@@ -63,8 +49,7 @@ config rule 'op_over'
 	list dest_port '8093'
 	option action 'direct'
 
-$2
-CONF
+$2" </dev/null
 }
 
 OP_DIRECT="config rule 'op_web'
@@ -75,56 +60,11 @@ OP_DIRECT="config rule 'op_web'
 OP_BLOCK=${OP_DIRECT/\'direct\'/\'block\'}
 
 gw_conf() {
-    cat >"$LAB_WORK/gateway.conf" <<CONF
-config gateway 'main'
-	option server '$CONC_ADDR'
-	option port '$BRAID_PORT'
-	option control_port '$CONTROL_PORT'
-	option ca '$CA/ca.crt'
-	option cert '$CA/issued/cpe_1.crt'
-	option key '$CA/issued/cpe_1.key'
-	option server_name 'conc.braid.test'
-	option keepalive '1'
-	option status_socket '$STATUS_SOCK'
-	list lan_device 'lan0'
-
-config uplink 'dsl'
-	option device 'wan1'
-
-config uplink 'lte'
-	option device 'wan2'
-	option gateway '198.18.2.1'
-
-config uplink 'line2'
-	option device 'wan3'
-	option gateway '198.18.3.1'
+    tls_gw_conf "$TLS_GW_UPLINKS
 
 config rule 'gw_over'
 	list dest_port '8093'
-	option action 'bond'
-CONF
-}
-
-stop_pid() {
-    kill -TERM "$1" 2>/dev/null
-    wait_for 10 bash -c "! kill -0 $1 2>/dev/null" || kill -KILL "$1" 2>/dev/null
-}
-
-start_conc() {
-    ip netns exec "$NS_CONC" "$BRAID_BIN" concentrator --config "$LAB_WORK/concentrator.conf" \
-        --log-level "${BRAID_LOG_LEVEL:-info}" 2>>"$LAB_WORK/concentrator.log" &
-    LAB_CONC_PID=$!
-    LAB_PIDS+=("$LAB_CONC_PID")
-    wait_for 10 nsx "$NS_CONC" bash -c "ss -Hltn 'sport = :$CONTROL_PORT' | grep -q LISTEN"
-}
-
-start_gw() {
-    rm -f "$STATUS_SOCK"
-    ip netns exec "$NS_GW" "$BRAID_BIN" gateway --config "$LAB_WORK/gateway.conf" \
-        --log-level "${BRAID_LOG_LEVEL:-info}" 2>>"$LAB_WORK/gateway.log" &
-    LAB_GW_PID=$!
-    LAB_PIDS+=("$LAB_GW_PID")
-    wait_for 10 test -S "$STATUS_SOCK"
+	option action 'bond'" </dev/null
 }
 
 gw_status() { nsx "$NS_GW" "$BRAID_BIN" status --json --socket "$STATUS_SOCK" 2>/dev/null; }
@@ -190,7 +130,7 @@ expect_refused() { # expect_refused LABEL PORT
 conc_reload() { # conc_reload LABEL CLASS RULES
     conc_conf "$2" "$3"
     local out
-    out=$(nsx "$NS_CONC" "$BRAID_BIN" reload --socket "$LAB_WORK/concentrator.sock" 2>&1)
+    out=$(nsx "$NS_CONC" "$BRAID_BIN" reload --socket "$CONC_SOCK" 2>&1)
     [[ $out == *"reloaded"* || $out == *"changed"* ]] || fail "$1: concentrator reload" "$out"
 }
 
@@ -214,34 +154,13 @@ head -c 2000000 /dev/urandom >"$LAB_WORK/www/file"
 head -c 24000000 /dev/urandom >"$LAB_WORK/www/slow"
 FILE_SHA=$(sha256sum "$LAB_WORK/www/file" | cut -d' ' -f1)
 SLOW_SHA=$(sha256sum "$LAB_WORK/www/slow" | cut -d' ' -f1)
-cat >"$LAB_WORK/nginx.conf" <<CONF
-daemon off;
-user root;
-worker_processes 1;
-pid $LAB_WORK/nginx.pid;
-error_log $LAB_WORK/nginx-error.log;
-events { worker_connections 256; }
-http {
-    log_format src '\$remote_addr \$server_port \$status \$body_bytes_sent \$request_uri';
-    access_log $LAB_WORK/access.log src;
-    client_body_temp_path $LAB_WORK/nginx-body;
-    proxy_temp_path $LAB_WORK/nginx-proxy;
-    fastcgi_temp_path $LAB_WORK/nginx-fastcgi;
-    uwsgi_temp_path $LAB_WORK/nginx-uwsgi;
-    scgi_temp_path $LAB_WORK/nginx-scgi;
-    server {
-        listen 80; listen 8090; listen 8091; listen 8093;
+access="log_format src '\$remote_addr \$server_port \$status \$body_bytes_sent \$request_uri';
+    access_log $LAB_WORK/access.log src;"
+origin_nginx 8093 "listen 80; listen 8090; listen 8091; listen 8093;
         root $LAB_WORK/www;
-        location /slow { limit_rate 2m; }
-    }
-}
-CONF
-ip netns exec "$NS_ORG" nginx -c "$LAB_WORK/nginx.conf" &
-LAB_PIDS+=($!)
-wait_for 10 nsx "$NS_ORG" bash -c "ss -Hltn | grep -q ':8093 '" || { fail "nginx start"; finish; exit 1; }
+        location /slow { limit_rate 2m; }" "$access" || { fail "nginx start"; finish; exit 1; }
 
-pki init "$CA" && pki issue "$CA" conc.braid.test --server && pki issue "$CA" cpe_1 || {
-    fail "braid pki"; finish; exit 1; }
+tls_pki || { fail "braid pki"; finish; exit 1; }
 conc_conf office "$OP_DIRECT"
 gw_conf
 # braid check on both: the concentrator's rules, and a refusal for an operator rule naming an uplink.
@@ -260,8 +179,8 @@ else
     fail "braid check refuses option uplink on the concentrator" "$out"
 fi
 
-start_conc || { fail "concentrator start" "$(tail -5 "$LAB_WORK/concentrator.log")"; finish; exit 1; }
-start_gw || { fail "gateway start" "$(tail -5 "$LAB_WORK/gateway.log")"; finish; exit 1; }
+tls_start_conc || { fail "concentrator start" "$(tail -5 "$LAB_WORK/concentrator.log")"; finish; exit 1; }
+tls_start_gw || { fail "gateway start" "$(tail -5 "$LAB_WORK/gateway.log")"; finish; exit 1; }
 
 # 1. Class office's rules, pushed when the channel comes up, after the gateway's own.
 OFFICE="gw_over/local/bond op_over/operator/direct op_web/operator/direct"
@@ -327,14 +246,11 @@ conc_reload "op_web direct again" office "$OP_DIRECT"
 expect_rules "reload: op_web direct again" "$OFFICE"
 stop_pid "$LAB_CONC_PID"
 stop_pid "$LAB_GW_PID"
-start_gw || { fail "gateway restart" "$(tail -5 "$LAB_WORK/gateway.log")"; finish; exit 1; }
-control_state() {
-    gw_status | python3 -c 'import json,sys; print(json.load(sys.stdin)["control"]["state"])' 2>/dev/null
-}
+tls_start_gw || { fail "gateway restart" "$(tail -5 "$LAB_WORK/gateway.log")"; finish; exit 1; }
 # Down: the control client runs and cannot reach the concentrator.
 deadline=$((SECONDS + 10))
-until [[ $(control_state) == down ]] || ((SECONDS >= deadline)); do sleep 0.1; done
-state=$(control_state)
+until [[ $(control_field state) == down ]] || ((SECONDS >= deadline)); do sleep 0.1; done
+state=$(control_field state)
 shape=$(rules_shape)
 if [[ $state == down && $shape == "$OFFICE" &&
     -s $LAB_WORK/gateway.operator-rules ]]; then

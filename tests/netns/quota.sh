@@ -46,26 +46,7 @@ quota_lab_up() {
     mkdir -p "$LAB_WORK/www"
     head -c 30000000 /dev/urandom >"$LAB_WORK/www/big"
     BIG_SHA=$(sha256sum "$LAB_WORK/www/big" | cut -d' ' -f1)
-    cat >"$LAB_WORK/nginx.conf" <<CONF
-daemon off;
-user root;
-worker_processes 1;
-pid $LAB_WORK/nginx.pid;
-error_log $LAB_WORK/nginx-error.log;
-events { worker_connections 64; }
-http {
-    access_log off;
-    client_body_temp_path $LAB_WORK/nginx-body;
-    proxy_temp_path $LAB_WORK/nginx-proxy;
-    fastcgi_temp_path $LAB_WORK/nginx-fastcgi;
-    uwsgi_temp_path $LAB_WORK/nginx-uwsgi;
-    scgi_temp_path $LAB_WORK/nginx-scgi;
-    server { listen 80; root $LAB_WORK/www; }
-}
-CONF
-    ip netns exec "$NS_ORG" nginx -c "$LAB_WORK/nginx.conf" &
-    LAB_PIDS+=($!)
-    wait_for 10 nsx "$NS_ORG" bash -c "ss -Hltn | grep -q ':80 '"
+    origin_nginx 80 "listen 80; root $LAB_WORK/www;" "" 64
 }
 
 # The lab's gateway configuration with a status socket, a state directory and lte capped at

@@ -51,32 +51,11 @@ rules_lab_up() {
     SLOW_SHA=$(sha256sum "$LAB_WORK/www/slow" | cut -d' ' -f1)
     local listen="" port
     for port in 80 8090 8091 8092; do listen+="listen $port; listen [::]:$port; "; done
-    cat >"$LAB_WORK/nginx.conf" <<CONF
-daemon off;
-# The lab directory is root's alone (mktemp -d).
-user root;
-worker_processes 1;
-pid $LAB_WORK/nginx.pid;
-error_log $LAB_WORK/nginx-error.log;
-events { worker_connections 256; }
-http {
-    log_format src '\$remote_addr \$server_port \$status \$body_bytes_sent \$request_uri';
-    access_log $LAB_WORK/access.log src;
-    client_body_temp_path $LAB_WORK/nginx-body;
-    proxy_temp_path $LAB_WORK/nginx-proxy;
-    fastcgi_temp_path $LAB_WORK/nginx-fastcgi;
-    uwsgi_temp_path $LAB_WORK/nginx-uwsgi;
-    scgi_temp_path $LAB_WORK/nginx-scgi;
-    server {
-        $listen
+    local log="log_format src '\$remote_addr \$server_port \$status \$body_bytes_sent \$request_uri';
+    access_log $LAB_WORK/access.log src;"
+    origin_nginx 8092 "$listen
         root $LAB_WORK/www;
-        location /slow { limit_rate 2m; }
-    }
-}
-CONF
-    ip netns exec "$NS_ORG" nginx -c "$LAB_WORK/nginx.conf" &
-    LAB_PIDS+=($!)
-    wait_for 10 nsx "$NS_ORG" bash -c "ss -Hltn | grep -q ':8092 '"
+        location /slow { limit_rate 2m; }" "$log"
 }
 
 # The lab's gateway configuration with a status socket of its own, then RULES (uci text).

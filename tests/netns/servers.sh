@@ -17,9 +17,7 @@ export LAB_SUFFIX="s$$"
 source lab/lab.sh
 source tests/netns/harness.sh
 source tests/netns/uplink-helpers.sh
-CONTROL_PORT=4803
-CA="$LAB_WORK/ca"
-GW_SOCK="$LAB_WORK/gateway.sock"
+source tests/netns/tls-lab.sh
 NS_CONC2="braid-conc2-$LAB_SUFFIX"
 LAB_NAMESPACES+=("$NS_CONC2")
 CONC2_ADDR=198.18.11.2
@@ -34,21 +32,7 @@ pki() { "$BRAID_BIN" pki "$@" >/dev/null; }
 conc_conf() { # conc_conf A|B
     local name=$NAME_A
     [[ $1 == B ]] && name=$NAME_B
-    cat >"$LAB_WORK/conc-$1.conf" <<CONF
-config concentrator 'main'
-	option listen '::'
-	option port '$BRAID_PORT'
-	option control_port '$CONTROL_PORT'
-	option ca '$CA/ca.crt'
-	option cert '$CA/issued/$name.crt'
-	option key '$CA/issued/$name.key'
-	option status_socket '$LAB_WORK/conc-$1.sock'
-
-config class 'standard'
-
-config subscriber 'cpe_1'
-	option class 'standard'
-CONF
+    CONC_CERT=$name CONC_CONF="$LAB_WORK/conc-$1.conf" CONC_SOCK="$LAB_WORK/conc-$1.sock" tls_conc_conf </dev/null
 }
 
 gw_conf() { # gw_conf SERVER...
@@ -64,19 +48,10 @@ gw_conf() { # gw_conf SERVER...
 	option cert '$CA/issued/cpe_1.crt'
 	option key '$CA/issued/cpe_1.key'
 	option keepalive '1'
-	option status_socket '$GW_SOCK'
+	option status_socket '$STATUS_SOCK'
 	list lan_device 'lan0'
 
-config uplink 'dsl'
-	option device 'wan1'
-
-config uplink 'lte'
-	option device 'wan2'
-	option gateway '198.18.2.1'
-
-config uplink 'line2'
-	option device 'wan3'
-	option gateway '198.18.3.1'
+$TLS_GW_UPLINKS
 CONF
     } >"$LAB_WORK/gateway.conf"
 }
@@ -93,15 +68,7 @@ start_conc() { # start_conc A|B
     wait_for 10 nsx "$ns" bash -c "ss -Hltn 'sport = :$CONTROL_PORT' | grep -q LISTEN"
 }
 
-start_gw() {
-    ip netns exec "$NS_GW" "$BRAID_BIN" gateway --config "$LAB_WORK/gateway.conf" \
-        --log-level "${BRAID_LOG_LEVEL:-info}" 2>>"$LAB_WORK/gateway.log" &
-    LAB_GW_PID=$!
-    LAB_PIDS+=("$LAB_GW_PID")
-    wait_for 10 test -S "$GW_SOCK"
-}
-
-gw_json() { nsx "$NS_GW" "$BRAID_BIN" status --json --socket "$GW_SOCK" 2>/dev/null; }
+gw_json() { nsx "$NS_GW" "$BRAID_BIN" status --json --socket "$STATUS_SOCK" 2>/dev/null; }
 
 # The concentrator new sessions go to, as the gateway says ("" if none or no answer).
 in_use() {
@@ -150,26 +117,7 @@ start_origin() {
     BIG_SHA=$(sha256sum "$LAB_WORK/www/big" | cut -d' ' -f1)
     head -c 100000 /dev/urandom >"$LAB_WORK/www/small"
     SMALL_SHA=$(sha256sum "$LAB_WORK/www/small" | cut -d' ' -f1)
-    cat >"$LAB_WORK/nginx.conf" <<CONF
-daemon off;
-user root;
-worker_processes 1;
-pid $LAB_WORK/nginx.pid;
-error_log $LAB_WORK/nginx-error.log;
-events { worker_connections 256; }
-http {
-    access_log off;
-    client_body_temp_path $LAB_WORK/nginx-body;
-    proxy_temp_path $LAB_WORK/nginx-proxy;
-    fastcgi_temp_path $LAB_WORK/nginx-fastcgi;
-    uwsgi_temp_path $LAB_WORK/nginx-uwsgi;
-    scgi_temp_path $LAB_WORK/nginx-scgi;
-    server { listen 80; root $LAB_WORK/www; }
-}
-CONF
-    ip netns exec "$NS_ORG" nginx -c "$LAB_WORK/nginx.conf" &
-    LAB_PIDS+=($!)
-    wait_for 10 nsx "$NS_ORG" bash -c "ss -Hltn 'sport = :80' | grep -q LISTEN"
+    origin_nginx 80 "listen 80; root $LAB_WORK/www;"
 }
 
 blackhole() { # blackhole on|off: drops everything to and from A in inet (no reset, no ICMP)
@@ -209,7 +157,7 @@ conc_conf B
 gw_conf "$NAME_A" "$NAME_B"
 start_origin || { fail "nginx did not start" "$(cat "$LAB_WORK/nginx-error.log" 2>/dev/null)"; finish; exit 1; }
 start_conc A && start_conc B || { fail "concentrators did not start" "$(tail -3 "$LAB_WORK"/concentrator-*.log)"; finish; exit 1; }
-start_gw || { fail "gateway did not start" "$(tail -5 "$LAB_WORK/gateway.log")"; finish; exit 1; }
+tls_start_gw || { fail "gateway did not start" "$(tail -5 "$LAB_WORK/gateway.log")"; finish; exit 1; }
 
 # 1. Both channels up, each with its own key; new sessions on A, the preferred one.
 if wait_for 15 both_up && is_in_use "$NAME_A"; then
@@ -292,7 +240,7 @@ nsx "$NS_LAN" curl -sS --max-time 30 "http://$ORIGIN4/big" -o "$LAB_WORK/reload.
 mid=$!
 wait_for 10 bash -c "[[ \$(stat -c %s '$LAB_WORK/reload.out' 2>/dev/null || echo 0) -gt 2000000 ]]"
 gw_conf "$NAME_A"
-answer=$(nsx "$NS_GW" "$BRAID_BIN" reload --socket "$GW_SOCK" 2>&1)
+answer=$(nsx "$NS_GW" "$BRAID_BIN" reload --socket "$STATUS_SOCK" 2>&1)
 wait "$mid"
 if [[ $(sha256sum <"$LAB_WORK/reload.out" | cut -d' ' -f1) == "$BIG_SHA" ]] && [[ $(state_of "$NAME_B") == "" ]] &&
     is_in_use "$NAME_A"; then
@@ -301,7 +249,7 @@ else
     fail "reload changing list server" "$answer" "$(gw_json)"
 fi
 gw_conf "$NAME_B" "$NAME_A"
-answer=$(nsx "$NS_GW" "$BRAID_BIN" reload --socket "$GW_SOCK" 2>&1)
+answer=$(nsx "$NS_GW" "$BRAID_BIN" reload --socket "$STATUS_SOCK" 2>&1)
 if wait_for 15 is_in_use "$NAME_B" && [[ $(curl_big 30) == "$BIG_SHA" ]]; then
     pass "reload putting B first: B preferred after its hold-down, a transfer intact ($answer)"
 else

@@ -46,20 +46,7 @@ EOF
 
 # The gateway's configuration: steer_gw_conf FIBRE_OPTIONS LTE_ROLE
 steer_gw_conf() {
-    cat >"$LAB_WORK/gateway.conf" <<CONF
-config gateway 'main'
-	option server '$CONC_ADDR'
-	option port '$BRAID_PORT'
-	option control_port '$CONTROL_PORT'
-	option ca '$CA/ca.crt'
-	option cert '$CA/issued/cpe_1.crt'
-	option key '$CA/issued/cpe_1.key'
-	option server_name 'conc.braid.test'
-	option keepalive '1'
-	option status_socket '$STATUS_SOCK'
-	list lan_device 'lan0'
-
-config uplink 'fibre'
+    tls_gw_conf "config uplink 'fibre'
 	option device 'wan1'
 $1
 
@@ -70,8 +57,7 @@ config uplink 'dsl'
 config uplink 'lte'
 	option device 'wan3'
 	option gateway '198.18.3.1'
-	option role '$2'
-CONF
+	option role '$2'" </dev/null
 }
 
 gw_reload() { nsx "$NS_GW" "$BRAID_BIN" reload --socket "$STATUS_SOCK" 2>&1; }

@@ -16,11 +16,9 @@ cd "$(dirname "$0")/../.."
 export LAB_SUFFIX="st$$"
 source lab/lab.sh
 source tests/netns/harness.sh
+source tests/netns/tls-lab.sh
 PG_BIN=/usr/lib/postgresql/15/bin
-CONTROL_PORT=4803
 CONC_B=198.18.10.3
-CA="$LAB_WORK/ca"
-GW_SOCK="$LAB_WORK/gateway.sock"
 # PostgreSQL refuses to run as root: its directory belongs to the postgres user, outside LAB_WORK (0700).
 PG_DIR=$(mktemp -d /tmp/braid-store-pg.XXXXXX)
 PG_PASSWORD="braid-$RANDOM-$RANDOM-secret"
@@ -65,15 +63,8 @@ conc_conf() {
     mkdir -p "$LAB_WORK/$1"
     printf '%s\n' "$PG_PASSWORD" >"$LAB_WORK/store-password"
     chmod 600 "$LAB_WORK/store-password"
-    cat >"$LAB_WORK/$1/concentrator.conf" <<CONF
-config concentrator 'main'
-	option listen '$2'
-	option port '$BRAID_PORT'
-	option control_port '$CONTROL_PORT'
-	option ca '$CA/ca.crt'
-	option cert '$CA/issued/conc.braid.test.crt'
-	option key '$CA/issued/conc.braid.test.key'
-	option status_socket '$LAB_WORK/$1/concentrator.sock'
+    CONC_LISTEN=$2 CONC_CONF="$LAB_WORK/$1/concentrator.conf" CONC_SOCK="$LAB_WORK/$1/concentrator.sock" \
+        tls_conc_conf "" <<CONF
 	option store '$STORE_URL'
 	option store_password_file '$LAB_WORK/store-password'
 	option accounting_interval '1'
@@ -81,29 +72,13 @@ CONF
 }
 
 gw_conf() { # gw_conf SERVER
-    cat >"$LAB_WORK/gateway.conf" <<CONF
-config gateway 'main'
-	option server '$1'
-	option port '$BRAID_PORT'
-	option control_port '$CONTROL_PORT'
-	option ca '$CA/ca.crt'
-	option cert '$CA/issued/cpe_1.crt'
-	option key '$CA/issued/cpe_1.key'
-	option server_name 'conc.braid.test'
-	option keepalive '1'
-	option status_socket '$GW_SOCK'
-	list lan_device 'lan0'
-
-config uplink 'dsl'
+    GW_SERVER=$1 tls_gw_conf "config uplink 'dsl'
 	option device 'wan1'
 
 config uplink 'lte'
 	option device 'wan2'
-	option gateway '198.18.2.1'
-CONF
+	option gateway '198.18.2.1'" </dev/null
 }
-
-stop_pid() { kill -TERM "$1" 2>/dev/null; for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done; kill -KILL "$1" 2>/dev/null; }
 
 start_conc() { # start_conc NAME ADDRESS; sets CONC_PID_NAME
     ip netns exec "$NS_CONC" "$BRAID_BIN" concentrator --config "$LAB_WORK/$1/concentrator.conf" \
@@ -114,19 +89,6 @@ start_conc() { # start_conc NAME ADDRESS; sets CONC_PID_NAME
     wait_for 20 nsx "$NS_CONC" bash -c "ss -Hltn 'src $2 and sport = :$CONTROL_PORT' | grep -q LISTEN"
 }
 
-start_gw() {
-    ip netns exec "$NS_GW" "$BRAID_BIN" gateway --config "$LAB_WORK/gateway.conf" \
-        --log-level "${BRAID_LOG_LEVEL:-info}" 2>>"$LAB_WORK/gateway.log" &
-    LAB_GW_PID=$!
-    LAB_PIDS+=("$LAB_GW_PID")
-    wait_for 10 test -S "$GW_SOCK"
-}
-
-control_state() {
-    nsx "$NS_GW" "$BRAID_BIN" status --json --socket "$GW_SOCK" 2>/dev/null |
-        python3 -c 'import json,sys; print(json.load(sys.stdin)["control"].get("state") or "")'
-}
-control_up() { [[ $(control_state) == up ]]; }
 
 lan_get() { nsx "$NS_LAN" python3 "$TRAFFIC" client --connect "$ORIGIN4" --port "$ORIGIN_PORT" --get "$1" --timeout 60; }
 lan_put() { nsx "$NS_LAN" python3 "$TRAFFIC" client --connect "$ORIGIN4" --port "$ORIGIN_PORT" --put "$1" --timeout 60; }
@@ -213,7 +175,7 @@ else
     fail "concentrators read the store" "$(grep store "$LAB_WORK/A.log" | tail -3)" "$(grep store "$LAB_WORK/B.log" | tail -3)"
 fi
 gw_conf "$CONC_ADDR"
-start_gw || { fail "gateway did not start" "$(tail -5 "$LAB_WORK/gateway.log")"; finish; exit 1; }
+tls_start_gw || { fail "gateway did not start" "$(tail -5 "$LAB_WORK/gateway.log")"; finish; exit 1; }
 wait_for 15 control_up || fail "control channel to A up" "$(tail -5 "$LAB_WORK/gateway.log")"
 
 # 3. Usage rows: a 20 MB download and a 5 MB upload, sha256-checked, are in A's rows within 1 %.
@@ -275,7 +237,7 @@ fi
 # The gateway moves to B: refused while disabled, served once enabled again.
 stop_pid "$LAB_GW_PID"
 gw_conf "$CONC_B"
-start_gw || fail "gateway restart on B"
+tls_start_gw || fail "gateway restart on B"
 if ! wait_for 4 control_up && grep -q "reason=subscriber disabled subscriber=cpe_1 .*control channel refused" "$LAB_WORK/B.log"; then
     pass "B refuses cpe_1's control channel (subscriber disabled)"
 else

@@ -1,15 +1,15 @@
-# braid namespace tests: the lab of tests/netns/hostile.sh, shared by its sections. Source after
-# lab/lab.sh, harness.sh and uplink-helpers.sh.
+# braid namespace tests: the lab of tests/netns/hostile.sh, shared by its sections: the TLS lab of
+# tests/netns/tls-lab.sh (sourced here) with the origin's servers. Source after lab/lab.sh,
+# harness.sh and uplink-helpers.sh.
 #
 # Both daemons run with the TLS control channel (operator CA in $CA, the gateway's certificate
 # cpe_1, class 'standard'), neither with a pre-shared key. A section that changes a configuration
 # writes it with hostile_conc_conf / hostile_gw_conf (or its own text into the same file) and
-# calls hostile_restore before it returns.
+# calls hostile_restore before it returns. The hostile_* names of tls-lab.sh's functions stay for
+# the suites that call them (soak.sh, status-page.sh, steering.sh and the sections).
 
-CONTROL_PORT=4803
-CA="$LAB_WORK/ca"
-STATUS_SOCK="$LAB_WORK/gateway.sock"
-CONC_SOCK="$LAB_WORK/concentrator.sock"
+source tests/netns/tls-lab.sh
+
 HOSTILE_SIZE=${BRAID_TEST_BYTES:-20000000}
 
 # The sections, in the order they run (each tests/netns/hostile/NAME.sh but common.sh).
@@ -22,124 +22,44 @@ hostile_sections() {
     echo "${names[*]}"
 }
 
-# The concentrator's configuration; extra uci lines for its 'main' section on stdin, if any
+# The concentrator's configuration (with the CA's revocation list, the origin's denied address);
+# extra uci lines for its 'main' section on stdin, if any
 # (`hostile_conc_conf <<<"	list allow_dest '198.18.21.0/24'"`), extra sections after them as $1.
 hostile_conc_conf() { # hostile_conc_conf [EXTRA_SECTIONS] [<<< EXTRA_MAIN_OPTIONS]
     local extra_main=""
     [[ -t 0 ]] || extra_main=$(cat)
-    cat >"$LAB_WORK/concentrator.conf" <<CONF
-config concentrator 'main'
-	option listen '::'
-	option port '$BRAID_PORT'
-	option control_port '$CONTROL_PORT'
-	option ca '$CA/ca.crt'
-	option cert '$CA/issued/conc.braid.test.crt'
-	option key '$CA/issued/conc.braid.test.key'
+    tls_conc_conf "$TLS_CONC_SECTIONS
+${1:-}" <<CONF
 	option crl '$CA/crl.pem'
-	option status_socket '$CONC_SOCK'
 	list deny_dest '$ORIGIN_DENIED/32'
 $extra_main
-
-config class 'standard'
-
-config subscriber 'cpe_1'
-	option class 'standard'
-${1:-}
 CONF
 }
 
 # The gateway's configuration; extra uci lines for its 'main' section on stdin, if any.
-hostile_gw_conf() {
-    local extra_main=""
-    [[ -t 0 ]] || extra_main=$(cat)
-    cat >"$LAB_WORK/gateway.conf" <<CONF
-config gateway 'main'
-	option server '$CONC_ADDR'
-	option port '$BRAID_PORT'
-	option control_port '$CONTROL_PORT'
-	option ca '$CA/ca.crt'
-	option cert '$CA/issued/cpe_1.crt'
-	option key '$CA/issued/cpe_1.key'
-	option server_name 'conc.braid.test'
-	option keepalive '1'
-	option status_socket '$STATUS_SOCK'
-	list lan_device 'lan0'
-$extra_main
+hostile_gw_conf() { tls_gw_conf; }
 
-config uplink 'dsl'
-	option device 'wan1'
-
-config uplink 'lte'
-	option device 'wan2'
-	option gateway '198.18.2.1'
-
-config uplink 'line2'
-	option device 'wan3'
-	option gateway '198.18.3.1'
-CONF
-}
-
-hostile_stop_pid() {
-    kill -TERM "$1" 2>/dev/null
-    for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
-    kill -KILL "$1" 2>/dev/null
-}
+hostile_stop_pid() { stop_pid "$@"; }
 
 # Starts the concentrator on $LAB_WORK/concentrator.conf; waits until both its ports listen.
-hostile_start_conc() {
-    ip netns exec "$NS_CONC" "$BRAID_BIN" concentrator --config "$LAB_WORK/concentrator.conf" \
-        --log-level "${BRAID_LOG_LEVEL:-info}" 2>>"$LAB_WORK/concentrator.log" &
-    LAB_CONC_PID=$!
-    LAB_PIDS+=("$LAB_CONC_PID")
-    wait_for 10 nsx "$NS_CONC" bash -c "ss -Hltn 'sport = :$CONTROL_PORT' | grep -q LISTEN"
-}
+hostile_start_conc() { tls_start_conc; }
 
 # Starts the gateway on $LAB_WORK/gateway.conf; waits for its status socket and control channel.
-hostile_start_gw() {
-    ip netns exec "$NS_GW" "$BRAID_BIN" gateway --config "$LAB_WORK/gateway.conf" \
-        --log-level "${BRAID_LOG_LEVEL:-info}" 2>>"$LAB_WORK/gateway.log" &
-    LAB_GW_PID=$!
-    LAB_PIDS+=("$LAB_GW_PID")
-    wait_for 10 test -S "$STATUS_SOCK" && wait_for 15 hostile_control_up
-}
+hostile_start_gw() { tls_start_gw && wait_for 15 control_up; }
 
-hostile_control_up() {
-    [[ $(nsx "$NS_GW" "$BRAID_BIN" status --json --socket "$STATUS_SOCK" 2>/dev/null |
-        python3 -c 'import json,sys; print(json.load(sys.stdin)["control"]["state"])' 2>/dev/null) == up ]]
-}
+hostile_control_up() { control_up; }
 
 # The origin: braid-traffic.py on ORIGIN_PORT, nginx on 80 (a 20 MB file, /big), iperf3 -s on 5201.
 hostile_start_origin() {
     mkdir -p "$LAB_WORK/www" && head -c "$HOSTILE_SIZE" /dev/urandom >"$LAB_WORK/www/big"
     BIG_SHA=$(sha256sum "$LAB_WORK/www/big" | cut -d' ' -f1)
-    cat >"$LAB_WORK/nginx.conf" <<CONF
-daemon off;
-# The lab directory is root's alone (mktemp -d).
-user root;
-worker_processes 1;
-pid $LAB_WORK/nginx.pid;
-error_log $LAB_WORK/nginx-error.log;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $LAB_WORK/nginx-body;
-    proxy_temp_path $LAB_WORK/nginx-proxy;
-    fastcgi_temp_path $LAB_WORK/nginx-fastcgi;
-    uwsgi_temp_path $LAB_WORK/nginx-uwsgi;
-    scgi_temp_path $LAB_WORK/nginx-scgi;
-    client_max_body_size 100m;
-    server {
-        listen 80;
-        listen [::]:80;
-        root $LAB_WORK/www;
-        location /upload { client_body_in_file_only clean; return 200 "ok\n"; }
-    }
-}
-CONF
     ip netns exec "$NS_ORG" python3 "$TRAFFIC" serve --port "$ORIGIN_PORT" --log "$LAB_WORK/origin.log" --lifetime 3000 &
     LAB_PIDS+=($!)
-    ip netns exec "$NS_ORG" nginx -c "$LAB_WORK/nginx.conf" &
-    LAB_PIDS+=($!)
+    origin_nginx 80 "listen 80;
+        listen [::]:80;
+        root $LAB_WORK/www;
+        location /upload { client_body_in_file_only clean; return 200 \"ok\\n\"; }" "access_log off;
+    client_max_body_size 100m;" 4096 || return 1
     ip netns exec "$NS_ORG" iperf3 -s -p 5201 >"$LAB_WORK/iperf3-server.log" 2>&1 &
     LAB_PIDS+=($!)
     wait_for 10 nsx "$NS_ORG" bash -c "ss -Hltn | grep -q ':$ORIGIN_PORT ' && ss -Hltn | grep -q ':80 ' && ss -Hltn | grep -q ':5201 '"
@@ -147,8 +67,7 @@ CONF
 
 # PKI, configurations, the origin's servers and both daemons.
 hostile_start() {
-    "$BRAID_BIN" pki init "$CA" >/dev/null && "$BRAID_BIN" pki issue "$CA" conc.braid.test --server >/dev/null &&
-        "$BRAID_BIN" pki issue "$CA" cpe_1 >/dev/null || return 1
+    tls_pki || return 1
     hostile_conc_conf </dev/null
     hostile_gw_conf </dev/null
     hostile_start_origin || return 1
