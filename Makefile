@@ -37,7 +37,7 @@ test: unit netns
 
 # The soak: 10 minutes of connection churn, resets, uplink flaps and reloads, then both daemons
 # back to their baseline (tests/netns/soak.sh); `make soak SOAK_SECONDS=120` is the short one. It
-# is not in `make test` yet: its flap check failed once in 13 two-minute runs (a download's
+# is not in `make test` yet: its flap check failed once in 15 two-minute runs (a download's
 # subflow not back within 20 s of a carrier flap, cause not found), and the corruption in Known
 # limits is open.
 SOAK_SECONDS ?= 600
