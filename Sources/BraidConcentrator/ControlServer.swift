@@ -1,6 +1,7 @@
 import BraidConfig
 import BraidCore
 import BraidDataPlane
+import BraidHTTP
 import BraidTLS
 import BraidWire
 import Logging

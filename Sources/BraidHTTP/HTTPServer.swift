@@ -109,7 +109,11 @@ public final class HTTPServer: @unchecked Sendable {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    let source = ConnectionCount.source(of: channel.remoteAddress)
+                    // An IPv4 address or an IPv6 /64: the block one subscriber or host holds.
+                    guard let source = SourceBlock(channel.remoteAddress) else {
+                        channel.close(promise: nil)
+                        return
+                    }
                     guard open.enter(source) else {
                         // Over a bound: closed before any buffer is allocated for it.
                         channel.close(promise: nil)
@@ -161,7 +165,7 @@ public enum HTTPServerError: Error, CustomStringConvertible {
 private final class ConnectionCount: Sendable {
     private struct Counts {
         var total = 0
-        var bySource: [[UInt8]: Int] = [:]
+        var bySource: [SourceBlock: Int] = [:]
     }
 
     private let open = NIOLockedValueBox(Counts())
@@ -173,15 +177,7 @@ private final class ConnectionCount: Sendable {
         self.perSource = perSource
     }
 
-    /// The source a connection counts against: its IPv4 address (also when it arrives
-    /// v4-mapped on an IPv6 socket) or its IPv6 /64, the block one subscriber or host holds.
-    static func source(of address: SocketAddress?) -> [UInt8] {
-        guard let text = address?.ipAddress, let ip = IPAddress(text) else { return [] }
-        if let v4 = IPAddress(mappedIPv6Bytes: ip.bytes), v4.isIPv4 { return v4.bytes }
-        return ip.isIPv4 ? ip.bytes : Array(ip.bytes.prefix(8))
-    }
-
-    func enter(_ source: [UInt8]) -> Bool {
+    func enter(_ source: SourceBlock) -> Bool {
         open.withLockedValue { c in
             guard c.total < limit, c.bySource[source, default: 0] < perSource else { return false }
             c.total += 1
@@ -190,7 +186,7 @@ private final class ConnectionCount: Sendable {
         }
     }
 
-    func leave(_ source: [UInt8]) {
+    func leave(_ source: SourceBlock) {
         open.withLockedValue { c in
             c.total -= 1
             let n = c.bySource[source, default: 1] - 1
