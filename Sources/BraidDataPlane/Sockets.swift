@@ -103,6 +103,13 @@ public enum Sockets {
         return err == EINPROGRESS || err == EALREADY ? nil : err
     }
 
+    /// Bytes written to `fd` that its peer has not acknowledged yet (SIOCOUTQ; TCP, and MPTCP
+    /// since Linux 6.4); nil when the socket cannot say.
+    static func unacknowledgedBytes(_ fd: Int32) -> Int? {
+        var n: Int32 = 0
+        return ioctl(fd, UInt(TIOCOUTQ), &n) == 0 ? Int(n) : nil
+    }
+
     /// A new non-blocking stream socket for `family`, TCP or MPTCP.
     static func stream(family: Int32, mptcp: Bool) throws -> Int32 {
         let type = Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue)

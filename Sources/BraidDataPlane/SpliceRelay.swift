@@ -82,10 +82,12 @@ final class SpliceRelay: ReactorHandler {
     private let counters: SessionCounters
     var onEnd: ((SpliceRelay, RelayEnd) -> Void)?
     /// Set while the half-close watch runs: one direction has ended, the other has not.
-    private var halfClosedWatch: (bytes: UInt64, since: UInt64)?
+    private var halfClosedWatch: (progress: HalfClosedProgress, since: UInt64)?
+    /// `halfClosedIdleNanos` and `halfClosedCheckNanos` of this relay (tests shorten them).
+    private let halfClosedBounds: (idle: UInt64, check: UInt64)
 
-    /// How long a half-closed relay may sit with no byte moving the other way before it is
-    /// aborted. An MPTCP connection whose last subflow died while its FIN was on the way never
+    /// How long a half-closed relay may sit with no byte moving the other way, and none of the
+    /// ended direction's last bytes acknowledged by its reader, before it is aborted. An MPTCP connection whose last subflow died while its FIN was on the way never
     /// learns that the peer is gone (the soak found sessions in FIN-WAIT-1 on one side and
     /// CLOSE-WAIT on the other an hour later): without this bound each one holds two descriptors
     /// for good. A half-closed exchange still moving bytes is never touched; proxies bound the
@@ -99,9 +101,13 @@ final class SpliceRelay: ReactorHandler {
         reactor: Reactor, a: Int32, b: Int32, connecting: Bool, counters: SessionCounters, meter: ByteMeter? = nil,
         toB: [UInt8] = [],
         toA: [UInt8] = [], preface: ((UnsafeRawBufferPointer) -> PrefaceAction)? = nil,
-        limitToB: TokenBucket? = nil, limitToA: TokenBucket? = nil
+        limitToB: TokenBucket? = nil, limitToA: TokenBucket? = nil,
+        halfClosedBounds: (idle: UInt64, check: UInt64) = (
+            SpliceRelay.halfClosedIdleNanos, SpliceRelay.halfClosedCheckNanos
+        )
     ) {
         self.reactor = reactor
+        self.halfClosedBounds = halfClosedBounds
         self.a = a
         self.b = b
         self.connecting = connecting
@@ -171,25 +177,41 @@ final class SpliceRelay: ReactorHandler {
         }
     }
 
-    /// Bytes moved so far in the direction that is still open.
-    private var openDirectionBytes: UInt64 { toB.done ? toA.bytes : toB.bytes }
+    /// What shows a half-closed relay is alive.
+    private struct HalfClosedProgress: Equatable {
+        /// Bytes moved so far in the direction that is still open.
+        var openDirection: UInt64
+        /// Bytes of the ended direction its socket still holds unacknowledged. The relay writes a
+        /// direction's end as soon as the socket takes it, and a slow reader drains megabytes
+        /// after that: a download to a rate-limited client sat in the gateway's LAN socket while
+        /// the watch, counting only the open direction, reset the connection and cut the file.
+        var endedUnacknowledged: Int
+    }
 
-    /// Aborts the relay once the open direction has moved nothing for `halfClosedIdleNanos`.
+    private var halfClosedProgress: HalfClosedProgress {
+        HalfClosedProgress(
+            openDirection: toB.done ? toA.bytes : toB.bytes,
+            endedUnacknowledged: Sockets.unacknowledgedBytes(toB.done ? b : a) ?? 0)
+    }
+
+    /// Aborts the relay once nothing has moved for `halfClosedIdleNanos`: no byte the open way,
+    /// and no byte of the ended direction acknowledged by its reader.
     private func watchHalfClosed() {
-        halfClosedWatch = (openDirectionBytes, monotonicNanos())
-        reactor.schedule(afterNanos: Self.halfClosedCheckNanos) { [weak self] in self?.checkHalfClosed() }
+        halfClosedWatch = (halfClosedProgress, monotonicNanos())
+        reactor.schedule(afterNanos: halfClosedBounds.check) { [weak self] in self?.checkHalfClosed() }
     }
 
     private func checkHalfClosed() {
         guard !ended, let watch = halfClosedWatch else { return }
         let now = monotonicNanos()
-        if openDirectionBytes != watch.bytes {
-            halfClosedWatch = (openDirectionBytes, now)
-        } else if now &- watch.since >= Self.halfClosedIdleNanos {
+        let progress = halfClosedProgress
+        if progress != watch.progress {
+            halfClosedWatch = (progress, now)
+        } else if now &- watch.since >= halfClosedBounds.idle {
             abort("half-closed and idle for \((now &- watch.since) / 1_000_000_000) s")
             return
         }
-        reactor.schedule(afterNanos: Self.halfClosedCheckNanos) { [weak self] in self?.checkHalfClosed() }
+        reactor.schedule(afterNanos: halfClosedBounds.check) { [weak self] in self?.checkHalfClosed() }
     }
 
     /// Moves bytes one way until something would block. Returns why the relay must be aborted, or
