@@ -50,10 +50,11 @@ struct SubflowPlanner {
         /// included (id 0): the RM_ADDR that withdraws a dead address leaves on a subflow the
         /// kernel picks, the first of the connection's list that can send and whose id is not
         /// the one removed (net/mptcp/pm.c, `mptcp_pm_addr_send_ack_avoid_list`, 6.18). The
-        /// first subflow is first in that list, so a second subflow from its address under an id of its own made the
-        /// RM_ADDR of either id leave on the other one, into the dead path: the concentrator never
-        /// heard of the outage, kept both subflows and the data queued on them (1.2 MB in the
-        /// failover benchmark) until their retransmission timeouts marked them stale, seconds later.
+        /// first subflow is first in that list, so a second subflow from its address under an id
+        /// of its own made the RM_ADDR of either id leave on the other one, into the dead path:
+        /// the concentrator never heard of the outage, kept both subflows and the data queued on
+        /// them (1.2 MB in the failover benchmark) until their retransmission timeouts marked them
+        /// stale, seconds later.
         var ids: [IPAddress: UInt8] = [:]
         /// When a subflow from an address was last asked for, to pace retries.
         var attempts: [IPAddress: UInt64] = [:]
@@ -400,11 +401,16 @@ struct SubflowPlanner {
             for (address, subflows) in withdrawn {
                 actions.append(.remove(token: token, id: c.ids[address] ?? 0, subflows))
             }
-            // Attempts from a path that has since gone down say nothing about it.
-            for path in paths where !path.healthy {
-                c.attempts[path.address] = nil
-                c.lost.remove(path.address)
-            }
+            // Attempts, losses and refusals from an address that has since gone down say nothing
+            // of it once it is back, whether it was unhealthy or gone with its carrier (absent
+            // from `paths`): its first subflow is asked for at once then. The concentrator has
+            // freed or will free what it held from there; a refusal backoff kept from before the
+            // outage would hold the returning uplink's first join for up to 32 s.
+            let isUp = { (address: IPAddress) in healthy.contains { $0.address == address } }
+            if c.attempts.keys.contains(where: { !isUp($0) }) { c.attempts = c.attempts.filter { isUp($0.key) } }
+            if c.lost.contains(where: { !isUp($0) }) { c.lost = c.lost.filter(isUp) }
+            if c.refused.contains(where: { !isUp($0) }) { c.refused = c.refused.filter(isUp) }
+            if c.prohibited.keys.contains(where: { !isUp($0) }) { c.prohibited = c.prohibited.filter { isUp($0.key) } }
             var count = c.subflows.count - c.destroying.count
             for path in healthy where count < maxSubflows {
                 // A subflow being withdrawn does not count: on a path that was dead it may sit

@@ -193,6 +193,38 @@ final class SubflowPlannerTests: XCTestCase {
         XCTAssertEqual(creates(p.plan(paths: paths(healthy: [true, true, true]), now: 2 * second)), [a1])
     }
 
+    /// An uplink that loses its carrier is absent from the paths (not unhealthy): what its
+    /// connections recorded before (a lost subflow, refusals) must not delay it when it is back.
+    func testAnUplinkBackFromACarrierLossIsAskedForAtOnce() {
+        var p = planner()
+        let all = paths(healthy: [true, true, true])
+        _ = p.plan(paths: all, now: 0)
+        p.handle(event(.subflowEstablished, local: a2, port: 2000, id: 1))
+        // a3's joins are taken and reset by the concentrator, each time it is asked, for 10 s: it
+        // backs off, 8 s by then.
+        var now: UInt64 = 0
+        var port: UInt16 = 3000
+        var asked = 1
+        while now < 10 * second {
+            if now == 0 || creates(p.plan(paths: all, now: now)) == [a3] {
+                if now > 0 { asked += 1 }
+                port += 1
+                p.handle(event(.subflowEstablished, local: a3, port: port, id: 2))
+                var reset = event(.subflowClosed, local: a3, port: port)
+                reset.resetReason = .prohibited
+                p.handle(reset)
+            }
+            now += second / 10
+        }
+        XCTAssertEqual(asked, 3, "a3 asked at 0, 2 and 6 s, next not before 14 s")
+        // a2's subflow closes (the path or the peer) just as both carriers go, for 3 s.
+        p.handle(event(.subflowClosed, local: a2, port: 2000))
+        let carrierLost = [all[0]]
+        XCTAssertEqual(p.plan(paths: carrierLost, now: 10 * second), [])
+        XCTAssertEqual(p.plan(paths: carrierLost, now: 12 * second), [])
+        XCTAssertEqual(creates(p.plan(paths: all, now: 13 * second)), [a2, a3], "both asked for at once when back")
+    }
+
     func testAnUnansweredSubflowGetsThreeSecondsBeforeItCounts() {
         var p = planner()
         let all = paths(healthy: [true, true, true])
