@@ -120,6 +120,7 @@ public final class ConcentratorService {
             identities: identities, addressIsIdentity: config.identities.isEmpty, notBeforeMillis: startedMillis,
             notBeforeMonotonicNanos: startedNanos)
         forwarding.congestionControl = config.congestionControl.kernelName
+        forwarding.keepaliveSeconds = config.keepalive
         let forwarder = ConvertForwarder(
             config: forwarding,
             keys: { id in try book.key(for: id) }, logger: logger,

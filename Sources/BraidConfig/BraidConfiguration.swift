@@ -257,6 +257,8 @@ public struct ConcentratorConfig: Equatable, Sendable {
     public var handshakeTimeout: Double
     /// `congestion_control`: what the subflows of downloads use (the concentrator sends them).
     public var congestionControl: CongestionControl = .cubic
+    /// `keepalive`: seconds of silence before a data connection's gateway is probed; 0 never.
+    public var keepalive: UInt32 = 120
     /// Data connections accepted but not yet authenticated, at most (`max_pending`).
     public var maxPending: UInt32 = 16384
     /// The same, from one IPv4 address or IPv6 /64 (`max_pending_per_source`).
@@ -572,6 +574,7 @@ public struct BraidConfigReader {
         config.pskClass = c.text("psk_class")
         config.identities = c.texts("identity")
         config.congestionControl = c.text("congestion_control").flatMap(CongestionControl.init) ?? .cubic
+        config.keepalive = UInt32(c.seconds("keepalive") ?? 120)
         readStore(c, &p, into: &config)
         config.rules = readOperatorRules(&p)
         return (config, sortedByLine(p.errors))

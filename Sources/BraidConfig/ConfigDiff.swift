@@ -235,6 +235,7 @@ public struct ConcentratorConfigDiff: Equatable, Sendable {
         fixed.compare("session_lifetime", old.sessionLifetime, new.sessionLifetime)
         fixed.compare("handshake_timeout", old.handshakeTimeout, new.handshakeTimeout)
         fixed.compare("congestion_control", old.congestionControl.rawValue, new.congestionControl.rawValue)
+        fixed.compare("keepalive", old.keepalive, new.keepalive)
         fixed.compare("max_pending", old.maxPending, new.maxPending)
         fixed.compare("max_pending_per_source", old.maxPendingPerSource, new.maxPendingPerSource)
         fixed.compare("max_control_handshakes", old.maxControlHandshakes, new.maxControlHandshakes)

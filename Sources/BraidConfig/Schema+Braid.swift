@@ -275,6 +275,12 @@ extension ConfigSchema {
                     doc: "Seconds a gateway may take to send its whole Convert message; a connection that stalls "
                         + "longer gets Not Authorized and is closed."),
                 OptionSchema(
+                    "keepalive", .seconds(0...86_400, whole: true), default: "120",
+                    doc: "Seconds a data connection may be silent before the concentrator asks its gateway whether "
+                        + "it is still there (TCP keepalive on every subflow; four probes a quarter of this apart). "
+                        + "A gateway that lost its power or every uplink has its sessions closed within four times "
+                        + "this, instead of holding descriptors and counting against max_sessions for good. 0: never."),
+                OptionSchema(
                     "max_pending", .uint(1...1_000_000), default: "16384",
                     doc: "Data connections accepted but not yet authenticated, at most; more are reset at accept."),
                 OptionSchema(

@@ -42,6 +42,9 @@ public final class ConvertForwarder {
         /// The kernel congestion control of accepted connections' subflows (the concentrator's
         /// `congestion_control`); nil keeps the system's default.
         public var congestionControl: String? = nil
+        /// Seconds of silence before an accepted connection's peer is probed (the concentrator's
+        /// `keepalive`); 0 never.
+        public var keepaliveSeconds: UInt32 = 0
 
         /// The floor as the wall clock reads it now.
         func currentNotBeforeMillis() -> UInt64 {
@@ -145,6 +148,16 @@ public final class ConvertForwarder {
                     logger.warning(
                         "data connections keep the system's congestion control", metadata: ["error": "\(error)"])
                 }
+            }
+            // Keepalive the same way: accepted connections and every subflow they get inherit it.
+            // A gateway that vanished (power, every uplink) never sends the FIN or reset that
+            // would end its idle sessions; unanswered probes do.
+            if config.keepaliveSeconds > 0 {
+                let idle = Int32(clamping: config.keepaliveSeconds)
+                try Sockets.setInt(fd, SOL_SOCKET, SO_KEEPALIVE, 1, "SO_KEEPALIVE")
+                try Sockets.setInt(fd, braid_SOL_TCP, TCP_KEEPIDLE, idle, "TCP_KEEPIDLE")
+                try Sockets.setInt(fd, braid_SOL_TCP, TCP_KEEPINTVL, max(1, idle / 4), "TCP_KEEPINTVL")
+                try Sockets.setInt(fd, braid_SOL_TCP, TCP_KEEPCNT, 4, "TCP_KEEPCNT")
             }
         }
         let l = Listener(fd: fd, endpoint: listen)
@@ -418,7 +431,9 @@ final class ConvertAcceptor: ReactorHandler {
             reactor: reactor, a: client, b: origin, connecting: false, counters: forwarder.counters,
             meter: grant?.meter, toB: remainder,
             toA: ConvertServerHandshake.successReply(wantsInfo: request.wantsInfo),
-            limitToB: grant?.limitToOrigin, limitToA: grant?.limitToClient)
+            limitToB: grant?.limitToOrigin, limitToA: grant?.limitToClient,
+            subflowCheckNanos: forwarder.config.keepaliveSeconds > 0
+                ? UInt64(forwarder.config.keepaliveSeconds) * 1_000_000_000 : nil)
         let logger = forwarder.logger
         let peer = self.peer
         let ticket = grant?.ticket

@@ -85,6 +85,13 @@ final class SpliceRelay: ReactorHandler {
     private var halfClosedWatch: (progress: HalfClosedProgress, since: UInt64)?
     /// `halfClosedIdleNanos` and `halfClosedCheckNanos` of this relay (tests shorten them).
     private let halfClosedBounds: (idle: UInt64, check: UInt64)
+    /// How often `a`, an MPTCP connection from a gateway, is checked for subflows (the
+    /// concentrator's `keepalive`); nil never. Keepalive closes the subflows of a gateway that
+    /// vanished, but the MPTCP connection stays, waiting for a join that will not come: one found
+    /// without a subflow at two checks in a row is aborted.
+    private let subflowCheckNanos: UInt64?
+    /// Whether the last check found no subflow.
+    private var subflowless = false
 
     /// How long a half-closed relay may sit with no byte moving the other way, and none of the
     /// ended direction's last bytes acknowledged by its reader, before it is aborted. An MPTCP connection whose last subflow died while its FIN was on the way never
@@ -104,10 +111,12 @@ final class SpliceRelay: ReactorHandler {
         limitToB: TokenBucket? = nil, limitToA: TokenBucket? = nil,
         halfClosedBounds: (idle: UInt64, check: UInt64) = (
             SpliceRelay.halfClosedIdleNanos, SpliceRelay.halfClosedCheckNanos
-        )
+        ),
+        subflowCheckNanos: UInt64? = nil
     ) {
         self.reactor = reactor
         self.halfClosedBounds = halfClosedBounds
+        self.subflowCheckNanos = subflowCheckNanos
         self.a = a
         self.b = b
         self.connecting = connecting
@@ -137,6 +146,9 @@ final class SpliceRelay: ReactorHandler {
         } catch {
             abort("\(error)")
             return
+        }
+        if let period = subflowCheckNanos {
+            reactor.schedule(afterNanos: period) { [weak self] in self?.checkSubflows() }
         }
         if connecting {
             reactor.schedule(afterNanos: connectTimeoutNanos) { [weak self] in
@@ -212,6 +224,17 @@ final class SpliceRelay: ReactorHandler {
             return
         }
         reactor.schedule(afterNanos: halfClosedBounds.check) { [weak self] in self?.checkHalfClosed() }
+    }
+
+    private func checkSubflows() {
+        guard !ended, let period = subflowCheckNanos else { return }
+        let none = braid_mptcp_live_subflows(a) == 0
+        if none && subflowless {
+            abort("no subflow for \(period / 1_000_000_000) s: the gateway is gone")
+            return
+        }
+        subflowless = none
+        reactor.schedule(afterNanos: period) { [weak self] in self?.checkSubflows() }
     }
 
     /// Moves bytes one way until something would block. Returns why the relay must be aborted, or

@@ -52,6 +52,27 @@ int braid_mptcp_subflows(int fd) {
     return info.mptcpi_subflows;
 }
 
+int braid_mptcp_live_subflows(int fd) {
+    /* MPTCP_TCPINFO: a header, then one tcp_info per subflow while they fit. The first subflow
+       stays listed after it closed (the connection keeps it for good), so the states decide. */
+    struct {
+        struct mptcp_subflow_data d;
+        struct tcp_info info[8];
+    } buf;
+    memset(&buf, 0, sizeof(buf));
+    buf.d.size_subflow_data = sizeof(buf.d);
+    buf.d.size_user = sizeof(struct tcp_info);
+    socklen_t len = sizeof(buf);
+    if (getsockopt(fd, SOL_MPTCP, MPTCP_TCPINFO, &buf, &len) < 0) return -1;
+    unsigned int listed = buf.d.num_subflows, copied = listed < 8 ? listed : 8;
+    int live = (int)(listed - copied); /* not copied: counted as live */
+    for (unsigned int i = 0; i < copied; i++) {
+        unsigned char state = buf.info[i].tcpi_state;
+        if (state == 1 /* ESTABLISHED */ || state == 8 /* CLOSE_WAIT: still sends */) live++;
+    }
+    return live;
+}
+
 long braid_splice(int fd_in, int fd_out, unsigned long len, int more) {
     unsigned int flags = SPLICE_F_NONBLOCK | SPLICE_F_MOVE | (more ? SPLICE_F_MORE : 0);
     return (long)splice(fd_in, NULL, fd_out, NULL, len, flags);

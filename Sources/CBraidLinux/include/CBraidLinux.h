@@ -28,6 +28,10 @@ int braid_set_linger_reset(int fd);
 /// Number of subflows of an MPTCP socket (MPTCP_INFO, mptcpi_subflows), or -1 with errno set.
 int braid_mptcp_subflows(int fd);
 
+/// Subflows of an MPTCP socket that are established (or closing only towards us), the first one
+/// included (MPTCP_TCPINFO), or -1 with errno set (not an MPTCP socket).
+int braid_mptcp_live_subflows(int fd);
+
 /// splice(2) between a socket and a pipe, non-blocking, pages moved rather than copied: the relay's
 /// zero-copy hot path. Glibc's Swift overlay does not export splice (it needs _GNU_SOURCE).
 /// Returns bytes moved, 0 at end of input, or -1 with errno set.
