@@ -97,6 +97,9 @@ public final class ConvertForwarder {
     /// One replay state for all reactors, in shards by key id behind their own locks.
     private let replay = ReplayShards()
     private var listener: Listener?
+    /// One per reactor when `keepaliveSeconds` is set, by reactor index; built at start, read-only
+    /// after.
+    private(set) var subflowSweeps: [Int: SubflowSweep] = [:]
     public let counters = SessionCounters()
     /// Handshakes accepted and not yet authenticated, against `maxPending` and `maxPendingPerSource`.
     let pending = PendingHandshakes<PendingAcceptor>()
@@ -158,6 +161,12 @@ public final class ConvertForwarder {
                 try Sockets.setInt(fd, braid_SOL_TCP, TCP_KEEPIDLE, idle, "TCP_KEEPIDLE")
                 try Sockets.setInt(fd, braid_SOL_TCP, TCP_KEEPINTVL, max(1, idle / 4), "TCP_KEEPINTVL")
                 try Sockets.setInt(fd, braid_SOL_TCP, TCP_KEEPCNT, 4, "TCP_KEEPCNT")
+            }
+        }
+        if config.keepaliveSeconds > 0 {
+            let period = UInt64(config.keepaliveSeconds) * 1_000_000_000
+            for reactor in group.reactors {
+                subflowSweeps[reactor.index] = SubflowSweep(reactor: reactor, period: period)
             }
         }
         let l = Listener(fd: fd, endpoint: listen)
@@ -431,9 +440,7 @@ final class ConvertAcceptor: ReactorHandler {
             reactor: reactor, a: client, b: origin, connecting: false, counters: forwarder.counters,
             meter: grant?.meter, toB: remainder,
             toA: ConvertServerHandshake.successReply(wantsInfo: request.wantsInfo),
-            limitToB: grant?.limitToOrigin, limitToA: grant?.limitToClient,
-            subflowCheckNanos: forwarder.config.keepaliveSeconds > 0
-                ? UInt64(forwarder.config.keepaliveSeconds) * 1_000_000_000 : nil)
+            limitToB: grant?.limitToOrigin, limitToA: grant?.limitToClient)
         let logger = forwarder.logger
         let peer = self.peer
         let ticket = grant?.ticket
@@ -449,6 +456,7 @@ final class ConvertAcceptor: ReactorHandler {
         }
         logger.debug("relaying", metadata: ["peer": "\(peer)", "destination": "\(request.destination)"])
         relay.start(connectTimeoutNanos: forwarder.config.connectTimeoutNanos)
+        forwarder.subflowSweeps[reactor.index]?.add(relay)
     }
 
     /// RFC 8803 §5.2.6 codes for a failed connect to the destination.

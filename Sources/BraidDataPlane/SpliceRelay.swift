@@ -85,19 +85,14 @@ final class SpliceRelay: ReactorHandler {
     private var halfClosedWatch: (progress: HalfClosedProgress, since: UInt64)?
     /// `halfClosedIdleNanos` and `halfClosedCheckNanos` of this relay (tests shorten them).
     private let halfClosedBounds: (idle: UInt64, check: UInt64)
-    /// How often `a`, an MPTCP connection from a gateway, is checked for subflows (the
-    /// concentrator's `keepalive`); nil never. Keepalive closes the subflows of a gateway that
-    /// vanished, but the MPTCP connection stays, waiting for a join that will not come: one found
-    /// without a subflow at two checks in a row is aborted.
-    private let subflowCheckNanos: UInt64?
-    /// Whether the last check found no subflow.
+    /// Whether the last `checkSubflows` found no live subflow.
     private var subflowless = false
 
     /// How long a half-closed relay may sit with no byte moving the other way, and none of the
-    /// ended direction's last bytes acknowledged by its reader, before it is aborted. An MPTCP connection whose last subflow died while its FIN was on the way never
-    /// learns that the peer is gone (the soak found sessions in FIN-WAIT-1 on one side and
-    /// CLOSE-WAIT on the other an hour later): without this bound each one holds two descriptors
-    /// for good. A half-closed exchange still moving bytes is never touched; proxies bound the
+    /// ended direction's last bytes acknowledged by its reader, before it is aborted. An MPTCP
+    /// connection whose last subflow died while its FIN was on the way never learns that the
+    /// peer is gone (the soak found sessions in FIN-WAIT-1 on one side and CLOSE-WAIT on the
+    /// other an hour later): without this bound each one holds two descriptors for good. A half-closed exchange still moving bytes is never touched; proxies bound the
     /// same state the same way (a "client-fin" timeout).
     static let halfClosedIdleNanos: UInt64 = 60_000_000_000
     /// How often the watch looks; a dead half-closed relay goes within 75 s of its last byte.
@@ -111,12 +106,10 @@ final class SpliceRelay: ReactorHandler {
         limitToB: TokenBucket? = nil, limitToA: TokenBucket? = nil,
         halfClosedBounds: (idle: UInt64, check: UInt64) = (
             SpliceRelay.halfClosedIdleNanos, SpliceRelay.halfClosedCheckNanos
-        ),
-        subflowCheckNanos: UInt64? = nil
+        )
     ) {
         self.reactor = reactor
         self.halfClosedBounds = halfClosedBounds
-        self.subflowCheckNanos = subflowCheckNanos
         self.a = a
         self.b = b
         self.connecting = connecting
@@ -146,9 +139,6 @@ final class SpliceRelay: ReactorHandler {
         } catch {
             abort("\(error)")
             return
-        }
-        if let period = subflowCheckNanos {
-            reactor.schedule(afterNanos: period) { [weak self] in self?.checkSubflows() }
         }
         if connecting {
             reactor.schedule(afterNanos: connectTimeoutNanos) { [weak self] in
@@ -226,15 +216,19 @@ final class SpliceRelay: ReactorHandler {
         reactor.schedule(afterNanos: halfClosedBounds.check) { [weak self] in self?.checkHalfClosed() }
     }
 
-    private func checkSubflows() {
-        guard !ended, let period = subflowCheckNanos else { return }
+    /// `a` is an MPTCP connection from a gateway: keepalive closes the subflows of a gateway that
+    /// vanished, but the connection stays, waiting for a join that will not come. Aborts the relay
+    /// when this check and the one before found no live subflow (`SubflowSweep` calls it every
+    /// `keepalive`). Returns whether the relay is still to be watched.
+    func checkSubflows(period: UInt64) -> Bool {
+        guard !ended else { return false }
         let none = braid_mptcp_live_subflows(a) == 0
         if none && subflowless {
             abort("no subflow for \(period / 1_000_000_000) s: the gateway is gone")
-            return
+            return false
         }
         subflowless = none
-        reactor.schedule(afterNanos: period) { [weak self] in self?.checkSubflows() }
+        return true
     }
 
     /// Moves bytes one way until something would block. Returns why the relay must be aborted, or
