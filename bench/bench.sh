@@ -196,10 +196,28 @@ peer_net_up() {
 # no option for it (redsocks, danted, ss-redir, ss-server, braid-lab). The routes carrying the
 # shaped legs: the gateway's default (first subflows) and per-uplink tables (joins), the
 # concentrator's and the origin's defaults (senders of downloads). peer_net_down puts them back.
+# A route does not reach the joins a listener accepts: Linux gives them the MPTCP socket's
+# congestion control, which is the namespace's default when the socket was made (seen: direct
+# MPTCP's origin sent downloads with CUBIC on its first subflow and BBR on both joins, 34 to 45
+# Mbit/s). So the namespaces' default is set too where the host allows it (a fresh Debian's
+# default is CUBIC anyway); where it does not, the run says so.
 PEER_CC=${BENCH_PEER_CC:-cubic}
+PEER_CC_SYSTEM=
 peer_congctl() { # peer_congctl NAME|system
-    local cc=() i
+    local cc=() i ns
     [[ $1 == system ]] || cc=(congctl "$1")
+    [[ -n $PEER_CC_SYSTEM ]] || PEER_CC_SYSTEM=$(nsx "$NS_CONC" sysctl -n net.ipv4.tcp_congestion_control)
+    for ns in "$NS_GW" "$NS_CONC" "$NS_ORG"; do
+        if [[ $1 == system ]]; then
+            nsx "$ns" sysctl -qw net.ipv4.tcp_congestion_control="$PEER_CC_SYSTEM"
+        elif ! nsx "$ns" sysctl -qw net.ipv4.tcp_congestion_control="$1" 2>/dev/null; then
+            bench_log "peers: $1 is not in the host's net.ipv4.tcp_allowed_congestion_control; joins that" \
+                "MPTCP listeners accept keep $PEER_CC_SYSTEM"
+            record "problem|-|-|peer congestion control" \
+                "joins accepted by the peers' and the origin's MPTCP listeners keep $PEER_CC_SYSTEM"
+            break
+        fi
+    done
     nsx "$NS_GW" ip route replace default via 198.18.1.1 dev wan1 "${cc[@]}"
     for i in 1 2 3; do
         nsx "$NS_GW" ip route replace default via "198.18.$i.1" dev "wan$i" table $((4900 + i)) "${cc[@]}"
