@@ -155,6 +155,10 @@ bench_lab_up() {
         nsx "$ns" sysctl -qw net.ipv4.ip_local_port_range="1024 65000" net.ipv4.tcp_tw_reuse=1 \
             net.core.somaxconn=8192 net.ipv4.tcp_max_syn_backlog=8192
     done
+    # The origin's MPTCP listeners (direct MPTCP's server) give the joins they accept the
+    # namespace's default congestion control from when they started: set before they start
+    # (peer_congctl; the origin's own TCP legs are unshaped).
+    [[ $PEER_CC == system ]] || nsx "$NS_ORG" sysctl -qw net.ipv4.tcp_congestion_control="$PEER_CC" 2>/dev/null
     bench_serve "$PORT_SHA" sha256
     bench_serve "$PORT_RAW" none
     bench_serve "$PORT_MPTCP_SHA" sha256 --mptcp
@@ -207,7 +211,7 @@ peer_congctl() { # peer_congctl NAME|system
     local cc=() i ns
     [[ $1 == system ]] || cc=(congctl "$1")
     [[ -n $PEER_CC_SYSTEM ]] || PEER_CC_SYSTEM=$(nsx "$NS_CONC" sysctl -n net.ipv4.tcp_congestion_control)
-    for ns in "$NS_GW" "$NS_CONC" "$NS_ORG"; do
+    for ns in "$NS_GW" "$NS_CONC"; do
         if [[ $1 == system ]]; then
             nsx "$ns" sysctl -qw net.ipv4.tcp_congestion_control="$PEER_CC_SYSTEM"
         elif ! nsx "$ns" sysctl -qw net.ipv4.tcp_congestion_control="$1" 2>/dev/null; then
