@@ -36,7 +36,8 @@
 # BENCH_AGG_RUNS (scenarios 2 and 2b), BENCH_AGG_SUBFLOWS (braid's subflows per uplink there),
 # BENCH_UNEQUAL_DELAYS (2b: "10 40 25"), BENCH_FAILOVER_TRACE=1 (scenario 5: `ss -tinM` of both ends
 # every 0.25 s and nstat counters into the lab directory, which is kept),
-# BENCH_KEEP=1 (keep the logs in the lab directory),
+# BENCH_KEEP=1 (keep the logs in the lab directory), BENCH_PEER_CC (the peers' and the direct paths'
+# congestion control: cubic, as braid's subflows; `system` for the kernel's default),
 # BENCH_SCENARIOS (subset of "1 2 2b 3 4 5", e.g. "4" for connection rate and memory only). A subset
 # of scenarios or chains writes its report and plots into the lab directory (kept), not bench/.
 set -u
@@ -154,6 +155,10 @@ bench_lab_up() {
         nsx "$ns" sysctl -qw net.ipv4.ip_local_port_range="1024 65000" net.ipv4.tcp_tw_reuse=1 \
             net.core.somaxconn=8192 net.ipv4.tcp_max_syn_backlog=8192
     done
+    # The origin's MPTCP listeners (direct MPTCP's server) give the joins they accept the
+    # namespace's default congestion control from when they started: set before they start
+    # (peer_congctl; the origin's own TCP legs are unshaped).
+    [[ $PEER_CC == system ]] || nsx "$NS_ORG" sysctl -qw net.ipv4.tcp_congestion_control="$PEER_CC" 2>/dev/null
     bench_serve "$PORT_SHA" sha256
     bench_serve "$PORT_RAW" none
     bench_serve "$PORT_MPTCP_SHA" sha256 --mptcp
@@ -181,7 +186,48 @@ peer_net_up() {
         nsx "$NS_GW" ip mptcp endpoint add "198.18.$i.2" dev "wan$i" subflow
     done
     nsx "$NS_GW" ip mptcp limits set subflow 8 add_addr_accepted 8
+    peer_congctl "$PEER_CC"
     PEER_NET=1
+}
+
+# The congestion control of the peers and the ceilings (BENCH_PEER_CC, `system` for the kernel's
+# default): CUBIC, as braid sets on its own subflows (option congestion_control), so every chain
+# runs the same one. A namespace here cannot make CUBIC its default (it may only choose from the
+# host's net.ipv4.tcp_allowed_congestion_control, reno and bbr), and under the host's BBR the
+# peers measured BBR's pacing (README, Benchmark): direct MPTCP moved 67 % of the shaped uplinks
+# where braid with CUBIC moved 93 %, in the same run. A route's `congctl` sets it for every TCP
+# socket and MPTCP subflow connected or accepted over the route, which reaches programs that have
+# no option for it (redsocks, danted, ss-redir, ss-server, braid-lab). The routes carrying the
+# shaped legs: the gateway's default (first subflows) and per-uplink tables (joins), the
+# concentrator's and the origin's defaults (senders of downloads). peer_net_down puts them back.
+# A route does not reach the joins a listener accepts: Linux gives them the MPTCP socket's
+# congestion control, which is the namespace's default when the socket was made (seen: direct
+# MPTCP's origin sent downloads with CUBIC on its first subflow and BBR on both joins, 34 to 45
+# Mbit/s). So the namespaces' default is set too where the host allows it (a fresh Debian's
+# default is CUBIC anyway); where it does not, the run says so.
+PEER_CC=${BENCH_PEER_CC:-cubic}
+PEER_CC_SYSTEM=
+peer_congctl() { # peer_congctl NAME|system
+    local cc=() i ns
+    [[ $1 == system ]] || cc=(congctl "$1")
+    [[ -n $PEER_CC_SYSTEM ]] || PEER_CC_SYSTEM=$(nsx "$NS_CONC" sysctl -n net.ipv4.tcp_congestion_control)
+    for ns in "$NS_GW" "$NS_CONC"; do
+        if [[ $1 == system ]]; then
+            nsx "$ns" sysctl -qw net.ipv4.tcp_congestion_control="$PEER_CC_SYSTEM"
+        elif ! nsx "$ns" sysctl -qw net.ipv4.tcp_congestion_control="$1" 2>/dev/null; then
+            bench_log "peers: $1 is not in the host's net.ipv4.tcp_allowed_congestion_control; joins that" \
+                "MPTCP listeners accept keep $PEER_CC_SYSTEM"
+            record "problem|-|-|peer congestion control" \
+                "joins accepted by the peers' and the origin's MPTCP listeners keep $PEER_CC_SYSTEM"
+            break
+        fi
+    done
+    nsx "$NS_GW" ip route replace default via 198.18.1.1 dev wan1 "${cc[@]}"
+    for i in 1 2 3; do
+        nsx "$NS_GW" ip route replace default via "198.18.$i.1" dev "wan$i" table $((4900 + i)) "${cc[@]}"
+    done
+    nsx "$NS_CONC" ip route replace default via 198.18.10.1 "${cc[@]}"
+    nsx "$NS_ORG" ip route replace default via 198.18.20.1 "${cc[@]}"
 }
 
 # Whatever a gateway that did not exit cleanly left behind (braid's rules use priorities 4700/4800).
@@ -199,6 +245,7 @@ peer_net_down() {
     ((PEER_NET)) || return 0
     local i
     nsx "$NS_GW" ip mptcp endpoint flush
+    peer_congctl system
     for i in 1 2 3; do
         nsx "$NS_GW" ip rule del from "198.18.$i.2" table $((4900 + i)) priority 4800
         nsx "$NS_GW" ip route flush table $((4900 + i))
@@ -837,6 +884,7 @@ main() {
     record "meta|-|-|agg_bytes" "$AGG_BYTES"
     record "meta|-|-|agg_runs" "$AGG_RUNS"
     record "meta|-|-|agg_subflows" "$AGG_SUBFLOWS"
+    record "meta|-|-|peer_cc" "$PEER_CC"
     record "meta|-|-|hold_count" "$HOLD_COUNT"
     record "meta|-|-|rate_seconds" "$RATE_SECONDS"
     record "meta|-|-|rate_concurrency" "$RATE_CONCURRENCY"
