@@ -272,7 +272,12 @@ final class UplinkSupervisor {
     /// `only`: the connections to look at (those events were about); nil looks at all.
     func replan(only: Set<UInt32>? = nil) {
         defer {
-            reportPaths()
+            // A pass over some connections (events) changes what there is to report only if it
+            // changed a path's record; a full pass reports whatever the cause.
+            if only == nil || planner.recordsVersion != reportedRecordsVersion {
+                reportedRecordsVersion = planner.recordsVersion
+                reportPaths()
+            }
             scheduleJoins()
         }
         let actions = planner.plan(paths: paths(), now: monotonicNanos(), only: only)
@@ -413,6 +418,9 @@ final class UplinkSupervisor {
         }
         return EstablishedSubflows.read(servers: servers)
     }
+
+    /// The planner's `recordsVersion` at the last `reportPaths`.
+    private var reportedRecordsVersion: UInt64?
 
     /// Logs when an uplink's path starts or stops breaking MPTCP.
     private func reportPaths() {
