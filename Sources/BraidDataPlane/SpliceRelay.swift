@@ -175,14 +175,13 @@ final class SpliceRelay: ReactorHandler {
             pump()
             return
         }
-        // epoll reports the socket's whole readiness, not what changed: a readable LAN socket is
-        // reported writable too. A direction runs when its source has news and it is not stuck
-        // on its sink, or when its sink is writable and it is stuck there; errors run both.
+        // A direction runs on an event of its source unless it is stuck on its sink, and on an
+        // event of its sink only when it is stuck there; errors run both. The event's mask is not
+        // trusted to say which: an MPTCP socket can wake its reader before its poll reports the
+        // data, and a relay that believed the mask is a relay that can stall.
         let failed = events & (braid_EPOLLERR | braid_EPOLLHUP) != 0
-        let readable = failed || events & (braid_EPOLLIN | braid_EPOLLRDHUP) != 0
-        let writable = failed || events & braid_EPOLLOUT != 0
         func runs(_ flow: Flow, source: Int32) -> Bool {
-            fd == source ? readable && (failed || !flow.waitsForSink) : writable && flow.waitsForSink
+            failed || (fd == source ? !flow.waitsForSink : flow.waitsForSink)
         }
         pump(toB: runs(toB, source: a), toA: runs(toA, source: b))
     }
