@@ -30,15 +30,10 @@ public struct SourceBlock: Hashable, Sendable, CustomStringConvertible {
         isIPv6 = true
     }
 
-    /// The peer of a connected socket, read straight from `getpeername` (no address object is
-    /// built); nil when the peer is gone already.
-    public init?(peerOf fd: Int32) {
-        var ss = sockaddr_storage()
-        var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let rc = withUnsafeMutablePointer(to: &ss) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &len) }
-        }
-        guard rc == 0 else { return nil }
+    /// The address in a socket address (IPv4, IPv6 or IPv4-mapped IPv6), read straight from its
+    /// bytes (no address object is built); nil for another family.
+    public init?(_ ss: sockaddr_storage) {
+        var ss = ss
         let block = withUnsafeBytes(of: &ss) { raw -> SourceBlock? in
             switch Int32(raw.load(as: sockaddr.self).sa_family) {
             case AF_INET:

@@ -139,6 +139,9 @@ public final class ConvertForwarder {
             // descriptors, tests/netns/hostile/flood.sh). A cookie is a MAC of the client's
             // address, so only a source that saw our SYN-ACK once can skip the handshake.
             try Sockets.setInt(fd, braid_SOL_TCP, braid_TCP_FASTOPEN, 4096, "TCP_FASTOPEN")
+            // Accepted connections inherit TCP_NODELAY from the listener (MPTCP ones too): one
+            // setsockopt at start instead of one per connection.
+            try Sockets.setInt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1, "TCP_NODELAY")
             if !listen.address.isIPv4 {
                 try Sockets.setInt(fd, braid_SOL_IPV6, IPV6_V6ONLY, 0, "IPV6_V6ONLY")
             }
@@ -171,8 +174,8 @@ public final class ConvertForwarder {
         }
         let l = Listener(fd: fd, endpoint: listen)
         listener = l
-        l.attach(to: group) { [self] reactor, fd in
-            accept(fd, on: reactor)
+        l.attach(to: group) { [self] reactor, fd, peer in
+            accept(fd, on: reactor, peer: peer)
         }
         if let first = group.reactors.first {
             first.execute { [weak self, weak first] in
@@ -183,13 +186,14 @@ public final class ConvertForwarder {
     }
 
     /// A new connection, before anything is allocated for it or read from it: over a pending
-    /// limit it is reset at once, which costs the same as never having accepted it.
-    func accept(_ fd: Int32, on reactor: Reactor) {
-        guard let source = SourceBlock(peerOf: fd) else {
+    /// limit it is reset at once, which costs the same as never having accepted it. `peer` is
+    /// what accept(2) said; without it (tests hand over sockets of their own), getpeername(2).
+    func accept(_ fd: Int32, on reactor: Reactor, peer: PeerAddress? = nil) {
+        guard let peer = peer ?? PeerAddress(peerOf: fd), let source = peer.sourceBlock else {
             Glibc.close(fd)  // reset between accept and here: there is no one to answer
             return
         }
-        let acceptor = ConvertAcceptor(reactor: reactor, fd: fd, forwarder: self, source: source)
+        let acceptor = ConvertAcceptor(reactor: reactor, fd: fd, forwarder: self, source: source, peer: peer)
         let admission = pending.admit(
             source, holder: PendingAcceptor(acceptor), maxTotal: config.maxPending,
             maxPerSource: config.maxPendingPerSource)
@@ -297,13 +301,15 @@ final class ConvertAcceptor: ReactorHandler {
     private let source: SourceBlock
     /// One of `forwarder.pending`'s slots, held until it authenticates or ends.
     private var pendingTicket: PendingHandshakes<PendingAcceptor>.Ticket?
-    /// Built only when logged or relayed: an unauthenticated connection costs no string.
-    private lazy var peer: String = Sockets.remoteEndpoint(client).map { "\($0)" } ?? "?"
+    /// The client's address as accepted, made a string only when a line is logged.
+    private let peerAddress: PeerAddress
+    private var peer: String { peerAddress.description }
     /// The subscriber's limits and session count, from admission until the relay takes them.
     private var grant: SessionGrant?
 
-    init(reactor: Reactor, fd: Int32, forwarder: ConvertForwarder, source: SourceBlock) {
+    init(reactor: Reactor, fd: Int32, forwarder: ConvertForwarder, source: SourceBlock, peer: PeerAddress) {
         self.reactor = reactor
+        self.peerAddress = peer
         self.client = fd
         self.forwarder = forwarder
         // The address the gateway dialled is its default identity for us (its `server_name`
@@ -323,8 +329,9 @@ final class ConvertAcceptor: ReactorHandler {
     func start(holding ticket: PendingHandshakes<PendingAcceptor>.Ticket) {
         pendingTicket = ticket
         do {
-            try Sockets.setInt(client, Int32(IPPROTO_TCP), TCP_NODELAY, 1, "TCP_NODELAY")
-            try reactor.register(client, events: braid_EPOLLIN | braid_EPOLLRDHUP | braid_EPOLLET, handler: self)
+            // The relay's events from the start: the relay then takes the socket over without an
+            // epoll_ctl(MOD). The writable edge this adds comes with the first readable one.
+            try reactor.register(client, events: SpliceRelay.events, handler: self)
         } catch {
             forwarder.logger.warning("cannot serve a data connection", metadata: ["peer": "\(peer)", "error": "\(error)"])
             releasePendingSlot()
@@ -339,6 +346,8 @@ final class ConvertAcceptor: ReactorHandler {
     func ready(fd: Int32, events: UInt32) {
         switch state {
         case .reading:
+            // Registered for writability too (for the relay): only news to read is worth a recv.
+            guard events & (braid_EPOLLIN | braid_EPOLLRDHUP | braid_EPOLLERR | braid_EPOLLHUP) != 0 else { return }
             readRequest()
         case .connecting(let origin, let request, let remainder):
             guard fd == origin else { return }  // the client's bytes wait for the relay
@@ -415,7 +424,8 @@ final class ConvertAcceptor: ReactorHandler {
                 relay(origin: origin, request: request, remainder: remainder)
                 return
             }
-            try reactor.register(origin, events: braid_EPOLLOUT | braid_EPOLLIN | braid_EPOLLET, handler: self)
+            // The relay's events (EPOLLOUT tells the connect's end): no epoll_ctl(MOD) at hand-over.
+            try reactor.register(origin, events: SpliceRelay.events, handler: self)
         } catch let e as SystemError {
             Glibc.close(origin)
             refuse(ConvertError(Self.code(for: e.errno), "connect \(destination): \(e)"))
@@ -438,11 +448,12 @@ final class ConvertAcceptor: ReactorHandler {
         state = .done
         let relay = SpliceRelay(
             reactor: reactor, a: client, b: origin, connecting: false, counters: forwarder.counters,
-            meter: grant?.meter, toB: remainder,
+            meter: grant?.meter, mptcp: (a: true, b: false), toB: remainder,
             toA: ConvertServerHandshake.successReply(wantsInfo: request.wantsInfo),
             limitToB: grant?.limitToOrigin, limitToA: grant?.limitToClient)
         let logger = forwarder.logger
-        let peer = self.peer
+        // The raw address, not its string: the string is built only if the debug line is logged.
+        let peerAddress = self.peerAddress
         let ticket = grant?.ticket
         grant = nil
         relay.onEnd = { relay, end in
@@ -450,7 +461,7 @@ final class ConvertAcceptor: ReactorHandler {
             logger.debug(
                 "session ended",
                 metadata: [
-                    "peer": "\(peer)", "destination": "\(request.destination)", "end": "\(end)",
+                    "peer": "\(peerAddress)", "destination": "\(request.destination)", "end": "\(end)",
                     "up": "\(relay.bytesToB)", "down": "\(relay.bytesToA)",
                 ])
         }

@@ -19,6 +19,9 @@ public protocol ReactorHandler: AnyObject {
 public final class Reactor {
     /// Level-triggered readability, for control-plane descriptors registered from other modules.
     public static let readable: UInt32 = braid_EPOLLIN
+    /// Readability reported once (EPOLLONESHOT): the descriptor is not watched again until `rearm`,
+    /// for a reader that lets a burst gather before it reads.
+    public static let readableOnce: UInt32 = braid_EPOLLIN | UInt32(EPOLLONESHOT.rawValue)
 
     public let index: Int
     let epfd: Int32
@@ -26,6 +29,9 @@ public final class Reactor {
     /// Handlers indexed by fd: the table owns the handler objects, so a handler lives exactly as
     /// long as one of its descriptors is registered.
     private var handlers: [ReactorHandler?] = []
+    /// The epoll events each fd of `handlers` is registered with, so `take` can skip an
+    /// epoll_ctl(MOD) that would change nothing.
+    private var registeredEvents: [UInt32] = []
     private var timers = TimerHeap()
     private var running = true
     private let lock = Mutex()
@@ -69,13 +75,19 @@ public final class Reactor {
     public func register(_ fd: Int32, events: UInt32, handler: ReactorHandler) throws {
         try control(EPOLL_CTL_ADD, "ADD", fd, events: events)
         setHandler(fd, handler)
+        registeredEvents[Int(fd)] = events
     }
 
     /// Registers `fd`, or, when another handler has it already (a connection moving from its
-    /// handshake to the relay), hands it to `handler` with `events`.
+    /// handshake to the relay), hands it to `handler` with `events`: without a system call when
+    /// it is registered with those events already (the concentrator's handshake registers both
+    /// sockets with the relay's events for this).
     func take(_ fd: Int32, events: UInt32, handler: ReactorHandler) throws {
         guard isRegistered(fd) else { return try register(fd, events: events, handler: handler) }
-        try control(EPOLL_CTL_MOD, "MOD", fd, events: events)
+        if registeredEvents[Int(fd)] != events {
+            try control(EPOLL_CTL_MOD, "MOD", fd, events: events)
+            registeredEvents[Int(fd)] = events
+        }
         setHandler(fd, handler)
     }
 
@@ -84,13 +96,21 @@ public final class Reactor {
         let i = Int(fd)
         if i >= handlers.count {
             guard handler != nil else { return }
-            handlers.append(contentsOf: repeatElement(nil, count: max(i + 1 - handlers.count, handlers.count)))
+            let more = max(i + 1 - handlers.count, handlers.count)
+            handlers.append(contentsOf: repeatElement(nil, count: more))
+            registeredEvents.append(contentsOf: repeatElement(0, count: more))
         }
         handlers[i] = handler
     }
 
     public func isRegistered(_ fd: Int32) -> Bool {
         Int(fd) < handlers.count && handlers[Int(fd)] != nil
+    }
+
+    /// Watches a registered `fd` again with `events` (after a one-shot registration fired).
+    public func rearm(_ fd: Int32, events: UInt32) throws {
+        try control(EPOLL_CTL_MOD, "MOD", fd, events: events)
+        registeredEvents[Int(fd)] = events
     }
 
     /// Removes `fd` from epoll and the table, without closing it.

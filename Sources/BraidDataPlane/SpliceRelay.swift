@@ -49,6 +49,25 @@ struct Flow {
     var meter: ByteMeter?
     /// Which of the meter's two totals: towards `b` is up, towards `a` is down.
     var towardsA = false
+    /// The last run stopped because the sink would block (bytes wait in user space or the pipe):
+    /// only the sink's writability can move this direction on, not news from its source.
+    var waitsForSink = false
+    /// The source's splice_read copies into pages it allocates for the whole length asked, before
+    /// it knows whether a byte is there (MPTCP sockets: the kernel's generic copy_splice_read, 64
+    /// pages for a 256 KiB pipe, nearly all freed again). Such a source is asked for `readHint`.
+    var sizesReads = false
+    var readHint = Flow.firstRead
+
+    /// A sized source's first read: one page, what a short exchange's request or answer fits in.
+    static let firstRead = 4096
+
+    /// The length to ask a sized source for next, after it gave `moved` of the `asked` bytes: four
+    /// times more after a full read (a bulk transfer is back at the pipe's size within a few
+    /// calls), else twice what came, at least a page; never more than `limit`.
+    static func nextRead(after moved: Int, asked: Int, limit: Int) -> Int {
+        let grown = moved >= asked ? asked * 4 : moved * 2
+        return min(max(grown, firstRead), limit)
+    }
 
     /// Counts `n` bytes delivered to this direction's sink.
     mutating func delivered(_ n: Int) {
@@ -99,9 +118,10 @@ final class SpliceRelay: ReactorHandler {
     static let halfClosedCheckNanos: UInt64 = 15_000_000_000
 
     /// Takes ownership of `a` and `b`. The relay counts itself in `counters` from `start` to its end.
+    /// `mptcp` says which sides are MPTCP sockets (their reads are sized, see `Flow.sizesReads`).
     init(
         reactor: Reactor, a: Int32, b: Int32, connecting: Bool, counters: SessionCounters, meter: ByteMeter? = nil,
-        toB: [UInt8] = [],
+        mptcp: (a: Bool, b: Bool) = (false, false), toB: [UInt8] = [],
         toA: [UInt8] = [], preface: ((UnsafeRawBufferPointer) -> PrefaceAction)? = nil,
         limitToB: TokenBucket? = nil, limitToA: TokenBucket? = nil,
         halfClosedBounds: (idle: UInt64, check: UInt64) = (
@@ -122,6 +142,8 @@ final class SpliceRelay: ReactorHandler {
         self.toB.meter = meter
         self.toA.meter = meter
         self.toA.towardsA = true
+        self.toB.sizesReads = mptcp.a
+        self.toA.sizesReads = mptcp.b
     }
 
     /// False while `b` is still connecting.
@@ -158,17 +180,29 @@ final class SpliceRelay: ReactorHandler {
                 return
             }
             connecting = false
+            pump()
+            return
         }
-        pump()
+        // A direction runs on an event of its source unless it is stuck on its sink, and on an
+        // event of its sink only when it is stuck there; errors run both. The event's mask is not
+        // trusted to say which: an MPTCP socket can wake its reader before its poll reports the
+        // data, and a relay that believed the mask is a relay that can stall.
+        let failed = events & (braid_EPOLLERR | braid_EPOLLHUP) != 0
+        func runs(_ flow: Flow, source: Int32) -> Bool {
+            failed || (fd == source ? !flow.waitsForSink : flow.waitsForSink)
+        }
+        pump(toB: runs(toB, source: a), toA: runs(toA, source: b))
     }
 
-    private func pump() {
+    /// Runs the directions asked for (both by default: at start, after connect, after a wait for
+    /// tokens), then finishes or watches the relay as its directions' ends say.
+    private func pump(toB runToB: Bool = true, toA runToA: Bool = true) {
         guard !ended, !connecting else { return }
-        if !toB.done, let failure = move(&toB, from: a, to: b, prefaced: false) {
+        if runToB, !toB.done, let failure = move(&toB, from: a, to: b, prefaced: false) {
             abort(failure)
             return
         }
-        if !toA.done, let failure = move(&toA, from: b, to: a, prefaced: true) {
+        if runToA, !toA.done, let failure = move(&toA, from: b, to: a, prefaced: true) {
             abort(failure)
             return
         }
@@ -234,6 +268,7 @@ final class SpliceRelay: ReactorHandler {
     /// Moves bytes one way until something would block. Returns why the relay must be aborted, or
     /// nil. `prefaced`: this direction (b → a) starts with the preface, while there is one.
     private func move(_ flow: inout Flow, from src: Int32, to dst: Int32, prefaced: Bool) -> String? {
+        flow.waitsForSink = false
         while true {
             // 1. User-space bytes owed to `dst`.
             while flow.pendingSent < flow.pending.count {
@@ -245,8 +280,9 @@ final class SpliceRelay: ReactorHandler {
                 case .moved(let n):
                     flow.pendingSent += n
                     flow.delivered(n)
-                case .wouldBlock: return nil
-                case .end: return nil
+                case .wouldBlock, .end:
+                    flow.waitsForSink = true
+                    return nil
                 case .failed(let e): return "send: \(String(cString: strerror(e)))"
                 }
             }
@@ -260,7 +296,9 @@ final class SpliceRelay: ReactorHandler {
                 case .moved(let n):
                     flow.inPipe -= n
                     flow.delivered(n)
-                case .wouldBlock: return nil
+                case .wouldBlock:
+                    flow.waitsForSink = true
+                    return nil
                 // 0 from a pipe that holds bytes: nothing would ever wake this flow again.
                 case .end: return "splice to socket: moved nothing with \(flow.inPipe) bytes in the pipe"
                 case .failed(let e): return "splice to socket: \(String(cString: strerror(e)))"
@@ -293,7 +331,8 @@ final class SpliceRelay: ReactorHandler {
                 case .failed(let e): return "recv: \(String(cString: strerror(e)))"
                 }
             }
-            let chunk = flow.copy ? reactor.scratch.count : (flow.pipe?.capacity ?? reactor.pipes.capacity)
+            var chunk = flow.copy ? reactor.scratch.count : (flow.pipe?.capacity ?? reactor.pipes.capacity)
+            if flow.sizesReads && !flow.copy { chunk = min(chunk, flow.readHint) }
             let allowed = allowance(&flow, chunk, towardsA: prefaced)
             if allowed == 0 {
                 releasePipe(&flow)  // empty here: a waiting flow holds no pipe
@@ -321,6 +360,9 @@ final class SpliceRelay: ReactorHandler {
             switch r {
             case .moved(let n):
                 flow.inPipe += n
+                if flow.sizesReads {
+                    flow.readHint = Flow.nextRead(after: n, asked: allowed, limit: pipe.capacity)
+                }
             case .end:
                 flow.sourceEnded = true
             case .wouldBlock:

@@ -88,18 +88,22 @@ public final class TransparentForwarder {
 
     /// Binds the IPv4 and IPv6 transparent listeners and starts accepting on every reactor.
     public func start(group: ReactorGroup) throws {
+        // TCP_NODELAY on the listeners: accepted connections inherit it, so the accept path does
+        // not pay a setsockopt for it.
         let v4 = try Sockets.listener(on: Endpoint(address: .v4(0), port: config.listenerPort), mptcp: false, backlog: 4096) {
             try Sockets.setInt($0, braid_SOL_IP, braid_IP_TRANSPARENT, 1, "IP_TRANSPARENT")
+            try Sockets.setInt($0, Int32(IPPROTO_TCP), TCP_NODELAY, 1, "TCP_NODELAY")
         }
         listeners.append(Listener(fd: v4, endpoint: Endpoint(address: .v4(0), port: config.listenerPort)))
         let any6 = Endpoint(address: .v6([UInt8](repeating: 0, count: 16)), port: config.listenerPort)
         let v6 = try Sockets.listener(on: any6, mptcp: false, backlog: 4096) {
             try Sockets.setInt($0, braid_SOL_IPV6, braid_IPV6_TRANSPARENT, 1, "IPV6_TRANSPARENT")
             try Sockets.setInt($0, braid_SOL_IPV6, IPV6_V6ONLY, 1, "IPV6_V6ONLY")
+            try Sockets.setInt($0, Int32(IPPROTO_TCP), TCP_NODELAY, 1, "TCP_NODELAY")
         }
         listeners.append(Listener(fd: v6, endpoint: any6))
         for l in listeners {
-            l.attach(to: group) { [self] reactor, fd in accept(reactor: reactor, lan: fd) }
+            l.attach(to: group) { [self] reactor, fd, peer in accept(reactor: reactor, lan: fd, peer: peer) }
         }
     }
 
@@ -109,12 +113,11 @@ public final class TransparentForwarder {
         listeners = []
     }
 
-    private func accept(reactor: Reactor, lan: Int32) {
+    private func accept(reactor: Reactor, lan: Int32, peer client: PeerAddress) {
         guard let destination = Sockets.localEndpoint(lan) else {
             Sockets.closeWithReset(lan)
             return
         }
-        let client = Sockets.remoteEndpoint(lan).map { "\($0)" } ?? "?"
         if let why = SelfDestination.check(destination, localAddresses: localAddresses.current()) {
             refuseSelf(why, client: client)
             Sockets.closeWithReset(lan)
@@ -151,7 +154,6 @@ public final class TransparentForwarder {
             return
         }
         do {
-            try Sockets.setInt(lan, Int32(IPPROTO_TCP), TCP_NODELAY, 1, "TCP_NODELAY")
             try Sockets.setInt(upstream, Int32(IPPROTO_TCP), TCP_NODELAY, 1, "TCP_NODELAY")
             if let cc = config.congestionControl {
                 // Before connect: the first subflow starts with it, later ones take it from the
@@ -183,7 +185,7 @@ public final class TransparentForwarder {
         let logger = self.logger
         let relay = SpliceRelay(
             reactor: reactor, a: lan, b: upstream, connecting: !connected, counters: counters, meter: bytes,
-            toB: request
+            mptcp: (a: false, b: true), toB: request
         ) { bytes in
             switch reply.feed(bytes) {
             case .needMore:
@@ -216,7 +218,7 @@ public final class TransparentForwarder {
 
     /// Counts a connection refused as addressed to the gateway itself; warns at most every ten
     /// seconds with the count, since a scan from the internet would otherwise write a line per port.
-    private func refuseSelf(_ why: SelfDestination, client: String) {
+    private func refuseSelf(_ why: SelfDestination, client: PeerAddress) {
         logger.debug("connection to the gateway itself refused", metadata: ["client": "\(client)", "reason": "\(why)"])
         let now = monotonicNanos()
         let count: Int? = refusedLock.withLock {

@@ -113,7 +113,12 @@ struct SubflowPlanner {
     /// A failed or unanswered subflow is asked for again after this long.
     let retryNanos: UInt64
     private(set) var connections: [UInt32: Connection] = [:]
-    private(set) var records: [IPAddress: PathRecord] = [:]
+    private(set) var records: [IPAddress: PathRecord] = [:] {
+        didSet { recordsVersion &+= 1 }
+    }
+    /// Changes whenever `records` does: the owner reports on paths again only then, not after
+    /// every batch of events.
+    private(set) var recordsVersion: UInt64 = 0
 
     /// Only subflows to this port (the data port) are held against a path: the control
     /// connection's can fail for reasons of its own (a filter on its port), which say nothing of
@@ -350,8 +355,12 @@ struct SubflowPlanner {
     ///
     /// A connection's first pass after it is established starts its `joinDelayNanos`; it gets
     /// its other subflows at the first pass after that (`nextJoinDue` says when).
-    mutating func plan(paths: [Path], now: UInt64, only: Set<UInt32>? = nil) -> [Action] {
+    ///
+    /// `paths` is evaluated only when a connection needs them: most passes of a burst of new
+    /// connections only start their join delays, and building the paths was most of their cost.
+    mutating func plan(paths makePaths: @autoclosure () -> [Path], now: UInt64, only: Set<UInt32>? = nil) -> [Action] {
         judgeLosses(now: now)
+        var built: (all: [Path], healthy: [Path])?
         var actions: [Action] = []
         let due = dueJoins(now: now)
         let selected = only.map { $0.union(due).filter { connections[$0] != nil } } ?? Array(connections.keys)
@@ -366,7 +375,11 @@ struct SubflowPlanner {
                 }
                 if now &- since < joinDelayNanos { continue }
             }
-            let healthy = paths.filter(\.healthy)
+            if built == nil {
+                let all = makePaths()
+                built = (all, all.filter(\.healthy))
+            }
+            let (paths, healthy) = built!
             let carried = c.subflows.keys.contains { s in healthy.contains { $0.address == s.local.address } }
             // Dead subflows by address, in the order met (by local port: deterministic).
             var withdrawn: [(address: IPAddress, subflows: [Subflow])] = []

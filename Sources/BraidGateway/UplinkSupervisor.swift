@@ -104,7 +104,8 @@ final class UplinkSupervisor {
     func start() throws {
         try reactor.register(monitor.fd, events: Reactor.readable, handler: ReactorCallback { [weak self] _, _ in self?.netlinkReadable() })
         try reactor.register(
-            mptcpEvents.fd, events: Reactor.readable, handler: ReactorCallback { [weak self] _, _ in self?.mptcpReadable() })
+            mptcpEvents.fd, events: Reactor.readableOnce,
+            handler: ReactorCallback { [weak self] _, _ in self?.mptcpEventsArrived() })
         // Before the first pass: an uplink over its cap starts in the cap's role.
         try startQuotas()
         for u in manager.uplinks { update(u.name) }
@@ -232,6 +233,27 @@ final class UplinkSupervisor {
 
     // MARK: subflows
 
+    /// How long MPTCP events gather after the first of a burst before they are read: every
+    /// connection sends three or more, and a wake, a read and a planning pass per event was most
+    /// of this thread's work per connection under a connection storm. Nothing waits on them that
+    /// is measured in milliseconds (joins wait `joinDelayNanos`, failures are judged in seconds).
+    static let mptcpEventBatchNanos: UInt64 = 5_000_000
+
+    /// The event socket is watched one-shot: read the batch shortly, then watch it again.
+    private func mptcpEventsArrived() {
+        reactor.schedule(afterNanos: Self.mptcpEventBatchNanos) { [weak self] in
+            guard let self, !self.stopped else { return }
+            self.mptcpReadable()
+            do {
+                // Events that came after the last read make the socket readable at once again.
+                try self.reactor.rearm(self.mptcpEvents.fd, events: Reactor.readableOnce)
+            } catch {
+                self.logger.error("cannot watch MPTCP events again; retrying in a second", metadata: ["error": "\(error)"])
+                self.reactor.schedule(afterNanos: 1_000_000_000) { [weak self] in self?.mptcpEventsArrived() }
+            }
+        }
+    }
+
     private func mptcpReadable() {
         var touched: Set<UInt32>? = []
         var batch: [MPTCPEvent] = []
@@ -272,7 +294,12 @@ final class UplinkSupervisor {
     /// `only`: the connections to look at (those events were about); nil looks at all.
     func replan(only: Set<UInt32>? = nil) {
         defer {
-            reportPaths()
+            // A pass over some connections (events) changes what there is to report only if it
+            // changed a path's record; a full pass reports whatever the cause.
+            if only == nil || planner.recordsVersion != reportedRecordsVersion {
+                reportedRecordsVersion = planner.recordsVersion
+                reportPaths()
+            }
             scheduleJoins()
         }
         let actions = planner.plan(paths: paths(), now: monotonicNanos(), only: only)
@@ -413,6 +440,9 @@ final class UplinkSupervisor {
         }
         return EstablishedSubflows.read(servers: servers)
     }
+
+    /// The planner's `recordsVersion` at the last `reportPaths`.
+    private var reportedRecordsVersion: UInt64?
 
     /// Logs when an uplink's path starts or stops breaking MPTCP.
     private func reportPaths() {

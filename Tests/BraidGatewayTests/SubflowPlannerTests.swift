@@ -503,4 +503,34 @@ final class SubflowPlannerTests: XCTestCase {
         XCTAssertEqual(creates(p.plan(paths: paths(healthy: [true, true, true]), now: 0, only: [7])), [a2, a3])
         XCTAssertNil(p.nextJoinDue)
     }
+
+    /// A burst of new connections costs no paths: a pass that only starts join delays never
+    /// builds them (the supervisor's `paths()` was most of the gateway's work per connection).
+    func testPassesThatOnlyStartJoinDelaysDoNotBuildThePaths() {
+        var p = delayedPlanner(second / 10)
+        var built = 0
+        func counted() -> [SubflowPlanner.Path] {
+            built += 1
+            return paths(healthy: [true, true, true])
+        }
+        for token in UInt32(1)...50 {
+            open(&p, token, port: UInt16(1000 + token))
+            XCTAssertEqual(p.plan(paths: counted(), now: UInt64(token), only: [token]), [])
+        }
+        XCTAssertEqual(built, 0, "paths built for connections still in their join delay")
+        // The due pass needs them, once for all the connections it takes.
+        XCTAssertEqual(creates(p.plan(paths: counted(), now: second, only: [])).count, 100)
+        XCTAssertEqual(built, 1)
+    }
+
+    /// The supervisor reports on paths after a pass over some connections only when a path's
+    /// record changed.
+    func testRecordsVersionMovesOnlyWithTheRecords() {
+        var p = planner()
+        let before = p.recordsVersion
+        _ = p.plan(paths: paths(healthy: [true, true, true]), now: 0)
+        XCTAssertEqual(p.recordsVersion, before, "asking for subflows changes no record")
+        p.handle(event(.subflowClosed, local: a2, port: 1002))
+        XCTAssertNotEqual(p.recordsVersion, before, "a refused subflow is on its path's record")
+    }
 }
