@@ -113,7 +113,25 @@ public final class TransparentForwarder {
         listeners = []
     }
 
-    private func accept(reactor: Reactor, lan: Int32, peer client: PeerAddress) {
+    /// What `makeRequest` throws while the gateway cannot carry a connection yet: no session key
+    /// while the control channel comes up (at start, after the concentrator restarted). The LAN
+    /// connection waits for it, up to `readyWaitNanos`, instead of being reset at once.
+    public struct NotReady: Error, CustomStringConvertible {
+        public var description: String
+        public init(_ description: String) { self.description = description }
+    }
+
+    /// How long a LAN connection waits for the gateway to be ready, and how often it looks. A
+    /// client's connection made while a restarted gateway gets its key (a SYN it retried while the
+    /// gateway was down, a browser's next request) completes instead of being reset. The control
+    /// channel's reconnect backoff grows while the concentrator is away (to 30 s at most,
+    /// `Backoff.controlChannel`), so the key can come that long after the concentrator is back:
+    /// a connection waits as long, then is reset.
+    static let readyWaitNanos: UInt64 = 30_000_000_000
+    static let readyPollNanos: UInt64 = 100_000_000
+
+    /// `since`: when a connection that waits for the gateway to be ready first came here.
+    private func accept(reactor: Reactor, lan: Int32, peer client: PeerAddress, since: UInt64? = nil) {
         guard let destination = Sockets.localEndpoint(lan) else {
             Sockets.closeWithReset(lan)
             return
@@ -148,6 +166,17 @@ public final class TransparentForwarder {
             } catch let e as SystemError where e.errno == EAFNOSUPPORT && server.address.isIPv4 {
                 upstream = try Sockets.stream(family: AF_INET, mptcp: true)
             }
+        } catch let notReady as NotReady where since.map({ monotonicNanos() &- $0 < Self.readyWaitNanos }) ?? true {
+            // Nothing is allocated for it but its accepted socket, which holds what the client sent.
+            let started = since ?? monotonicNanos()
+            if since == nil {
+                logger.debug("connection waits", metadata: ["client": "\(client)", "why": "\(notReady)"])
+            }
+            reactor.schedule(afterNanos: Self.readyPollNanos) { [weak self] in
+                guard let self else { return Sockets.closeWithReset(lan) }
+                self.accept(reactor: reactor, lan: lan, peer: client, since: started)
+            }
+            return
         } catch {
             logger.warning("cannot open a data connection", metadata: ["client": "\(client)", "error": "\(error)"])
             Sockets.closeWithReset(lan)

@@ -151,7 +151,8 @@ public final class GatewayService {
                 logger: logger, selectSource: { source.get() }
             ) { [activeKeys] destination, dialled in
                 guard let authenticator = activeKeys.get()?.current(server: dialled) else {
-                    throw GatewayError("no session key yet: the control channel to the concentrator is not up")
+                    throw TransparentForwarder.NotReady(
+                        "no session key yet: the control channel to the concentrator is not up")
                 }
                 return try ConvertClientHandshake.request(
                     to: destination, authenticator: authenticator, nowMillis: wallClockMillis(),
