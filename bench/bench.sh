@@ -26,7 +26,7 @@
 # Draws bench/plots/*.png with matplotlib (bench/plots.py) when it is installed.
 # Writes bench/RESULTS.md and bench/results.json (overwritten each run) and prints the table.
 #
-#   bash bench/bench.sh           (make bench)      BENCH_RUNS=3, full sizes, < 15 min
+#   bash bench/bench.sh           (make bench)      BENCH_RUNS=3, full sizes, about 40 min
 #   BENCH_QUICK=1 bash bench/bench.sh               small sizes, 1 run, < 4 min
 #
 # Environment: BRAID_BIN, LAB_TOOL (braid-lab),
