@@ -36,6 +36,19 @@ $extra_main
 CONF
 }
 
+# Restarts the concentrator with extra uci lines for its 'main' section on stdin (fixed options
+# take a restart, not a reload) and waits SECONDS for the gateway's control channel. If either
+# fails: fails the check WHAT, puts the lab back and returns 1.
+hostile_restart_conc_with() { # hostile_restart_conc_with SECONDS WHAT <<< EXTRA_MAIN_OPTIONS
+    hostile_stop_pid "$LAB_CONC_PID"
+    hostile_conc_conf
+    hostile_start_conc && wait_for "$1" hostile_control_up && return 0
+    fail "$2" "$(tail -5 "$LAB_WORK/concentrator.log")"
+    hostile_stop_pid "$LAB_CONC_PID"
+    hostile_restore
+    return 1
+}
+
 # The gateway's configuration; extra uci lines for its 'main' section on stdin, if any.
 hostile_gw_conf() { tls_gw_conf; }
 

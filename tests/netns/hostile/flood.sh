@@ -58,19 +58,11 @@ section_flood() {
     fi
 
     # The concentrator with limits the flood can fill (fixed options: a restart, not a reload).
-    hostile_conc_conf <<CONF
+    hostile_restart_conc_with 15 "flood: concentrator restarted with max_pending $FLOOD_MAX_PENDING" <<CONF || return
 	option max_pending '$FLOOD_MAX_PENDING'
 	option max_pending_per_source '$FLOOD_PER_NET'
 	option handshake_timeout '$((FLOOD_MAX_PENDING / 500 + 30))'
 CONF
-    hostile_stop_pid "$LAB_CONC_PID"
-    if ! hostile_start_conc || ! wait_for 15 hostile_control_up; then
-        fail "flood: concentrator restarted with max_pending $FLOOD_MAX_PENDING" \
-            "$(tail -5 "$LAB_WORK/concentrator.log")"
-        hostile_stop_pid "$LAB_CONC_PID"
-        hostile_restore
-        return
-    fi
 
     local n sources=()
     for ((n = 0; n < FLOOD_NETS; n++)); do

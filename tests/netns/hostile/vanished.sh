@@ -19,15 +19,8 @@ conc_sessions_at_least() { local n; n=$(conc_sessions); [[ -n $n ]] && ((n >= $1
 section_vanished() {
     local holder t0 took kept=yes n
     # keepalive is read at start (a reload refuses a change): the concentrator restarts with it.
-    hostile_stop_pid "$LAB_CONC_PID"
-    hostile_conc_conf <<<"	option keepalive '2'"
-    if ! hostile_start_conc || ! wait_for 20 hostile_control_up; then
-        fail "vanished: concentrator with keepalive 2 started, gateway's control channel up" \
-            "$(tail -3 "$LAB_WORK/concentrator.log")"
-        hostile_stop_pid "$LAB_CONC_PID"
-        hostile_restore
-        return
-    fi
+    hostile_restart_conc_with 20 "vanished: concentrator with keepalive 2 started, gateway's control channel up" \
+        <<<"	option keepalive '2'" || return
     # Idle sessions: connections to the origin's nginx that never send a request (nginx waits 60 s).
     nsx "$NS_LAN" python3 -c '
 import socket, sys, time
