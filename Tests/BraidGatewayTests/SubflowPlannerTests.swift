@@ -36,6 +36,30 @@ final class SubflowPlannerTests: XCTestCase {
         return p
     }
 
+    /// A pass every `step` until `end`; each time one asks for a subflow from `address` (and at 0,
+    /// whose pass the caller ran), the concentrator takes the join and resets it at once
+    /// ("administratively prohibited"). Returns when it was asked.
+    func refuseEveryJoin(
+        _ p: inout SubflowPlanner, from address: IPAddress, id: UInt8, paths: [SubflowPlanner.Path], end: UInt64,
+        step: UInt64, only: Set<UInt32>? = nil
+    ) -> [UInt64] {
+        var asked: [UInt64] = []
+        var port: UInt16 = 3000
+        var now: UInt64 = 0
+        while now < end {
+            if now == 0 || creates(p.plan(paths: paths, now: now, only: only)) == [address] {
+                asked.append(now)
+                port += 1
+                p.handle(event(.subflowEstablished, local: address, port: port, id: id))
+                var reset = event(.subflowClosed, local: address, port: port)
+                reset.resetReason = .prohibited
+                p.handle(reset)
+            }
+            now += step
+        }
+        return asked
+    }
+
     func creates(_ actions: [SubflowPlanner.Action]) -> [IPAddress] {
         actions.compactMap { if case .create(_, let local, _, _, _, _) = $0 { return local } else { return nil } }
     }
@@ -202,21 +226,8 @@ final class SubflowPlannerTests: XCTestCase {
         p.handle(event(.subflowEstablished, local: a2, port: 2000, id: 1))
         // a3's joins are taken and reset by the concentrator, each time it is asked, for 10 s: it
         // backs off, 8 s by then.
-        var now: UInt64 = 0
-        var port: UInt16 = 3000
-        var asked = 1
-        while now < 10 * second {
-            if now == 0 || creates(p.plan(paths: all, now: now)) == [a3] {
-                if now > 0 { asked += 1 }
-                port += 1
-                p.handle(event(.subflowEstablished, local: a3, port: port, id: 2))
-                var reset = event(.subflowClosed, local: a3, port: port)
-                reset.resetReason = .prohibited
-                p.handle(reset)
-            }
-            now += second / 10
-        }
-        XCTAssertEqual(asked, 3, "a3 asked at 0, 2 and 6 s, next not before 14 s")
+        let asked = refuseEveryJoin(&p, from: a3, id: 2, paths: all, end: 10 * second, step: second / 10)
+        XCTAssertEqual(asked.count, 3, "a3 asked at 0, 2 and 6 s, next not before 14 s: \(asked)")
         // a2's subflow closes (the path or the peer) just as both carriers go, for 3 s.
         p.handle(event(.subflowClosed, local: a2, port: 2000))
         let carrierLost = [all[0]]
@@ -408,22 +419,9 @@ final class SubflowPlannerTests: XCTestCase {
     func testAJoinTakenAndResetAtOnceBacksOffLikeARefusal() {
         var p = planner()
         let all = paths(healthy: [true, true, true])
-        var now: UInt64 = 0
-        XCTAssertEqual(creates(p.plan(paths: all, now: now)), [a2, a3])
+        XCTAssertEqual(creates(p.plan(paths: all, now: 0)), [a2, a3])
         p.handle(event(.subflowEstablished, local: a2, port: 2000, id: 1))
-        var asked: [UInt64] = []
-        var port: UInt16 = 3000
-        while now < 40 * second {
-            if creates(p.plan(paths: all, now: now, only: [7])) == [a3] || now == 0 {
-                asked.append(now)
-                port += 1
-                p.handle(event(.subflowEstablished, local: a3, port: port, id: 2))
-                var reset = event(.subflowClosed, local: a3, port: port)
-                reset.resetReason = .prohibited
-                p.handle(reset)
-            }
-            now += second / 100
-        }
+        let asked = refuseEveryJoin(&p, from: a3, id: 2, paths: all, end: 40 * second, step: second / 100, only: [7])
         XCTAssertLessThanOrEqual(asked.count, 6, "asked at \(asked.map { $0 / (second / 100) }) (10 ms units)")
         let gaps = zip(asked.dropFirst(), asked).map { ($0 - $1) / second }
         XCTAssertEqual(gaps, [2, 4, 8, 16], "backs off as a refusal does")
